@@ -1,0 +1,68 @@
+//! The account private nodes run under: the `rabbitmq` user when warren runs as root (the
+//! Erlang VM should not run as root, and Debian's files belong to that user), else the
+//! current user.
+
+use std::path::Path;
+
+use nix::unistd::{chown, Gid, Uid, User};
+
+use super::BrokerError;
+
+/// Who owns a managed node's files and processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Account {
+    /// User id the nodes run as.
+    pub uid: u32,
+    /// Group id the nodes run as.
+    pub gid: u32,
+    /// True when warren must switch to this account to start processes (warren is root).
+    pub switch: bool,
+}
+
+impl Account {
+    /// The account for private nodes.
+    ///
+    /// # Errors
+    /// [`BrokerError::NoServiceUser`] when warren runs as root and no `rabbitmq` user exists.
+    pub fn for_nodes() -> Result<Self, BrokerError> {
+        if !Uid::effective().is_root() {
+            return Ok(Self {
+                uid: Uid::effective().as_raw(),
+                gid: Gid::effective().as_raw(),
+                switch: false,
+            });
+        }
+        match User::from_name("rabbitmq") {
+            Ok(Some(user)) => Ok(Self {
+                uid: user.uid.as_raw(),
+                gid: user.gid.as_raw(),
+                switch: true,
+            }),
+            _ => Err(BrokerError::NoServiceUser),
+        }
+    }
+
+    /// Gives `path` and everything under it to this account (a no-op unless switching).
+    ///
+    /// # Errors
+    /// The I/O error of the first file that could not be changed.
+    pub fn own(&self, path: &Path) -> std::io::Result<()> {
+        if !self.switch {
+            return Ok(());
+        }
+        chown(path, Some(Uid::from_raw(self.uid)), Some(Gid::from_raw(self.gid)))?;
+        if path.is_dir() {
+            for entry in std::fs::read_dir(path)? {
+                self.own(&entry?.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `command` run under this account.
+    pub fn apply(&self, command: &mut tokio::process::Command) {
+        if self.switch {
+            command.uid(self.uid).gid(self.gid);
+        }
+    }
+}

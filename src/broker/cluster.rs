@@ -1,0 +1,343 @@
+//! A managed broker: one private node or a cluster of 3 or 5, each node in its own folder
+//! on free loopback ports, a private epmd, a shared cookie. Torn down on every exit path:
+//! `shutdown` stops the nodes gracefully, and `Drop` kills whatever is left.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::future::join_all;
+use tokio_util::sync::CancellationToken;
+
+use super::account::Account;
+use super::ctl::{ClusterStatus, Ctl};
+use super::epmd::Epmd;
+use super::install::RabbitInstall;
+use super::node::{Node, NodeEnv, NodeSpec};
+use super::ports::{free_ports, is_free};
+use super::state::{BrokerState, NodeRecord};
+use super::BrokerError;
+use crate::redact::BrokerUri;
+
+/// How to bring up a managed broker.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// 1, 3 or 5.
+    pub nodes: usize,
+    /// AMQP port of the first node (the others take the next ones); free ports when unset.
+    pub first_port: Option<u16>,
+    /// Keep the nodes' folders after teardown.
+    pub keep: bool,
+    /// Nodes may outlive warren (`broker up --detach`).
+    pub detachable: bool,
+    /// Folder under which the broker's folder is made; the system temp folder when unset.
+    pub parent_dir: Option<PathBuf>,
+}
+
+/// A running managed broker.
+pub struct ManagedCluster {
+    env: NodeEnv,
+    ctl: Ctl,
+    base: PathBuf,
+    epmd: Epmd,
+    nodes: Vec<Node>,
+    keep: bool,
+    /// Set once torn down or detached, so `Drop` leaves things alone.
+    done: bool,
+}
+
+impl ManagedCluster {
+    /// Starts the nodes, forms the cluster and waits until every node answers AMQP.
+    ///
+    /// # Errors
+    /// [`BrokerError`] saying which step failed; whatever was started is torn down first.
+    pub async fn start(options: ClusterOptions, cancel: &CancellationToken) -> Result<Self, BrokerError> {
+        if !matches!(options.nodes, 1 | 3 | 5) {
+            return Err(BrokerError::BadClusterSize { nodes: options.nodes });
+        }
+        let install = RabbitInstall::locate()?;
+        let account = Account::for_nodes()?;
+        let amqp_ports = match options.first_port {
+            Some(first) => {
+                let ports: Vec<u16> = (0..options.nodes as u16).map(|i| first + i).collect();
+                if let Some(busy) = ports.iter().find(|p| !is_free(**p)) {
+                    return Err(BrokerError::PortInUse { port: *busy });
+                }
+                ports
+            }
+            None => Vec::new(),
+        };
+        let mut ports = free_ports(options.nodes * 2 + 1).map_err(|e| BrokerError::io("find free ports", e))?;
+        ports.retain(|p| !amqp_ports.contains(p));
+        let epmd_port = ports.pop().ok_or_else(|| BrokerError::io("find free ports", std::io::ErrorKind::AddrNotAvailable.into()))?;
+        let base = make_base_dir(options.parent_dir.as_deref())?;
+        let tag = base.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let specs: Vec<NodeSpec> = (0..options.nodes)
+            .map(|index| NodeSpec {
+                index,
+                name: format!("{tag}-{}@localhost", index + 1),
+                amqp_port: amqp_ports.get(index).copied().unwrap_or(ports[index * 2]),
+                dist_port: ports[index * 2 + 1],
+                dir: base.join(format!("node-{}", index + 1)),
+            })
+            .collect();
+        let setup = || -> std::io::Result<()> {
+            write_cookie(&base)?;
+            for spec in &specs {
+                spec.prepare()?;
+            }
+            account.own(&base)
+        };
+        if let Err(e) = setup() {
+            let _ = std::fs::remove_dir_all(&base);
+            return Err(BrokerError::io(&format!("prepare {}", base.display()), e));
+        }
+        let epmd = match Epmd::start(&install.epmd, epmd_port, account, &base, options.detachable).await {
+            Ok(epmd) => epmd,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&base);
+                return Err(e);
+            }
+        };
+        let env = NodeEnv { install: install.clone(), home: base.clone(), epmd_port, account, die_with_warren: !options.detachable };
+        let ctl = Ctl { program: install.ctl.clone(), home: base.clone(), epmd_port, account };
+        let mut cluster = Self {
+            env,
+            ctl,
+            base,
+            epmd,
+            nodes: specs.into_iter().map(Node::new).collect(),
+            keep: options.keep,
+            done: false,
+        };
+        // On error, `cluster` is dropped here and its Drop kills what was started.
+        cluster.boot(cancel).await?;
+        Ok(cluster)
+    }
+
+    async fn boot(&mut self, cancel: &CancellationToken) -> Result<(), BrokerError> {
+        self.nodes[0].start(&self.env, cancel).await?;
+        if self.nodes.len() == 1 {
+            return Ok(());
+        }
+        // Joiners boot in parallel, then join the seed one at a time (schema changes are serial).
+        let env = self.env.clone();
+        let (_, joiners) = self.nodes.split_at_mut(1);
+        let boots = joiners.iter_mut().map(|node| node.start(&env, cancel));
+        for result in join_all(boots).await {
+            result?;
+        }
+        let seed = self.nodes[0].spec.name.clone();
+        let timeout = Duration::from_secs(60);
+        for node in &self.nodes[1..] {
+            let name = &node.spec.name;
+            self.ctl.run(name, &["stop_app"], timeout).await?;
+            self.ctl.run(name, &["join_cluster", &seed], timeout).await?;
+            self.ctl.run(name, &["start_app"], timeout).await?;
+        }
+        let status = self.ctl.cluster_status(&seed).await?;
+        if status.running_nodes.len() != self.nodes.len() {
+            return Err(BrokerError::ClusterFormation { expected: self.nodes.len(), running: status.running_nodes });
+        }
+        Ok(())
+    }
+
+    /// The folder holding the nodes' data and logs.
+    pub fn base_dir(&self) -> &std::path::Path {
+        &self.base
+    }
+
+    /// One AMQP URI per node, in node order.
+    pub fn uris(&self) -> Vec<BrokerUri> {
+        self.nodes.iter().map(|n| n.spec.uri()).collect()
+    }
+
+    /// Each node's name and folder, in node order.
+    pub fn specs(&self) -> Vec<NodeSpec> {
+        self.nodes.iter().map(|n| n.spec.clone()).collect()
+    }
+
+    /// rabbitmqctl for this broker's nodes.
+    pub fn ctl(&self) -> &Ctl {
+        &self.ctl
+    }
+
+    /// The cluster as the first running node sees it.
+    ///
+    /// # Errors
+    /// [`BrokerError::Ctl`] when no node answers.
+    pub async fn status(&mut self) -> Result<ClusterStatus, BrokerError> {
+        let mut last = BrokerError::NotRunning { node: "any node".into() };
+        for index in 0..self.nodes.len() {
+            if !self.nodes[index].is_running() || self.nodes[index].is_paused() {
+                continue;
+            }
+            match self.ctl.cluster_status(&self.nodes[index].spec.name).await {
+                Ok(status) => return Ok(status),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn node(&mut self, index: usize) -> Result<&mut Node, BrokerError> {
+        let count = self.nodes.len();
+        self.nodes.get_mut(index).ok_or(BrokerError::NoSuchNode { index, count })
+    }
+
+    /// Graceful restart; returns once the node answers AMQP again.
+    ///
+    /// # Errors
+    /// [`BrokerError`] when the node does not come back.
+    pub async fn restart(&mut self, index: usize, cancel: &CancellationToken) -> Result<(), BrokerError> {
+        let env = self.env.clone();
+        let node = self.node(index)?;
+        node.stop().await;
+        node.start(&env, cancel).await
+    }
+
+    /// kill -9, then (after `down_for`) start again; returns once the node answers AMQP.
+    ///
+    /// # Errors
+    /// [`BrokerError`] when the node does not come back.
+    pub async fn kill_and_start(&mut self, index: usize, down_for: Duration, cancel: &CancellationToken) -> Result<(), BrokerError> {
+        self.kill(index).await?;
+        tokio::select! {
+            () = cancel.cancelled() => return Err(BrokerError::Interrupted),
+            () = tokio::time::sleep(down_for) => {}
+        }
+        self.start_node(index, cancel).await
+    }
+
+    /// kill -9 of one node, which stays down.
+    ///
+    /// # Errors
+    /// [`BrokerError::NoSuchNode`] for a bad index.
+    pub async fn kill(&mut self, index: usize) -> Result<(), BrokerError> {
+        self.node(index)?.kill().await;
+        Ok(())
+    }
+
+    /// Graceful stop of one node, which stays down.
+    ///
+    /// # Errors
+    /// [`BrokerError::NoSuchNode`] for a bad index.
+    pub async fn stop_node(&mut self, index: usize) -> Result<(), BrokerError> {
+        self.node(index)?.stop().await;
+        Ok(())
+    }
+
+    /// Starts a stopped node again with its data.
+    ///
+    /// # Errors
+    /// [`BrokerError`] when it does not answer AMQP.
+    pub async fn start_node(&mut self, index: usize, cancel: &CancellationToken) -> Result<(), BrokerError> {
+        let env = self.env.clone();
+        self.node(index)?.start(&env, cancel).await
+    }
+
+    /// SIGSTOP: the node freezes with its connections open.
+    ///
+    /// # Errors
+    /// [`BrokerError`] for a bad index or a node that is down.
+    pub fn pause(&mut self, index: usize) -> Result<(), BrokerError> {
+        self.node(index)?.pause()
+    }
+
+    /// SIGCONT after [`ManagedCluster::pause`].
+    ///
+    /// # Errors
+    /// [`BrokerError`] for a bad index or a node that is down.
+    pub fn resume(&mut self, index: usize) -> Result<(), BrokerError> {
+        self.node(index)?.resume()
+    }
+
+    /// Stops every node gracefully, then epmd, and removes the folder unless kept.
+    pub async fn shutdown(mut self) {
+        let stops = self.nodes.iter_mut().map(|node| node.stop());
+        join_all(stops).await;
+        self.epmd.stop().await;
+        self.remove_dir();
+        self.done = true;
+    }
+
+    /// Leaves everything running and returns what `warren broker down` needs to stop it.
+    pub fn detach(mut self) -> BrokerState {
+        let state = self.state();
+        for node in &mut self.nodes {
+            node.detach();
+        }
+        self.epmd.detach();
+        self.done = true;
+        state
+    }
+
+    /// What the state file records about this broker.
+    pub fn state(&self) -> BrokerState {
+        BrokerState {
+            format: 1,
+            base_dir: self.base.clone(),
+            keep: self.keep,
+            owner_pid: std::process::id(),
+            epmd_pid: self.epmd.pid,
+            epmd_port: self.epmd.port,
+            started_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| NodeRecord {
+                    name: n.spec.name.clone(),
+                    amqp_port: n.spec.amqp_port,
+                    dist_port: n.spec.dist_port,
+                    pid: n.pid().unwrap_or_default(),
+                    uri: n.spec.uri().redacted(),
+                })
+                .collect(),
+        }
+    }
+
+    fn remove_dir(&self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.base);
+        }
+    }
+}
+
+impl Drop for ManagedCluster {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        for node in &mut self.nodes {
+            node.kill_now();
+        }
+        self.epmd.stop_now();
+        self.remove_dir();
+    }
+}
+
+/// Makes `<parent>/warren-<pid>-<n>`, readable by the node account.
+fn make_base_dir(parent: Option<&std::path::Path>) -> Result<PathBuf, BrokerError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let parent = parent.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    for attempt in 0..100u32 {
+        let dir = parent.join(format!("warren-{}-{:x}", std::process::id(), nanos.wrapping_add(attempt)));
+        match std::fs::DirBuilder::new().mode(0o755).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(BrokerError::io(&format!("create a folder in {}", parent.display()), e)),
+        }
+    }
+    Err(BrokerError::io("create a broker folder", std::io::ErrorKind::AlreadyExists.into()))
+}
+
+/// The Erlang cookie all nodes and rabbitmqctl share; only the owner may read it.
+fn write_cookie(base: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut random = [0u8; 20];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut random)?;
+    let cookie: String = random.iter().map(|b| char::from(b'A' + b % 26)).collect();
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o400).open(base.join(".erlang.cookie"))?;
+    std::io::Write::write_all(&mut file, cookie.as_bytes())
+}

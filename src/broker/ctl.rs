@@ -1,0 +1,122 @@
+//! `rabbitmqctl` against private nodes: clustering commands, status in JSON, and the
+//! environment (cookie home, private epmd port) every call needs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::process::Command;
+
+use super::account::Account;
+use super::BrokerError;
+
+/// How to reach the nodes of one managed broker with rabbitmqctl.
+#[derive(Debug, Clone)]
+pub struct Ctl {
+    /// The rabbitmqctl script.
+    pub program: PathBuf,
+    /// Folder holding the shared `.erlang.cookie` (given as HOME).
+    pub home: PathBuf,
+    /// The broker's private epmd.
+    pub epmd_port: u16,
+    /// Account that owns the cookie.
+    pub account: Account,
+}
+
+/// What `rabbitmqctl cluster_status --formatter json` reports (the parts warren uses).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ClusterStatus {
+    /// Nodes currently running in the cluster.
+    #[serde(default)]
+    pub running_nodes: Vec<String>,
+    /// Every member, running or not.
+    #[serde(default)]
+    pub disk_nodes: Vec<String>,
+    /// The cluster's name.
+    #[serde(default)]
+    pub cluster_name: String,
+    /// RabbitMQ and Erlang versions by node.
+    #[serde(default)]
+    pub versions: BTreeMap<String, NodeVersions>,
+    /// Resource alarms in effect.
+    #[serde(default)]
+    pub alarms: Vec<serde_json::Value>,
+}
+
+/// Versions of one node.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct NodeVersions {
+    #[serde(default)]
+    pub rabbitmq_version: String,
+    #[serde(default)]
+    pub erlang_version: String,
+}
+
+/// Environment that points the Erlang tools at a private broker and nothing else.
+pub fn erlang_env(command: &mut Command, home: &std::path::Path, epmd_port: u16) {
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("RABBITMQ_") || key.starts_with("ERL_") || key == "NOTIFY_SOCKET" {
+            command.env_remove(&*key);
+        }
+    }
+    command
+        .env("HOME", home)
+        .env("ERL_EPMD_PORT", epmd_port.to_string())
+        .env("LANG", "C.UTF-8")
+        .env("LC_ALL", "C.UTF-8");
+}
+
+impl Ctl {
+    /// Runs `rabbitmqctl -n node args...` and returns its standard output.
+    ///
+    /// # Errors
+    /// [`BrokerError::Ctl`] with the command's output when it fails or takes longer than `timeout`.
+    pub async fn run(&self, node: &str, args: &[&str], timeout: Duration) -> Result<String, BrokerError> {
+        let mut command = Command::new(&self.program);
+        command
+            .arg("-n")
+            .arg(node)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        erlang_env(&mut command, &self.home, self.epmd_port);
+        self.account.apply(&mut command);
+        let failed = |output: String| BrokerError::Ctl {
+            node: node.to_string(),
+            command: args.join(" "),
+            output,
+        };
+        let output = match tokio::time::timeout(timeout, command.output()).await {
+            Err(_) => return Err(failed(format!("no answer within {} s", timeout.as_secs()))),
+            Ok(Err(e)) => return Err(failed(e.to_string())),
+            Ok(Ok(output)) => output,
+        };
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.status.success() {
+            Ok(stdout)
+        } else {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            Err(failed(format!("{}{}", stdout.trim(), stderr.trim())))
+        }
+    }
+
+    /// The cluster as `node` sees it.
+    ///
+    /// # Errors
+    /// [`BrokerError::Ctl`] when rabbitmqctl fails or prints something that is not its JSON.
+    pub async fn cluster_status(&self, node: &str) -> Result<ClusterStatus, BrokerError> {
+        let text = self
+            .run(node, &["cluster_status", "--formatter", "json"], Duration::from_secs(30))
+            .await?;
+        serde_json::from_str(&text).map_err(|e| BrokerError::Ctl {
+            node: node.to_string(),
+            command: "cluster_status --formatter json".into(),
+            output: format!("unreadable JSON ({e}): {}", text.chars().take(300).collect::<String>()),
+        })
+    }
+}

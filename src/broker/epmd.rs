@@ -1,0 +1,88 @@
+//! A private Erlang port mapper (epmd) per managed broker, on its own port: nodes of
+//! different runs never see each other, and no epmd outlives the run that started it.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use super::account::Account;
+use super::process::{die_with_parent, signal, signal_group};
+use super::BrokerError;
+
+/// A running epmd owned by warren.
+pub struct Epmd {
+    /// The port it listens on (nodes and rabbitmqctl get it as ERL_EPMD_PORT).
+    pub port: u16,
+    /// Its process id, recorded in the state file for `warren broker down`.
+    pub pid: u32,
+    child: Option<Child>,
+}
+
+impl Epmd {
+    /// Starts epmd on 127.0.0.1:`port` and waits until it accepts connections.
+    ///
+    /// # Errors
+    /// [`BrokerError::Io`] when it cannot be started, [`BrokerError::NodeFailed`] when it
+    /// does not listen within 10 s.
+    pub async fn start(program: &Path, port: u16, account: Account, log_dir: &Path, detachable: bool) -> Result<Self, BrokerError> {
+        let log = std::fs::File::create(log_dir.join("epmd.log")).map_err(|e| BrokerError::io("create epmd.log", e))?;
+        let mut command = Command::new(program);
+        command
+            .args(["-port", &port.to_string(), "-address", "127.0.0.1"])
+            .current_dir(log_dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| BrokerError::io("open epmd.log", e))?)
+            .stderr(log)
+            .process_group(0)
+            .kill_on_drop(false);
+        account.apply(&mut command);
+        if !detachable {
+            die_with_parent(&mut command);
+        }
+        let child = command.spawn().map_err(|e| BrokerError::io(&format!("start {}", program.display()), e))?;
+        let pid = child.id().unwrap_or_default();
+        let mut epmd = Self { port, pid, child: Some(child) };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            if tokio::time::Instant::now() > deadline {
+                epmd.stop_now();
+                return Err(BrokerError::NodeFailed {
+                    node: format!("epmd on port {port}"),
+                    reason: "did not listen within 10 s".into(),
+                    log: String::new(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(epmd)
+    }
+
+    /// Stops epmd at once (it holds no data).
+    pub fn stop_now(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal_group(self.pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = child.start_kill();
+            let _ = child.try_wait();
+        }
+    }
+
+    /// Stops epmd and reaps it.
+    pub async fn stop(&mut self) {
+        match self.child.take() {
+            Some(mut child) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+            None => {
+                signal(self.pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// Leaves epmd running after warren exits (for `warren broker up --detach`).
+    pub fn detach(&mut self) {
+        self.child.take();
+    }
+}

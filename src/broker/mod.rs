@@ -1,0 +1,167 @@
+//! The broker a run talks to: private nodes warren starts and stops itself (managed), or a
+//! broker someone else runs (external). Node operations for fault injection live here too.
+
+mod account;
+mod cluster;
+mod ctl;
+mod epmd;
+mod external;
+mod install;
+mod node;
+mod ports;
+mod process;
+pub mod state;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+pub use cluster::{ClusterOptions, ManagedCluster};
+pub use ctl::{ClusterStatus, Ctl};
+pub use external::ExternalBroker;
+pub use install::{RabbitInstall, BIN_DIR_VAR};
+pub use node::{log_tail, NodeSpec, START_TIMEOUT, STOP_GRACE};
+pub use state::{BrokerState, NodeState};
+
+use crate::amqp::probe;
+use crate::redact::BrokerUri;
+use crate::scenario::BrokerPlan;
+
+/// What went wrong with a broker. All of these are infrastructure failures (exit code 3),
+/// except an interruption (130).
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("{what} was not found (looked in ${BIN_DIR_VAR}, /usr/lib/rabbitmq/bin and $PATH).\n  Install it on Debian or Ubuntu with:  sudo scripts/install.sh   (or: sudo apt-get install -y rabbitmq-server)\n  or point {BIN_DIR_VAR} at the folder holding rabbitmq-server and rabbitmqctl,\n  or use a broker of your own with [broker] mode = \"external\"")]
+    NotInstalled { what: &'static str },
+    #[error("warren runs as root, and private nodes run as the `rabbitmq` user, which does not exist; install rabbitmq-server (its package creates the user) or run warren as an ordinary user")]
+    NoServiceUser,
+    #[error("a managed broker has 1, 3 or 5 nodes, not {nodes}")]
+    BadClusterSize { nodes: usize },
+    #[error("port {port} on 127.0.0.1 is in use (a system RabbitMQ, or another private broker?); choose another port or let warren pick free ones")]
+    PortInUse { port: u16 },
+    #[error("cannot {action}: {source}")]
+    Io {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("node {node} failed: {reason}\n{log}")]
+    NodeFailed { node: String, reason: String, log: String },
+    #[error("node {node} is not running")]
+    NotRunning { node: String },
+    #[error("no node {index}: the broker has {count} node(s)")]
+    NoSuchNode { index: usize, count: usize },
+    #[error("rabbitmqctl -n {node} {command} failed: {output}")]
+    Ctl { node: String, command: String, output: String },
+    #[error("the cluster did not form: expected {expected} running nodes, rabbitmqctl cluster_status lists {running:?}")]
+    ClusterFormation { expected: usize, running: Vec<String> },
+    #[error("{uri}: the broker cannot be used: {reason}")]
+    Unreachable { uri: String, reason: String },
+    #[error("state file {path}: {reason}")]
+    StateFile { path: PathBuf, reason: String },
+    #[error("a private broker from `warren broker up` is already running ({path}); stop it with `warren broker down`")]
+    AlreadyUp { path: PathBuf },
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl BrokerError {
+    fn io(action: &str, source: std::io::Error) -> Self {
+        BrokerError::Io { action: action.to_string(), source }
+    }
+}
+
+/// The broker of a run.
+pub enum Broker {
+    Managed(ManagedCluster),
+    External(ExternalBroker),
+}
+
+/// How `start` should treat a managed broker, beyond the scenario.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Keep node folders after the run (`--keep`).
+    pub keep: bool,
+    /// Folder under which node folders are made (system temp folder when unset).
+    pub parent_dir: Option<PathBuf>,
+}
+
+/// One node of the broker, as the run reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeInfo {
+    /// Erlang node name (managed) or host:port (external).
+    pub name: String,
+    /// AMQP URI, password redacted.
+    pub uri: String,
+    /// Product and version from the AMQP greeting, when the node answered.
+    pub product: Option<String>,
+    pub version: Option<String>,
+    /// Erlang/OTP release, when known.
+    pub platform: Option<String>,
+    /// True when the node answered AMQP.
+    pub answering: bool,
+}
+
+impl Broker {
+    /// Brings up or checks the broker a scenario asks for.
+    ///
+    /// # Errors
+    /// [`BrokerError`] when a managed broker does not start or an external one cannot be used.
+    pub async fn start(plan: &BrokerPlan, options: StartOptions, cancel: &CancellationToken) -> Result<Self, BrokerError> {
+        match plan {
+            BrokerPlan::Managed(managed) => {
+                let cluster = ManagedCluster::start(
+                    ClusterOptions {
+                        nodes: managed.nodes,
+                        first_port: managed.first_port,
+                        keep: managed.keep || options.keep,
+                        detachable: false,
+                        parent_dir: options.parent_dir,
+                    },
+                    cancel,
+                )
+                .await?;
+                Ok(Broker::Managed(cluster))
+            }
+            BrokerPlan::External(external) => Ok(Broker::External(ExternalBroker::check(external.uris.clone(), cancel).await?)),
+        }
+    }
+
+    /// One AMQP URI per node.
+    pub fn uris(&self) -> Vec<BrokerUri> {
+        match self {
+            Broker::Managed(cluster) => cluster.uris(),
+            Broker::External(external) => external.uris.clone(),
+        }
+    }
+
+    /// Each node with what it says about itself.
+    pub async fn describe(&self) -> Vec<NodeInfo> {
+        let names: Vec<String> = match self {
+            Broker::Managed(cluster) => cluster.specs().into_iter().map(|s| s.name).collect(),
+            Broker::External(external) => external.uris.iter().map(|u| format!("{}:{}", u.host(), u.port())).collect(),
+        };
+        let mut nodes = Vec::new();
+        for (name, uri) in names.into_iter().zip(self.uris()) {
+            let info = if uri.is_tls() { None } else { probe(uri.host(), uri.port(), Duration::from_secs(5)).await.ok() };
+            nodes.push(NodeInfo {
+                name,
+                uri: uri.redacted(),
+                answering: info.is_some(),
+                product: info.as_ref().map(|i| i.product.clone()),
+                version: info.as_ref().map(|i| i.version.clone()),
+                platform: info.and_then(|i| i.platform),
+            });
+        }
+        nodes
+    }
+
+    /// Stops a managed broker (gracefully) and removes its folder; nothing for external ones.
+    pub async fn shutdown(self) {
+        if let Broker::Managed(cluster) = self {
+            cluster.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The command line: every command and flag, with the help text users see.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Load testing and reliability verification for RabbitMQ.
+///
+/// A scenario file (TOML) describes a run: the broker, the topology, publishers and
+/// consumers, faults on a timeline, and the gates that decide the exit code.
+/// Exit codes: 0 all gates pass, 1 a gate failed, 2 bad input, 3 infrastructure failure,
+/// 130 interrupted.
+#[derive(Debug, Parser)]
+#[command(name = "warren", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides it
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+/// warren's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario: bring up the broker, drive the workload, inject faults, verify, report
+    Run(RunArgs),
+    /// Check scenario files without running anything (exit 0 when all are valid, 2 otherwise)
+    Validate(ValidateArgs),
+    /// Start, inspect or stop a private RabbitMQ node or cluster, for exploring by hand
+    Broker(BrokerArgs),
+}
+
+/// `warren run`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The scenario file (TOML)
+    pub scenario: PathBuf,
+
+    /// Run for this long instead of the scenario's duration, like "10s" or "2m"
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub duration: Option<Duration>,
+
+    /// Folder for this run's results [default: <report.dir>/<scenario>-<UTC timestamp>]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+
+    /// Print nothing but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Keep the private nodes' data and logs after the run (their folder is printed)
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// `warren validate`
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Scenario files to check
+    #[arg(required = true)]
+    pub scenarios: Vec<PathBuf>,
+}
+
+/// `warren broker`
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    #[command(subcommand)]
+    pub command: BrokerCommand,
+
+    /// State file recording the private broker [env: WARREN_STATE_FILE]
+    /// [default: $XDG_STATE_HOME/warren/broker.json or ~/.local/state/warren/broker.json]
+    #[arg(long, global = true)]
+    pub state_file: Option<PathBuf>,
+}
+
+/// `warren broker ...`
+#[derive(Debug, Subcommand)]
+pub enum BrokerCommand {
+    /// Start a private node or cluster, print its AMQP URIs and run until Ctrl-C
+    Up(BrokerUpArgs),
+    /// List the private nodes with their state, ending with "N of M nodes running"
+    Status,
+    /// Stop the private nodes started with `warren broker up --detach`
+    Down,
+}
+
+/// `warren broker up`
+#[derive(Debug, Args)]
+pub struct BrokerUpArgs {
+    /// Number of nodes: 1, or a cluster of 3 or 5
+    #[arg(long, default_value_t = 1, value_parser = parse_cluster_size)]
+    pub nodes: usize,
+
+    /// AMQP port of the first node (the others take the next ports) [default: free ports]
+    #[arg(long)]
+    pub port: Option<u16>,
+
+    /// Leave the nodes running and return; stop them later with `warren broker down`
+    #[arg(long)]
+    pub detach: bool,
+
+    /// Keep the nodes' data and logs when they are stopped
+    #[arg(long)]
+    pub keep: bool,
+}
+
+fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+    let duration = crate::scenario::units::parse_duration(text)?;
+    if duration.is_zero() {
+        return Err("expected a duration longer than zero".into());
+    }
+    Ok(duration)
+}
+
+fn parse_cluster_size(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n @ (1 | 3 | 5)) => Ok(n),
+        _ => Err("expected 1, or a cluster of 3 or 5 nodes".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn cluster_sizes_other_than_1_3_5_are_refused() {
+        assert!(Cli::try_parse_from(["warren", "broker", "up", "--nodes", "2"]).is_err());
+        assert!(Cli::try_parse_from(["warren", "broker", "up", "--nodes", "3"]).is_ok());
+    }
+}

@@ -1,0 +1,21 @@
+//! One module per command of the command line; each returns the exit code it decided.
+
+pub mod broker;
+pub mod run;
+pub mod validate;
+
+/// Writes progress lines to stdout unless the user asked for quiet.
+#[derive(Debug, Clone, Copy)]
+pub struct Console {
+    /// `--quiet`: print nothing but errors.
+    pub quiet: bool,
+}
+
+impl Console {
+    /// Prints one line (nothing when quiet).
+    pub fn line(&self, text: impl AsRef<str>) {
+        if !self.quiet {
+            println!("{}", text.as_ref());
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! `warren run`: checks the scenario, brings up the broker, connects, reports what it
+//! found, and tears everything down on every exit path (normal end, error, Ctrl-C).
+//! The workload, faults and verdict build on this sequence.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::Console;
+use crate::amqp::connect;
+use crate::broker::{Broker, BrokerError, NodeInfo, StartOptions};
+use crate::cli::RunArgs;
+use crate::exit::Exit;
+use crate::scenario::units::format_duration;
+use crate::scenario::{self, BrokerPlan, Overrides, Plan};
+use crate::timestamp::UtcTime;
+
+/// What a run found out about its broker, written as broker.json.
+#[derive(Debug, Serialize)]
+struct BrokerReport {
+    warren_version: &'static str,
+    scenario: String,
+    started_at: String,
+    mode: &'static str,
+    /// Seconds from launch until every node answered.
+    startup_s: f64,
+    cluster_name: Option<String>,
+    running_nodes: Vec<String>,
+    nodes: Vec<NodeInfo>,
+    /// Nodes warren opened an AMQP connection and a channel to.
+    connected: usize,
+}
+
+/// Runs a scenario.
+///
+/// # Errors
+/// A scenario error (exit 2) before anything is touched, or a broker error (exit 3).
+pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<Exit> {
+    let plan = scenario::load(&args.scenario, Overrides { duration: args.duration })?;
+    let console = Console { quiet: args.quiet };
+    let started_at = UtcTime::now();
+    let run_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| plan.report.dir.join(format!("{}-{}", plan.name, started_at.compact())));
+    console.line(format!("scenario {} ({})", plan.name, plan.source.display()));
+    if !plan.description.is_empty() {
+        console.line(format!("  {}", plan.description));
+    }
+    console.line(format!("  {}", summary(&plan)));
+    let launch = Instant::now();
+    let options = StartOptions { keep: args.keep, parent_dir: None };
+    let broker = match Broker::start(&plan.broker, options, &cancel).await {
+        Ok(broker) => broker,
+        Err(BrokerError::Interrupted) => {
+            console.line("interrupted while the broker was starting; nothing was left running");
+            return Ok(Exit::Interrupted);
+        }
+        Err(error) => return Err(error).context("the broker could not be brought up"),
+    };
+    let startup = launch.elapsed();
+    let outcome = session(&broker, &plan, &console, startup, started_at, &cancel).await;
+    let written = match &outcome {
+        Ok(report) => write_results(&run_dir, &plan, report),
+        Err(_) => Ok(()),
+    };
+    if let Broker::Managed(cluster) = &broker {
+        if args.keep {
+            console.line(format!("node data and logs kept in {}", cluster.base_dir().display()));
+        }
+    }
+    broker.shutdown().await;
+    console.line("broker torn down");
+    let report = outcome?;
+    written.with_context(|| format!("writing results to {}", run_dir.display()))?;
+    console.line(format!("results: {}", run_dir.display()));
+    if cancel.is_cancelled() {
+        return Ok(Exit::Interrupted);
+    }
+    if report.connected < report.nodes.len() {
+        anyhow::bail!("{} of {} nodes accepted an AMQP connection", report.connected, report.nodes.len());
+    }
+    Ok(Exit::Success)
+}
+
+/// One line on what the scenario will do.
+fn summary(plan: &Plan) -> String {
+    let broker = match &plan.broker {
+        BrokerPlan::Managed(m) => format!("managed broker, {} node{}", m.nodes, if m.nodes == 1 { "" } else { "s" }),
+        BrokerPlan::External(e) => format!("external broker, {} URI{}", e.uris.len(), if e.uris.len() == 1 { "" } else { "s" }),
+    };
+    let length = match (plan.stop.duration, plan.stop.messages_per_publisher) {
+        (Some(d), Some(m)) => format!("{} or {m} messages per publisher", format_duration(d)),
+        (Some(d), None) => format_duration(d),
+        (None, Some(m)) => format!("{m} messages per publisher"),
+        (None, None) => "unbounded".into(),
+    };
+    format!(
+        "{broker}; {} publisher(s), {} consumer(s); {length}; {} fault(s); seed {}",
+        plan.publishers.count,
+        plan.consumers.count,
+        plan.faults.len(),
+        plan.seed
+    )
+}
+
+/// Everything between bring-up and teardown.
+async fn session(
+    broker: &Broker,
+    plan: &Plan,
+    console: &Console,
+    startup: Duration,
+    started_at: UtcTime,
+    cancel: &CancellationToken,
+) -> anyhow::Result<BrokerReport> {
+    let nodes = broker.describe().await;
+    let (cluster_name, running_nodes) = match broker {
+        Broker::Managed(cluster) => {
+            let status = cluster.ctl().cluster_status(&cluster.specs()[0].name).await?;
+            (Some(status.cluster_name), status.running_nodes)
+        }
+        Broker::External(_) => (None, Vec::new()),
+    };
+    console.line(format!("broker up in {:.1} s", startup.as_secs_f64()));
+    for node in &nodes {
+        let version = match (&node.product, &node.version) {
+            (Some(p), Some(v)) => format!("{p} {v}"),
+            _ => "version unknown".into(),
+        };
+        console.line(format!("  {}  {}  {}  {}", node.name, version, node.platform.as_deref().unwrap_or(""), node.uri));
+    }
+    if let Some(name) = &cluster_name {
+        console.line(format!("  cluster {name}: {} of {} nodes running", running_nodes.len(), nodes.len()));
+    }
+    let mut connected = 0;
+    for uri in broker.uris() {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let connection = connect(&uri, &format!("warren {}", plan.name), Duration::from_secs(10)).await;
+        match connection {
+            Ok(connection) => {
+                let channel = connection.check_channel().await;
+                connection.close().await;
+                match channel {
+                    Ok(()) => connected += 1,
+                    Err(reason) => console.line(format!("  {uri}: no channel: {reason}")),
+                }
+            }
+            Err(error) => console.line(format!("  {error}")),
+        }
+    }
+    console.line(format!("connected with lapin to {connected} of {} nodes", nodes.len()));
+    Ok(BrokerReport {
+        warren_version: env!("CARGO_PKG_VERSION"),
+        scenario: plan.name.clone(),
+        started_at: started_at.rfc3339(),
+        mode: match plan.broker {
+            BrokerPlan::Managed(_) => "managed",
+            BrokerPlan::External(_) => "external",
+        },
+        startup_s: startup.as_secs_f64(),
+        cluster_name,
+        running_nodes,
+        nodes,
+        connected,
+    })
+}
+
+/// Writes plan.json (the checked scenario) and broker.json into the run folder.
+fn write_results(dir: &Path, plan: &Plan, report: &BrokerReport) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let files: [(PathBuf, String); 2] = [
+        (dir.join("plan.json"), serde_json::to_string_pretty(plan).expect("a plan serializes")),
+        (dir.join("broker.json"), serde_json::to_string_pretty(report).expect("a report serializes")),
+    ];
+    for (path, text) in files {
+        std::fs::write(path, text + "\n")?;
+    }
+    Ok(())
+}

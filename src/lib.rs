@@ -1,0 +1,33 @@
+//! warren: load testing and reliability verification for RabbitMQ.
+//!
+//! `main.rs` only parses the command line and calls [`run`]; everything else lives in
+//! these modules, one per concept, so integration tests can drive the whole tool in-process.
+#![deny(unsafe_code)]
+
+pub mod amqp;
+pub mod broker;
+pub mod cli;
+pub mod commands;
+pub mod exit;
+pub mod redact;
+pub mod scenario;
+pub mod signals;
+pub mod timestamp;
+
+use tokio_util::sync::CancellationToken;
+
+use cli::{Cli, Command};
+use exit::Exit;
+
+/// Runs one command. `shutdown` is the root of cancellation: cancelling it (Ctrl-C,
+/// SIGTERM, or a test) stops the command, which still tears down what it started.
+///
+/// # Errors
+/// Whatever stopped the command; [`exit::for_error`] maps it to an exit code.
+pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Exit> {
+    match cli.command {
+        Command::Run(args) => commands::run::run(args, shutdown).await,
+        Command::Validate(args) => Ok(commands::validate::validate(&args)),
+        Command::Broker(args) => Ok(commands::broker::broker(args, shutdown).await?),
+    }
+}

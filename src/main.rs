@@ -1,0 +1,49 @@
+//! The `warren` binary: parses the command line, sets up logging and signals, runs the
+//! command, and turns its result into an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use warren::cli::Cli;
+use warren::exit::{for_error, Exit};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return Exit::Infrastructure.into();
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let exit = runtime.block_on(async {
+        if let Err(error) = warren::signals::cancel_on_signals(shutdown.clone()) {
+            eprintln!("error: cannot install signal handlers: {error}");
+            return Exit::Infrastructure;
+        }
+        match warren::run(cli, shutdown).await {
+            Ok(exit) => exit,
+            Err(error) => {
+                eprintln!("error: {}", warren::redact::redact(&format!("{error:#}")));
+                for_error(&error)
+            }
+        }
+    });
+    exit.into()
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn,lapin=off",
+        1 => "info,lapin=warn",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

@@ -1,0 +1,353 @@
+//! Lowering: the scenario file as written becomes a [`Plan`], with defaults applied and
+//! every cross-field rule checked (cluster sizes, external mode, gates that can be met).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::checks::{nonzero, only_with, positive, whole};
+use super::clients::{consumers, publishers};
+use super::diagnostic::Checker;
+use super::faults::{chaos, faults, RunLength};
+use super::file::{
+    BrokerSection, GatesSection, ReportSection, ScenarioFile, SweepSection, TopologySection,
+};
+use super::plan::*;
+use super::Overrides;
+use crate::redact::BrokerUri;
+
+const DEFAULT_DURATION: Duration = Duration::from_secs(60);
+
+/// Turns a parsed file into a plan, recording every problem in `c`. The plan returned
+/// is only meaningful when `c` stays clean.
+pub(super) fn lower(
+    file: ScenarioFile,
+    path: &Path,
+    overrides: Overrides,
+    c: &mut Checker<'_>,
+) -> Plan {
+    if let Some(version) = file.version.filter(|v| *v != 1) {
+        c.error("version", format!(" = {version}: this warren reads scenario format version 1"));
+    }
+    let name = scenario_name(c, file.name);
+    let stop = stop_condition(c, file.duration.map(|d| d.0), file.messages, overrides);
+    let seed = file.seed.map_or(1, |s| {
+        u64::try_from(s).unwrap_or_else(|_| {
+            c.error("seed", format!(" = {s}: expected a whole number >= 0"));
+            1
+        })
+    });
+    let drain_timeout = file.drain_timeout.map_or(Duration::from_secs(30), |d| d.0);
+    let broker = broker(c, file.broker);
+    let topology = topology(c, file.topology);
+    let publishers = publishers(c, file.publishers);
+    let consumers = consumers(c, file.consumers);
+    let length = RunLength {
+        duration: stop.duration,
+        from_cli: overrides.duration.is_some(),
+    };
+    let faults = faults(c, file.faults, &broker, length);
+    let chaos = file.chaos.and_then(|section| chaos(c, section, &broker, length));
+    let gates = gates(c, file.gates, &publishers);
+    let sweep = file.sweep.and_then(|section| sweep(c, section));
+    let report = report(c, file.report);
+    Plan {
+        source: path.to_path_buf(),
+        name,
+        description: file.description.unwrap_or_default(),
+        seed,
+        stop,
+        drain_timeout,
+        broker,
+        topology,
+        publishers,
+        consumers,
+        faults,
+        chaos,
+        gates,
+        sweep,
+        report,
+    }
+}
+
+fn scenario_name(c: &mut Checker<'_>, name: Option<String>) -> String {
+    let Some(name) = name else {
+        c.missing("name", "every scenario needs a name, like name = \"reliable-restart\"");
+        return String::new();
+    };
+    let allowed = |ch: char| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.');
+    if name.is_empty() || name.len() > 100 || !name.chars().all(allowed) || name.starts_with('.') {
+        c.error(
+            "name",
+            format!(" = {name:?}: expected 1 to 100 letters, digits, '-', '_' or '.' (it names the report folder)"),
+        );
+    }
+    name
+}
+
+fn stop_condition(
+    c: &mut Checker<'_>,
+    duration: Option<Duration>,
+    messages: Option<i64>,
+    overrides: Overrides,
+) -> StopCondition {
+    if duration.is_some_and(|d| d.is_zero()) && overrides.duration.is_none() {
+        c.error("duration", " = \"0s\": expected a duration longer than zero");
+    }
+    let messages_per_publisher = messages.map(|m| {
+        whole(c, "messages", Some(m), 1, 1, u64::MAX, "messages per publisher")
+    });
+    let duration = match (overrides.duration.or(duration), messages_per_publisher) {
+        (None, None) => Some(DEFAULT_DURATION),
+        (d, _) => d,
+    };
+    StopCondition {
+        duration,
+        messages_per_publisher,
+    }
+}
+
+fn broker(c: &mut Checker<'_>, section: BrokerSection) -> BrokerPlan {
+    let mode = section.mode.unwrap_or(BrokerMode::Managed);
+    let managed = mode == BrokerMode::Managed;
+    let external = "mode = \"external\"";
+    only_with(c, "broker.uris", &section.uris, !managed, external);
+    only_with(c, "broker.allow_destructive", &section.allow_destructive, !managed, external);
+    for (name, value) in [
+        ("restart_command", &section.restart_command),
+        ("kill_command", &section.kill_command),
+        ("start_command", &section.start_command),
+        ("pause_command", &section.pause_command),
+        ("resume_command", &section.resume_command),
+        ("rabbitmqctl_command", &section.rabbitmqctl_command),
+    ] {
+        only_with(c, &format!("broker.{name}"), value, !managed, "mode = \"external\" (warren runs its own nodes itself)");
+    }
+    let managed_only = "mode = \"managed\"";
+    only_with(c, "broker.port", &section.port, managed, managed_only);
+    only_with(c, "broker.keep", &section.keep, managed, managed_only);
+    if managed {
+        let nodes = match section.nodes {
+            None => 1,
+            Some(n @ (1 | 3 | 5)) => n as usize,
+            Some(n) => {
+                c.error("broker.nodes", format!(" = {n}: expected 1, or a cluster of 3 or 5 nodes (an even-sized cluster has no majority to spare)"));
+                1
+            }
+        };
+        let first_port = section.port.and_then(|p| {
+            let last = p + nodes as i64 - 1;
+            if (1024..=65535).contains(&p) && last <= 65535 {
+                Some(p as u16)
+            } else {
+                c.error("broker.port", format!(" = {p}: expected a TCP port from 1024 to {} (the nodes take consecutive ports)", 65536 - nodes as i64));
+                None
+            }
+        });
+        return BrokerPlan::Managed(ManagedBrokerPlan {
+            nodes,
+            first_port,
+            keep: section.keep.unwrap_or(false),
+        });
+    }
+    let mut uris = Vec::new();
+    match section.uris {
+        None => c.missing("broker.uris", "mode = \"external\" needs the broker's AMQP URIs, like uris = [\"amqp://guest:guest@127.0.0.1:5672/%2f\"]"),
+        Some(list) if list.is_empty() => c.error("broker.uris", " = []: expected at least one AMQP URI"),
+        Some(list) => {
+            for (i, text) in list.iter().enumerate() {
+                match text.parse::<BrokerUri>() {
+                    Ok(uri) => uris.push(uri),
+                    Err(e) => c.error(&format!("broker.uris[{i}]"), format!(" = {:?}: {}", e.uri, e.reason)),
+                }
+            }
+        }
+    }
+    if let Some(n) = section.nodes {
+        if n != uris.len() as i64 && !uris.is_empty() {
+            c.error("broker.nodes", format!(" = {n}: an external broker has one URI per node, and broker.uris lists {}", uris.len()));
+        }
+    }
+    BrokerPlan::External(ExternalBrokerPlan {
+        uris,
+        allow_destructive: section.allow_destructive.unwrap_or(false),
+        commands: NodeCommands {
+            restart: section.restart_command,
+            kill: section.kill_command,
+            start: section.start_command,
+            pause: section.pause_command,
+            resume: section.resume_command,
+            rabbitmqctl: section.rabbitmqctl_command,
+        },
+    })
+}
+
+fn topology(c: &mut Checker<'_>, section: TopologySection) -> TopologyPlan {
+    let queue = section.queue.unwrap_or_default();
+    let exchange = section.exchange.unwrap_or_default();
+    let queue_type = queue.queue_type.unwrap_or(QueueType::Classic);
+    if queue.durable == Some(false) && queue_type != QueueType::Classic {
+        c.error("topology.queue.durable", format!(" = false: {} queues are always durable; remove the field or use type = \"classic\"", if queue_type == QueueType::Quorum { "quorum" } else { "stream" }));
+    }
+    if let Some(name) = &queue.name {
+        if name.is_empty() || name.len() > 255 || name.starts_with("amq.") {
+            c.error("topology.queue.name", format!(" = {name:?}: expected 1 to 255 characters, not starting with \"amq.\" (reserved by the broker); omit it for a fresh name per run"));
+        }
+    }
+    let mut arguments = BTreeMap::new();
+    for (key, value) in queue.arguments.unwrap_or_default() {
+        let path = format!("topology.queue.arguments.{key}");
+        if !key.starts_with("x-") {
+            c.key_error(&path, "queue arguments are x-arguments, like \"x-max-length\" = 10000");
+            continue;
+        }
+        if key == "x-queue-type" {
+            c.key_error(&path, "set topology.queue.type instead");
+            continue;
+        }
+        let argument = match value {
+            toml::Value::Boolean(b) => QueueArgument::Bool(b),
+            toml::Value::Integer(i) => QueueArgument::Int(i),
+            toml::Value::Float(f) => QueueArgument::Float(f),
+            toml::Value::String(s) => QueueArgument::Text(s),
+            other => {
+                c.error(&path, format!("a {} cannot be a queue argument; expected a string, number or boolean", other.type_str()));
+                continue;
+            }
+        };
+        arguments.insert(key, argument);
+    }
+    let exchange_name = exchange.name.unwrap_or_default();
+    let exchange_kind = exchange.kind.unwrap_or(ExchangeKind::Direct);
+    if exchange_name.is_empty() {
+        if exchange_kind != ExchangeKind::Direct {
+            c.error("topology.exchange.kind", format!(" = {:?}: the default exchange \"\" is always direct; name an exchange to use another kind", serde_name(&exchange_kind)));
+        }
+        only_with(c, "topology.exchange.durable", &exchange.durable, false, "a named exchange");
+    }
+    TopologyPlan {
+        queue_name: queue.name,
+        queue_type,
+        durable: queue.durable.unwrap_or(true),
+        keep: queue.keep.unwrap_or(false),
+        arguments,
+        exchange: exchange_name,
+        exchange_kind,
+        exchange_durable: exchange.durable.unwrap_or(true),
+        routing_key: exchange.routing_key,
+    }
+}
+
+fn gates(c: &mut Checker<'_>, section: GatesSection, publishers: &PublisherPlan) -> Gates {
+    let limit = |c: &mut Checker<'_>, name: &str, value: Option<i64>| {
+        value.map(|v| whole(c, &format!("gates.{name}"), Some(v), 0, 0, u64::MAX, "a message count"))
+    };
+    let max_lost_confirmed = limit(c, "max_lost_confirmed", section.max_lost_confirmed).or(Some(0));
+    let max_lost_unconfirmed = limit(c, "max_lost_unconfirmed", section.max_lost_unconfirmed);
+    let max_duplicates = limit(c, "max_duplicates", section.max_duplicates);
+    let max_reordered = limit(c, "max_reordered", section.max_reordered);
+    let p99_e2e_ms = positive(c, "gates.p99_e2e_ms", section.p99_e2e_ms, "milliseconds");
+    let p99_confirm_ms = positive(c, "gates.p99_confirm_ms", section.p99_confirm_ms, "milliseconds");
+    if p99_confirm_ms.is_some() && !publishers.confirm {
+        c.error("gates.p99_confirm_ms", "can never be checked: publishers.confirm = false, so no confirm is measured");
+    }
+    let min_throughput = positive(c, "gates.min_throughput", section.min_throughput, "messages per second");
+    if let (Some(min), Some(rate)) = (min_throughput, publishers.rate) {
+        if min > rate {
+            c.error("gates.min_throughput", format!(" = {min}: can never be met, publishers.rate = {rate} msg/s and consumers cannot receive more than is published"));
+        }
+    }
+    let max_recovery = nonzero(c, "gates.max_recovery", section.max_recovery);
+    Gates {
+        max_lost_confirmed,
+        max_lost_unconfirmed,
+        max_duplicates,
+        max_reordered,
+        p99_e2e_ms,
+        p99_confirm_ms,
+        min_throughput,
+        max_recovery,
+    }
+}
+
+fn sweep(c: &mut Checker<'_>, section: SweepSection) -> Option<SweepPlan> {
+    let ranged = section.start.is_some() || section.step.is_some() || section.stop.is_some();
+    let rates = match (section.rates, ranged) {
+        (Some(_), true) => {
+            c.error("sweep.rates", "give either rates = [...] or start/step/stop, not both");
+            return None;
+        }
+        (Some(rates), false) => {
+            if rates.is_empty() {
+                c.error("sweep.rates", " = []: expected at least one target rate");
+            }
+            for (i, rate) in rates.iter().enumerate() {
+                positive(c, &format!("sweep.rates[{i}]"), Some(*rate), "messages per second");
+            }
+            rates
+        }
+        (None, true) => {
+            let start = positive(c, "sweep.start", section.start, "messages per second");
+            let step = positive(c, "sweep.step", section.step, "messages per second");
+            let stop = positive(c, "sweep.stop", section.stop, "messages per second");
+            match (start, step, stop) {
+                (Some(start), Some(step), Some(stop)) if stop >= start => {
+                    let steps = ((stop - start) / step).floor() as usize + 1;
+                    if steps > 1000 {
+                        c.error("sweep.step", format!(" = {step}: gives {steps} steps; at most 1000"));
+                        return None;
+                    }
+                    (0..steps).map(|i| start + step * i as f64).collect()
+                }
+                (Some(start), Some(_), Some(stop)) => {
+                    c.error("sweep.stop", format!(" = {stop}: expected a rate >= sweep.start = {start}"));
+                    return None;
+                }
+                _ => {
+                    for (name, value) in [("start", start), ("step", step), ("stop", stop)] {
+                        if value.is_none() {
+                            c.missing(&format!("sweep.{name}"), "a ranged sweep needs start, step and stop");
+                        }
+                    }
+                    return None;
+                }
+            }
+        }
+        (None, false) => {
+            c.error("sweep", "expected target rates: rates = [1000, 5000] or start/step/stop");
+            return None;
+        }
+    };
+    Some(SweepPlan {
+        rates,
+        step_duration: nonzero(c, "sweep.step_duration", section.step_duration)
+            .unwrap_or(Duration::from_secs(30)),
+        p99_e2e_ms: positive(c, "sweep.p99_e2e_ms", section.p99_e2e_ms, "milliseconds"),
+    })
+}
+
+fn report(c: &mut Checker<'_>, section: ReportSection) -> ReportPlan {
+    let formats = section.formats.unwrap_or_else(|| {
+        vec![
+            ReportFormat::Console,
+            ReportFormat::Csv,
+            ReportFormat::Json,
+            ReportFormat::Hlog,
+            ReportFormat::Html,
+            ReportFormat::Junit,
+        ]
+    });
+    for (i, format) in formats.iter().enumerate() {
+        if formats[..i].contains(format) {
+            c.error(&format!("report.formats[{i}]"), "listed twice");
+        }
+    }
+    let dir = section.dir.unwrap_or_else(|| "reports".to_string());
+    if dir.is_empty() {
+        c.error("report.dir", " = \"\": expected a folder path, like \"reports\"");
+    }
+    ReportPlan {
+        dir: dir.into(),
+        formats,
+    }
+}

@@ -1,0 +1,236 @@
+//! Scenario parsing and lowering on whole files: defaults, every section, overrides.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+fn plan(text: &str) -> Plan {
+    parse(Path::new("t.toml"), text, Overrides::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn problems(text: &str) -> String {
+    parse(Path::new("t.toml"), text, Overrides::default())
+        .expect_err("the scenario should be refused")
+        .to_string()
+}
+
+const DESIGN_EXAMPLE: &str = r#"
+name = "seed-reliable-restart"
+description = "Classic reliable recipe survives a broker restart with no confirmed loss"
+duration = "60s"
+seed = 42
+
+[broker]
+mode = "managed"
+nodes = 1
+
+[topology]
+queue = { type = "classic", durable = true, arguments = { "x-max-length" = 100000, "x-overflow" = "reject-publish" } }
+exchange = { name = "", kind = "direct" }
+
+[publishers]
+count = 4
+confirm = true
+max_in_flight = 256
+persistent = true
+mandatory = true
+rate = 5000
+size = { min = 100, max = "4KiB" }
+on_failure = "republish"
+connections = 2
+confirm_timeout = "10s"
+heartbeat = "5s"
+
+[consumers]
+count = 2
+ack = "manual"
+prefetch = 100
+multiple_ack_every = 1
+processing_delay = "1ms"
+crash_every = 5000
+
+[[faults]]
+at = "20s"
+kind = "broker_restart"
+
+[[faults]]
+at = "30s"
+kind = "latency"
+latency = "100ms"
+latency_jitter = "10ms"
+path = "publishers"
+stream = "both"
+for = "10s"
+
+[[faults]]
+every = "15s"
+jitter = "2s"
+count = 3
+kind = "broker_pause"
+for = "3s"
+
+[chaos]
+kinds = { down = 2, latency = 1, broker_kill = 1 }
+every = "20s"
+jitter = "5s"
+for = "5s"
+
+[gates]
+max_lost_confirmed = 0
+max_lost_unconfirmed = 0
+max_duplicates = 1000
+p99_e2e_ms = 250
+min_throughput = 3000
+max_recovery = "30s"
+
+[sweep]
+start = 1000
+step = 2000
+stop = 7000
+step_duration = "30s"
+p99_e2e_ms = 50
+
+[report]
+dir = "out"
+formats = ["console", "csv", "json"]
+"#;
+
+#[test]
+fn the_design_example_parses_into_a_complete_plan() {
+    let plan = plan(DESIGN_EXAMPLE);
+    assert_eq!(plan.name, "seed-reliable-restart");
+    assert_eq!(plan.seed, 42);
+    assert_eq!(plan.stop.duration, Some(Duration::from_secs(60)));
+    assert_eq!(plan.broker, BrokerPlan::Managed(ManagedBrokerPlan { nodes: 1, first_port: None, keep: false }));
+    assert_eq!(plan.topology.arguments["x-max-length"], QueueArgument::Int(100_000));
+    assert_eq!(plan.publishers.size, BodySize::Uniform { min: 100, max: 4096 });
+    assert_eq!(plan.publishers.connections, 2);
+    assert_eq!(plan.publishers.rate, Some(5000.0));
+    assert_eq!(plan.consumers.crash_every, Some(5000));
+    assert_eq!(plan.consumers.processing_delay, Some(Duration::from_millis(1)));
+    assert_eq!(plan.faults.len(), 3);
+    assert_eq!(plan.faults[0].action, FaultAction::BrokerRestart { node: NodeSelector::Index(0) });
+    assert_eq!(
+        plan.faults[1].action,
+        FaultAction::Toxic {
+            toxic: Toxic::Latency { latency: Duration::from_millis(100), jitter: Duration::from_millis(10) },
+            path: TrafficPath::Publishers,
+            stream: StreamDirection::Both,
+            toxicity: 1.0,
+        }
+    );
+    assert_eq!(plan.faults[2].schedule.at, Duration::from_secs(15), "a repeating fault starts after one period");
+    assert_eq!(plan.faults[2].schedule.count, Some(3));
+    let chaos = plan.chaos.expect("chaos");
+    assert_eq!(chaos.kinds[&FaultKindName::Down], 2);
+    assert_eq!(plan.gates.max_recovery, Some(Duration::from_secs(30)));
+    assert_eq!(plan.sweep.expect("sweep").rates, vec![1000.0, 3000.0, 5000.0, 7000.0]);
+    assert_eq!(plan.report.formats, vec![ReportFormat::Console, ReportFormat::Csv, ReportFormat::Json]);
+}
+
+#[test]
+fn a_minimal_scenario_gets_the_documented_defaults() {
+    let plan = plan("name = \"minimal\"\n");
+    assert_eq!(plan.stop.duration, Some(Duration::from_secs(60)));
+    assert_eq!(plan.seed, 1);
+    assert_eq!(plan.drain_timeout, Duration::from_secs(30));
+    assert_eq!(plan.broker.node_count(), 1);
+    assert_eq!(plan.topology.queue_type, QueueType::Classic);
+    assert!(plan.topology.durable);
+    let p = &plan.publishers;
+    assert_eq!((p.count, p.confirm, p.max_in_flight, p.persistent, p.mandatory), (1, true, 256, true, true));
+    assert_eq!((p.rate, p.size, p.on_failure), (None, BodySize::Fixed(1024), OnFailure::Republish));
+    assert_eq!(p.heartbeat, Duration::from_secs(5));
+    let c = &plan.consumers;
+    assert_eq!((c.count, c.ack, c.prefetch, c.multiple_ack_every), (1, AckMode::Manual, 100, 1));
+    assert_eq!(plan.gates.max_lost_confirmed, Some(0));
+    assert_eq!(plan.gates.max_duplicates, None);
+    assert_eq!(plan.report.dir, Path::new("reports"));
+    assert_eq!(plan.report.formats.len(), 6);
+}
+
+#[test]
+fn without_confirms_unconfirmed_messages_are_dropped_by_default() {
+    let plan = plan("name = \"naive\"\n[publishers]\nconfirm = false\npersistent = false\n[consumers]\nack = \"auto\"\n");
+    assert_eq!(plan.publishers.on_failure, OnFailure::Drop);
+    assert!(problems("name = \"x\"\n[publishers]\nconfirm = false\non_failure = \"republish\"\n").contains("needs confirm = true"));
+    assert!(problems("name = \"x\"\n[publishers]\nconfirm = false\nmax_in_flight = 5\n").contains("only used with confirm = true"));
+}
+
+#[test]
+fn a_message_count_alone_bounds_the_run() {
+    let plan = plan("name = \"counted\"\nmessages = 1_000\n");
+    assert_eq!(plan.stop, StopCondition { duration: None, messages_per_publisher: Some(1000) });
+}
+
+#[test]
+fn the_duration_override_replaces_the_file_and_is_named_in_fault_errors() {
+    let text = "name = \"x\"\nduration = \"60s\"\n[[faults]]\nat = \"20s\"\nkind = \"broker_restart\"\n";
+    let short = Overrides { duration: Some(Duration::from_secs(10)) };
+    let error = parse(Path::new("t.toml"), text, short).unwrap_err().to_string();
+    assert!(error.contains("t.toml:4:6: faults[0].at"), "{error}");
+    assert!(error.contains("set by --duration"), "{error}");
+    let long = Overrides { duration: Some(Duration::from_secs(90)) };
+    assert_eq!(parse(Path::new("t.toml"), text, long).unwrap().stop.duration, Some(Duration::from_secs(90)));
+}
+
+#[test]
+fn external_brokers_need_uris_and_consent_for_node_faults() {
+    let text = r#"
+name = "ext"
+[broker]
+mode = "external"
+uris = ["amqp://u:secret@127.0.0.1:5672/%2f", "amqp://u:secret@127.0.0.1:5673/%2f"]
+allow_destructive = true
+restart_command = "docker compose restart rabbitmq"
+[[faults]]
+at = "10s"
+kind = "broker_restart"
+node = 1
+"#;
+    let plan = plan(text);
+    let BrokerPlan::External(external) = &plan.broker else { panic!("external") };
+    assert_eq!(external.uris.len(), 2);
+    assert!(!serde_json::to_string(&plan).unwrap().contains("secret"), "passwords never reach a file");
+    assert_eq!(plan.faults[0].action, FaultAction::BrokerRestart { node: NodeSelector::Index(1) });
+    let managed_with_uris = problems("name = \"x\"\n[broker]\nuris = [\"amqp://h\"]\n");
+    assert!(managed_with_uris.contains("broker.uris: only used with mode = \"external\""), "{managed_with_uris}");
+}
+
+#[test]
+fn node_faults_name_existing_nodes_and_node_kill_needs_a_cluster() {
+    let kill = "name = \"x\"\n[[faults]]\nat = \"5s\"\nkind = \"node_kill\"\nnode = 2\n";
+    let error = problems(kill);
+    assert!(error.contains("faults[0].node = 2: expected a node index from 0 to 0"), "{error}");
+    assert!(error.contains("needs a cluster"), "{error}");
+    let cluster = kill.replace("name = \"x\"\n", "name = \"x\"\n[broker]\nnodes = 3\n");
+    assert_eq!(plan(&cluster).faults[0].action, FaultAction::NodeKill { node: NodeSelector::Index(2) });
+    let leader = "name = \"x\"\n[[faults]]\nat = \"5s\"\nkind = \"broker_kill\"\nnode = \"leader\"\n";
+    assert_eq!(plan(leader).faults[0].action, FaultAction::BrokerKill { node: NodeSelector::Leader });
+    assert!(problems(&leader.replace("leader", "boss")).contains("\"leader\" or \"random\""));
+}
+
+#[test]
+fn chaos_kinds_are_checked_by_name() {
+    let error = problems("name = \"x\"\n[chaos]\nkinds = { dwon = 1 }\nevery = \"10s\"\nfor = \"2s\"\n");
+    assert!(error.contains("t.toml:3:11: chaos.kinds.dwon: unknown fault kind"), "{error}");
+}
+
+#[test]
+fn heartbeats_are_whole_seconds() {
+    let error = problems("name = \"x\"\n[publishers]\nheartbeat = \"500ms\"\n");
+    assert!(error.contains("publishers.heartbeat = \"500ms\": AMQP heartbeats are whole seconds"), "{error}");
+}
+
+#[test]
+fn sweeps_take_a_list_or_a_range_but_not_both() {
+    assert_eq!(plan("name = \"x\"\n[sweep]\nrates = [100, 200]\n").sweep.unwrap().rates, vec![100.0, 200.0]);
+    assert!(problems("name = \"x\"\n[sweep]\nrates = [100]\nstart = 5\n").contains("not both"));
+    assert!(problems("name = \"x\"\n[sweep]\nstart = 500\nstep = 10\nstop = 100\n").contains("sweep.stop = 100"));
+}
+
+#[test]
+fn unsupported_format_versions_are_refused() {
+    assert!(problems("version = 2\nname = \"x\"\n").contains("t.toml:1:11: version = 2: this warren reads scenario format version 1"));
+}
