@@ -12,7 +12,12 @@ use clap::{Args, Parser, Subcommand};
 /// Exit codes: 0 all gates pass, 1 a gate failed, 2 bad input, 3 infrastructure failure,
 /// 130 interrupted.
 #[derive(Debug, Parser)]
-#[command(name = "warren", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "warren",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -34,7 +34,10 @@ pub struct UsageError(pub String);
 /// The exit code for an error, from the first error in its chain that warren knows.
 pub fn for_error(error: &anyhow::Error) -> Exit {
     for cause in error.chain() {
-        if cause.is::<ScenarioError>() || cause.is::<UsageError>() || cause.is::<crate::scenario::Diagnostics>() {
+        if cause.is::<ScenarioError>()
+            || cause.is::<UsageError>()
+            || cause.is::<crate::scenario::Diagnostics>()
+        {
             return Exit::BadInput;
         }
         if let Some(broker) = cause.downcast_ref::<BrokerError>() {

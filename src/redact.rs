@@ -157,7 +157,9 @@ mod tests {
 
     #[test]
     fn bad_uris_are_refused_without_their_password() {
-        let err = "http://guest:hunter2@host".parse::<BrokerUri>().unwrap_err();
+        let err = "http://guest:hunter2@host"
+            .parse::<BrokerUri>()
+            .unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert!(err.to_string().contains("amqp"), "{err}");
     }

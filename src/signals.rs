@@ -1,7 +1,7 @@
 //! Ctrl-C and SIGTERM: the first cancels the run (which then tears down and writes what it
 //! has), a second one exits at once.
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 /// Spawns a task that cancels `shutdown` on the first SIGINT or SIGTERM and exits the

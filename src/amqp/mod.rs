@@ -3,13 +3,13 @@
 
 mod probe;
 
-pub use probe::{probe, ServerInfo};
+pub use probe::{ServerInfo, probe};
 
 use std::time::Duration;
 
 use lapin::{Connection, ConnectionProperties};
 
-use crate::redact::{redact, BrokerUri};
+use crate::redact::{BrokerUri, redact};
 
 /// Why a connection could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +34,11 @@ pub struct AmqpConnection {
 ///
 /// # Errors
 /// [`AmqpError`] naming the redacted URI and what went wrong.
-pub async fn connect(uri: &BrokerUri, name: &str, timeout: Duration) -> Result<AmqpConnection, AmqpError> {
+pub async fn connect(
+    uri: &BrokerUri,
+    name: &str,
+    timeout: Duration,
+) -> Result<AmqpConnection, AmqpError> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
     match tokio::time::timeout(timeout, Connection::connect(uri.expose(), properties)).await {
         Err(_) => Err(AmqpError::TimedOut {
@@ -50,9 +54,15 @@ pub async fn connect(uri: &BrokerUri, name: &str, timeout: Duration) -> Result<A
             ) || reason.contains("ACCESS_REFUSED")
                 || reason.contains("NOT_ALLOWED");
             Err(if refused {
-                AmqpError::Refused { uri: uri.redacted(), reason }
+                AmqpError::Refused {
+                    uri: uri.redacted(),
+                    reason,
+                }
             } else {
-                AmqpError::Unreachable { uri: uri.redacted(), reason }
+                AmqpError::Unreachable {
+                    uri: uri.redacted(),
+                    reason,
+                }
             })
         }
     }
@@ -64,7 +74,11 @@ impl AmqpConnection {
     /// # Errors
     /// The client's error, as text with credentials redacted.
     pub async fn check_channel(&self) -> Result<(), String> {
-        let channel = self.inner.create_channel().await.map_err(|e| redact(&e.to_string()))?;
+        let channel = self
+            .inner
+            .create_channel()
+            .await
+            .map_err(|e| redact(&e.to_string()))?;
         channel
             .close(200, "warren check".into())
             .await

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use amq_protocol::frame::{parse_frame, AMQPFrame};
-use amq_protocol::protocol::{connection, AMQPClass};
+use amq_protocol::frame::{AMQPFrame, parse_frame};
+use amq_protocol::protocol::{AMQPClass, connection};
 use amq_protocol::types::AMQPValue;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,7 +37,10 @@ const MAX_START_FRAME: usize = 64 * 1024;
 pub async fn probe(host: &str, port: u16, timeout: Duration) -> Result<ServerInfo, String> {
     match tokio::time::timeout(timeout, probe_inner(host, port)).await {
         Ok(result) => result,
-        Err(_) => Err(format!("no AMQP answer from {host}:{port} within {} ms", timeout.as_millis())),
+        Err(_) => Err(format!(
+            "no AMQP answer from {host}:{port} within {} ms",
+            timeout.as_millis()
+        )),
     }
 }
 
@@ -57,17 +60,23 @@ async fn probe_inner(host: &str, port: u16) -> Result<ServerInfo, String> {
             .await
             .map_err(|e| format!("{host}:{port}: {e}"))?;
         if read == 0 {
-            return Err(format!("{host}:{port} closed the connection without an AMQP greeting"));
+            return Err(format!(
+                "{host}:{port} closed the connection without an AMQP greeting"
+            ));
         }
         buffer.extend_from_slice(&chunk[..read]);
         if buffer.starts_with(b"AMQP") {
-            return Err(format!("{host}:{port} speaks another AMQP version (it answered with its protocol header)"));
+            return Err(format!(
+                "{host}:{port} speaks another AMQP version (it answered with its protocol header)"
+            ));
         }
         if let Some(info) = parse_start(&buffer)? {
             return Ok(info);
         }
         if buffer.len() > MAX_START_FRAME {
-            return Err(format!("{host}:{port} does not answer like an AMQP 0-9-1 broker"));
+            return Err(format!(
+                "{host}:{port} does not answer like an AMQP 0-9-1 broker"
+            ));
         }
     }
 }
@@ -85,15 +94,22 @@ fn parse_start(bytes: &[u8]) -> Result<Option<ServerInfo>, String> {
     let frame = parse_frame(&bytes[..HEADER + size + 1])
         .map(|(_, frame)| frame)
         .map_err(|e| format!("not an AMQP frame: {e:?}"))?;
-    let AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Start(start))) = frame else {
+    let AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Start(start))) = frame
+    else {
         return Err(format!("expected connection.start, got {frame:?}"));
     };
     let text = |key: &str| {
-        start.server_properties.inner().get(key).and_then(|value| match value {
-            AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-            AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
-            _ => None,
-        })
+        start
+            .server_properties
+            .inner()
+            .get(key)
+            .and_then(|value| match value {
+                AMQPValue::LongString(s) => {
+                    Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
+                }
+                AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+                _ => None,
+            })
     };
     Ok(Some(ServerInfo {
         product: text("product").unwrap_or_else(|| "unknown".into()),

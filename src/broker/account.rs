@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use nix::unistd::{chown, Gid, Uid, User};
+use nix::unistd::{Gid, Uid, User, chown};
 
 use super::BrokerError;
 
@@ -50,7 +50,11 @@ impl Account {
         if !self.switch {
             return Ok(());
         }
-        chown(path, Some(Uid::from_raw(self.uid)), Some(Gid::from_raw(self.gid)))?;
+        chown(
+            path,
+            Some(Uid::from_raw(self.uid)),
+            Some(Gid::from_raw(self.gid)),
+        )?;
         if path.is_dir() {
             for entry in std::fs::read_dir(path)? {
                 self.own(&entry?.path())?;

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::future::join_all;
 use tokio_util::sync::CancellationToken;
 
+use super::BrokerError;
 use super::account::Account;
 use super::ctl::{ClusterStatus, Ctl};
 use super::epmd::Epmd;
@@ -15,7 +16,6 @@ use super::install::RabbitInstall;
 use super::node::{Node, NodeEnv, NodeSpec};
 use super::ports::{free_ports, is_free};
 use super::state::{BrokerState, NodeRecord};
-use super::BrokerError;
 use crate::redact::BrokerUri;
 
 /// How to bring up a managed broker.
@@ -50,9 +50,14 @@ impl ManagedCluster {
     ///
     /// # Errors
     /// [`BrokerError`] saying which step failed; whatever was started is torn down first.
-    pub async fn start(options: ClusterOptions, cancel: &CancellationToken) -> Result<Self, BrokerError> {
+    pub async fn start(
+        options: ClusterOptions,
+        cancel: &CancellationToken,
+    ) -> Result<Self, BrokerError> {
         if !matches!(options.nodes, 1 | 3 | 5) {
-            return Err(BrokerError::BadClusterSize { nodes: options.nodes });
+            return Err(BrokerError::BadClusterSize {
+                nodes: options.nodes,
+            });
         }
         let install = RabbitInstall::locate()?;
         let account = Account::for_nodes()?;
@@ -66,11 +71,20 @@ impl ManagedCluster {
             }
             None => Vec::new(),
         };
-        let mut ports = free_ports(options.nodes * 2 + 1).map_err(|e| BrokerError::io("find free ports", e))?;
+        let mut ports =
+            free_ports(options.nodes * 2 + 1).map_err(|e| BrokerError::io("find free ports", e))?;
         ports.retain(|p| !amqp_ports.contains(p));
-        let epmd_port = ports.pop().ok_or_else(|| BrokerError::io("find free ports", std::io::ErrorKind::AddrNotAvailable.into()))?;
+        let epmd_port = ports.pop().ok_or_else(|| {
+            BrokerError::io(
+                "find free ports",
+                std::io::ErrorKind::AddrNotAvailable.into(),
+            )
+        })?;
         let base = make_base_dir(options.parent_dir.as_deref())?;
-        let tag = base.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tag = base
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let specs: Vec<NodeSpec> = (0..options.nodes)
             .map(|index| NodeSpec {
                 index,
@@ -91,15 +105,27 @@ impl ManagedCluster {
             let _ = std::fs::remove_dir_all(&base);
             return Err(BrokerError::io(&format!("prepare {}", base.display()), e));
         }
-        let epmd = match Epmd::start(&install.epmd, epmd_port, account, &base, options.detachable).await {
-            Ok(epmd) => epmd,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&base);
-                return Err(e);
-            }
+        let epmd =
+            match Epmd::start(&install.epmd, epmd_port, account, &base, options.detachable).await {
+                Ok(epmd) => epmd,
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&base);
+                    return Err(e);
+                }
+            };
+        let env = NodeEnv {
+            install: install.clone(),
+            home: base.clone(),
+            epmd_port,
+            account,
+            die_with_warren: !options.detachable,
         };
-        let env = NodeEnv { install: install.clone(), home: base.clone(), epmd_port, account, die_with_warren: !options.detachable };
-        let ctl = Ctl { program: install.ctl.clone(), home: base.clone(), epmd_port, account };
+        let ctl = Ctl {
+            program: install.ctl.clone(),
+            home: base.clone(),
+            epmd_port,
+            account,
+        };
         let mut cluster = Self {
             env,
             ctl,
@@ -131,12 +157,17 @@ impl ManagedCluster {
         for node in &self.nodes[1..] {
             let name = &node.spec.name;
             self.ctl.run(name, &["stop_app"], timeout).await?;
-            self.ctl.run(name, &["join_cluster", &seed], timeout).await?;
+            self.ctl
+                .run(name, &["join_cluster", &seed], timeout)
+                .await?;
             self.ctl.run(name, &["start_app"], timeout).await?;
         }
         let status = self.ctl.cluster_status(&seed).await?;
         if status.running_nodes.len() != self.nodes.len() {
-            return Err(BrokerError::ClusterFormation { expected: self.nodes.len(), running: status.running_nodes });
+            return Err(BrokerError::ClusterFormation {
+                expected: self.nodes.len(),
+                running: status.running_nodes,
+            });
         }
         Ok(())
     }
@@ -166,7 +197,9 @@ impl ManagedCluster {
     /// # Errors
     /// [`BrokerError::Ctl`] when no node answers.
     pub async fn status(&mut self) -> Result<ClusterStatus, BrokerError> {
-        let mut last = BrokerError::NotRunning { node: "any node".into() };
+        let mut last = BrokerError::NotRunning {
+            node: "any node".into(),
+        };
         for index in 0..self.nodes.len() {
             if !self.nodes[index].is_running() || self.nodes[index].is_paused() {
                 continue;
@@ -181,14 +214,20 @@ impl ManagedCluster {
 
     fn node(&mut self, index: usize) -> Result<&mut Node, BrokerError> {
         let count = self.nodes.len();
-        self.nodes.get_mut(index).ok_or(BrokerError::NoSuchNode { index, count })
+        self.nodes
+            .get_mut(index)
+            .ok_or(BrokerError::NoSuchNode { index, count })
     }
 
     /// Graceful restart; returns once the node answers AMQP again.
     ///
     /// # Errors
     /// [`BrokerError`] when the node does not come back.
-    pub async fn restart(&mut self, index: usize, cancel: &CancellationToken) -> Result<(), BrokerError> {
+    pub async fn restart(
+        &mut self,
+        index: usize,
+        cancel: &CancellationToken,
+    ) -> Result<(), BrokerError> {
         let env = self.env.clone();
         let node = self.node(index)?;
         node.stop().await;
@@ -199,7 +238,12 @@ impl ManagedCluster {
     ///
     /// # Errors
     /// [`BrokerError`] when the node does not come back.
-    pub async fn kill_and_start(&mut self, index: usize, down_for: Duration, cancel: &CancellationToken) -> Result<(), BrokerError> {
+    pub async fn kill_and_start(
+        &mut self,
+        index: usize,
+        down_for: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<(), BrokerError> {
         self.kill(index).await?;
         tokio::select! {
             () = cancel.cancelled() => return Err(BrokerError::Interrupted),
@@ -230,7 +274,11 @@ impl ManagedCluster {
     ///
     /// # Errors
     /// [`BrokerError`] when it does not answer AMQP.
-    pub async fn start_node(&mut self, index: usize, cancel: &CancellationToken) -> Result<(), BrokerError> {
+    pub async fn start_node(
+        &mut self,
+        index: usize,
+        cancel: &CancellationToken,
+    ) -> Result<(), BrokerError> {
         let env = self.env.clone();
         self.node(index)?.start(&env, cancel).await
     }
@@ -280,7 +328,9 @@ impl ManagedCluster {
             owner_pid: std::process::id(),
             epmd_pid: self.epmd.pid,
             epmd_port: self.epmd.port,
-            started_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            started_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             nodes: self
                 .nodes
                 .iter()
@@ -319,16 +369,30 @@ impl Drop for ManagedCluster {
 fn make_base_dir(parent: Option<&std::path::Path>) -> Result<PathBuf, BrokerError> {
     use std::os::unix::fs::DirBuilderExt;
     let parent = parent.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
     for attempt in 0..100u32 {
-        let dir = parent.join(format!("warren-{}-{:x}", std::process::id(), nanos.wrapping_add(attempt)));
+        let dir = parent.join(format!(
+            "warren-{}-{:x}",
+            std::process::id(),
+            nanos.wrapping_add(attempt)
+        ));
         match std::fs::DirBuilder::new().mode(0o755).create(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(BrokerError::io(&format!("create a folder in {}", parent.display()), e)),
+            Err(e) => {
+                return Err(BrokerError::io(
+                    &format!("create a folder in {}", parent.display()),
+                    e,
+                ));
+            }
         }
     }
-    Err(BrokerError::io("create a broker folder", std::io::ErrorKind::AlreadyExists.into()))
+    Err(BrokerError::io(
+        "create a broker folder",
+        std::io::ErrorKind::AlreadyExists.into(),
+    ))
 }
 
 /// The Erlang cookie all nodes and rabbitmqctl share; only the owner may read it.
@@ -338,6 +402,10 @@ fn write_cookie(base: &std::path::Path) -> std::io::Result<()> {
     let mut random = [0u8; 20];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut random)?;
     let cookie: String = random.iter().map(|b| char::from(b'A' + b % 26)).collect();
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o400).open(base.join(".erlang.cookie"))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .open(base.join(".erlang.cookie"))?;
     std::io::Write::write_all(&mut file, cookie.as_bytes())
 }

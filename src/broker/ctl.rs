@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::process::Command;
 
-use super::account::Account;
 use super::BrokerError;
+use super::account::Account;
 
 /// How to reach the nodes of one managed broker with rabbitmqctl.
 #[derive(Debug, Clone)]
@@ -74,7 +74,12 @@ impl Ctl {
     ///
     /// # Errors
     /// [`BrokerError::Ctl`] with the command's output when it fails or takes longer than `timeout`.
-    pub async fn run(&self, node: &str, args: &[&str], timeout: Duration) -> Result<String, BrokerError> {
+    pub async fn run(
+        &self,
+        node: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<String, BrokerError> {
         let mut command = Command::new(&self.program);
         command
             .arg("-n")
@@ -111,12 +116,19 @@ impl Ctl {
     /// [`BrokerError::Ctl`] when rabbitmqctl fails or prints something that is not its JSON.
     pub async fn cluster_status(&self, node: &str) -> Result<ClusterStatus, BrokerError> {
         let text = self
-            .run(node, &["cluster_status", "--formatter", "json"], Duration::from_secs(30))
+            .run(
+                node,
+                &["cluster_status", "--formatter", "json"],
+                Duration::from_secs(30),
+            )
             .await?;
         serde_json::from_str(&text).map_err(|e| BrokerError::Ctl {
             node: node.to_string(),
             command: "cluster_status --formatter json".into(),
-            output: format!("unreadable JSON ({e}): {}", text.chars().take(300).collect::<String>()),
+            output: format!(
+                "unreadable JSON ({e}): {}",
+                text.chars().take(300).collect::<String>()
+            ),
         })
     }
 }

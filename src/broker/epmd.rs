@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+use super::BrokerError;
 use super::account::Account;
 use super::process::{die_with_parent, signal, signal_group};
-use super::BrokerError;
 
 /// A running epmd owned by warren.
 pub struct Epmd {
@@ -26,14 +26,24 @@ impl Epmd {
     /// # Errors
     /// [`BrokerError::Io`] when it cannot be started, [`BrokerError::NodeFailed`] when it
     /// does not listen within 10 s.
-    pub async fn start(program: &Path, port: u16, account: Account, log_dir: &Path, detachable: bool) -> Result<Self, BrokerError> {
-        let log = std::fs::File::create(log_dir.join("epmd.log")).map_err(|e| BrokerError::io("create epmd.log", e))?;
+    pub async fn start(
+        program: &Path,
+        port: u16,
+        account: Account,
+        log_dir: &Path,
+        detachable: bool,
+    ) -> Result<Self, BrokerError> {
+        let log = std::fs::File::create(log_dir.join("epmd.log"))
+            .map_err(|e| BrokerError::io("create epmd.log", e))?;
         let mut command = Command::new(program);
         command
             .args(["-port", &port.to_string(), "-address", "127.0.0.1"])
             .current_dir(log_dir)
             .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| BrokerError::io("open epmd.log", e))?)
+            .stdout(
+                log.try_clone()
+                    .map_err(|e| BrokerError::io("open epmd.log", e))?,
+            )
             .stderr(log)
             .process_group(0)
             .kill_on_drop(false);
@@ -41,11 +51,20 @@ impl Epmd {
         if !detachable {
             die_with_parent(&mut command);
         }
-        let child = command.spawn().map_err(|e| BrokerError::io(&format!("start {}", program.display()), e))?;
+        let child = command
+            .spawn()
+            .map_err(|e| BrokerError::io(&format!("start {}", program.display()), e))?;
         let pid = child.id().unwrap_or_default();
-        let mut epmd = Self { port, pid, child: Some(child) };
+        let mut epmd = Self {
+            port,
+            pid,
+            child: Some(child),
+        };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
             if tokio::time::Instant::now() > deadline {
                 epmd.stop_now();
                 return Err(BrokerError::NodeFailed {

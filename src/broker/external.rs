@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::BrokerError;
-use crate::amqp::{connect, probe, ServerInfo};
+use crate::amqp::{ServerInfo, connect, probe};
 use crate::redact::BrokerUri;
 
 /// A broker someone else runs, one URI per node.
@@ -25,7 +25,10 @@ impl ExternalBroker {
     /// # Errors
     /// [`BrokerError::Unreachable`] naming the (redacted) URI and the reason, for the first
     /// URI that fails; [`BrokerError::Interrupted`] when `cancel` fires.
-    pub async fn check(uris: Vec<BrokerUri>, cancel: &CancellationToken) -> Result<Self, BrokerError> {
+    pub async fn check(
+        uris: Vec<BrokerUri>,
+        cancel: &CancellationToken,
+    ) -> Result<Self, BrokerError> {
         for uri in &uris {
             tokio::select! {
                 () = cancel.cancelled() => return Err(BrokerError::Interrupted),
@@ -37,17 +40,28 @@ impl ExternalBroker {
 }
 
 async fn check_one(uri: &BrokerUri) -> Result<Option<ServerInfo>, BrokerError> {
-    let unreachable = |reason: String| BrokerError::Unreachable { uri: uri.redacted(), reason };
+    let unreachable = |reason: String| BrokerError::Unreachable {
+        uri: uri.redacted(),
+        reason,
+    };
     let info = if uri.is_tls() {
         None
     } else {
-        Some(probe(uri.host(), uri.port(), CHECK_TIMEOUT).await.map_err(unreachable)?)
+        Some(
+            probe(uri.host(), uri.port(), CHECK_TIMEOUT)
+                .await
+                .map_err(unreachable)?,
+        )
     };
     let connection = connect(uri, "warren check", CHECK_TIMEOUT)
         .await
         .map_err(|e| unreachable(e.to_string()))?;
     let channel = connection.check_channel().await;
     connection.close().await;
-    channel.map_err(|reason| unreachable(format!("connected, but no channel could be opened: {reason}")))?;
+    channel.map_err(|reason| {
+        unreachable(format!(
+            "connected, but no channel could be opened: {reason}"
+        ))
+    })?;
     Ok(info)
 }

@@ -21,7 +21,11 @@ pub struct RabbitInstall {
 pub const BIN_DIR_VAR: &str = "WARREN_RABBITMQ_BIN";
 
 /// Where the scripts live in Debian's package and in the generic Unix tarball layout.
-const KNOWN_BIN_DIRS: &[&str] = &["/usr/lib/rabbitmq/bin", "/usr/local/lib/rabbitmq/sbin", "/opt/rabbitmq/sbin"];
+const KNOWN_BIN_DIRS: &[&str] = &[
+    "/usr/lib/rabbitmq/bin",
+    "/usr/local/lib/rabbitmq/sbin",
+    "/opt/rabbitmq/sbin",
+];
 
 /// Known homes of `epmd` besides `$PATH`.
 const KNOWN_EPMD: &[&str] = &["/usr/lib/erlang/bin/epmd", "/usr/local/lib/erlang/bin/epmd"];
@@ -35,17 +39,29 @@ impl RabbitInstall {
     pub fn locate() -> Result<Self, BrokerError> {
         let candidates: Vec<PathBuf> = match std::env::var_os(BIN_DIR_VAR) {
             Some(dir) => vec![PathBuf::from(dir)],
-            None => KNOWN_BIN_DIRS.iter().map(PathBuf::from).chain(path_dirs()).collect(),
+            None => KNOWN_BIN_DIRS
+                .iter()
+                .map(PathBuf::from)
+                .chain(path_dirs())
+                .collect(),
         };
         let server_dir = candidates
             .iter()
-            .find(|dir| is_executable(&dir.join("rabbitmq-server")) && is_executable(&dir.join("rabbitmqctl")) && !is_debian_wrapper(&dir.join("rabbitmq-server")))
-            .ok_or(BrokerError::NotInstalled { what: "rabbitmq-server" })?;
+            .find(|dir| {
+                is_executable(&dir.join("rabbitmq-server"))
+                    && is_executable(&dir.join("rabbitmqctl"))
+                    && !is_debian_wrapper(&dir.join("rabbitmq-server"))
+            })
+            .ok_or(BrokerError::NotInstalled {
+                what: "rabbitmq-server",
+            })?;
         let epmd = path_dirs()
             .map(|dir| dir.join("epmd"))
             .chain(KNOWN_EPMD.iter().map(PathBuf::from))
             .find(|p| is_executable(p))
-            .ok_or(BrokerError::NotInstalled { what: "epmd (Erlang)" })?;
+            .ok_or(BrokerError::NotInstalled {
+                what: "epmd (Erlang)",
+            })?;
         Ok(Self {
             server: server_dir.join("rabbitmq-server"),
             ctl: server_dir.join("rabbitmqctl"),
@@ -69,5 +85,6 @@ fn is_executable(path: &Path) -> bool {
 /// Debian's /usr/sbin scripts switch to the rabbitmq user with `su` and print "Only root or
 /// rabbitmq should run" for anyone else; warren runs the real scripts itself.
 fn is_debian_wrapper(path: &Path) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|text| text.contains("Only root or rabbitmq should run"))
+    std::fs::read_to_string(path)
+        .is_ok_and(|text| text.contains("Only root or rabbitmq should run"))
 }

@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 pub use cluster::{ClusterOptions, ManagedCluster};
 pub use ctl::{ClusterStatus, Ctl};
 pub use external::ExternalBroker;
-pub use install::{RabbitInstall, BIN_DIR_VAR};
-pub use node::{log_tail, NodeSpec, START_TIMEOUT, STOP_GRACE};
+pub use install::{BIN_DIR_VAR, RabbitInstall};
+pub use node::{NodeSpec, START_TIMEOUT, STOP_GRACE, log_tail};
 pub use state::{BrokerState, NodeState};
 
 use crate::amqp::probe;
@@ -33,13 +33,19 @@ use crate::scenario::BrokerPlan;
 /// except an interruption (130).
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("{what} was not found (looked in ${BIN_DIR_VAR}, /usr/lib/rabbitmq/bin and $PATH).\n  Install it on Debian or Ubuntu with:  sudo scripts/install.sh   (or: sudo apt-get install -y rabbitmq-server)\n  or point {BIN_DIR_VAR} at the folder holding rabbitmq-server and rabbitmqctl,\n  or use a broker of your own with [broker] mode = \"external\"")]
+    #[error(
+        "{what} was not found (looked in ${BIN_DIR_VAR}, /usr/lib/rabbitmq/bin and $PATH).\n  Install it on Debian or Ubuntu with:  sudo scripts/install.sh   (or: sudo apt-get install -y rabbitmq-server)\n  or point {BIN_DIR_VAR} at the folder holding rabbitmq-server and rabbitmqctl,\n  or use a broker of your own with [broker] mode = \"external\""
+    )]
     NotInstalled { what: &'static str },
-    #[error("warren runs as root, and private nodes run as the `rabbitmq` user, which does not exist; install rabbitmq-server (its package creates the user) or run warren as an ordinary user")]
+    #[error(
+        "warren runs as root, and private nodes run as the `rabbitmq` user, which does not exist; install rabbitmq-server (its package creates the user) or run warren as an ordinary user"
+    )]
     NoServiceUser,
     #[error("a managed broker has 1, 3 or 5 nodes, not {nodes}")]
     BadClusterSize { nodes: usize },
-    #[error("port {port} on 127.0.0.1 is in use (a system RabbitMQ, or another private broker?); choose another port or let warren pick free ones")]
+    #[error(
+        "port {port} on 127.0.0.1 is in use (a system RabbitMQ, or another private broker?); choose another port or let warren pick free ones"
+    )]
     PortInUse { port: u16 },
     #[error("cannot {action}: {source}")]
     Io {
@@ -48,20 +54,35 @@ pub enum BrokerError {
         source: std::io::Error,
     },
     #[error("node {node} failed: {reason}\n{log}")]
-    NodeFailed { node: String, reason: String, log: String },
+    NodeFailed {
+        node: String,
+        reason: String,
+        log: String,
+    },
     #[error("node {node} is not running")]
     NotRunning { node: String },
     #[error("no node {index}: the broker has {count} node(s)")]
     NoSuchNode { index: usize, count: usize },
     #[error("rabbitmqctl -n {node} {command} failed: {output}")]
-    Ctl { node: String, command: String, output: String },
-    #[error("the cluster did not form: expected {expected} running nodes, rabbitmqctl cluster_status lists {running:?}")]
-    ClusterFormation { expected: usize, running: Vec<String> },
+    Ctl {
+        node: String,
+        command: String,
+        output: String,
+    },
+    #[error(
+        "the cluster did not form: expected {expected} running nodes, rabbitmqctl cluster_status lists {running:?}"
+    )]
+    ClusterFormation {
+        expected: usize,
+        running: Vec<String>,
+    },
     #[error("{uri}: the broker cannot be used: {reason}")]
     Unreachable { uri: String, reason: String },
     #[error("state file {path}: {reason}")]
     StateFile { path: PathBuf, reason: String },
-    #[error("a private broker from `warren broker up` is already running ({path}); stop it with `warren broker down`")]
+    #[error(
+        "a private broker from `warren broker up` is already running ({path}); stop it with `warren broker down`"
+    )]
     AlreadyUp { path: PathBuf },
     #[error("interrupted")]
     Interrupted,
@@ -69,13 +90,16 @@ pub enum BrokerError {
 
 impl BrokerError {
     fn io(action: &str, source: std::io::Error) -> Self {
-        BrokerError::Io { action: action.to_string(), source }
+        BrokerError::Io {
+            action: action.to_string(),
+            source,
+        }
     }
 }
 
 /// The broker of a run.
 pub enum Broker {
-    Managed(ManagedCluster),
+    Managed(Box<ManagedCluster>),
     External(ExternalBroker),
 }
 
@@ -109,7 +133,11 @@ impl Broker {
     ///
     /// # Errors
     /// [`BrokerError`] when a managed broker does not start or an external one cannot be used.
-    pub async fn start(plan: &BrokerPlan, options: StartOptions, cancel: &CancellationToken) -> Result<Self, BrokerError> {
+    pub async fn start(
+        plan: &BrokerPlan,
+        options: StartOptions,
+        cancel: &CancellationToken,
+    ) -> Result<Self, BrokerError> {
         match plan {
             BrokerPlan::Managed(managed) => {
                 let cluster = ManagedCluster::start(
@@ -123,9 +151,11 @@ impl Broker {
                     cancel,
                 )
                 .await?;
-                Ok(Broker::Managed(cluster))
+                Ok(Broker::Managed(Box::new(cluster)))
             }
-            BrokerPlan::External(external) => Ok(Broker::External(ExternalBroker::check(external.uris.clone(), cancel).await?)),
+            BrokerPlan::External(external) => Ok(Broker::External(
+                ExternalBroker::check(external.uris.clone(), cancel).await?,
+            )),
         }
     }
 
@@ -141,11 +171,21 @@ impl Broker {
     pub async fn describe(&self) -> Vec<NodeInfo> {
         let names: Vec<String> = match self {
             Broker::Managed(cluster) => cluster.specs().into_iter().map(|s| s.name).collect(),
-            Broker::External(external) => external.uris.iter().map(|u| format!("{}:{}", u.host(), u.port())).collect(),
+            Broker::External(external) => external
+                .uris
+                .iter()
+                .map(|u| format!("{}:{}", u.host(), u.port()))
+                .collect(),
         };
         let mut nodes = Vec::new();
         for (name, uri) in names.into_iter().zip(self.uris()) {
-            let info = if uri.is_tls() { None } else { probe(uri.host(), uri.port(), Duration::from_secs(5)).await.ok() };
+            let info = if uri.is_tls() {
+                None
+            } else {
+                probe(uri.host(), uri.port(), Duration::from_secs(5))
+                    .await
+                    .ok()
+            };
             nodes.push(NodeInfo {
                 name,
                 uri: uri.redacted(),

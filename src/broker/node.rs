@@ -9,11 +9,11 @@ use nix::sys::signal::Signal;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
+use super::BrokerError;
 use super::account::Account;
 use super::ctl::erlang_env;
 use super::install::RabbitInstall;
 use super::process::{die_with_parent, signal, signal_group};
-use super::BrokerError;
 use crate::amqp::probe;
 use crate::redact::BrokerUri;
 
@@ -104,7 +104,10 @@ impl NodeSpec {
             .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf"))
             .env("RABBITMQ_ADVANCED_CONFIG_FILE", dir.join("advanced.config"))
             .env("RABBITMQ_CONF_ENV_FILE", dir.join("rabbitmq-env.conf"))
-            .env("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", "-kernel inet_dist_use_interface {127,0,0,1}")
+            .env(
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+                "-kernel inet_dist_use_interface {127,0,0,1}",
+            )
             .stdin(Stdio::null())
             .process_group(0)
             .kill_on_drop(false);
@@ -119,7 +122,12 @@ impl NodeSpec {
 impl Node {
     /// A node that is not running yet.
     pub fn new(spec: NodeSpec) -> Self {
-        Self { spec, child: None, pid: None, paused: false }
+        Self {
+            spec,
+            child: None,
+            pid: None,
+            paused: false,
+        }
     }
 
     /// The VM's pid while it runs.
@@ -145,7 +153,11 @@ impl Node {
     /// # Errors
     /// [`BrokerError::NodeFailed`] with the end of its logs when it exits or does not
     /// answer within [`START_TIMEOUT`]; [`BrokerError::Interrupted`] when `cancel` fires.
-    pub async fn start(&mut self, env: &NodeEnv, cancel: &CancellationToken) -> Result<(), BrokerError> {
+    pub async fn start(
+        &mut self,
+        env: &NodeEnv,
+        cancel: &CancellationToken,
+    ) -> Result<(), BrokerError> {
         let pid_file = self.spec.dir.join("pid");
         let _ = std::fs::remove_file(&pid_file);
         let console = std::fs::OpenOptions::new()
@@ -153,10 +165,16 @@ impl Node {
             .append(true)
             .open(self.spec.dir.join("log").join("console.log"))
             .map_err(|e| BrokerError::io("open the node's console.log", e))?;
-        env.account.own(&self.spec.dir.join("log")).map_err(|e| BrokerError::io("chown the node's log folder", e))?;
+        env.account
+            .own(&self.spec.dir.join("log"))
+            .map_err(|e| BrokerError::io("chown the node's log folder", e))?;
         let mut command = self.spec.command(env);
         command
-            .stdout(console.try_clone().map_err(|e| BrokerError::io("open console.log", e))?)
+            .stdout(
+                console
+                    .try_clone()
+                    .map_err(|e| BrokerError::io("open console.log", e))?,
+            )
             .stderr(console);
         let child = command
             .spawn()
@@ -180,11 +198,18 @@ impl Node {
                     return Err(self.failed(format!("the Erlang VM exited during boot ({status})")));
                 }
             }
-            if probe("127.0.0.1", self.spec.amqp_port, Duration::from_secs(2)).await.is_ok() {
+            if probe("127.0.0.1", self.spec.amqp_port, Duration::from_secs(2))
+                .await
+                .is_ok()
+            {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(self.failed(format!("no AMQP answer on port {} within {} s", self.spec.amqp_port, START_TIMEOUT.as_secs())));
+                return Err(self.failed(format!(
+                    "no AMQP answer on port {} within {} s",
+                    self.spec.amqp_port,
+                    START_TIMEOUT.as_secs()
+                )));
             }
             tokio::select! {
                 () = cancel.cancelled() => return Err(BrokerError::Interrupted),
@@ -208,7 +233,10 @@ impl Node {
         self.paused = false;
         signal(pid, Signal::SIGTERM);
         if let Some(child) = &mut self.child {
-            if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+            if tokio::time::timeout(STOP_GRACE, child.wait())
+                .await
+                .is_err()
+            {
                 tracing::warn!(node = %self.spec.name, "no graceful stop within {} s, killing", STOP_GRACE.as_secs());
             }
         }
@@ -263,7 +291,9 @@ impl Node {
         let running = self.is_running();
         match self.pid {
             Some(pid) if running => Ok(pid),
-            _ => Err(BrokerError::NotRunning { node: self.spec.name.clone() }),
+            _ => Err(BrokerError::NotRunning {
+                node: self.spec.name.clone(),
+            }),
         }
     }
 
@@ -280,7 +310,11 @@ pub fn log_tail(dir: &Path, lines: usize) -> String {
         if let Ok(text) = std::fs::read_to_string(dir.join(file)) {
             let tail: Vec<&str> = text.lines().rev().take(lines).collect();
             if !tail.is_empty() {
-                out.push_str(&format!("--- {} (last {} lines)\n", dir.join(file).display(), tail.len()));
+                out.push_str(&format!(
+                    "--- {} (last {} lines)\n",
+                    dir.join(file).display(),
+                    tail.len()
+                ));
                 for line in tail.iter().rev() {
                     out.push_str(line);
                     out.push('\n');

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
 /// Sends `signal` to one process; false when it does not exist any more.
@@ -39,7 +39,8 @@ pub fn command_line(pid: u32) -> Option<String> {
 /// before signalling a process named in an old state file).
 pub fn is_node_vm(pid: u32, node_name: &str, base_dir: &Path) -> bool {
     command_line(pid).is_some_and(|cmd| {
-        cmd.contains("beam") && (cmd.contains(node_name) || cmd.contains(&*base_dir.to_string_lossy()))
+        cmd.contains("beam")
+            && (cmd.contains(node_name) || cmd.contains(&*base_dir.to_string_lossy()))
     })
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use super::process::{is_alive, is_node_vm, signal, signal_group, state, wait_gone};
 use super::BrokerError;
+use super::process::{is_alive, is_node_vm, signal, signal_group, state, wait_gone};
 use crate::amqp::probe;
 
 /// Environment variable that moves the state file (tests use their own).
@@ -89,12 +89,17 @@ impl BrokerState {
     /// [`BrokerError::StateFile`] when it exists but cannot be read.
     pub fn load(path: &Path) -> Result<Option<Self>, BrokerError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| BrokerError::StateFile {
-                path: path.to_path_buf(),
-                reason: format!("unreadable ({e}); delete it if no private broker runs"),
-            }),
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| BrokerError::StateFile {
+                    path: path.to_path_buf(),
+                    reason: format!("unreadable ({e}); delete it if no private broker runs"),
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(BrokerError::StateFile { path: path.to_path_buf(), reason: e.to_string() }),
+            Err(e) => Err(BrokerError::StateFile {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }),
         }
     }
 
@@ -103,7 +108,10 @@ impl BrokerState {
     /// # Errors
     /// [`BrokerError::StateFile`] when it cannot be written.
     pub fn save(&self, path: &Path) -> Result<(), BrokerError> {
-        let fail = |e: std::io::Error| BrokerError::StateFile { path: path.to_path_buf(), reason: e.to_string() };
+        let fail = |e: std::io::Error| BrokerError::StateFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(fail)?;
         }
@@ -131,7 +139,10 @@ impl BrokerState {
                 NodeState::Stopped
             } else if state(node.pid) == Some('T') {
                 NodeState::Paused
-            } else if probe("127.0.0.1", node.amqp_port, Duration::from_secs(3)).await.is_ok() {
+            } else if probe("127.0.0.1", node.amqp_port, Duration::from_secs(3))
+                .await
+                .is_ok()
+            {
                 NodeState::Running
             } else {
                 NodeState::Unresponsive

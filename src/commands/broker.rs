@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::state::{default_path, BrokerState, NodeState};
+use crate::broker::state::{BrokerState, NodeState, default_path};
 use crate::broker::{BrokerError, ClusterOptions, ManagedCluster};
 use crate::cli::{BrokerArgs, BrokerCommand, BrokerUpArgs};
 use crate::exit::Exit;
@@ -24,15 +24,31 @@ pub async fn broker(args: BrokerArgs, cancel: CancellationToken) -> Result<Exit,
     }
 }
 
-async fn up(args: BrokerUpArgs, state_path: &Path, cancel: CancellationToken) -> Result<Exit, BrokerError> {
+async fn up(
+    args: BrokerUpArgs,
+    state_path: &Path,
+    cancel: CancellationToken,
+) -> Result<Exit, BrokerError> {
     if let Some(existing) = BrokerState::load(state_path)? {
         if existing.any_alive() {
-            return Err(BrokerError::AlreadyUp { path: state_path.to_path_buf() });
+            return Err(BrokerError::AlreadyUp {
+                path: state_path.to_path_buf(),
+            });
         }
         BrokerState::remove(state_path);
     }
-    println!("starting {} private RabbitMQ node{}...", args.nodes, if args.nodes == 1 { "" } else { "s" });
-    let options = ClusterOptions { nodes: args.nodes, first_port: args.port, keep: args.keep, detachable: args.detach, parent_dir: None };
+    println!(
+        "starting {} private RabbitMQ node{}...",
+        args.nodes,
+        if args.nodes == 1 { "" } else { "s" }
+    );
+    let options = ClusterOptions {
+        nodes: args.nodes,
+        first_port: args.port,
+        keep: args.keep,
+        detachable: args.detach,
+        parent_dir: None,
+    };
     let cluster = match ManagedCluster::start(options, &cancel).await {
         Err(BrokerError::Interrupted) => {
             println!("interrupted; nothing was left running");
@@ -51,7 +67,9 @@ async fn up(args: BrokerUpArgs, state_path: &Path, cancel: CancellationToken) ->
     println!("data and logs: {}", cluster.base_dir().display());
     if args.detach {
         cluster.detach();
-        println!("left running; `warren broker status` lists the nodes, `warren broker down` stops them");
+        println!(
+            "left running; `warren broker status` lists the nodes, `warren broker down` stops them"
+        );
         return Ok(Exit::Success);
     }
     println!("running until Ctrl-C");
@@ -90,16 +108,29 @@ async fn status(state_path: &Path) -> Result<Exit, BrokerError> {
     let states = state.node_states().await;
     let width = state.nodes.iter().map(|n| n.name.len()).max().unwrap_or(0);
     for (node, node_state) in state.nodes.iter().zip(&states) {
-        println!("{:width$}  {:12}  {}  pid {}", node.name, node_state.to_string(), node.uri, node.pid);
+        println!(
+            "{:width$}  {:12}  {}  pid {}",
+            node.name,
+            node_state.to_string(),
+            node.uri,
+            node.pid
+        );
     }
     let running = states.iter().filter(|s| **s == NodeState::Running).count();
     println!("{running} of {} nodes running", state.nodes.len());
-    Ok(if running == state.nodes.len() { Exit::Success } else { Exit::Infrastructure })
+    Ok(if running == state.nodes.len() {
+        Exit::Success
+    } else {
+        Exit::Infrastructure
+    })
 }
 
 async fn down(state_path: &Path) -> Result<Exit, BrokerError> {
     let Some(state) = BrokerState::load(state_path)? else {
-        println!("no private broker recorded ({}); nothing to stop", state_path.display());
+        println!(
+            "no private broker recorded ({}); nothing to stop",
+            state_path.display()
+        );
         return Ok(Exit::Success);
     };
     let stopped = state.stop_all(crate::broker::STOP_GRACE).await;
@@ -108,7 +139,11 @@ async fn down(state_path: &Path) -> Result<Exit, BrokerError> {
     println!(
         "stopped {stopped} of {} nodes; {}",
         state.nodes.len(),
-        if state.keep { format!("data kept in {}", folder.display()) } else { format!("removed {}", folder.display()) }
+        if state.keep {
+            format!("data kept in {}", folder.display())
+        } else {
+            format!("removed {}", folder.display())
+        }
     );
     Ok(Exit::Success)
 }

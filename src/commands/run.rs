@@ -39,20 +39,33 @@ struct BrokerReport {
 /// # Errors
 /// A scenario error (exit 2) before anything is touched, or a broker error (exit 3).
 pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<Exit> {
-    let plan = scenario::load(&args.scenario, Overrides { duration: args.duration })?;
+    let plan = scenario::load(
+        &args.scenario,
+        Overrides {
+            duration: args.duration,
+        },
+    )?;
     let console = Console { quiet: args.quiet };
     let started_at = UtcTime::now();
-    let run_dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| plan.report.dir.join(format!("{}-{}", plan.name, started_at.compact())));
-    console.line(format!("scenario {} ({})", plan.name, plan.source.display()));
+    let run_dir = args.out.clone().unwrap_or_else(|| {
+        plan.report
+            .dir
+            .join(format!("{}-{}", plan.name, started_at.compact()))
+    });
+    console.line(format!(
+        "scenario {} ({})",
+        plan.name,
+        plan.source.display()
+    ));
     if !plan.description.is_empty() {
         console.line(format!("  {}", plan.description));
     }
     console.line(format!("  {}", summary(&plan)));
     let launch = Instant::now();
-    let options = StartOptions { keep: args.keep, parent_dir: None };
+    let options = StartOptions {
+        keep: args.keep,
+        parent_dir: None,
+    };
     let broker = match Broker::start(&plan.broker, options, &cancel).await {
         Ok(broker) => broker,
         Err(BrokerError::Interrupted) => {
@@ -69,7 +82,10 @@ pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<Exi
     };
     if let Broker::Managed(cluster) = &broker {
         if args.keep {
-            console.line(format!("node data and logs kept in {}", cluster.base_dir().display()));
+            console.line(format!(
+                "node data and logs kept in {}",
+                cluster.base_dir().display()
+            ));
         }
     }
     broker.shutdown().await;
@@ -81,7 +97,11 @@ pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<Exi
         return Ok(Exit::Interrupted);
     }
     if report.connected < report.nodes.len() {
-        anyhow::bail!("{} of {} nodes accepted an AMQP connection", report.connected, report.nodes.len());
+        anyhow::bail!(
+            "{} of {} nodes accepted an AMQP connection",
+            report.connected,
+            report.nodes.len()
+        );
     }
     Ok(Exit::Success)
 }
@@ -89,8 +109,16 @@ pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<Exi
 /// One line on what the scenario will do.
 fn summary(plan: &Plan) -> String {
     let broker = match &plan.broker {
-        BrokerPlan::Managed(m) => format!("managed broker, {} node{}", m.nodes, if m.nodes == 1 { "" } else { "s" }),
-        BrokerPlan::External(e) => format!("external broker, {} URI{}", e.uris.len(), if e.uris.len() == 1 { "" } else { "s" }),
+        BrokerPlan::Managed(m) => format!(
+            "managed broker, {} node{}",
+            m.nodes,
+            if m.nodes == 1 { "" } else { "s" }
+        ),
+        BrokerPlan::External(e) => format!(
+            "external broker, {} URI{}",
+            e.uris.len(),
+            if e.uris.len() == 1 { "" } else { "s" }
+        ),
     };
     let length = match (plan.stop.duration, plan.stop.messages_per_publisher) {
         (Some(d), Some(m)) => format!("{} or {m} messages per publisher", format_duration(d)),
@@ -119,7 +147,10 @@ async fn session(
     let nodes = broker.describe().await;
     let (cluster_name, running_nodes) = match broker {
         Broker::Managed(cluster) => {
-            let status = cluster.ctl().cluster_status(&cluster.specs()[0].name).await?;
+            let status = cluster
+                .ctl()
+                .cluster_status(&cluster.specs()[0].name)
+                .await?;
             (Some(status.cluster_name), status.running_nodes)
         }
         Broker::External(_) => (None, Vec::new()),
@@ -130,17 +161,32 @@ async fn session(
             (Some(p), Some(v)) => format!("{p} {v}"),
             _ => "version unknown".into(),
         };
-        console.line(format!("  {}  {}  {}  {}", node.name, version, node.platform.as_deref().unwrap_or(""), node.uri));
+        console.line(format!(
+            "  {}  {}  {}  {}",
+            node.name,
+            version,
+            node.platform.as_deref().unwrap_or(""),
+            node.uri
+        ));
     }
     if let Some(name) = &cluster_name {
-        console.line(format!("  cluster {name}: {} of {} nodes running", running_nodes.len(), nodes.len()));
+        console.line(format!(
+            "  cluster {name}: {} of {} nodes running",
+            running_nodes.len(),
+            nodes.len()
+        ));
     }
     let mut connected = 0;
     for uri in broker.uris() {
         if cancel.is_cancelled() {
             break;
         }
-        let connection = connect(&uri, &format!("warren {}", plan.name), Duration::from_secs(10)).await;
+        let connection = connect(
+            &uri,
+            &format!("warren {}", plan.name),
+            Duration::from_secs(10),
+        )
+        .await;
         match connection {
             Ok(connection) => {
                 let channel = connection.check_channel().await;
@@ -153,7 +199,10 @@ async fn session(
             Err(error) => console.line(format!("  {error}")),
         }
     }
-    console.line(format!("connected with lapin to {connected} of {} nodes", nodes.len()));
+    console.line(format!(
+        "connected with lapin to {connected} of {} nodes",
+        nodes.len()
+    ));
     Ok(BrokerReport {
         warren_version: env!("CARGO_PKG_VERSION"),
         scenario: plan.name.clone(),
@@ -174,8 +223,14 @@ async fn session(
 fn write_results(dir: &Path, plan: &Plan, report: &BrokerReport) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let files: [(PathBuf, String); 2] = [
-        (dir.join("plan.json"), serde_json::to_string_pretty(plan).expect("a plan serializes")),
-        (dir.join("broker.json"), serde_json::to_string_pretty(report).expect("a report serializes")),
+        (
+            dir.join("plan.json"),
+            serde_json::to_string_pretty(plan).expect("a plan serializes"),
+        ),
+        (
+            dir.join("broker.json"),
+            serde_json::to_string_pretty(report).expect("a report serializes"),
+        ),
     ];
     for (path, text) in files {
         std::fs::write(path, text + "\n")?;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::diagnostic::Checker;
-use super::units::{format_duration, DurationValue};
+use super::units::{DurationValue, format_duration};
 
 /// A whole number in `min..=max`, or `default` when absent.
 pub fn whole(
@@ -26,7 +26,10 @@ pub fn whole(
             } else {
                 format!("from {min} to {max}")
             };
-            c.error(path, format!(" = {v}: expected {meaning}, a whole number {range}"));
+            c.error(
+                path,
+                format!(" = {v}: expected {meaning}, a whole number {range}"),
+            );
             default
         }
     }
@@ -37,7 +40,10 @@ pub fn positive(c: &mut Checker<'_>, path: &str, value: Option<f64>, meaning: &s
     match value {
         Some(v) if v.is_finite() && v > 0.0 => Some(v),
         Some(v) => {
-            c.error(path, format!(" = {v}: expected a positive number of {meaning}"));
+            c.error(
+                path,
+                format!(" = {v}: expected a positive number of {meaning}"),
+            );
             None
         }
         None => None,
@@ -75,9 +81,18 @@ pub fn heartbeat(c: &mut Checker<'_>, path: &str, value: Option<DurationValue>) 
 }
 
 /// Refuses a field that only means something under another setting.
-pub fn only_with<T>(c: &mut Checker<'_>, path: &str, value: &Option<T>, allowed: bool, condition: &str) {
+pub fn only_with<T>(
+    c: &mut Checker<'_>,
+    path: &str,
+    value: &Option<T>,
+    allowed: bool,
+    condition: &str,
+) {
     if value.is_some() && !allowed {
-        c.key_error(path, format!("only used with {condition}; remove it or change that setting"));
+        c.key_error(
+            path,
+            format!("only used with {condition}; remove it or change that setting"),
+        );
     }
 }
 

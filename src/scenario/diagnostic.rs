@@ -118,7 +118,7 @@ impl<'a> Checker<'a> {
         if self.found.is_empty() {
             return Ok(());
         }
-        self.found.sort_by(|a, b| a.location.cmp(&b.location));
+        self.found.sort_by_key(|d| d.location);
         self.found.dedup();
         Err(Diagnostics(self.found))
     }
@@ -150,7 +150,10 @@ fn expected_words(message: &str) -> String {
         ("expected f64", "expected a number"),
         ("expected a boolean", "expected true or false"),
         ("expected a string", "expected a string in quotes"),
-        ("expected a sequence", "expected a list, like [\"a\", \"b\"]"),
+        (
+            "expected a sequence",
+            "expected a list, like [\"a\", \"b\"]",
+        ),
         ("expected a map", "expected a table"),
     ] {
         text = text.replace(serde_words, ours);

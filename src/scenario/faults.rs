@@ -31,9 +31,21 @@ fn parameters(kind: K) -> &'static [&'static str] {
         K::Bandwidth => &["path", "stream", "toxicity", "rate"],
         K::SlowClose => &["path", "stream", "toxicity", "delay"],
         K::Timeout | K::ResetPeer => &["path", "stream", "toxicity", "timeout"],
-        K::Slicer => &["path", "stream", "toxicity", "average_size", "size_variation", "delay"],
+        K::Slicer => &[
+            "path",
+            "stream",
+            "toxicity",
+            "average_size",
+            "size_variation",
+            "delay",
+        ],
         K::LimitData => &["path", "stream", "toxicity", "bytes"],
-        K::BrokerRestart | K::BrokerKill | K::BrokerPause | K::MemoryAlarm | K::DiskAlarm | K::NodeKill => &["node"],
+        K::BrokerRestart
+        | K::BrokerKill
+        | K::BrokerPause
+        | K::MemoryAlarm
+        | K::DiskAlarm
+        | K::NodeKill => &["node"],
     }
 }
 
@@ -63,10 +75,19 @@ fn present(entry: &FaultEntry) -> Vec<&'static str> {
         ("size_variation", entry.size_variation.is_some()),
         ("bytes", entry.bytes.is_some()),
     ];
-    flags.iter().filter(|(_, on)| *on).map(|(name, _)| *name).collect()
+    flags
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| *name)
+        .collect()
 }
 
-pub(super) fn faults(c: &mut Checker<'_>, entries: Vec<FaultEntry>, broker: &BrokerPlan, run: RunLength) -> Vec<FaultPlan> {
+pub(super) fn faults(
+    c: &mut Checker<'_>,
+    entries: Vec<FaultEntry>,
+    broker: &BrokerPlan,
+    run: RunLength,
+) -> Vec<FaultPlan> {
     entries
         .into_iter()
         .enumerate()
@@ -74,9 +95,18 @@ pub(super) fn faults(c: &mut Checker<'_>, entries: Vec<FaultEntry>, broker: &Bro
         .collect()
 }
 
-fn fault(c: &mut Checker<'_>, path: &str, entry: FaultEntry, broker: &BrokerPlan, run: RunLength) -> Option<FaultPlan> {
+fn fault(
+    c: &mut Checker<'_>,
+    path: &str,
+    entry: FaultEntry,
+    broker: &BrokerPlan,
+    run: RunLength,
+) -> Option<FaultPlan> {
     let Some(kind) = entry.kind else {
-        c.missing(&format!("{path}.kind"), "every fault needs a kind, like kind = \"broker_restart\" or kind = \"latency\"");
+        c.missing(
+            &format!("{path}.kind"),
+            "every fault needs a kind, like kind = \"broker_restart\" or kind = \"latency\"",
+        );
         return None;
     };
     let kind_word = serde_name(&kind);
@@ -84,7 +114,13 @@ fn fault(c: &mut Checker<'_>, path: &str, entry: FaultEntry, broker: &BrokerPlan
     for name in present(&entry) {
         if !allowed.contains(&name) {
             let fields: Vec<&str> = SCHEDULE.iter().chain(allowed).copied().collect();
-            c.key_error(&format!("{path}.{name}"), format!("not a parameter of kind = {kind_word:?}; its fields are: {}", fields.join(", ")));
+            c.key_error(
+                &format!("{path}.{name}"),
+                format!(
+                    "not a parameter of kind = {kind_word:?}; its fields are: {}",
+                    fields.join(", ")
+                ),
+            );
         }
     }
     let schedule = schedule(c, path, &entry, kind, run)?;
@@ -92,33 +128,72 @@ fn fault(c: &mut Checker<'_>, path: &str, entry: FaultEntry, broker: &BrokerPlan
     Some(FaultPlan { schedule, action })
 }
 
-fn schedule(c: &mut Checker<'_>, path: &str, entry: &FaultEntry, kind: K, run: RunLength) -> Option<Schedule> {
+fn schedule(
+    c: &mut Checker<'_>,
+    path: &str,
+    entry: &FaultEntry,
+    kind: K,
+    run: RunLength,
+) -> Option<Schedule> {
     let every = nonzero(c, &format!("{path}.every"), entry.every);
     let jitter = entry.jitter.map_or(Duration::ZERO, |j| j.0);
-    let count = entry.count.map(|n| whole(c, &format!("{path}.count"), Some(n), 1, 1, 100_000, "occurrences") as u32);
+    let count = entry.count.map(|n| {
+        whole(
+            c,
+            &format!("{path}.count"),
+            Some(n),
+            1,
+            1,
+            100_000,
+            "occurrences",
+        ) as u32
+    });
     if count.is_some() && every.is_none() {
-        c.key_error(&format!("{path}.count"), "only used with every = \"...\" (a repeating fault)");
+        c.key_error(
+            &format!("{path}.count"),
+            "only used with every = \"...\" (a repeating fault)",
+        );
     }
     let lasting = nonzero(c, &format!("{path}.for"), entry.lasting);
     if needs_lasting(kind) && entry.lasting.is_none() {
-        c.missing(&format!("{path}.for"), format!("kind = {:?} needs a duration, like for = \"10s\"", serde_name(&kind)));
+        c.missing(
+            &format!("{path}.for"),
+            format!(
+                "kind = {:?} needs a duration, like for = \"10s\"",
+                serde_name(&kind)
+            ),
+        );
     }
     let at = match (entry.at, every) {
         (Some(at), _) => at.0,
         (None, Some(every)) => every,
         (None, None) => {
-            c.missing(&format!("{path}.at"), "say when the fault starts, like at = \"20s\" (or repeat it with every = \"30s\")");
+            c.missing(
+                &format!("{path}.at"),
+                "say when the fault starts, like at = \"20s\" (or repeat it with every = \"30s\")",
+            );
             return None;
         }
     };
     let span = jitter + lasting.unwrap_or_default();
     if let Some(every) = every {
         if span > every {
-            c.error(&format!("{path}.every"), format!(" = {}: shorter than jitter + for = {}, so occurrences would overlap", quoted(every), quoted(span)));
+            c.error(
+                &format!("{path}.every"),
+                format!(
+                    " = {}: shorter than jitter + for = {}, so occurrences would overlap",
+                    quoted(every),
+                    quoted(span)
+                ),
+            );
         }
     }
     if let Some(duration) = run.duration {
-        let source = if run.from_cli { ", set by --duration" } else { "" };
+        let source = if run.from_cli {
+            ", set by --duration"
+        } else {
+            ""
+        };
         let last_start = match (every, count) {
             (Some(every), Some(n)) => at + every * (n - 1),
             _ => at,
@@ -130,25 +205,55 @@ fn schedule(c: &mut Checker<'_>, path: &str, entry: &FaultEntry, kind: K, run: R
             c.error(&format!("{path}.for"), format!("the fault would last until {}, after the run ends (duration = {}{source}); faults must start and end inside the run", format_duration(last_start + span), quoted(duration)));
         }
     }
-    Some(Schedule { at, every, jitter, count, lasting })
+    Some(Schedule {
+        at,
+        every,
+        jitter,
+        count,
+        lasting,
+    })
 }
 
-fn action(c: &mut Checker<'_>, path: &str, entry: &FaultEntry, kind: K, broker: &BrokerPlan) -> Option<FaultAction> {
+fn action(
+    c: &mut Checker<'_>,
+    path: &str,
+    entry: &FaultEntry,
+    kind: K,
+    broker: &BrokerPlan,
+) -> Option<FaultAction> {
     let field = |name: &str| format!("{path}.{name}");
     let required = |c: &mut Checker<'_>, name: &str, example: &str| {
-        c.missing(&field(name), format!("kind = {:?} needs {name}, like {example}", serde_name(&kind)));
+        c.missing(
+            &field(name),
+            format!(
+                "kind = {:?} needs {name}, like {example}",
+                serde_name(&kind)
+            ),
+        );
     };
     let traffic = entry.path.unwrap_or(TrafficPath::All);
     let stream = entry.stream.unwrap_or(StreamDirection::Downstream);
     let toxicity = match entry.toxicity {
         Some(t) if (0.0..=1.0).contains(&t) => t,
         Some(t) => {
-            c.error(&field("toxicity"), format!(" = {t}: expected the chance that a connection is affected, from 0.0 to 1.0"));
+            c.error(
+                &field("toxicity"),
+                format!(
+                    " = {t}: expected the chance that a connection is affected, from 0.0 to 1.0"
+                ),
+            );
             1.0
         }
         None => 1.0,
     };
-    let toxic = |toxic: Toxic| Some(FaultAction::Toxic { toxic, path: traffic, stream, toxicity });
+    let toxic = |toxic: Toxic| {
+        Some(FaultAction::Toxic {
+            toxic,
+            path: traffic,
+            stream,
+            toxicity,
+        })
+    };
     let zero = Duration::ZERO;
     match kind {
         K::Down => Some(FaultAction::Down { path: traffic }),
@@ -157,14 +262,27 @@ fn action(c: &mut Checker<'_>, path: &str, entry: &FaultEntry, kind: K, broker: 
                 required(c, "latency", "latency = \"100ms\"");
                 return None;
             };
-            toxic(Toxic::Latency { latency: latency.0, jitter: entry.latency_jitter.map_or(zero, |j| j.0) })
+            toxic(Toxic::Latency {
+                latency: latency.0,
+                jitter: entry.latency_jitter.map_or(zero, |j| j.0),
+            })
         }
         K::Bandwidth => match entry.rate {
             None => {
                 required(c, "rate", "rate = 100 (KB/s)");
                 None
             }
-            Some(rate) => toxic(Toxic::Bandwidth { rate_kbps: whole(c, &field("rate"), Some(rate), 0, 0, u64::MAX, "kilobytes per second") }),
+            Some(rate) => toxic(Toxic::Bandwidth {
+                rate_kbps: whole(
+                    c,
+                    &field("rate"),
+                    Some(rate),
+                    0,
+                    0,
+                    u64::MAX,
+                    "kilobytes per second",
+                ),
+            }),
         },
         K::SlowClose => match entry.delay {
             None => {
@@ -173,8 +291,12 @@ fn action(c: &mut Checker<'_>, path: &str, entry: &FaultEntry, kind: K, broker: 
             }
             Some(delay) => toxic(Toxic::SlowClose { delay: delay.0 }),
         },
-        K::Timeout => toxic(Toxic::Timeout { timeout: entry.timeout.map_or(zero, |t| t.0) }),
-        K::ResetPeer => toxic(Toxic::ResetPeer { timeout: entry.timeout.map_or(zero, |t| t.0) }),
+        K::Timeout => toxic(Toxic::Timeout {
+            timeout: entry.timeout.map_or(zero, |t| t.0),
+        }),
+        K::ResetPeer => toxic(Toxic::ResetPeer {
+            timeout: entry.timeout.map_or(zero, |t| t.0),
+        }),
         K::Slicer => {
             let Some(average) = entry.average_size.map(|s| s.0) else {
                 required(c, "average_size", "average_size = 64");
@@ -185,9 +307,16 @@ fn action(c: &mut Checker<'_>, path: &str, entry: &FaultEntry, kind: K, broker: 
             }
             let variation = entry.size_variation.map_or(0, |s| s.0);
             if variation >= average.max(1) {
-                c.error(&field("size_variation"), format!(" = {variation}: expected less than average_size = {average}"));
+                c.error(
+                    &field("size_variation"),
+                    format!(" = {variation}: expected less than average_size = {average}"),
+                );
             }
-            toxic(Toxic::Slicer { average_size: average, size_variation: variation, delay: entry.delay.map_or(zero, |d| d.0) })
+            toxic(Toxic::Slicer {
+                average_size: average,
+                size_variation: variation,
+                delay: entry.delay.map_or(zero, |d| d.0),
+            })
         }
         K::LimitData => match entry.bytes {
             None => {
@@ -211,11 +340,18 @@ fn action(c: &mut Checker<'_>, path: &str, entry: &FaultEntry, kind: K, broker: 
     }
 }
 
-fn node(c: &mut Checker<'_>, path: &str, entry: Option<&NodeEntry>, broker: &BrokerPlan) -> NodeSelector {
+fn node(
+    c: &mut Checker<'_>,
+    path: &str,
+    entry: Option<&NodeEntry>,
+    broker: &BrokerPlan,
+) -> NodeSelector {
     let nodes = broker.node_count().max(1);
     match entry {
         None => NodeSelector::Index(0),
-        Some(NodeEntry::Index(i)) if *i >= 0 && (*i as usize) < nodes => NodeSelector::Index(*i as usize),
+        Some(NodeEntry::Index(i)) if *i >= 0 && (*i as usize) < nodes => {
+            NodeSelector::Index(*i as usize)
+        }
         Some(NodeEntry::Index(i)) => {
             c.error(path, format!(" = {i}: expected a node index from 0 to {} (the broker has {nodes} node{}), \"leader\" or \"random\"", nodes - 1, if nodes == 1 { "" } else { "s" }));
             NodeSelector::Index(0)
@@ -223,7 +359,10 @@ fn node(c: &mut Checker<'_>, path: &str, entry: Option<&NodeEntry>, broker: &Bro
         Some(NodeEntry::Named(word)) if word == "leader" => NodeSelector::Leader,
         Some(NodeEntry::Named(word)) if word == "random" => NodeSelector::Random,
         Some(NodeEntry::Named(word)) => {
-            c.error(path, format!(" = {word:?}: expected a node index (0, 1, ...), \"leader\" or \"random\""));
+            c.error(
+                path,
+                format!(" = {word:?}: expected a node index (0, 1, ...), \"leader\" or \"random\""),
+            );
             NodeSelector::Index(0)
         }
     }
@@ -235,40 +374,78 @@ fn check_node_fault_allowed(c: &mut Checker<'_>, path: &str, kind: K, broker: &B
     if kind == K::NodeKill && broker.node_count() < 2 {
         c.error(path, format!(" = {word:?}: needs a cluster (broker.nodes = 3 or 5); on one node use \"broker_kill\""));
     }
-    let BrokerPlan::External(external) = broker else { return };
+    let BrokerPlan::External(external) = broker else {
+        return;
+    };
     if !external.allow_destructive {
         c.error(path, format!(" = {word:?}: refused on an external broker unless broker.allow_destructive = true (warren does not own it)"));
     }
     let commands = &external.commands;
     let needed: &[(&str, bool)] = match kind {
         K::BrokerRestart => &[("restart_command", commands.restart.is_some())],
-        K::BrokerKill | K::NodeKill => &[("kill_command", commands.kill.is_some()), ("start_command", commands.start.is_some())],
-        K::BrokerPause => &[("pause_command", commands.pause.is_some()), ("resume_command", commands.resume.is_some())],
+        K::BrokerKill | K::NodeKill => &[
+            ("kill_command", commands.kill.is_some()),
+            ("start_command", commands.start.is_some()),
+        ],
+        K::BrokerPause => &[
+            ("pause_command", commands.pause.is_some()),
+            ("resume_command", commands.resume.is_some()),
+        ],
         _ => &[("rabbitmqctl_command", commands.rabbitmqctl.is_some())],
     };
-    let missing: Vec<String> = needed.iter().filter(|(_, set)| !set).map(|(name, _)| format!("broker.{name}")).collect();
+    let missing: Vec<String> = needed
+        .iter()
+        .filter(|(_, set)| !set)
+        .map(|(name, _)| format!("broker.{name}"))
+        .collect();
     if !missing.is_empty() {
-        c.error(path, format!(" = {word:?}: an external broker is faulted through {}, which {} not set", missing.join(" and "), if missing.len() == 1 { "is" } else { "are" }));
+        c.error(
+            path,
+            format!(
+                " = {word:?}: an external broker is faulted through {}, which {} not set",
+                missing.join(" and "),
+                if missing.len() == 1 { "is" } else { "are" }
+            ),
+        );
     }
 }
 
-pub(super) fn chaos(c: &mut Checker<'_>, section: ChaosSection, broker: &BrokerPlan, run: RunLength) -> Option<ChaosPlan> {
+pub(super) fn chaos(
+    c: &mut Checker<'_>,
+    section: ChaosSection,
+    broker: &BrokerPlan,
+    run: RunLength,
+) -> Option<ChaosPlan> {
     let mut kinds = BTreeMap::new();
     match section.kinds {
-        None => c.missing("chaos.kinds", "list the fault kinds and their weights, like kinds = { down = 2, latency = 1 }"),
-        Some(table) if table.is_empty() => c.error("chaos.kinds", "expected at least one fault kind with a weight"),
+        None => c.missing(
+            "chaos.kinds",
+            "list the fault kinds and their weights, like kinds = { down = 2, latency = 1 }",
+        ),
+        Some(table) if table.is_empty() => c.error(
+            "chaos.kinds",
+            "expected at least one fault kind with a weight",
+        ),
         Some(table) => {
             for (name, weight) in table {
                 let path = format!("chaos.kinds.{name}");
                 match serde_json::from_value::<K>(serde_json::Value::String(name.clone())) {
                     Ok(kind) => {
-                        let weight = whole(c, &path, Some(weight), 1, 1, 1_000_000, "a relative weight") as u32;
+                        let weight =
+                            whole(c, &path, Some(weight), 1, 1, 1_000_000, "a relative weight")
+                                as u32;
                         if is_node_fault(kind) {
                             check_node_fault_allowed(c, &path, kind, broker);
                         }
                         kinds.insert(kind, weight);
                     }
-                    Err(_) => c.key_error(&path, format!("unknown fault kind; expected one of: {}", all_kind_names().join(", "))),
+                    Err(_) => c.key_error(
+                        &path,
+                        format!(
+                            "unknown fault kind; expected one of: {}",
+                            all_kind_names().join(", ")
+                        ),
+                    ),
                 }
             }
         }
@@ -276,7 +453,10 @@ pub(super) fn chaos(c: &mut Checker<'_>, section: ChaosSection, broker: &BrokerP
     let every = nonzero(c, "chaos.every", section.every);
     let lasting = nonzero(c, "chaos.for", section.lasting);
     if every.is_none() && section.every.is_none() {
-        c.missing("chaos.every", "how often a fault starts, like every = \"20s\"");
+        c.missing(
+            "chaos.every",
+            "how often a fault starts, like every = \"20s\"",
+        );
     }
     if lasting.is_none() && section.lasting.is_none() {
         c.missing("chaos.for", "how long each fault lasts, like for = \"5s\"");
@@ -284,21 +464,53 @@ pub(super) fn chaos(c: &mut Checker<'_>, section: ChaosSection, broker: &BrokerP
     let (every, lasting) = (every?, lasting?);
     let jitter = section.jitter.map_or(Duration::ZERO, |j| j.0);
     if jitter + lasting > every {
-        c.error("chaos.every", format!(" = {}: shorter than jitter + for = {}, so faults would overlap", quoted(every), quoted(jitter + lasting)));
+        c.error(
+            "chaos.every",
+            format!(
+                " = {}: shorter than jitter + for = {}, so faults would overlap",
+                quoted(every),
+                quoted(jitter + lasting)
+            ),
+        );
     }
     let start = section.start.map_or(every, |s| s.0);
     if let Some(duration) = run.duration {
         if start + jitter + lasting > duration {
-            c.error("chaos.start", format!("the first chaos fault would end at {}, after the run ends (duration = {})", format_duration(start + jitter + lasting), quoted(duration)));
+            c.error(
+                "chaos.start",
+                format!(
+                    "the first chaos fault would end at {}, after the run ends (duration = {})",
+                    format_duration(start + jitter + lasting),
+                    quoted(duration)
+                ),
+            );
         }
     }
-    Some(ChaosPlan { kinds, start, every, jitter, lasting })
+    Some(ChaosPlan {
+        kinds,
+        start,
+        every,
+        jitter,
+        lasting,
+    })
 }
 
 fn all_kind_names() -> Vec<String> {
     [
-        K::Down, K::Latency, K::Bandwidth, K::SlowClose, K::Timeout, K::ResetPeer, K::Slicer, K::LimitData,
-        K::BrokerRestart, K::BrokerKill, K::BrokerPause, K::MemoryAlarm, K::DiskAlarm, K::NodeKill,
+        K::Down,
+        K::Latency,
+        K::Bandwidth,
+        K::SlowClose,
+        K::Timeout,
+        K::ResetPeer,
+        K::Slicer,
+        K::LimitData,
+        K::BrokerRestart,
+        K::BrokerKill,
+        K::BrokerPause,
+        K::MemoryAlarm,
+        K::DiskAlarm,
+        K::NodeKill,
     ]
     .iter()
     .map(serde_name)

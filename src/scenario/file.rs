@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 use super::plan::{
     AckMode, BrokerMode, ExchangeKind, FaultKindName, OnFailure, QueueType, ReportFormat,
@@ -131,7 +131,9 @@ impl<'de> Deserialize<'de> for SizeEntry {
         impl<'de> Visitor<'de> for SizeVisitor {
             type Value = SizeEntry;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a size like 1024 or \"1KiB\", or a range { min = 100, max = \"4KiB\" }")
+                f.write_str(
+                    "a size like 1024 or \"1KiB\", or a range { min = 100, max = \"4KiB\" }",
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<SizeEntry, E> {
                 ByteSizeVisitor.visit_str(v).map(SizeEntry::Fixed)

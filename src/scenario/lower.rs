@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use super::Overrides;
 use super::checks::{nonzero, only_with, positive, whole};
 use super::clients::{consumers, publishers};
 use super::diagnostic::Checker;
-use super::faults::{chaos, faults, RunLength};
+use super::faults::{RunLength, chaos, faults};
 use super::file::{
     BrokerSection, GatesSection, ReportSection, ScenarioFile, SweepSection, TopologySection,
 };
 use super::plan::*;
-use super::Overrides;
 use crate::redact::BrokerUri;
 
 const DEFAULT_DURATION: Duration = Duration::from_secs(60);
@@ -27,7 +27,10 @@ pub(super) fn lower(
     c: &mut Checker<'_>,
 ) -> Plan {
     if let Some(version) = file.version.filter(|v| *v != 1) {
-        c.error("version", format!(" = {version}: this warren reads scenario format version 1"));
+        c.error(
+            "version",
+            format!(" = {version}: this warren reads scenario format version 1"),
+        );
     }
     let name = scenario_name(c, file.name);
     let stop = stop_condition(c, file.duration.map(|d| d.0), file.messages, overrides);
@@ -47,7 +50,9 @@ pub(super) fn lower(
         from_cli: overrides.duration.is_some(),
     };
     let faults = faults(c, file.faults, &broker, length);
-    let chaos = file.chaos.and_then(|section| chaos(c, section, &broker, length));
+    let chaos = file
+        .chaos
+        .and_then(|section| chaos(c, section, &broker, length));
     let gates = gates(c, file.gates, &publishers);
     let sweep = file.sweep.and_then(|section| sweep(c, section));
     let report = report(c, file.report);
@@ -72,7 +77,10 @@ pub(super) fn lower(
 
 fn scenario_name(c: &mut Checker<'_>, name: Option<String>) -> String {
     let Some(name) = name else {
-        c.missing("name", "every scenario needs a name, like name = \"reliable-restart\"");
+        c.missing(
+            "name",
+            "every scenario needs a name, like name = \"reliable-restart\"",
+        );
         return String::new();
     };
     let allowed = |ch: char| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.');
@@ -92,10 +100,21 @@ fn stop_condition(
     overrides: Overrides,
 ) -> StopCondition {
     if duration.is_some_and(|d| d.is_zero()) && overrides.duration.is_none() {
-        c.error("duration", " = \"0s\": expected a duration longer than zero");
+        c.error(
+            "duration",
+            " = \"0s\": expected a duration longer than zero",
+        );
     }
     let messages_per_publisher = messages.map(|m| {
-        whole(c, "messages", Some(m), 1, 1, u64::MAX, "messages per publisher")
+        whole(
+            c,
+            "messages",
+            Some(m),
+            1,
+            1,
+            u64::MAX,
+            "messages per publisher",
+        )
     });
     let duration = match (overrides.duration.or(duration), messages_per_publisher) {
         (None, None) => Some(DEFAULT_DURATION),
@@ -112,7 +131,13 @@ fn broker(c: &mut Checker<'_>, section: BrokerSection) -> BrokerPlan {
     let managed = mode == BrokerMode::Managed;
     let external = "mode = \"external\"";
     only_with(c, "broker.uris", &section.uris, !managed, external);
-    only_with(c, "broker.allow_destructive", &section.allow_destructive, !managed, external);
+    only_with(
+        c,
+        "broker.allow_destructive",
+        &section.allow_destructive,
+        !managed,
+        external,
+    );
     for (name, value) in [
         ("restart_command", &section.restart_command),
         ("kill_command", &section.kill_command),
@@ -121,7 +146,13 @@ fn broker(c: &mut Checker<'_>, section: BrokerSection) -> BrokerPlan {
         ("resume_command", &section.resume_command),
         ("rabbitmqctl_command", &section.rabbitmqctl_command),
     ] {
-        only_with(c, &format!("broker.{name}"), value, !managed, "mode = \"external\" (warren runs its own nodes itself)");
+        only_with(
+            c,
+            &format!("broker.{name}"),
+            value,
+            !managed,
+            "mode = \"external\" (warren runs its own nodes itself)",
+        );
     }
     let managed_only = "mode = \"managed\"";
     only_with(c, "broker.port", &section.port, managed, managed_only);
@@ -165,7 +196,13 @@ fn broker(c: &mut Checker<'_>, section: BrokerSection) -> BrokerPlan {
     }
     if let Some(n) = section.nodes {
         if n != uris.len() as i64 && !uris.is_empty() {
-            c.error("broker.nodes", format!(" = {n}: an external broker has one URI per node, and broker.uris lists {}", uris.len()));
+            c.error(
+                "broker.nodes",
+                format!(
+                    " = {n}: an external broker has one URI per node, and broker.uris lists {}",
+                    uris.len()
+                ),
+            );
         }
     }
     BrokerPlan::External(ExternalBrokerPlan {
@@ -198,7 +235,10 @@ fn topology(c: &mut Checker<'_>, section: TopologySection) -> TopologyPlan {
     for (key, value) in queue.arguments.unwrap_or_default() {
         let path = format!("topology.queue.arguments.{key}");
         if !key.starts_with("x-") {
-            c.key_error(&path, "queue arguments are x-arguments, like \"x-max-length\" = 10000");
+            c.key_error(
+                &path,
+                "queue arguments are x-arguments, like \"x-max-length\" = 10000",
+            );
             continue;
         }
         if key == "x-queue-type" {
@@ -211,7 +251,13 @@ fn topology(c: &mut Checker<'_>, section: TopologySection) -> TopologyPlan {
             toml::Value::Float(f) => QueueArgument::Float(f),
             toml::Value::String(s) => QueueArgument::Text(s),
             other => {
-                c.error(&path, format!("a {} cannot be a queue argument; expected a string, number or boolean", other.type_str()));
+                c.error(
+                    &path,
+                    format!(
+                        "a {} cannot be a queue argument; expected a string, number or boolean",
+                        other.type_str()
+                    ),
+                );
                 continue;
             }
         };
@@ -223,7 +269,13 @@ fn topology(c: &mut Checker<'_>, section: TopologySection) -> TopologyPlan {
         if exchange_kind != ExchangeKind::Direct {
             c.error("topology.exchange.kind", format!(" = {:?}: the default exchange \"\" is always direct; name an exchange to use another kind", serde_name(&exchange_kind)));
         }
-        only_with(c, "topology.exchange.durable", &exchange.durable, false, "a named exchange");
+        only_with(
+            c,
+            "topology.exchange.durable",
+            &exchange.durable,
+            false,
+            "a named exchange",
+        );
     }
     TopologyPlan {
         queue_name: queue.name,
@@ -240,18 +292,41 @@ fn topology(c: &mut Checker<'_>, section: TopologySection) -> TopologyPlan {
 
 fn gates(c: &mut Checker<'_>, section: GatesSection, publishers: &PublisherPlan) -> Gates {
     let limit = |c: &mut Checker<'_>, name: &str, value: Option<i64>| {
-        value.map(|v| whole(c, &format!("gates.{name}"), Some(v), 0, 0, u64::MAX, "a message count"))
+        value.map(|v| {
+            whole(
+                c,
+                &format!("gates.{name}"),
+                Some(v),
+                0,
+                0,
+                u64::MAX,
+                "a message count",
+            )
+        })
     };
     let max_lost_confirmed = limit(c, "max_lost_confirmed", section.max_lost_confirmed).or(Some(0));
     let max_lost_unconfirmed = limit(c, "max_lost_unconfirmed", section.max_lost_unconfirmed);
     let max_duplicates = limit(c, "max_duplicates", section.max_duplicates);
     let max_reordered = limit(c, "max_reordered", section.max_reordered);
     let p99_e2e_ms = positive(c, "gates.p99_e2e_ms", section.p99_e2e_ms, "milliseconds");
-    let p99_confirm_ms = positive(c, "gates.p99_confirm_ms", section.p99_confirm_ms, "milliseconds");
+    let p99_confirm_ms = positive(
+        c,
+        "gates.p99_confirm_ms",
+        section.p99_confirm_ms,
+        "milliseconds",
+    );
     if p99_confirm_ms.is_some() && !publishers.confirm {
-        c.error("gates.p99_confirm_ms", "can never be checked: publishers.confirm = false, so no confirm is measured");
+        c.error(
+            "gates.p99_confirm_ms",
+            "can never be checked: publishers.confirm = false, so no confirm is measured",
+        );
     }
-    let min_throughput = positive(c, "gates.min_throughput", section.min_throughput, "messages per second");
+    let min_throughput = positive(
+        c,
+        "gates.min_throughput",
+        section.min_throughput,
+        "messages per second",
+    );
     if let (Some(min), Some(rate)) = (min_throughput, publishers.rate) {
         if min > rate {
             c.error("gates.min_throughput", format!(" = {min}: can never be met, publishers.rate = {rate} msg/s and consumers cannot receive more than is published"));
@@ -274,7 +349,10 @@ fn sweep(c: &mut Checker<'_>, section: SweepSection) -> Option<SweepPlan> {
     let ranged = section.start.is_some() || section.step.is_some() || section.stop.is_some();
     let rates = match (section.rates, ranged) {
         (Some(_), true) => {
-            c.error("sweep.rates", "give either rates = [...] or start/step/stop, not both");
+            c.error(
+                "sweep.rates",
+                "give either rates = [...] or start/step/stop, not both",
+            );
             return None;
         }
         (Some(rates), false) => {
@@ -282,7 +360,12 @@ fn sweep(c: &mut Checker<'_>, section: SweepSection) -> Option<SweepPlan> {
                 c.error("sweep.rates", " = []: expected at least one target rate");
             }
             for (i, rate) in rates.iter().enumerate() {
-                positive(c, &format!("sweep.rates[{i}]"), Some(*rate), "messages per second");
+                positive(
+                    c,
+                    &format!("sweep.rates[{i}]"),
+                    Some(*rate),
+                    "messages per second",
+                );
             }
             rates
         }
@@ -294,19 +377,28 @@ fn sweep(c: &mut Checker<'_>, section: SweepSection) -> Option<SweepPlan> {
                 (Some(start), Some(step), Some(stop)) if stop >= start => {
                     let steps = ((stop - start) / step).floor() as usize + 1;
                     if steps > 1000 {
-                        c.error("sweep.step", format!(" = {step}: gives {steps} steps; at most 1000"));
+                        c.error(
+                            "sweep.step",
+                            format!(" = {step}: gives {steps} steps; at most 1000"),
+                        );
                         return None;
                     }
                     (0..steps).map(|i| start + step * i as f64).collect()
                 }
                 (Some(start), Some(_), Some(stop)) => {
-                    c.error("sweep.stop", format!(" = {stop}: expected a rate >= sweep.start = {start}"));
+                    c.error(
+                        "sweep.stop",
+                        format!(" = {stop}: expected a rate >= sweep.start = {start}"),
+                    );
                     return None;
                 }
                 _ => {
                     for (name, value) in [("start", start), ("step", step), ("stop", stop)] {
                         if value.is_none() {
-                            c.missing(&format!("sweep.{name}"), "a ranged sweep needs start, step and stop");
+                            c.missing(
+                                &format!("sweep.{name}"),
+                                "a ranged sweep needs start, step and stop",
+                            );
                         }
                     }
                     return None;
@@ -314,7 +406,10 @@ fn sweep(c: &mut Checker<'_>, section: SweepSection) -> Option<SweepPlan> {
             }
         }
         (None, false) => {
-            c.error("sweep", "expected target rates: rates = [1000, 5000] or start/step/stop");
+            c.error(
+                "sweep",
+                "expected target rates: rates = [1000, 5000] or start/step/stop",
+            );
             return None;
         }
     };
@@ -344,7 +439,10 @@ fn report(c: &mut Checker<'_>, section: ReportSection) -> ReportPlan {
     }
     let dir = section.dir.unwrap_or_else(|| "reports".to_string());
     if dir.is_empty() {
-        c.error("report.dir", " = \"\": expected a folder path, like \"reports\"");
+        c.error(
+            "report.dir",
+            " = \"\": expected a folder path, like \"reports\"",
+        );
     }
     ReportPlan {
         dir: dir.into(),

@@ -17,15 +17,15 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_path_to_error::Segment;
-use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use plan::*;
 
-use diagnostic::{humanize_serde_message, Checker};
+use diagnostic::{Checker, humanize_serde_message};
 use file::ScenarioFile;
-use source::{join, FieldSpans, Source};
+use source::{FieldSpans, Source, join};
 
 /// The smallest message body: room for warren's message header and a checksum.
 pub const MIN_BODY_SIZE: u64 = 64;
@@ -82,7 +82,9 @@ pub fn parse(path: &Path, text: &str, overrides: Overrides) -> Result<Plan, Diag
             let offset = error.span().map_or(0, |s| s.start);
             checker.error_at(offset, "", format!("TOML syntax: {}", error.message()));
         }
-        return checker.finish().map(|()| unreachable!("syntax errors were recorded"));
+        return checker
+            .finish()
+            .map(|()| unreachable!("syntax errors were recorded"));
     }
     let spans = FieldSpans::index(&document);
     let mut checker = Checker::new(&source, &spans);

@@ -296,15 +296,32 @@ pub struct Schedule {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Toxic {
-    Latency { latency: Duration, jitter: Duration },
+    Latency {
+        latency: Duration,
+        jitter: Duration,
+    },
     /// Kilobytes per second.
-    Bandwidth { rate_kbps: u64 },
-    SlowClose { delay: Duration },
+    Bandwidth {
+        rate_kbps: u64,
+    },
+    SlowClose {
+        delay: Duration,
+    },
     /// 0 = blackhole until removed.
-    Timeout { timeout: Duration },
-    ResetPeer { timeout: Duration },
-    Slicer { average_size: u64, size_variation: u64, delay: Duration },
-    LimitData { bytes: u64 },
+    Timeout {
+        timeout: Duration,
+    },
+    ResetPeer {
+        timeout: Duration,
+    },
+    Slicer {
+        average_size: u64,
+        size_variation: u64,
+        delay: Duration,
+    },
+    LimitData {
+        bytes: u64,
+    },
 }
 
 /// What a fault does.
@@ -312,15 +329,34 @@ pub enum Toxic {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FaultAction {
     /// The proxy is disabled: connections closed, nothing accepted.
-    Down { path: TrafficPath },
+    Down {
+        path: TrafficPath,
+    },
     /// A toxic on the proxy.
-    Toxic { toxic: Toxic, path: TrafficPath, stream: StreamDirection, toxicity: f64 },
-    BrokerRestart { node: NodeSelector },
-    BrokerKill { node: NodeSelector },
-    BrokerPause { node: NodeSelector },
-    MemoryAlarm { node: NodeSelector },
-    DiskAlarm { node: NodeSelector },
-    NodeKill { node: NodeSelector },
+    Toxic {
+        toxic: Toxic,
+        path: TrafficPath,
+        stream: StreamDirection,
+        toxicity: f64,
+    },
+    BrokerRestart {
+        node: NodeSelector,
+    },
+    BrokerKill {
+        node: NodeSelector,
+    },
+    BrokerPause {
+        node: NodeSelector,
+    },
+    MemoryAlarm {
+        node: NodeSelector,
+    },
+    DiskAlarm {
+        node: NodeSelector,
+    },
+    NodeKill {
+        node: NodeSelector,
+    },
 }
 
 /// One `[[faults]]` entry, checked.

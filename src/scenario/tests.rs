@@ -102,31 +102,68 @@ fn the_design_example_parses_into_a_complete_plan() {
     assert_eq!(plan.name, "seed-reliable-restart");
     assert_eq!(plan.seed, 42);
     assert_eq!(plan.stop.duration, Some(Duration::from_secs(60)));
-    assert_eq!(plan.broker, BrokerPlan::Managed(ManagedBrokerPlan { nodes: 1, first_port: None, keep: false }));
-    assert_eq!(plan.topology.arguments["x-max-length"], QueueArgument::Int(100_000));
-    assert_eq!(plan.publishers.size, BodySize::Uniform { min: 100, max: 4096 });
+    assert_eq!(
+        plan.broker,
+        BrokerPlan::Managed(ManagedBrokerPlan {
+            nodes: 1,
+            first_port: None,
+            keep: false
+        })
+    );
+    assert_eq!(
+        plan.topology.arguments["x-max-length"],
+        QueueArgument::Int(100_000)
+    );
+    assert_eq!(
+        plan.publishers.size,
+        BodySize::Uniform {
+            min: 100,
+            max: 4096
+        }
+    );
     assert_eq!(plan.publishers.connections, 2);
     assert_eq!(plan.publishers.rate, Some(5000.0));
     assert_eq!(plan.consumers.crash_every, Some(5000));
-    assert_eq!(plan.consumers.processing_delay, Some(Duration::from_millis(1)));
+    assert_eq!(
+        plan.consumers.processing_delay,
+        Some(Duration::from_millis(1))
+    );
     assert_eq!(plan.faults.len(), 3);
-    assert_eq!(plan.faults[0].action, FaultAction::BrokerRestart { node: NodeSelector::Index(0) });
+    assert_eq!(
+        plan.faults[0].action,
+        FaultAction::BrokerRestart {
+            node: NodeSelector::Index(0)
+        }
+    );
     assert_eq!(
         plan.faults[1].action,
         FaultAction::Toxic {
-            toxic: Toxic::Latency { latency: Duration::from_millis(100), jitter: Duration::from_millis(10) },
+            toxic: Toxic::Latency {
+                latency: Duration::from_millis(100),
+                jitter: Duration::from_millis(10)
+            },
             path: TrafficPath::Publishers,
             stream: StreamDirection::Both,
             toxicity: 1.0,
         }
     );
-    assert_eq!(plan.faults[2].schedule.at, Duration::from_secs(15), "a repeating fault starts after one period");
+    assert_eq!(
+        plan.faults[2].schedule.at,
+        Duration::from_secs(15),
+        "a repeating fault starts after one period"
+    );
     assert_eq!(plan.faults[2].schedule.count, Some(3));
     let chaos = plan.chaos.expect("chaos");
     assert_eq!(chaos.kinds[&FaultKindName::Down], 2);
     assert_eq!(plan.gates.max_recovery, Some(Duration::from_secs(30)));
-    assert_eq!(plan.sweep.expect("sweep").rates, vec![1000.0, 3000.0, 5000.0, 7000.0]);
-    assert_eq!(plan.report.formats, vec![ReportFormat::Console, ReportFormat::Csv, ReportFormat::Json]);
+    assert_eq!(
+        plan.sweep.expect("sweep").rates,
+        vec![1000.0, 3000.0, 5000.0, 7000.0]
+    );
+    assert_eq!(
+        plan.report.formats,
+        vec![ReportFormat::Console, ReportFormat::Csv, ReportFormat::Json]
+    );
 }
 
 #[test]
@@ -139,11 +176,26 @@ fn a_minimal_scenario_gets_the_documented_defaults() {
     assert_eq!(plan.topology.queue_type, QueueType::Classic);
     assert!(plan.topology.durable);
     let p = &plan.publishers;
-    assert_eq!((p.count, p.confirm, p.max_in_flight, p.persistent, p.mandatory), (1, true, 256, true, true));
-    assert_eq!((p.rate, p.size, p.on_failure), (None, BodySize::Fixed(1024), OnFailure::Republish));
+    assert_eq!(
+        (
+            p.count,
+            p.confirm,
+            p.max_in_flight,
+            p.persistent,
+            p.mandatory
+        ),
+        (1, true, 256, true, true)
+    );
+    assert_eq!(
+        (p.rate, p.size, p.on_failure),
+        (None, BodySize::Fixed(1024), OnFailure::Republish)
+    );
     assert_eq!(p.heartbeat, Duration::from_secs(5));
     let c = &plan.consumers;
-    assert_eq!((c.count, c.ack, c.prefetch, c.multiple_ack_every), (1, AckMode::Manual, 100, 1));
+    assert_eq!(
+        (c.count, c.ack, c.prefetch, c.multiple_ack_every),
+        (1, AckMode::Manual, 100, 1)
+    );
     assert_eq!(plan.gates.max_lost_confirmed, Some(0));
     assert_eq!(plan.gates.max_duplicates, None);
     assert_eq!(plan.report.dir, Path::new("reports"));
@@ -152,27 +204,54 @@ fn a_minimal_scenario_gets_the_documented_defaults() {
 
 #[test]
 fn without_confirms_unconfirmed_messages_are_dropped_by_default() {
-    let plan = plan("name = \"naive\"\n[publishers]\nconfirm = false\npersistent = false\n[consumers]\nack = \"auto\"\n");
+    let plan = plan(
+        "name = \"naive\"\n[publishers]\nconfirm = false\npersistent = false\n[consumers]\nack = \"auto\"\n",
+    );
     assert_eq!(plan.publishers.on_failure, OnFailure::Drop);
-    assert!(problems("name = \"x\"\n[publishers]\nconfirm = false\non_failure = \"republish\"\n").contains("needs confirm = true"));
-    assert!(problems("name = \"x\"\n[publishers]\nconfirm = false\nmax_in_flight = 5\n").contains("only used with confirm = true"));
+    assert!(
+        problems("name = \"x\"\n[publishers]\nconfirm = false\non_failure = \"republish\"\n")
+            .contains("needs confirm = true")
+    );
+    assert!(
+        problems("name = \"x\"\n[publishers]\nconfirm = false\nmax_in_flight = 5\n")
+            .contains("only used with confirm = true")
+    );
 }
 
 #[test]
 fn a_message_count_alone_bounds_the_run() {
     let plan = plan("name = \"counted\"\nmessages = 1_000\n");
-    assert_eq!(plan.stop, StopCondition { duration: None, messages_per_publisher: Some(1000) });
+    assert_eq!(
+        plan.stop,
+        StopCondition {
+            duration: None,
+            messages_per_publisher: Some(1000)
+        }
+    );
 }
 
 #[test]
 fn the_duration_override_replaces_the_file_and_is_named_in_fault_errors() {
-    let text = "name = \"x\"\nduration = \"60s\"\n[[faults]]\nat = \"20s\"\nkind = \"broker_restart\"\n";
-    let short = Overrides { duration: Some(Duration::from_secs(10)) };
-    let error = parse(Path::new("t.toml"), text, short).unwrap_err().to_string();
+    let text =
+        "name = \"x\"\nduration = \"60s\"\n[[faults]]\nat = \"20s\"\nkind = \"broker_restart\"\n";
+    let short = Overrides {
+        duration: Some(Duration::from_secs(10)),
+    };
+    let error = parse(Path::new("t.toml"), text, short)
+        .unwrap_err()
+        .to_string();
     assert!(error.contains("t.toml:4:6: faults[0].at"), "{error}");
     assert!(error.contains("set by --duration"), "{error}");
-    let long = Overrides { duration: Some(Duration::from_secs(90)) };
-    assert_eq!(parse(Path::new("t.toml"), text, long).unwrap().stop.duration, Some(Duration::from_secs(90)));
+    let long = Overrides {
+        duration: Some(Duration::from_secs(90)),
+    };
+    assert_eq!(
+        parse(Path::new("t.toml"), text, long)
+            .unwrap()
+            .stop
+            .duration,
+        Some(Duration::from_secs(90))
+    );
 }
 
 #[test]
@@ -190,47 +269,93 @@ kind = "broker_restart"
 node = 1
 "#;
     let plan = plan(text);
-    let BrokerPlan::External(external) = &plan.broker else { panic!("external") };
+    let BrokerPlan::External(external) = &plan.broker else {
+        panic!("external")
+    };
     assert_eq!(external.uris.len(), 2);
-    assert!(!serde_json::to_string(&plan).unwrap().contains("secret"), "passwords never reach a file");
-    assert_eq!(plan.faults[0].action, FaultAction::BrokerRestart { node: NodeSelector::Index(1) });
+    assert!(
+        !serde_json::to_string(&plan).unwrap().contains("secret"),
+        "passwords never reach a file"
+    );
+    assert_eq!(
+        plan.faults[0].action,
+        FaultAction::BrokerRestart {
+            node: NodeSelector::Index(1)
+        }
+    );
     let managed_with_uris = problems("name = \"x\"\n[broker]\nuris = [\"amqp://h\"]\n");
-    assert!(managed_with_uris.contains("broker.uris: only used with mode = \"external\""), "{managed_with_uris}");
+    assert!(
+        managed_with_uris.contains("broker.uris: only used with mode = \"external\""),
+        "{managed_with_uris}"
+    );
 }
 
 #[test]
 fn node_faults_name_existing_nodes_and_node_kill_needs_a_cluster() {
     let kill = "name = \"x\"\n[[faults]]\nat = \"5s\"\nkind = \"node_kill\"\nnode = 2\n";
     let error = problems(kill);
-    assert!(error.contains("faults[0].node = 2: expected a node index from 0 to 0"), "{error}");
+    assert!(
+        error.contains("faults[0].node = 2: expected a node index from 0 to 0"),
+        "{error}"
+    );
     assert!(error.contains("needs a cluster"), "{error}");
     let cluster = kill.replace("name = \"x\"\n", "name = \"x\"\n[broker]\nnodes = 3\n");
-    assert_eq!(plan(&cluster).faults[0].action, FaultAction::NodeKill { node: NodeSelector::Index(2) });
-    let leader = "name = \"x\"\n[[faults]]\nat = \"5s\"\nkind = \"broker_kill\"\nnode = \"leader\"\n";
-    assert_eq!(plan(leader).faults[0].action, FaultAction::BrokerKill { node: NodeSelector::Leader });
+    assert_eq!(
+        plan(&cluster).faults[0].action,
+        FaultAction::NodeKill {
+            node: NodeSelector::Index(2)
+        }
+    );
+    let leader =
+        "name = \"x\"\n[[faults]]\nat = \"5s\"\nkind = \"broker_kill\"\nnode = \"leader\"\n";
+    assert_eq!(
+        plan(leader).faults[0].action,
+        FaultAction::BrokerKill {
+            node: NodeSelector::Leader
+        }
+    );
     assert!(problems(&leader.replace("leader", "boss")).contains("\"leader\" or \"random\""));
 }
 
 #[test]
 fn chaos_kinds_are_checked_by_name() {
-    let error = problems("name = \"x\"\n[chaos]\nkinds = { dwon = 1 }\nevery = \"10s\"\nfor = \"2s\"\n");
-    assert!(error.contains("t.toml:3:11: chaos.kinds.dwon: unknown fault kind"), "{error}");
+    let error =
+        problems("name = \"x\"\n[chaos]\nkinds = { dwon = 1 }\nevery = \"10s\"\nfor = \"2s\"\n");
+    assert!(
+        error.contains("t.toml:3:11: chaos.kinds.dwon: unknown fault kind"),
+        "{error}"
+    );
 }
 
 #[test]
 fn heartbeats_are_whole_seconds() {
     let error = problems("name = \"x\"\n[publishers]\nheartbeat = \"500ms\"\n");
-    assert!(error.contains("publishers.heartbeat = \"500ms\": AMQP heartbeats are whole seconds"), "{error}");
+    assert!(
+        error.contains("publishers.heartbeat = \"500ms\": AMQP heartbeats are whole seconds"),
+        "{error}"
+    );
 }
 
 #[test]
 fn sweeps_take_a_list_or_a_range_but_not_both() {
-    assert_eq!(plan("name = \"x\"\n[sweep]\nrates = [100, 200]\n").sweep.unwrap().rates, vec![100.0, 200.0]);
+    assert_eq!(
+        plan("name = \"x\"\n[sweep]\nrates = [100, 200]\n")
+            .sweep
+            .unwrap()
+            .rates,
+        vec![100.0, 200.0]
+    );
     assert!(problems("name = \"x\"\n[sweep]\nrates = [100]\nstart = 5\n").contains("not both"));
-    assert!(problems("name = \"x\"\n[sweep]\nstart = 500\nstep = 10\nstop = 100\n").contains("sweep.stop = 100"));
+    assert!(
+        problems("name = \"x\"\n[sweep]\nstart = 500\nstep = 10\nstop = 100\n")
+            .contains("sweep.stop = 100")
+    );
 }
 
 #[test]
 fn unsupported_format_versions_are_refused() {
-    assert!(problems("version = 2\nname = \"x\"\n").contains("t.toml:1:11: version = 2: this warren reads scenario format version 1"));
+    assert!(
+        problems("version = 2\nname = \"x\"\n")
+            .contains("t.toml:1:11: version = 2: this warren reads scenario format version 1")
+    );
 }

@@ -4,16 +4,14 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
 
 /// What a duration must look like, quoted in every duration error.
-pub const DURATION_EXPECTED: &str =
-    "expected a duration with a unit, like \"250ms\", \"30s\", \"2m\" or \"1m30s\" (units: us, ms, s, m, h)";
+pub const DURATION_EXPECTED: &str = "expected a duration with a unit, like \"250ms\", \"30s\", \"2m\" or \"1m30s\" (units: us, ms, s, m, h)";
 
 /// What a size must look like, quoted in every size error.
-pub const SIZE_EXPECTED: &str =
-    "expected a size in bytes, like 1024, \"512B\", \"4KiB\" or \"1MiB\" (units: B, KiB, MiB, GiB, kB, MB, GB)";
+pub const SIZE_EXPECTED: &str = "expected a size in bytes, like 1024, \"512B\", \"4KiB\" or \"1MiB\" (units: B, KiB, MiB, GiB, kB, MB, GB)";
 
 /// Parses a duration such as `250ms`, `30s`, `2m`, `1h`, `1.5s` or `1m30s`.
 ///
@@ -168,9 +166,11 @@ impl<'de> Visitor<'de> for ByteSizeVisitor {
             .map_err(|why| E::custom(format!(" = {text:?}: {why}")))
     }
     fn visit_i64<E: de::Error>(self, n: i64) -> Result<ByteSize, E> {
-        u64::try_from(n)
-            .map(ByteSize)
-            .map_err(|_| E::custom(format!(" = {n}: a size cannot be negative; {SIZE_EXPECTED}")))
+        u64::try_from(n).map(ByteSize).map_err(|_| {
+            E::custom(format!(
+                " = {n}: a size cannot be negative; {SIZE_EXPECTED}"
+            ))
+        })
     }
     fn visit_u64<E: de::Error>(self, n: u64) -> Result<ByteSize, E> {
         Ok(ByteSize(n))

@@ -1,0 +1,36 @@
+#!/bin/sh
+# Installs what warren needs on a Debian or Ubuntu machine, and nothing it already has:
+#   - rabbitmq-server (warren starts private nodes from it; it also brings Erlang),
+#   - a C compiler (the TLS library builds a little C),
+#   - Rust, through rustup, when cargo is missing.
+# Safe to run again: every step checks first. Needs root or sudo for apt-get.
+set -eu
+
+if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+
+missing=""
+if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && ! command -v rabbitmq-server >/dev/null 2>&1; then
+    missing="$missing rabbitmq-server"
+fi
+if ! command -v cc >/dev/null 2>&1; then
+    missing="$missing gcc libc6-dev"
+fi
+if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+    command -v curl >/dev/null 2>&1 || missing="$missing curl ca-certificates"
+fi
+
+if [ -n "$missing" ]; then
+    echo "install.sh: installing$missing"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+    # Debian starts a system RabbitMQ on port 5672 after installing it. warren does not use
+    # it (it runs private nodes on free ports); stop it with `sudo systemctl stop rabbitmq-server`.
+else
+    echo "install.sh: rabbitmq-server and a C compiler are already installed"
+fi
+
+if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+    echo "install.sh: installing Rust with rustup"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy,rustfmt
+fi
+echo "install.sh: ready"

@@ -1,0 +1,219 @@
+//! Shared helpers: a scratch folder per test, the warren binary, waiting for output lines,
+//! and the leak check (no process may still mention a test's folder).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+/// A folder of one test, removed when the test ends.
+pub struct Scratch {
+    pub path: PathBuf,
+}
+
+impl Scratch {
+    /// Makes `<temp>/warren-it-<name>-<pid>-<n>` (traversable by the rabbitmq user).
+    pub fn new(name: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("warren-it-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(path.join("tmp")).unwrap();
+        for dir in [&path, &path.join("tmp")] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        Self { path }
+    }
+
+    /// The folder given to warren as TMPDIR: where it makes node folders.
+    pub fn tmp(&self) -> PathBuf {
+        self.path.join("tmp")
+    }
+
+    /// Writes a file in the scratch folder and returns its path.
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Entries left in the TMPDIR folder (node folders that were not removed).
+    pub fn tmp_entries(&self) -> Vec<String> {
+        std::fs::read_dir(self.tmp())
+            .map(|dir| {
+                dir.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Asserts that no process runs from or mentions this folder, and no node folder is left.
+    pub fn assert_clean(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut left = processes_mentioning(&self.path);
+        while !left.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            left = processes_mentioning(&self.path);
+        }
+        assert!(left.is_empty(), "processes left behind: {left:#?}");
+        assert!(
+            self.tmp_entries().is_empty(),
+            "folders left behind: {:?}",
+            self.tmp_entries()
+        );
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for (pid, _) in processes_mentioning(&self.path) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Live (non-zombie) processes whose command line or working folder mentions `dir`.
+pub fn processes_mentioning(dir: &Path) -> Vec<(u32, String)> {
+    let needle = dir.to_string_lossy().into_owned();
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        if stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        let cwd = std::fs::read_link(entry.path().join("cwd"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if cmdline.contains(&needle) || cwd.starts_with(&needle) {
+            found.push((pid, format!("{cmdline} (cwd {cwd})")));
+        }
+    }
+    found
+}
+
+/// The warren binary built for these tests.
+pub fn warren() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_warren"));
+    command
+        .env_remove("WARREN_STATE_FILE")
+        .env_remove("WARREN_RABBITMQ_BIN")
+        .env("RUST_LOG", "warn,lapin=off");
+    command
+}
+
+/// A running warren whose output lines arrive on a channel.
+pub struct Running {
+    pub child: Child,
+    pub stdout: Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Running {
+    /// Starts `command` with piped output.
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            stdout: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits until a line containing `text` is printed; panics with what was seen otherwise.
+    pub fn wait_for_line(&mut self, text: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line with {text:?} within {timeout:?}; saw {:#?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Sends a signal by name (INT, TERM) to warren.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for warren to exit, at most `timeout`; returns its exit code and the rest of its output.
+    pub fn finish(mut self, timeout: Duration) -> (i32, Vec<String>) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                while let Ok(line) = self.stdout.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(line);
+                }
+                return (status.code().unwrap_or(-1), self.seen);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "warren did not exit within {timeout:?}; output {:#?}",
+                    self.seen
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Runs a command to completion; returns exit code, stdout and stderr.
+pub fn output(mut command: Command) -> (i32, String, String) {
+    let out = command.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A TCP port on loopback that nothing listens on.
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}

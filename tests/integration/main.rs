@@ -1,0 +1,8 @@
+//! Integration tests: one binary, against real RabbitMQ nodes started from the local
+//! rabbitmq-server install. Each test uses its own folders and free ports.
+
+mod bad_scenarios;
+mod broker_command;
+mod helpers;
+mod managed_nodes;
+mod run_command;

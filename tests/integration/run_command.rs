@@ -1,0 +1,141 @@
+//! `warren run`: brings up a private node, connects, reports, tears down: on a normal end,
+//! on Ctrl-C, and with external brokers that are unreachable or with no install at all.
+
+use std::time::Duration;
+
+use crate::helpers::{Running, Scratch, closed_port, output, warren};
+
+const ONE_NODE: &str = "name = \"it-run\"\nduration = \"5s\"\n[broker]\nnodes = 1\n";
+
+#[test]
+fn run_brings_up_a_node_reports_its_version_and_tears_it_down() {
+    let scratch = Scratch::new("run");
+    let scenario = scratch.file("s.toml", ONE_NODE);
+    let out = scratch.path.join("out");
+    let mut command = warren();
+    command
+        .env("TMPDIR", scratch.tmp())
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out);
+    let (code, stdout, stderr) = output(command);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("RabbitMQ 3."), "{stdout}");
+    assert!(
+        stdout.contains("connected with lapin to 1 of 1 nodes"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("broker torn down"), "{stdout}");
+    let broker: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("broker.json")).unwrap()).unwrap();
+    assert_eq!(broker["connected"], 1);
+    assert!(
+        broker["nodes"][0]["version"]
+            .as_str()
+            .unwrap()
+            .starts_with("3.")
+    );
+    assert!(
+        broker["nodes"][0]["uri"]
+            .as_str()
+            .unwrap()
+            .contains("guest:****@127.0.0.1:")
+    );
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(plan["name"], "it-run");
+    scratch.assert_clean();
+}
+
+#[test]
+fn quiet_prints_nothing() {
+    let scratch = Scratch::new("quiet");
+    let mut command = warren();
+    command
+        .current_dir(&scratch.path)
+        .env("TMPDIR", scratch.tmp())
+        .args(["run", "--quiet", "--out", "out"])
+        .arg(scratch.file("s.toml", ONE_NODE));
+    let (code, stdout, stderr) = output(command);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "");
+    assert!(scratch.path.join("out/broker.json").exists());
+    scratch.assert_clean();
+}
+
+#[test]
+fn ctrl_c_while_the_broker_starts_leaves_nothing_behind() {
+    let scratch = Scratch::new("run-sigint");
+    let scenario = scratch.file("s.toml", ONE_NODE);
+    let mut command = warren();
+    command
+        .env("TMPDIR", scratch.tmp())
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(scratch.path.join("out"));
+    let mut running = Running::spawn(command);
+    running.wait_for_line("scenario it-run", Duration::from_secs(10));
+    // Interrupt once the Erlang VM exists, while the node boots.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !crate::helpers::processes_mentioning(&scratch.tmp())
+        .iter()
+        .any(|(_, cmd)| cmd.contains("beam"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no Erlang VM appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    running.signal("INT");
+    let (code, lines) = running.finish(Duration::from_secs(60));
+    assert_eq!(code, 130, "{lines:#?}");
+    scratch.assert_clean();
+}
+
+#[test]
+fn an_unreachable_external_broker_exits_3_without_showing_its_password() {
+    let scratch = Scratch::new("external-down");
+    let port = closed_port();
+    let scenario = scratch.file(
+        "s.toml",
+        &format!("name = \"ext\"\nduration = \"5s\"\n[broker]\nmode = \"external\"\nuris = [\"amqp://warren:hunter2@127.0.0.1:{port}/%2f\"]\n"),
+    );
+    let mut command = warren();
+    command
+        .env("TMPDIR", scratch.tmp())
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(scratch.path.join("out"));
+    let (code, stdout, stderr) = output(command);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("amqp://warren:****@127.0.0.1:{port}/%2f")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+    assert!(!stdout.contains("hunter2") && !stderr.contains("hunter2"));
+}
+
+#[test]
+fn without_rabbitmq_installed_the_error_says_how_to_install_it() {
+    let scratch = Scratch::new("no-install");
+    let scenario = scratch.file("s.toml", ONE_NODE);
+    let mut command = warren();
+    command
+        .env("TMPDIR", scratch.tmp())
+        .env("WARREN_RABBITMQ_BIN", scratch.path.join("empty"))
+        .arg("run")
+        .arg(&scenario);
+    let (code, _, stderr) = output(command);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("rabbitmq-server was not found"), "{stderr}");
+    assert!(
+        stderr.contains("apt-get install -y rabbitmq-server"),
+        "{stderr}"
+    );
+    scratch.assert_clean();
+}
