@@ -72,7 +72,8 @@ impl ManagedCluster {
             None => Vec::new(),
         };
         let mut ports =
-            free_ports(options.nodes * 2 + 1).map_err(|e| BrokerError::io("find free ports", e))?;
+            free_ports(options.nodes * 3 + 1).map_err(|e| BrokerError::io("find free ports", e))?;
+        // One spare per node: a fixed AMQP port may come back among the free ones; drop it.
         ports.retain(|p| !amqp_ports.contains(p));
         let epmd_port = ports.pop().ok_or_else(|| {
             BrokerError::io(

@@ -181,12 +181,11 @@ async fn session(
         if cancel.is_cancelled() {
             break;
         }
-        let connection = connect(
-            &uri,
-            &format!("warren {}", plan.name),
-            Duration::from_secs(10),
-        )
-        .await;
+        let name = format!("warren {}", plan.name);
+        let connection = tokio::select! {
+            () = cancel.cancelled() => break,
+            connection = connect(&uri, &name, Duration::from_secs(10)) => connection,
+        };
         match connection {
             Ok(connection) => {
                 let channel = connection.check_channel().await;
