@@ -88,13 +88,7 @@ fn a_bad_scenario_touches_nothing() {
         "name = \"bad\"\nduration = \"5s\"\n[publishers]\nrate = -1\n",
     );
     let out = scratch.path.join("out");
-    let mut command = warren();
-    command
-        .env("TMPDIR", scratch.tmp())
-        .arg("run")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&out);
+    let command = scratch.warren_run(&scenario, &out);
     let (code, _, stderr) = output(command);
     assert_eq!(code, 2, "{stderr}");
     assert!(

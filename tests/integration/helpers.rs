@@ -41,6 +41,18 @@ impl Scratch {
         path
     }
 
+    /// `warren run SCENARIO --out OUT`, making node folders under this folder.
+    pub fn warren_run(&self, scenario: &Path, out: &Path) -> Command {
+        let mut command = warren();
+        command
+            .env("TMPDIR", self.tmp())
+            .arg("run")
+            .arg(scenario)
+            .arg("--out")
+            .arg(out);
+        command
+    }
+
     /// Entries left in the TMPDIR folder (node folders that were not removed).
     pub fn tmp_entries(&self) -> Vec<String> {
         std::fs::read_dir(self.tmp())

@@ -12,13 +12,7 @@ fn run_brings_up_a_node_reports_its_version_and_tears_it_down() {
     let scratch = Scratch::new("run");
     let scenario = scratch.file("s.toml", ONE_NODE);
     let out = scratch.path.join("out");
-    let mut command = warren();
-    command
-        .env("TMPDIR", scratch.tmp())
-        .arg("run")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&out);
+    let command = scratch.warren_run(&scenario, &out);
     let (code, stdout, stderr) = output(command);
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("RabbitMQ 3."), "{stdout}");
@@ -68,13 +62,7 @@ fn quiet_prints_nothing() {
 fn ctrl_c_while_the_broker_starts_leaves_nothing_behind() {
     let scratch = Scratch::new("run-sigint");
     let scenario = scratch.file("s.toml", ONE_NODE);
-    let mut command = warren();
-    command
-        .env("TMPDIR", scratch.tmp())
-        .arg("run")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(scratch.path.join("out"));
+    let command = scratch.warren_run(&scenario, &scratch.path.join("out"));
     let mut running = Running::spawn(command);
     running.wait_for_line("scenario it-run", Duration::from_secs(10));
     // Interrupt once the Erlang VM exists, while the node boots.
@@ -103,13 +91,7 @@ fn an_unreachable_external_broker_exits_3_without_showing_its_password() {
         "s.toml",
         &format!("name = \"ext\"\nduration = \"5s\"\n[broker]\nmode = \"external\"\nuris = [\"amqp://warren:hunter2@127.0.0.1:{port}/%2f\"]\n"),
     );
-    let mut command = warren();
-    command
-        .env("TMPDIR", scratch.tmp())
-        .arg("run")
-        .arg(&scenario)
-        .arg("--out")
-        .arg(scratch.path.join("out"));
+    let command = scratch.warren_run(&scenario, &scratch.path.join("out"));
     let (code, stdout, stderr) = output(command);
     assert_eq!(code, 3, "{stdout}{stderr}");
     assert!(
