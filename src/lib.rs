@@ -5,14 +5,20 @@
 #![deny(unsafe_code)]
 
 pub mod amqp;
+pub mod ledger;
+pub mod metrics;
 pub mod broker;
 pub mod cli;
 pub mod commands;
+pub mod events;
 pub mod exit;
+pub mod gates;
 pub mod redact;
+pub mod report;
 pub mod scenario;
 pub mod signals;
 pub mod timestamp;
+pub mod workload;
 
 use tokio_util::sync::CancellationToken;
 

@@ -16,7 +16,9 @@ use crate::cli::RunArgs;
 use crate::exit::Exit;
 use crate::scenario::units::format_duration;
 use crate::scenario::{self, BrokerPlan, Overrides, Plan};
+use crate::report::{console, files, RunContext, RunReport};
 use crate::timestamp::UtcTime;
+use crate::workload::{self, ProgressLine, WorkloadError, WorkloadOptions, WorkloadOutcome};
 
 /// What a run found out about its broker, written as broker.json.
 #[derive(Debug, Serialize)]
@@ -76,34 +78,64 @@ pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<Exi
     };
     let startup = launch.elapsed();
     let outcome = session(&broker, &plan, &console, startup, started_at, &cancel).await;
-    let written = match &outcome {
-        Ok(report) => write_results(&run_dir, &plan, report),
-        Err(_) => Ok(()),
+    let workload = match &outcome {
+        Ok(report) if report.connected == report.nodes.len() && !cancel.is_cancelled() => {
+            Some(drive(&plan, &broker, &console, &cancel).await)
+        }
+        _ => None,
     };
     if let Broker::Managed(cluster) = &broker {
         if args.keep {
-            console.line(format!(
-                "node data and logs kept in {}",
-                cluster.base_dir().display()
-            ));
+            console.line(format!("node data and logs kept in {}", cluster.base_dir().display()));
         }
     }
     broker.shutdown().await;
     console.line("broker torn down");
-    let report = outcome?;
-    written.with_context(|| format!("writing results to {}", run_dir.display()))?;
+    let broker_report = outcome?;
+    write_results(&run_dir, &plan, &broker_report)
+        .with_context(|| format!("writing results to {}", run_dir.display()))?;
+    if broker_report.connected < broker_report.nodes.len() {
+        anyhow::bail!("{} of {} nodes accepted an AMQP connection", broker_report.connected, broker_report.nodes.len());
+    }
+    let exit = match workload {
+        None => Exit::Interrupted,
+        Some(Err(WorkloadError::Interrupted)) => Exit::Interrupted,
+        Some(Err(error)) => return Err(error).context("the workload could not run"),
+        Some(Ok(outcome)) => {
+            let context = RunContext { plan: &plan, started_at: started_at.rfc3339(), nodes: broker_report.nodes.clone() };
+            let report = RunReport::build(context, outcome);
+            console.line(console::render(&report));
+            files::write(&run_dir, &report).with_context(|| format!("writing results to {}", run_dir.display()))?;
+            if report.interrupted {
+                Exit::Interrupted
+            } else if report.passed {
+                Exit::Success
+            } else {
+                Exit::GateFailed
+            }
+        }
+    };
     console.line(format!("results: {}", run_dir.display()));
-    if cancel.is_cancelled() {
-        return Ok(Exit::Interrupted);
+    Ok(exit)
+}
+
+/// Runs the workload, printing progress once a second.
+async fn drive(plan: &Plan, broker: &Broker, console: &Console, cancel: &CancellationToken) -> Result<WorkloadOutcome, WorkloadError> {
+    let injected = plan.faults.len() + usize::from(plan.chaos.is_some());
+    if injected > 0 {
+        console.line(format!("note: this version does not inject faults yet; {injected} fault entr{} not applied", if injected == 1 { "y is" } else { "ies are" }));
     }
-    if report.connected < report.nodes.len() {
-        anyhow::bail!(
-            "{} of {} nodes accepted an AMQP connection",
-            report.connected,
-            report.nodes.len()
-        );
-    }
-    Ok(Exit::Success)
+    let quiet = console.quiet;
+    let options = WorkloadOptions {
+        on_progress: Some(Box::new(move |line: &ProgressLine| {
+            if !quiet {
+                let t = line.totals;
+                println!("[{:>6.1}s] {:10} sent {:>9}  confirmed {:>9}  delivered {:>9}", line.elapsed.as_secs_f64(), line.phase, t.sent, t.confirmed, t.fresh);
+            }
+        })),
+        ..WorkloadOptions::default()
+    };
+    workload::run(plan, &broker.uris(), options, cancel).await
 }
 
 /// One line on what the scenario will do.

@@ -1,0 +1,12 @@
+//! Sequence bookkeeping and the verdict: every publish and delivery of a run, per producer,
+//! in compact sets owned by the task that records them, merged exactly at the end.
+
+pub mod delivery;
+pub mod publish;
+pub mod seqset;
+pub mod verdict;
+
+pub use delivery::DeliveryShard;
+pub use publish::PublishLedger;
+pub use seqset::SeqSet;
+pub use verdict::{decide, Counts, ProducerVerdict, Verdict};

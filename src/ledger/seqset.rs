@@ -1,0 +1,155 @@
+//! A set of sequence numbers built for how they arrive: mostly in order. An in-order insert
+//! extends a pending run in O(1); anything else goes to a roaring bitmap. Memory stays
+//! about a bit per message or far less (runs compress), and the set converts to a bitmap
+//! for the set algebra of the verdict.
+
+use roaring::RoaringBitmap;
+
+/// Sequence numbers of one producer, as a set.
+#[derive(Debug, Clone, Default)]
+pub struct SeqSet {
+    /// Everything not in the pending run.
+    bitmap: RoaringBitmap,
+    /// The pending run `run_start..run_end`, not yet in the bitmap.
+    run_start: u32,
+    run_end: u32,
+    /// The largest element of `bitmap`, if any: the O(1) path is valid only above it.
+    bitmap_max: Option<u32>,
+}
+
+impl SeqSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `seq`; true when it was not in the set yet.
+    #[inline]
+    pub fn insert(&mut self, seq: u32) -> bool {
+        if seq == self.run_end && self.bitmap_max.is_none_or(|max| seq > max) && seq != u32::MAX {
+            self.run_end += 1;
+            return true;
+        }
+        self.insert_slow(seq)
+    }
+
+    #[cold]
+    fn insert_slow(&mut self, seq: u32) -> bool {
+        if (self.run_start..self.run_end).contains(&seq) {
+            return false;
+        }
+        self.flush();
+        let fresh = self.bitmap.insert(seq);
+        self.bitmap_max = Some(self.bitmap_max.map_or(seq, |max| max.max(seq)));
+        let next = seq.saturating_add(1);
+        self.run_start = next;
+        self.run_end = next;
+        fresh
+    }
+
+    fn flush(&mut self) {
+        if self.run_start < self.run_end {
+            self.bitmap.insert_range(self.run_start..self.run_end);
+            let last = self.run_end - 1;
+            self.bitmap_max = Some(self.bitmap_max.map_or(last, |max| max.max(last)));
+        }
+        self.run_start = self.run_end;
+    }
+
+    /// True when `seq` is in the set.
+    pub fn contains(&self, seq: u32) -> bool {
+        (self.run_start..self.run_end).contains(&seq) || self.bitmap.contains(seq)
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> u64 {
+        self.bitmap.len() + u64::from(self.run_end - self.run_start)
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The set as a roaring bitmap (run-compressed), for set algebra.
+    pub fn to_bitmap(&self) -> RoaringBitmap {
+        let mut bitmap = self.bitmap.clone();
+        if self.run_start < self.run_end {
+            bitmap.insert_range(self.run_start..self.run_end);
+        }
+        bitmap.optimize();
+        bitmap
+    }
+
+    /// Bytes of memory used, roughly (for the ledger's footprint).
+    pub fn memory_bytes(&self) -> u64 {
+        self.bitmap.serialized_size() as u64 + std::mem::size_of::<Self>() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// splitmix64: a tiny seeded generator for reproducible test sequences.
+    fn next(state: &mut u64) -> u64 {
+        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    #[test]
+    fn behaves_like_a_set_under_mixed_orders() {
+        for seed in 0..20u64 {
+            let mut state = seed;
+            let mut set = SeqSet::new();
+            let mut model = BTreeSet::new();
+            let mut cursor = 0u32;
+            for _ in 0..5_000 {
+                let seq = match next(&mut state) % 10 {
+                    0 => (next(&mut state) % 4000) as u32,  // anywhere (duplicates, late ones)
+                    1 => cursor.saturating_sub(3),          // a little back
+                    _ => {
+                        cursor += 1;
+                        cursor
+                    }
+                };
+                assert_eq!(set.insert(seq), model.insert(seq), "seed {seed}, seq {seq}");
+            }
+            assert_eq!(set.len(), model.len() as u64);
+            let bitmap = set.to_bitmap();
+            assert!(bitmap.iter().eq(model.iter().copied()));
+            for probe in 0..4100 {
+                assert_eq!(set.contains(probe), model.contains(&probe));
+            }
+        }
+    }
+
+    #[test]
+    fn ten_million_in_order_take_almost_no_memory() {
+        let mut set = SeqSet::new();
+        for seq in 0..10_000_000 {
+            assert!(set.insert(seq));
+        }
+        assert_eq!(set.len(), 10_000_000);
+        assert!(set.memory_bytes() < 1_000, "{} bytes", set.memory_bytes());
+        assert!(set.to_bitmap().serialized_size() < 100_000);
+    }
+
+    #[test]
+    fn a_gap_is_kept_and_filled_later() {
+        let mut set = SeqSet::new();
+        for seq in (0..10).chain(11..20) {
+            assert!(set.insert(seq));
+        }
+        assert!(!set.contains(10));
+        assert!(set.insert(10));
+        assert!(!set.insert(10));
+        assert!(!set.insert(19));
+        assert_eq!(set.len(), 20);
+        assert!(set.insert(20), "in order again after the gap");
+    }
+}

@@ -1,0 +1,306 @@
+//! The verdict: the publish ledgers and delivery shards merged exactly, and every message
+//! classified as the serious checkers do (Jepsen's total-queue accounting): lost confirmed,
+//! lost unconfirmed, recovered, duplicated (redelivered or republished), reordered,
+//! returned, unexpected, foreign, corrupted.
+
+use roaring::RoaringBitmap;
+use serde::Serialize;
+
+use super::delivery::{DeliveryShard, SAMPLES};
+use super::publish::PublishLedger;
+
+/// Counts over the whole run (or one producer).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Distinct sequence numbers published at least once.
+    pub attempted: u64,
+    /// Acknowledged by the broker.
+    pub confirmed: u64,
+    pub nacked: u64,
+    /// Returned by the broker (unroutable); acked + returned means never enqueued, not lost.
+    pub returned: u64,
+    /// The connection failed before the broker's answer.
+    pub indeterminate: u64,
+    /// Copies published again after a failure.
+    pub republished: u64,
+    /// Distinct sequence numbers delivered at least once.
+    pub delivered: u64,
+    /// Confirmed, not returned, never delivered: the broker broke its promise.
+    pub lost_confirmed: u64,
+    /// Never confirmed (or no confirms asked), not returned, never delivered: the client's risk.
+    pub lost_unconfirmed: u64,
+    /// Never confirmed, yet delivered (only counted with confirms on).
+    pub recovered: u64,
+    /// Deliveries beyond the first of a sequence number.
+    pub duplicated: u64,
+    /// Of those, deliveries the broker flagged as redelivered.
+    pub duplicated_redelivered: u64,
+    /// Of those, extra copies from republishing (no redelivered flag).
+    pub duplicated_republished: u64,
+    /// Fresh deliveries out of order where order is promised.
+    pub reordered: u64,
+    /// Delivered but never published by this run's producers.
+    pub unexpected: u64,
+}
+
+/// The verdict of one producer, with the first few sequence numbers of each anomaly.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProducerVerdict {
+    pub producer: u32,
+    #[serde(flatten)]
+    pub counts: Counts,
+    pub first_lost_confirmed: Vec<u32>,
+    pub first_lost_unconfirmed: Vec<u32>,
+    /// (sequence number, deliveries)
+    pub first_duplicated: Vec<(u32, u32)>,
+    /// (sequence number, highest seen before it)
+    pub first_reordered: Vec<(u32, u32)>,
+}
+
+/// Every sequence number of one anomaly class, for tests and debugging.
+#[derive(Debug, Clone, Default)]
+pub struct ProducerSets {
+    pub lost_confirmed: RoaringBitmap,
+    pub lost_unconfirmed: RoaringBitmap,
+    pub recovered: RoaringBitmap,
+    /// Sequence number → number of deliveries, for those delivered more than once.
+    pub duplicated: Vec<(u32, u32)>,
+}
+
+/// The whole verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    /// Totals over all producers.
+    pub totals: Counts,
+    /// Bodies that were not this run's messages.
+    pub foreign: u64,
+    /// Bodies whose checksum did not match.
+    pub corrupted: u64,
+    /// Every delivery, of whatever kind.
+    pub deliveries: u64,
+    /// Whether publisher confirms were on (without them nothing is "confirmed").
+    pub confirms: bool,
+    /// Whether order was promised and therefore checked (one consumer).
+    pub order_checked: bool,
+    pub producers: Vec<ProducerVerdict>,
+    /// Complete sets per producer (not serialized: they can be large).
+    #[serde(skip)]
+    pub sets: Vec<ProducerSets>,
+}
+
+/// Merges the ledgers and classifies every message.
+pub fn decide(publishers: &[PublishLedger], shards: &[DeliveryShard], confirms: bool, order_checked: bool) -> Verdict {
+    let producer_count = publishers.len().max(shards.iter().map(|s| s.producers.len()).max().unwrap_or(0));
+    let mut verdict = Verdict {
+        totals: Counts::default(),
+        foreign: shards.iter().map(|s| s.foreign).sum(),
+        corrupted: shards.iter().map(|s| s.corrupted).sum(),
+        deliveries: shards.iter().map(|s| s.deliveries).sum(),
+        confirms,
+        order_checked,
+        producers: Vec::with_capacity(producer_count),
+        sets: Vec::with_capacity(producer_count),
+    };
+    verdict.totals.unexpected = shards.iter().map(|s| s.unexpected).sum();
+    let empty = PublishLedger::default();
+    for producer in 0..producer_count {
+        let ledger = publishers.iter().find(|l| l.producer as usize == producer).unwrap_or(&empty);
+        let (producer_verdict, sets) = decide_producer(producer as u32, ledger, shards, confirms);
+        add(&mut verdict.totals, &producer_verdict.counts);
+        verdict.producers.push(producer_verdict);
+        verdict.sets.push(sets);
+    }
+    verdict
+}
+
+fn add(total: &mut Counts, c: &Counts) {
+    total.attempted += c.attempted;
+    total.confirmed += c.confirmed;
+    total.nacked += c.nacked;
+    total.returned += c.returned;
+    total.indeterminate += c.indeterminate;
+    total.republished += c.republished;
+    total.delivered += c.delivered;
+    total.lost_confirmed += c.lost_confirmed;
+    total.lost_unconfirmed += c.lost_unconfirmed;
+    total.recovered += c.recovered;
+    total.duplicated += c.duplicated;
+    total.duplicated_redelivered += c.duplicated_redelivered;
+    total.duplicated_republished += c.duplicated_republished;
+    total.reordered += c.reordered;
+    total.unexpected += c.unexpected;
+}
+
+fn decide_producer(producer: u32, ledger: &PublishLedger, shards: &[DeliveryShard], confirms: bool) -> (ProducerVerdict, ProducerSets) {
+    let mut attempted = RoaringBitmap::new();
+    attempted.insert_range(0..ledger.attempted);
+    let confirmed = ledger.confirmed.to_bitmap();
+    let returned = ledger.returned.to_bitmap();
+
+    // Union of deliveries, and every delivery beyond the first as one entry of `extra`.
+    let mut delivered = RoaringBitmap::new();
+    let mut extra: Vec<u32> = Vec::new();
+    let mut redelivered: Vec<u32> = Vec::new();
+    let mut reordered = 0;
+    let mut first_reordered = Vec::new();
+    for shard in shards {
+        let Some(deliveries) = shard.producers.get(producer as usize) else { continue };
+        let seen = deliveries.seen.to_bitmap();
+        extra.extend((&delivered & &seen).iter());
+        delivered |= seen;
+        extra.extend_from_slice(&deliveries.again);
+        redelivered.extend_from_slice(&deliveries.redelivered);
+        reordered += deliveries.reordered;
+        first_reordered.extend(deliveries.reorder_samples.iter().copied());
+    }
+    first_reordered.truncate(SAMPLES);
+    extra.sort_unstable();
+    redelivered.sort_unstable();
+    let duplicated = runs(&extra);
+    let flagged = runs(&redelivered);
+    let mut duplicated_redelivered = 0u64;
+    let mut flags = flagged.iter().peekable();
+    for (seq, extras) in &duplicated {
+        while flags.next_if(|(s, _)| s < seq).is_some() {}
+        if let Some((_, count)) = flags.next_if(|(s, _)| s == seq) {
+            duplicated_redelivered += u64::from((*count).min(*extras));
+        }
+    }
+
+    let unexpected = &delivered - &attempted;
+    let promised = &confirmed - &returned;
+    let lost_confirmed = if confirms { &promised - &delivered } else { RoaringBitmap::new() };
+    let unconfirmed = if confirms { &(&attempted - &confirmed) - &returned } else { &attempted - &returned };
+    let lost_unconfirmed = &unconfirmed - &delivered;
+    let recovered = if confirms { &unconfirmed & &delivered } else { RoaringBitmap::new() };
+
+    let counts = Counts {
+        attempted: attempted.len(),
+        confirmed: confirmed.len(),
+        nacked: ledger.nacked.len(),
+        returned: returned.len(),
+        indeterminate: ledger.indeterminate.len(),
+        republished: ledger.republished,
+        delivered: (&delivered & &attempted).len(),
+        lost_confirmed: lost_confirmed.len(),
+        lost_unconfirmed: lost_unconfirmed.len(),
+        recovered: recovered.len(),
+        duplicated: extra.len() as u64,
+        duplicated_redelivered,
+        duplicated_republished: extra.len() as u64 - duplicated_redelivered,
+        reordered,
+        unexpected: unexpected.len(),
+    };
+    let verdict = ProducerVerdict {
+        producer,
+        counts,
+        first_lost_confirmed: lost_confirmed.iter().take(SAMPLES).collect(),
+        first_lost_unconfirmed: lost_unconfirmed.iter().take(SAMPLES).collect(),
+        first_duplicated: duplicated.iter().take(SAMPLES).map(|(seq, extras)| (*seq, extras + 1)).collect(),
+        first_reordered,
+    };
+    let sets = ProducerSets {
+        lost_confirmed,
+        lost_unconfirmed,
+        recovered,
+        duplicated: duplicated.into_iter().map(|(seq, extras)| (seq, extras + 1)).collect(),
+    };
+    (verdict, sets)
+}
+
+/// Run-length counts of a sorted list: (value, occurrences).
+fn runs(sorted: &[u32]) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for &value in sorted {
+        match out.last_mut() {
+            Some((last, count)) if *last == value => *count += 1,
+            _ => out.push((value, 1)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn published(producer: u32, attempted: u32, confirmed: impl IntoIterator<Item = u32>) -> PublishLedger {
+        let mut ledger = PublishLedger::new(producer);
+        ledger.attempted = attempted;
+        for seq in confirmed {
+            ledger.confirmed.insert(seq);
+        }
+        ledger
+    }
+
+    #[test]
+    fn everything_delivered_once_is_clean() {
+        let ledger = published(0, 100, 0..100);
+        let mut shard = DeliveryShard::new(1);
+        for seq in 0..100 {
+            shard.record(0, seq, false, 0, true);
+        }
+        let verdict = decide(&[ledger], &[shard], true, true);
+        assert_eq!(verdict.totals.delivered, 100);
+        assert_eq!(verdict.totals.lost_confirmed + verdict.totals.lost_unconfirmed + verdict.totals.duplicated, 0);
+    }
+
+    #[test]
+    fn losses_are_split_by_what_the_broker_promised() {
+        let mut ledger = published(0, 10, 0..6); // 6..10 never confirmed
+        ledger.returned.insert(5); // acked but returned: never enqueued
+        let mut shard = DeliveryShard::new(1);
+        for seq in [0, 1, 2, 7] {
+            shard.record(0, seq, false, 0, false);
+        }
+        let verdict = decide(&[ledger], &[shard], true, false);
+        assert_eq!(verdict.sets[0].lost_confirmed.iter().collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(verdict.sets[0].lost_unconfirmed.iter().collect::<Vec<_>>(), vec![6, 8, 9]);
+        assert_eq!(verdict.sets[0].recovered.iter().collect::<Vec<_>>(), vec![7]);
+        assert_eq!(verdict.totals.returned, 1);
+    }
+
+    #[test]
+    fn without_confirms_every_missing_message_is_the_clients_risk() {
+        let ledger = published(0, 5, []);
+        let mut shard = DeliveryShard::new(1);
+        shard.record(0, 0, false, 0, false);
+        let verdict = decide(&[ledger], &[shard], false, false);
+        assert_eq!((verdict.totals.lost_confirmed, verdict.totals.lost_unconfirmed, verdict.totals.recovered), (0, 4, 0));
+    }
+
+    #[test]
+    fn duplicates_across_and_within_consumers_are_counted_and_split() {
+        let ledger = published(0, 4, 0..4);
+        let mut a = DeliveryShard::new(1);
+        let mut b = DeliveryShard::new(1);
+        a.record(0, 0, false, 0, false);
+        a.record(0, 0, true, 0, false); // broker redelivery within a consumer
+        a.record(0, 1, false, 0, false);
+        b.record(0, 1, false, 1, false); // republished copy at another consumer
+        b.record(0, 2, false, 0, false);
+        b.record(0, 2, false, 0, false); // a second copy without the flag
+        b.record(0, 2, true, 0, false); // and a redelivery
+        let verdict = decide(&[ledger], &[a, b], true, false);
+        let t = &verdict.totals;
+        assert_eq!((t.duplicated, t.duplicated_redelivered, t.duplicated_republished), (4, 2, 2));
+        assert_eq!(verdict.sets[0].duplicated, vec![(0, 2), (1, 2), (2, 3)]);
+        assert_eq!(verdict.sets[0].lost_confirmed.iter().collect::<Vec<_>>(), vec![3]);
+    }
+
+    #[test]
+    fn deliveries_never_published_are_unexpected() {
+        let ledger = published(0, 2, 0..2);
+        let mut shard = DeliveryShard::new(1);
+        for seq in [0, 1, 9] {
+            shard.record(0, seq, false, 0, false);
+        }
+        shard.record(4, 0, false, 0, false);
+        shard.record_foreign();
+        shard.record_corrupted();
+        let verdict = decide(&[ledger], &[shard], true, false);
+        assert_eq!(verdict.totals.unexpected, 2);
+        assert_eq!((verdict.foreign, verdict.corrupted, verdict.deliveries), (1, 1, 6));
+        assert_eq!(verdict.totals.delivered, 2);
+    }
+}

@@ -1,0 +1,86 @@
+//! Latency histograms in microseconds, from 1 µs to one hour at 3 significant digits:
+//! publish→confirm, and end to end both from the intended send time (free of coordinated
+//! omission under a target rate) and from the actual send time.
+
+use hdrhistogram::Histogram;
+
+/// Highest latency recorded exactly (larger values are recorded as this): one hour.
+pub const MAX_US: u64 = 3_600_000_000;
+
+/// One task's latency histograms.
+#[derive(Debug, Clone)]
+pub struct Latencies {
+    /// Publish → broker confirm.
+    pub confirm_us: Histogram<u64>,
+    /// Intended send time (the schedule) → delivery.
+    pub e2e_intended_us: Histogram<u64>,
+    /// Actual send time → delivery.
+    pub e2e_sent_us: Histogram<u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_US, 3).expect("valid histogram bounds")
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self { confirm_us: histogram(), e2e_intended_us: histogram(), e2e_sent_us: histogram() }
+    }
+}
+
+impl Latencies {
+    /// Records one publish→confirm latency.
+    #[inline]
+    pub fn record_confirm(&mut self, sent_ns: u64, confirmed_ns: u64) {
+        self.confirm_us.saturating_record(micros(sent_ns, confirmed_ns));
+    }
+
+    /// Records one delivery's end-to-end latencies.
+    #[inline]
+    pub fn record_delivery(&mut self, intended_ns: u64, sent_ns: u64, delivered_ns: u64) {
+        self.e2e_intended_us.saturating_record(micros(intended_ns, delivered_ns));
+        self.e2e_sent_us.saturating_record(micros(sent_ns, delivered_ns));
+    }
+
+    /// Adds another task's histograms (exact: counts add bucket by bucket).
+    pub fn add(&mut self, other: &Latencies) {
+        for (mine, theirs) in [
+            (&mut self.confirm_us, &other.confirm_us),
+            (&mut self.e2e_intended_us, &other.e2e_intended_us),
+            (&mut self.e2e_sent_us, &other.e2e_sent_us),
+        ] {
+            mine.add(theirs).expect("histograms with the same bounds add");
+        }
+    }
+}
+
+/// Whole microseconds from `from` to `to` (at least 1, so the histogram takes it).
+#[inline]
+fn micros(from: u64, to: u64) -> u64 {
+    (to.saturating_sub(from) / 1_000).clamp(1, MAX_US)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_histograms_equal_one_fed_everything() {
+        let mut all = Latencies::default();
+        let mut parts = [Latencies::default(), Latencies::default(), Latencies::default()];
+        for i in 0..30_000u64 {
+            let delay = (i * 7919) % 50_000_000;
+            all.record_delivery(0, 1_000, delay);
+            parts[(i % 3) as usize].record_delivery(0, 1_000, delay);
+        }
+        let mut merged = Latencies::default();
+        for part in &parts {
+            merged.add(part);
+        }
+        assert_eq!(merged.e2e_intended_us.len(), all.e2e_intended_us.len());
+        for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(merged.e2e_intended_us.value_at_quantile(q), all.e2e_intended_us.value_at_quantile(q));
+            assert_eq!(merged.e2e_sent_us.value_at_quantile(q), all.e2e_sent_us.value_at_quantile(q));
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Measurements: a clock shared by publishers and consumers, and latency histograms that
+//! each task owns and that merge exactly (HdrHistogram).
+
+pub mod clock;
+pub mod latency;
+
+pub use clock::Clock;
+pub use latency::Latencies;

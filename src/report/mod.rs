@@ -1,0 +1,179 @@
+//! One report model per run, built once from what the run measured; renderers turn it into
+//! console text and files. Units are in field names.
+
+pub mod console;
+pub mod files;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::broker::NodeInfo;
+use crate::events::Event;
+use crate::gates::GateResult;
+use crate::ledger::Verdict;
+use crate::workload::{CpuTime, DrainResult, WorkloadOutcome};
+
+/// A latency distribution, summarized (microseconds).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub min_us: u64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    pub mean_us: f64,
+}
+
+impl Percentiles {
+    /// Summarizes a histogram; all zero when it is empty.
+    pub fn of(histogram: &Histogram<u64>) -> Self {
+        if histogram.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: histogram.len(),
+            min_us: histogram.min(),
+            p50_us: histogram.value_at_quantile(0.50),
+            p90_us: histogram.value_at_quantile(0.90),
+            p99_us: histogram.value_at_quantile(0.99),
+            p999_us: histogram.value_at_quantile(0.999),
+            max_us: histogram.max(),
+            mean_us: histogram.mean(),
+        }
+    }
+
+    /// The 99th percentile in milliseconds, when anything was measured.
+    pub fn p99_ms(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.p99_us as f64 / 1_000.0)
+    }
+}
+
+/// Latencies of the run.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LatencyReport {
+    /// Publish → confirm.
+    pub confirm: Percentiles,
+    /// Intended send time → delivery (coordinated-omission free under a target rate).
+    pub e2e_intended: Percentiles,
+    /// Actual send time → delivery.
+    pub e2e_sent: Percentiles,
+}
+
+/// Throughput of the run.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Throughput {
+    /// Target rate, msg/s over all publishers (None: as fast as possible).
+    pub target_per_s: Option<f64>,
+    /// Messages sent (first attempts) per second of the publishing phase.
+    pub published_per_s: f64,
+    /// Distinct messages delivered per second, from the first due message to the last delivery.
+    pub delivered_per_s: f64,
+    pub publishing_s: f64,
+    pub delivering_s: f64,
+}
+
+/// warren's own cost.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct HarnessCost {
+    pub cpu_user_s: f64,
+    pub cpu_system_s: f64,
+    /// (user + system CPU) / deliveries, microseconds.
+    pub cpu_us_per_delivery: f64,
+    /// Memory held by the ledgers at the end.
+    pub ledger_bytes: u64,
+}
+
+/// Everything about one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub scenario: String,
+    pub description: String,
+    pub warren_version: &'static str,
+    pub run_id: String,
+    pub started_at: String,
+    pub broker_version: Option<String>,
+    pub nodes: Vec<NodeInfo>,
+    pub queue: String,
+    pub queue_left: Option<u32>,
+    pub publishers: u32,
+    pub consumers: u32,
+    pub elapsed_s: f64,
+    pub throughput: Throughput,
+    pub latency: LatencyReport,
+    pub drain: DrainResult,
+    pub verdict: Verdict,
+    pub gates: Vec<GateResult>,
+    /// True when every gate passed.
+    pub passed: bool,
+    pub interrupted: bool,
+    pub harness: HarnessCost,
+    pub events: Vec<Event>,
+}
+
+/// The parts of a report that do not come from the workload.
+pub struct RunContext<'a> {
+    pub plan: &'a crate::scenario::Plan,
+    pub started_at: String,
+    pub nodes: Vec<NodeInfo>,
+}
+
+impl RunReport {
+    /// Builds the report of a finished workload; gates are evaluated here.
+    pub fn build(context: RunContext<'_>, outcome: WorkloadOutcome) -> Self {
+        let plan = context.plan;
+        let latency = LatencyReport {
+            confirm: Percentiles::of(&outcome.latencies.confirm_us),
+            e2e_intended: Percentiles::of(&outcome.latencies.e2e_intended_us),
+            e2e_sent: Percentiles::of(&outcome.latencies.e2e_sent_us),
+        };
+        let totals = &outcome.verdict.totals;
+        let per_s = |count: u64, seconds: f64| if seconds > 0.0 { count as f64 / seconds } else { 0.0 };
+        let throughput = Throughput {
+            target_per_s: plan.publishers.rate,
+            published_per_s: per_s(totals.attempted, outcome.publishing.as_secs_f64()),
+            delivered_per_s: per_s(totals.delivered, outcome.delivering.as_secs_f64()),
+            publishing_s: outcome.publishing.as_secs_f64(),
+            delivering_s: outcome.delivering.as_secs_f64(),
+        };
+        let facts = crate::gates::Facts {
+            verdict: &outcome.verdict,
+            delivered_per_s: throughput.delivered_per_s,
+            p99_e2e_ms: latency.e2e_intended.p99_ms(),
+            p99_confirm_ms: latency.confirm.p99_ms(),
+            max_recovery_s: None,
+        };
+        let gates = crate::gates::evaluate(&plan.gates, &facts);
+        let CpuTime { user_s, system_s } = outcome.cpu;
+        let deliveries = outcome.verdict.deliveries.max(1);
+        Self {
+            scenario: plan.name.clone(),
+            description: plan.description.clone(),
+            warren_version: env!("CARGO_PKG_VERSION"),
+            run_id: format!("{:016x}", outcome.run_id),
+            started_at: context.started_at,
+            broker_version: context.nodes.iter().find_map(|n| n.version.clone()),
+            nodes: context.nodes,
+            queue: outcome.queue,
+            queue_left: outcome.queue_left,
+            publishers: plan.publishers.count,
+            consumers: plan.consumers.count,
+            elapsed_s: outcome.elapsed.as_secs_f64(),
+            throughput,
+            latency,
+            drain: outcome.drain,
+            passed: gates.iter().all(|g| g.passed) && !outcome.interrupted,
+            gates,
+            interrupted: outcome.interrupted,
+            harness: HarnessCost {
+                cpu_user_s: user_s,
+                cpu_system_s: system_s,
+                cpu_us_per_delivery: (user_s + system_s) * 1e6 / deliveries as f64,
+                ledger_bytes: outcome.ledger_bytes,
+            },
+            verdict: outcome.verdict,
+            events: outcome.events,
+        }
+    }
+}

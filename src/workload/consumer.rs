@@ -1,0 +1,261 @@
+//! One consumer: prefetch, manual acknowledgements (one by one or `multiple` every K) or
+//! automatic ones, reconnection after failures, an optional processing delay and an
+//! optional crash (the channel closed without acknowledging, every K deliveries) to
+//! exercise redelivery. Every delivery is recorded in the consumer's own ledger shard.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
+use roaring::RoaringBitmap;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::link::Link;
+use super::message::{self, DecodeError};
+use super::progress::ConsumerCounters;
+use super::topology::Topology;
+use crate::amqp::{AmqpChannel, Deliveries, Delivery, Failure, FailureKind};
+use crate::events::{EventKind, EventLog};
+use crate::ledger::DeliveryShard;
+use crate::metrics::{Clock, Latencies};
+use crate::scenario::{AckMode, ConsumerPlan};
+
+/// A partial batch of acknowledgements waits at most this long for more deliveries.
+const ACK_FLUSH_AFTER: Duration = Duration::from_millis(100);
+
+/// Deliberate mistakes for testing the checker itself: a checker that cannot fail is
+/// worth nothing. Not reachable from scenario files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sabotage {
+    /// Acknowledge every Kth delivery without recording it.
+    pub drop_every: Option<u64>,
+    /// Record every Kth delivery twice.
+    pub double_every: Option<u64>,
+}
+
+/// A request for the sequence numbers this consumer has seen so far, per producer.
+pub type SnapshotRequest = oneshot::Sender<Vec<RoaringBitmap>>;
+
+/// Everything one consumer task needs.
+pub struct ConsumerSetup {
+    pub index: u32,
+    pub plan: ConsumerPlan,
+    pub topology: Arc<Topology>,
+    pub link: Arc<Link>,
+    pub run_id: u64,
+    pub clock: Clock,
+    pub producers: u32,
+    /// FIFO is promised (one consumer): reorders are counted.
+    pub order_promised: bool,
+    pub counters: Arc<ConsumerCounters>,
+    pub events: EventLog,
+    pub cancel: CancellationToken,
+    pub snapshots: mpsc::Receiver<SnapshotRequest>,
+    /// Told once the first basic.consume succeeded.
+    pub ready: Option<oneshot::Sender<()>>,
+    pub sabotage: Sabotage,
+}
+
+/// What a consumer hands back when it ends.
+pub struct ConsumerReport {
+    pub shard: DeliveryShard,
+    pub latencies: Latencies,
+    /// Deliveries the sabotage dropped or doubled: (producer, sequence number).
+    pub sabotaged_dropped: Vec<(u32, u64)>,
+    pub sabotaged_doubled: Vec<(u32, u64)>,
+    /// Clock reading of the last delivery of one of this run's messages (0 if none).
+    pub last_delivery_ns: u64,
+}
+
+enum End {
+    Cancelled,
+    Failed(Failure),
+    Crashed,
+}
+
+struct Consumer {
+    setup: ConsumerSetup,
+    source: String,
+    shard: DeliveryShard,
+    latencies: Latencies,
+    report_dropped: Vec<(u32, u64)>,
+    report_doubled: Vec<(u32, u64)>,
+    fresh: u64,
+    last_delivery_ns: u64,
+}
+
+/// Runs a consumer until `cancel` fires.
+pub async fn run(setup: ConsumerSetup) -> ConsumerReport {
+    let mut consumer = Consumer {
+        source: format!("consumer {}", setup.index),
+        shard: DeliveryShard::new(setup.producers),
+        latencies: Latencies::default(),
+        report_dropped: Vec::new(),
+        report_doubled: Vec::new(),
+        fresh: 0,
+        last_delivery_ns: 0,
+        setup,
+    };
+    consumer.run().await;
+    ConsumerReport {
+        shard: consumer.shard,
+        latencies: consumer.latencies,
+        sabotaged_dropped: consumer.report_dropped,
+        sabotaged_doubled: consumer.report_doubled,
+        last_delivery_ns: consumer.last_delivery_ns,
+    }
+}
+
+impl Consumer {
+    async fn run(&mut self) {
+        let cancel = self.setup.cancel.clone();
+        let mut failed_generation = None;
+        loop {
+            let Some(leased) = self.setup.link.lease(failed_generation, &cancel).await else { return };
+            let (channel, deliveries) = match self.open(&leased.connection).await {
+                Ok(opened) => opened,
+                Err(failure) => {
+                    let refused = failure.kind == FailureKind::Refused;
+                    self.setup.events.record(&self.source, if refused { EventKind::Refused } else { EventKind::ChannelClosed }, failure.message);
+                    if refused {
+                        return;
+                    }
+                    failed_generation = Some(leased.generation);
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    }
+                    continue;
+                }
+            };
+            if let Some(ready) = self.setup.ready.take() {
+                let _ = ready.send(());
+            }
+            match self.session(&channel, deliveries).await {
+                End::Cancelled => {
+                    channel.close().await;
+                    return;
+                }
+                End::Crashed => {
+                    self.setup.events.record(&self.source, EventKind::ConsumerCrash, "channel closed without acknowledging");
+                    channel.close().await;
+                    failed_generation = None;
+                }
+                End::Failed(failure) => {
+                    let lost = failure.kind == FailureKind::ConnectionLost;
+                    self.setup.events.record(&self.source, if lost { EventKind::ConnectionLost } else { EventKind::ChannelClosed }, failure.message);
+                    channel.close().await;
+                    failed_generation = lost.then_some(leased.generation);
+                }
+            }
+        }
+    }
+
+    async fn open(&self, connection: &crate::amqp::AmqpConnection) -> Result<(AmqpChannel, Deliveries), Failure> {
+        let channel = connection.open_channel().await?;
+        let manual = self.setup.plan.ack == AckMode::Manual;
+        if manual {
+            channel.qos(self.setup.plan.prefetch).await?;
+        }
+        self.setup.topology.declare(&channel).await?;
+        let tag = format!("warren-consumer-{}", self.setup.index);
+        let deliveries = channel.consume(&self.setup.topology.queue.name, &tag, !manual).await?;
+        Ok((channel, deliveries))
+    }
+
+    async fn session(&mut self, channel: &AmqpChannel, mut deliveries: Deliveries) -> End {
+        let manual = self.setup.plan.ack == AckMode::Manual;
+        let batch = u64::from(self.setup.plan.multiple_ack_every);
+        let crash_every = self.setup.plan.crash_every;
+        let mut unacked: u64 = 0;
+        let mut last_tag = 0;
+        let mut since_open: u64 = 0;
+        let mut acks = FuturesUnordered::new();
+        let flush = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(flush);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.setup.cancel.cancelled() => {
+                    if unacked > 0 {
+                        let _ = channel.ack(last_tag, true).await;
+                    }
+                    return End::Cancelled;
+                }
+                Some(request) = self.setup.snapshots.recv() => {
+                    let _ = request.send(self.shard.producers.iter().map(|p| p.seen.to_bitmap()).collect());
+                }
+                Some(result) = acks.next(), if !acks.is_empty() => {
+                    if let Err(failure) = result {
+                        return End::Failed(failure);
+                    }
+                }
+                item = deliveries.next() => {
+                    let delivery = match item {
+                        Some(Ok(delivery)) => delivery,
+                        Some(Err(failure)) => return End::Failed(failure),
+                        None => return End::Failed(Failure { kind: FailureKind::ChannelClosed, message: "the broker cancelled the consumer".into() }),
+                    };
+                    let tag = delivery.tag;
+                    self.handle(delivery);
+                    if let Some(delay) = self.setup.plan.processing_delay {
+                        tokio::time::sleep(delay).await;
+                    }
+                    since_open += 1;
+                    if crash_every.is_some_and(|k| since_open >= k) {
+                        return End::Crashed;
+                    }
+                    if manual {
+                        if unacked == 0 {
+                            flush.as_mut().reset(tokio::time::Instant::now() + ACK_FLUSH_AFTER);
+                        }
+                        unacked += 1;
+                        last_tag = tag;
+                        if unacked >= batch {
+                            acks.push(channel.ack(last_tag, batch > 1));
+                            unacked = 0;
+                        }
+                    }
+                }
+                () = &mut flush, if unacked > 0 => {
+                    acks.push(channel.ack(last_tag, true));
+                    unacked = 0;
+                }
+            }
+        }
+    }
+
+    /// Records one delivery in the shard and the latency histograms.
+    #[inline]
+    fn handle(&mut self, delivery: Delivery) {
+        let now_ns = self.setup.clock.now_ns();
+        match message::decode(&delivery.body, self.setup.run_id) {
+            Ok(header) => {
+                let count = self.shard.deliveries + 1;
+                let sabotage = self.setup.sabotage;
+                if sabotage.drop_every.is_some_and(|k| count % k == 0) {
+                    self.shard.deliveries += 1;
+                    self.report_dropped.push((header.producer, header.seq));
+                } else {
+                    let order = self.setup.order_promised;
+                    let fresh = self.shard.record(header.producer, header.seq, delivery.redelivered, header.attempt, order);
+                    if fresh {
+                        self.fresh += 1;
+                        self.last_delivery_ns = now_ns;
+                        self.latencies.record_delivery(header.intended_ns, header.sent_ns, now_ns);
+                    }
+                    if sabotage.double_every.is_some_and(|k| count % k == 0) {
+                        self.shard.record(header.producer, header.seq, false, header.attempt, order);
+                        self.report_doubled.push((header.producer, header.seq));
+                    }
+                }
+            }
+            Err(DecodeError::Corrupted) => self.shard.record_corrupted(),
+            Err(DecodeError::Foreign | DecodeError::OtherRun) => self.shard.record_foreign(),
+        }
+        self.setup.counters.deliveries.set(self.shard.deliveries);
+        self.setup.counters.fresh.set(self.fresh);
+    }
+}

@@ -1,0 +1,141 @@
+//! The drain: after publishing ends, wait until every message that should arrive (every
+//! confirmed one; without confirms, every published one) has been delivered, checked
+//! exactly against the consumers' ledgers, or until nothing more can come, or a timeout.
+
+use std::time::{Duration, Instant};
+
+use roaring::RoaringBitmap;
+use serde::Serialize;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::consumer::SnapshotRequest;
+use super::progress::Totals;
+use super::SetupChannel;
+use crate::ledger::PublishLedger;
+
+/// With the queue empty, this long without a new delivery means nothing more will come.
+const IDLE_AFTER: Duration = Duration::from_secs(3);
+const POLL: Duration = Duration::from_millis(100);
+
+/// How the drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainEnd {
+    /// Every expected message was delivered.
+    Complete,
+    /// The queue was empty and consumers idle, with messages still missing.
+    QueueEmpty,
+    /// The drain timeout passed.
+    TimedOut,
+    /// Ctrl-C.
+    Interrupted,
+}
+
+/// The drain's outcome.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct DrainResult {
+    pub end: DrainEnd,
+    /// How long it took.
+    pub waited_s: f64,
+    /// Messages that should have arrived, and how many of them had not when it ended.
+    pub expected: u64,
+    pub missing: u64,
+}
+
+impl DrainResult {
+    pub(super) fn interrupted() -> Self {
+        Self { end: DrainEnd::Interrupted, waited_s: 0.0, expected: 0, missing: 0 }
+    }
+
+    /// One line for the event log.
+    pub fn describe(&self) -> String {
+        format!("{:?} after {:.1} s; {} of {} expected message(s) missing", self.end, self.waited_s, self.missing, self.expected)
+    }
+}
+
+/// What should arrive, per producer: confirmed and not returned (with confirms), else
+/// everything published and not returned.
+pub fn expected(ledgers: &[PublishLedger], confirms: bool) -> Vec<RoaringBitmap> {
+    let count = ledgers.iter().map(|l| l.producer as usize + 1).max().unwrap_or(0);
+    let mut expected = vec![RoaringBitmap::new(); count];
+    for ledger in ledgers {
+        let set = if confirms {
+            ledger.confirmed.to_bitmap()
+        } else {
+            let mut all = RoaringBitmap::new();
+            all.insert_range(0..ledger.attempted);
+            all
+        };
+        expected[ledger.producer as usize] = set - ledger.returned.to_bitmap();
+    }
+    expected
+}
+
+/// What the drain works with.
+pub(super) struct DrainInputs<'a> {
+    pub expected: Vec<RoaringBitmap>,
+    pub snapshots: &'a [tokio::sync::mpsc::Sender<SnapshotRequest>],
+    pub totals: &'a dyn Fn() -> Totals,
+    pub setup: &'a SetupChannel,
+    pub queue: &'a str,
+    pub timeout: Duration,
+    pub cancel: &'a CancellationToken,
+    pub on_tick: &'a mut dyn FnMut(Totals),
+}
+
+/// Waits as described in the module documentation.
+pub(super) async fn drain(inputs: DrainInputs<'_>) -> DrainResult {
+    let started = Instant::now();
+    let expected_total: u64 = inputs.expected.iter().map(RoaringBitmap::len).sum();
+    let mut last_fresh = (inputs.totals)().fresh;
+    let mut last_change = Instant::now();
+    let mut last_tick = Instant::now();
+    let result = |end, missing| DrainResult { end, waited_s: started.elapsed().as_secs_f64(), expected: expected_total, missing };
+    loop {
+        if inputs.cancel.is_cancelled() {
+            return result(DrainEnd::Interrupted, missing(&inputs).await);
+        }
+        let totals = (inputs.totals)();
+        if totals.fresh >= expected_total {
+            let missing = missing(&inputs).await;
+            if missing == 0 {
+                return result(DrainEnd::Complete, 0);
+            }
+        }
+        if totals.fresh != last_fresh {
+            last_fresh = totals.fresh;
+            last_change = Instant::now();
+        } else if last_change.elapsed() >= IDLE_AFTER && matches!(inputs.setup.channel.ready_messages(inputs.queue).await, Ok(0)) {
+            return result(DrainEnd::QueueEmpty, missing(&inputs).await);
+        }
+        if started.elapsed() >= inputs.timeout {
+            return result(DrainEnd::TimedOut, missing(&inputs).await);
+        }
+        if last_tick.elapsed() >= Duration::from_secs(1) {
+            (inputs.on_tick)(totals);
+            last_tick = Instant::now();
+        }
+        tokio::select! {
+            () = inputs.cancel.cancelled() => {}
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+/// Expected messages no consumer has seen yet, asked exactly of every consumer.
+async fn missing(inputs: &DrainInputs<'_>) -> u64 {
+    let mut seen: Vec<RoaringBitmap> = vec![RoaringBitmap::new(); inputs.expected.len()];
+    for sender in inputs.snapshots {
+        let (reply, answer) = oneshot::channel();
+        if sender.send(reply).await.is_err() {
+            continue;
+        }
+        if let Ok(Ok(sets)) = tokio::time::timeout(Duration::from_secs(5), answer).await {
+            for (producer, set) in sets.into_iter().enumerate().take(seen.len()) {
+                seen[producer] |= set;
+            }
+        }
+    }
+    inputs.expected.iter().zip(&seen).map(|(expected, seen)| (expected - seen).len()).sum()
+}

@@ -1,0 +1,316 @@
+//! The workload: declares the run's topology, starts consumers then publishers, waits for
+//! publishing to end, drains until every confirmed message has arrived (or a timeout),
+//! stops everything, and hands the ledgers to the verdict. Tasks own their ledger shards
+//! and histograms and return them; nothing is shared on the hot path.
+
+pub mod consumer;
+mod drain;
+mod inflight;
+mod link;
+pub mod message;
+pub mod pacing;
+pub mod progress;
+pub mod publisher;
+pub mod topology;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+pub use consumer::Sabotage;
+pub use drain::{DrainEnd, DrainResult};
+pub use progress::Totals;
+
+use crate::amqp::{AmqpChannel, Failure};
+use crate::events::{Event, EventKind, EventLog};
+use crate::ledger::{decide, Verdict};
+use crate::metrics::{Clock, Latencies};
+use crate::redact::BrokerUri;
+use crate::scenario::{AckMode, BodySize, Plan};
+use link::Link;
+use pacing::{Pace, Sizes};
+use progress::{ConsumerCounters, PublisherCounters};
+use topology::Topology;
+
+/// How long consumers may take to start consuming.
+const CONSUMERS_READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// What the caller can add to a plan.
+#[derive(Default)]
+pub struct WorkloadOptions {
+    /// Test-only consumer mistakes, to check the checker.
+    pub sabotage: Sabotage,
+    /// Called about once a second with live totals.
+    pub on_progress: Option<Box<dyn FnMut(&ProgressLine) + Send>>,
+}
+
+/// Live totals at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct ProgressLine {
+    pub elapsed: Duration,
+    pub phase: &'static str,
+    pub totals: Totals,
+}
+
+/// Why the workload could not run at all (infrastructure; exit code 3).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("declaring queue {queue} failed: {failure}")]
+    Topology { queue: String, failure: Failure },
+    #[error("no consumer started consuming within {} s", CONSUMERS_READY_WITHIN.as_secs())]
+    ConsumersNotReady,
+    #[error("interrupted before the workload started")]
+    Interrupted,
+}
+
+/// Process CPU time (user + system) spent during the workload.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct CpuTime {
+    pub user_s: f64,
+    pub system_s: f64,
+}
+
+/// Everything the workload measured.
+pub struct WorkloadOutcome {
+    pub run_id: u64,
+    pub queue: String,
+    pub verdict: Verdict,
+    pub latencies: Latencies,
+    pub events: Vec<Event>,
+    /// From the first message due to the last new message sent.
+    pub publishing: Duration,
+    /// From the first message due to the last first-time delivery.
+    pub delivering: Duration,
+    pub drain: DrainResult,
+    /// The whole workload, declare to teardown.
+    pub elapsed: Duration,
+    pub cpu: CpuTime,
+    pub interrupted: bool,
+    /// Messages left in the queue when it was deleted (None when kept or unknown).
+    pub queue_left: Option<u32>,
+    /// Memory the ledgers held at the end, in bytes.
+    pub ledger_bytes: u64,
+    /// What the sabotage did, for the checker's self-test.
+    pub sabotaged_dropped: Vec<(u32, u64)>,
+    pub sabotaged_doubled: Vec<(u32, u64)>,
+}
+
+/// Runs the plan's publishers and consumers against `uris` and decides the verdict.
+///
+/// # Errors
+/// [`WorkloadError`] when the topology cannot be declared or consumers cannot start; a
+/// failure during the run is data (events, losses), not an error.
+pub async fn run(plan: &Plan, uris: &[BrokerUri], mut options: WorkloadOptions, cancel: &CancellationToken) -> Result<WorkloadOutcome, WorkloadError> {
+    let cpu_start = cpu_time();
+    let clock = Clock::start();
+    let run_id = random_run_id();
+    let events = EventLog::new(clock);
+    let topology = Arc::new(Topology::from_plan(plan, run_id));
+    let uris: Arc<[BrokerUri]> = uris.into();
+    let setup_link = Link::new(format!("warren {} setup", plan.name), uris.clone(), 0, plan.publishers.heartbeat, events.clone());
+    let setup = open_setup(&setup_link, &topology, cancel).await?;
+
+    let producers = plan.publishers.count;
+    let consumer_cancel = cancel.child_token();
+    let consumer_links = links(plan, &uris, &events, "consumers", plan.consumers.connections, plan.consumers.heartbeat);
+    let mut consumer_counters = Vec::new();
+    let mut snapshot_senders = Vec::new();
+    let mut ready = Vec::new();
+    let mut consumer_handles = Vec::new();
+    for index in 0..plan.consumers.count {
+        let (snapshot_tx, snapshots) = mpsc::channel(1);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let counters = Arc::new(ConsumerCounters::default());
+        consumer_counters.push(counters.clone());
+        snapshot_senders.push(snapshot_tx);
+        ready.push(ready_rx);
+        consumer_handles.push(tokio::spawn(consumer::run(consumer::ConsumerSetup {
+            index,
+            plan: plan.consumers.clone(),
+            topology: topology.clone(),
+            link: consumer_links[index as usize % consumer_links.len()].clone(),
+            run_id,
+            clock,
+            producers,
+            order_promised: plan.consumers.count == 1 && plan.consumers.ack == AckMode::Manual,
+            counters,
+            events: events.clone(),
+            cancel: consumer_cancel.clone(),
+            snapshots,
+            ready: Some(ready_tx),
+            sabotage: options.sabotage,
+        })));
+    }
+    let all_ready = tokio::select! {
+        () = cancel.cancelled() => false,
+        result = tokio::time::timeout(CONSUMERS_READY_WITHIN, join_all(ready)) => result.is_ok_and(|r| r.iter().all(Result::is_ok)),
+    };
+    if !all_ready {
+        consumer_cancel.cancel();
+        join_all(consumer_handles).await;
+        return Err(if cancel.is_cancelled() { WorkloadError::Interrupted } else { WorkloadError::ConsumersNotReady });
+    }
+
+    let publisher_cancel = cancel.child_token();
+    let publisher_links = links(plan, &uris, &events, "publishers", plan.publishers.connections, plan.publishers.heartbeat);
+    let start = Instant::now() + Duration::from_millis(20);
+    let start_ns = clock.ns_at(start);
+    let rate_each = plan.publishers.rate.map(|r| r / f64::from(producers));
+    let (min_size, max_size) = match plan.publishers.size {
+        BodySize::Fixed(size) => (size, size),
+        BodySize::Uniform { min, max } => (min, max),
+    };
+    let mut publisher_counters = Vec::new();
+    let mut publisher_handles = Vec::new();
+    for producer in 0..producers {
+        let counters = Arc::new(PublisherCounters::default());
+        publisher_counters.push(counters.clone());
+        let offset = Pace::stagger(rate_each, producer, producers);
+        publisher_handles.push(tokio::spawn(publisher::run(publisher::PublisherSetup {
+            producer,
+            plan: plan.publishers.clone(),
+            topology: topology.clone(),
+            link: publisher_links[producer as usize % publisher_links.len()].clone(),
+            run_id,
+            clock,
+            sizes: Sizes::new(min_size, max_size, plan.seed),
+            pace: Pace::new(start_ns + offset.as_nanos() as u64, rate_each),
+            deadline: plan.stop.duration.map(|d| start + d),
+            messages: plan.stop.messages_per_publisher,
+            finish_within: plan.drain_timeout,
+            counters,
+            events: events.clone(),
+            cancel: publisher_cancel.clone(),
+        })));
+    }
+
+    let totals = || progress::totals(&publisher_counters, &consumer_counters);
+    let publishers_done = join_all(publisher_handles);
+    tokio::pin!(publishers_done);
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
+    let publisher_reports = loop {
+        tokio::select! {
+            reports = &mut publishers_done => break reports,
+            _ = ticker.tick() => {
+                if let Some(report) = options.on_progress.as_mut() {
+                    report(&ProgressLine { elapsed: start.elapsed(), phase: "publishing", totals: totals() });
+                }
+            }
+        }
+    };
+    let publisher_reports: Vec<_> = publisher_reports.into_iter().filter_map(Result::ok).collect();
+    let publishing_ended = publisher_reports.iter().filter_map(|r| r.publishing_ended).max().unwrap_or_else(Instant::now);
+    events.record("workload", EventKind::PublishEnd, format!("{} message(s) sent", totals().sent));
+
+    let ledgers: Vec<_> = publisher_reports.iter().map(|r| r.ledger.clone()).collect();
+    let drain = if cancel.is_cancelled() {
+        DrainResult::interrupted()
+    } else {
+        let mut on_tick = |t: Totals| {
+            if let Some(report) = options.on_progress.as_mut() {
+                report(&ProgressLine { elapsed: start.elapsed(), phase: "draining", totals: t });
+            }
+        };
+        drain::drain(drain::DrainInputs {
+            expected: drain::expected(&ledgers, plan.publishers.confirm),
+            snapshots: &snapshot_senders,
+            totals: &totals,
+            setup: &setup,
+            queue: &topology.queue.name,
+            timeout: plan.drain_timeout,
+            cancel,
+            on_tick: &mut on_tick,
+        })
+        .await
+    };
+    events.record("workload", EventKind::DrainEnd, drain.describe());
+
+    consumer_cancel.cancel();
+    let consumer_reports: Vec<_> = join_all(consumer_handles).await.into_iter().filter_map(Result::ok).collect();
+    let queue_left = match topology.delete(&setup.channel).await {
+        Ok(left) => left,
+        Err(failure) => {
+            events.record("workload", EventKind::ChannelClosed, format!("could not delete queue {}: {failure}", topology.queue.name));
+            None
+        }
+    };
+    setup.channel.close().await;
+    setup_link.close().await;
+    for link in publisher_links.iter().chain(&consumer_links) {
+        link.close().await;
+    }
+
+    let mut latencies = Latencies::default();
+    for report in &publisher_reports {
+        latencies.add(&report.latencies);
+    }
+    for report in &consumer_reports {
+        latencies.add(&report.latencies);
+    }
+    let shards: Vec<_> = consumer_reports.iter().map(|r| r.shard.clone()).collect();
+    let ledger_bytes = ledgers.iter().map(|l| l.memory_bytes()).sum::<u64>() + shards.iter().map(|s| s.memory_bytes()).sum::<u64>();
+    let verdict = decide(&ledgers, &shards, plan.publishers.confirm, plan.consumers.count == 1 && plan.consumers.ack == AckMode::Manual);
+    let cpu_end = cpu_time();
+    Ok(WorkloadOutcome {
+        run_id,
+        queue: topology.queue.name.clone(),
+        verdict,
+        latencies,
+        events: events.snapshot(),
+        publishing: publishing_ended.saturating_duration_since(start),
+        delivering: Duration::from_nanos(consumer_reports.iter().map(|r| r.last_delivery_ns).max().unwrap_or(0).saturating_sub(start_ns)),
+        drain,
+        elapsed: clock.origin().elapsed(),
+        cpu: CpuTime { user_s: cpu_end.user_s - cpu_start.user_s, system_s: cpu_end.system_s - cpu_start.system_s },
+        interrupted: cancel.is_cancelled(),
+        queue_left,
+        ledger_bytes,
+        sabotaged_dropped: consumer_reports.iter().flat_map(|r| r.sabotaged_dropped.iter().copied()).collect(),
+        sabotaged_doubled: consumer_reports.iter().flat_map(|r| r.sabotaged_doubled.iter().copied()).collect(),
+    })
+}
+
+/// The coordinator's own channel: declares the topology, checks the queue while draining,
+/// deletes the topology at the end.
+pub(crate) struct SetupChannel {
+    pub channel: AmqpChannel,
+}
+
+async fn open_setup(link: &Link, topology: &Topology, cancel: &CancellationToken) -> Result<SetupChannel, WorkloadError> {
+    let failed = |failure: Failure| WorkloadError::Topology { queue: topology.queue.name.clone(), failure };
+    let leased = link.lease(None, cancel).await.ok_or(WorkloadError::Interrupted)?;
+    let channel = leased.connection.open_channel().await.map_err(failed)?;
+    topology.declare(&channel).await.map_err(failed)?;
+    Ok(SetupChannel { channel })
+}
+
+fn links(plan: &Plan, uris: &Arc<[BrokerUri]>, events: &EventLog, role: &str, count: u32, heartbeat: Duration) -> Vec<Arc<Link>> {
+    (0..count.max(1))
+        .map(|i| Arc::new(Link::new(format!("warren {} {role} {i}", plan.name), uris.clone(), i as usize, heartbeat, events.clone())))
+        .collect()
+}
+
+fn random_run_id() -> u64 {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).is_err() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        return pacing::splitmix(nanos ^ u64::from(std::process::id()));
+    }
+    u64::from_le_bytes(bytes)
+}
+
+fn cpu_time() -> CpuTime {
+    use nix::sys::resource::{getrusage, UsageWho};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(usage) => {
+            let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+            CpuTime { user_s: seconds(usage.user_time()), system_s: seconds(usage.system_time()) }
+        }
+        Err(_) => CpuTime::default(),
+    }
+}

@@ -1,0 +1,406 @@
+//! One publisher: a channel in confirm mode with up to `max_in_flight` publishes awaiting
+//! the broker's answer at once (pipelined, never publish-then-wait), open-loop pacing,
+//! and the reliable recipe's failure handling: on a lost connection, a closed channel, a
+//! nack or a confirm timeout, unconfirmed messages are republished with the same sequence
+//! numbers (at-least-once) or dropped, per the scenario.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::inflight::{InFlight, Window};
+use super::link::Link;
+use super::message::{self, Header, HEADER_LEN};
+use super::pacing::{Pace, Sizes};
+use super::progress::PublisherCounters;
+use super::topology::Topology;
+use crate::amqp::{AmqpChannel, Failure, FailureKind, PublishOutcome, PublishTarget};
+use crate::events::{EventKind, EventLog};
+use crate::ledger::PublishLedger;
+use crate::metrics::{Clock, Latencies};
+use crate::scenario::{OnFailure, PublisherPlan};
+
+/// Without confirms, how many publishes may wait to be handed to the connection.
+const UNCONFIRMED_PIPELINE: usize = 256;
+
+/// Everything one publisher task needs.
+pub struct PublisherSetup {
+    pub producer: u32,
+    pub plan: PublisherPlan,
+    pub topology: Arc<Topology>,
+    pub link: Arc<Link>,
+    pub run_id: u64,
+    pub clock: Clock,
+    pub sizes: Sizes,
+    /// When message 0 is due, and the rate of this publisher.
+    pub pace: Pace,
+    /// No new message after this instant.
+    pub deadline: Option<Instant>,
+    /// No new message after this many.
+    pub messages: Option<u64>,
+    /// After the deadline, how long unconfirmed messages may still be retried.
+    pub finish_within: Duration,
+    pub counters: Arc<PublisherCounters>,
+    pub events: EventLog,
+    pub cancel: CancellationToken,
+}
+
+/// What a publisher hands back when it ends.
+pub struct PublisherReport {
+    pub ledger: PublishLedger,
+    pub latencies: Latencies,
+    /// When it sent its last new message (the end of its publishing phase).
+    pub publishing_ended: Option<Instant>,
+}
+
+/// A message waiting to be published (again).
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    seq: u32,
+    attempt: u16,
+    intended_ns: u64,
+}
+
+/// How a channel session ended.
+enum End {
+    /// Every message answered and nothing more to send.
+    Finished,
+    Cancelled,
+    Failed(Failure),
+}
+
+struct Publisher {
+    setup: PublisherSetup,
+    source: String,
+    ledger: PublishLedger,
+    latencies: Latencies,
+    target: PublishTarget,
+    /// Sequence number of the next new message.
+    next_seq: u32,
+    generating: bool,
+    publishing_ended: Option<Instant>,
+    retry: VecDeque<Pending>,
+    window: Window,
+    /// Bodies to reuse: only the header changes between messages.
+    spare: Vec<Vec<u8>>,
+    sent: u64,
+}
+
+/// Runs a publisher until its messages are all answered, it gives up, or `cancel` fires.
+pub async fn run(setup: PublisherSetup) -> PublisherReport {
+    let window_size = if setup.plan.confirm { setup.plan.max_in_flight as usize } else { UNCONFIRMED_PIPELINE };
+    let topology = setup.topology.clone();
+    let mut publisher = Publisher {
+        source: format!("publisher {}", setup.producer),
+        ledger: PublishLedger::new(setup.producer),
+        latencies: Latencies::default(),
+        target: PublishTarget::new(&topology.exchange, &topology.routing_key, setup.plan.mandatory, setup.plan.persistent),
+        next_seq: 0,
+        generating: true,
+        publishing_ended: None,
+        retry: VecDeque::new(),
+        window: Window::new(window_size * 2),
+        spare: Vec::with_capacity(window_size),
+        sent: 0,
+        setup,
+    };
+    publisher.run().await;
+    publisher.setup.counters.failures.set(publisher.ledger.indeterminate.len());
+    PublisherReport { ledger: publisher.ledger, latencies: publisher.latencies, publishing_ended: publisher.publishing_ended }
+}
+
+impl Publisher {
+    async fn run(&mut self) {
+        let cancel = self.setup.cancel.clone();
+        let mut failed_generation = None;
+        loop {
+            if self.finish_deadline_passed() {
+                self.abandon_all("the finishing time after the end of publishing ran out");
+                return;
+            }
+            let Some(leased) = self.setup.link.lease(failed_generation, &cancel).await else { return };
+            let channel = match self.open(&leased.connection).await {
+                Ok(channel) => channel,
+                Err(failure) => {
+                    failed_generation = self.on_setup_failure(&failure, leased.generation).await;
+                    if failure.kind == FailureKind::Refused {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            match self.session(&channel).await {
+                End::Finished => {
+                    channel.close().await;
+                    return;
+                }
+                End::Cancelled => {
+                    self.unanswered_at_failure(false);
+                    return;
+                }
+                End::Failed(failure) => {
+                    let kind = if failure.kind == FailureKind::ConnectionLost { EventKind::ConnectionLost } else { EventKind::ChannelClosed };
+                    self.setup.events.record(&self.source, kind, failure.message.clone());
+                    self.unanswered_at_failure(true);
+                    channel.close().await;
+                    failed_generation = (failure.kind == FailureKind::ConnectionLost).then_some(leased.generation);
+                }
+            }
+        }
+    }
+
+    async fn open(&self, connection: &crate::amqp::AmqpConnection) -> Result<AmqpChannel, Failure> {
+        let channel = connection.open_channel().await?;
+        if self.setup.plan.confirm {
+            channel.confirm_select().await?;
+        }
+        self.setup.topology.declare(&channel).await?;
+        Ok(channel)
+    }
+
+    async fn on_setup_failure(&mut self, failure: &Failure, generation: u64) -> Option<u64> {
+        let kind = if failure.kind == FailureKind::Refused { EventKind::Refused } else { EventKind::ChannelClosed };
+        self.setup.events.record(&self.source, kind, failure.message.clone());
+        if failure.kind == FailureKind::Refused {
+            self.abandon_all("the broker refused the topology");
+            return None;
+        }
+        tokio::select! {
+            () = self.setup.cancel.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        Some(generation)
+    }
+
+    /// One channel's life: send while the window has room and messages are due; take the
+    /// broker's answers as they come.
+    async fn session(&mut self, channel: &AmqpChannel) -> End {
+        let window_size = if self.setup.plan.confirm { self.setup.plan.max_in_flight as usize } else { UNCONFIRMED_PIPELINE };
+        let confirm_timeout_ns = self.setup.plan.confirm_timeout.as_nanos() as u64;
+        let target = self.target.clone();
+        let mut inflight = FuturesUnordered::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let now_ns = self.setup.clock.now_ns();
+            while inflight.len() < window_size && !self.window.is_full() {
+                let Some(pending) = self.next_message(now_ns) else { break };
+                let body = self.body_for(pending, now_ns);
+                let id = self.window.push(InFlight::new(pending.seq, pending.attempt, pending.intended_ns, now_ns));
+                inflight.push(publish(channel, &target, body, id));
+            }
+            self.setup.counters.sent.set(self.sent);
+            if inflight.is_empty() && !self.generating && self.retry.is_empty() {
+                return End::Finished;
+            }
+            let wake = self.next_wake(inflight.len() < window_size && !self.window.is_full());
+            tokio::select! {
+                biased;
+                () = self.setup.cancel.cancelled() => return End::Cancelled,
+                Some((id, result, body)) = inflight.next(), if !inflight.is_empty() => {
+                    self.spare.push(body);
+                    match result {
+                        Ok(outcome) => self.settle(id, outcome),
+                        Err(failure) => return End::Failed(failure),
+                    }
+                }
+                () = sleep_until(wake), if wake.is_some() => {}
+                _ = tick.tick() => {
+                    let now_ns = self.setup.clock.now_ns();
+                    if self.window.oldest_sent_ns().is_some_and(|sent| now_ns.saturating_sub(sent) > confirm_timeout_ns) {
+                        self.setup.events.record(&self.source, EventKind::ConfirmTimeout, format!("no confirm within {} ms", confirm_timeout_ns / 1_000_000));
+                        return End::Failed(Failure { kind: FailureKind::ChannelClosed, message: "confirm timeout".into() });
+                    }
+                    if self.finish_deadline_passed() {
+                        return End::Failed(Failure { kind: FailureKind::ChannelClosed, message: "finishing time ran out".into() });
+                    }
+                    if self.setup.plan.mandatory && !self.setup.plan.confirm {
+                        self.collect_returns(channel).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next message to send now, if any: republishes first, then a new message if due.
+    #[inline]
+    fn next_message(&mut self, now_ns: u64) -> Option<Pending> {
+        if let Some(pending) = self.retry.pop_front() {
+            return Some(pending);
+        }
+        if !self.generating {
+            return None;
+        }
+        let seq = self.next_seq;
+        let out_of_messages = self.setup.messages.is_some_and(|limit| u64::from(seq) >= limit) || seq == u32::MAX;
+        let out_of_time = self.setup.deadline.is_some_and(|d| Instant::now() >= d);
+        if out_of_messages || out_of_time {
+            self.stop_generating();
+            return None;
+        }
+        let intended_ns = match self.setup.pace.due_ns(u64::from(seq)) {
+            Some(due) if due > now_ns => return None,
+            Some(due) => due,
+            None => now_ns,
+        };
+        self.next_seq += 1;
+        self.ledger.attempted = self.next_seq;
+        Some(Pending { seq, attempt: 0, intended_ns })
+    }
+
+    fn stop_generating(&mut self) {
+        if self.generating {
+            self.generating = false;
+            self.publishing_ended = Some(Instant::now());
+        }
+    }
+
+    /// When to wake up to send the next new message (or to stop on time).
+    fn next_wake(&self, has_room: bool) -> Option<tokio::time::Instant> {
+        if !self.generating || !has_room || !self.retry.is_empty() {
+            return None;
+        }
+        let due = self.setup.pace.due_ns(u64::from(self.next_seq)).map(|ns| self.setup.clock.instant_at(ns));
+        match (due, self.setup.deadline) {
+            (Some(due), Some(deadline)) => Some(due.min(deadline).into()),
+            (Some(due), None) => Some(due.into()),
+            (None, Some(deadline)) if Instant::now() >= deadline => Some(deadline.into()),
+            _ => None,
+        }
+    }
+
+    /// A body for `pending`, reusing a spare buffer: payload pattern once, header each time.
+    #[inline]
+    fn body_for(&mut self, pending: Pending, now_ns: u64) -> Vec<u8> {
+        let size = self.setup.sizes.size(self.setup.producer, pending.seq).max(HEADER_LEN);
+        let mut body = self.spare.pop().unwrap_or_default();
+        if body.len() != size {
+            body.resize(size, 0);
+            message::fill_payload(&mut body[HEADER_LEN..], self.setup.run_id ^ u64::from(self.setup.producer));
+        }
+        let header = Header {
+            run_id: self.setup.run_id,
+            producer: self.setup.producer,
+            seq: u64::from(pending.seq),
+            attempt: pending.attempt,
+            intended_ns: pending.intended_ns,
+            sent_ns: now_ns,
+        };
+        message::encode(&mut body, &header);
+        self.sent += 1;
+        if pending.attempt > 0 {
+            self.ledger.republished += 1;
+        }
+        body
+    }
+
+    /// Records the broker's answer to message `id`.
+    #[inline]
+    fn settle(&mut self, id: u64, outcome: PublishOutcome) {
+        let entry = self.window.complete(id);
+        match outcome {
+            PublishOutcome::Acked => {
+                self.ledger.confirmed.insert(entry.seq);
+                self.latencies.record_confirm(entry.sent_ns, self.setup.clock.now_ns());
+                self.setup.counters.confirmed.set(self.ledger.confirmed.len());
+            }
+            PublishOutcome::Returned { acked } => {
+                self.ledger.returned.insert(entry.seq);
+                if acked {
+                    self.ledger.confirmed.insert(entry.seq);
+                } else {
+                    self.ledger.nacked.insert(entry.seq);
+                }
+            }
+            PublishOutcome::Nacked => {
+                self.ledger.nacked.insert(entry.seq);
+                self.retry_or_drop(&[entry]);
+            }
+            PublishOutcome::Sent => {}
+        }
+    }
+
+    /// After a failure: every unanswered message is indeterminate (with confirms), then
+    /// republished or dropped. Without `failed` (cancelled) they are only recorded.
+    fn unanswered_at_failure(&mut self, failed: bool) {
+        let unanswered = self.window.take_unanswered();
+        if self.setup.plan.confirm {
+            for entry in &unanswered {
+                self.ledger.indeterminate.insert(entry.seq);
+            }
+        }
+        if failed {
+            self.retry_or_drop(&unanswered);
+        }
+    }
+
+    fn retry_or_drop(&mut self, entries: &[InFlight]) {
+        if entries.is_empty() {
+            return;
+        }
+        match self.setup.plan.on_failure {
+            OnFailure::Republish if !self.finish_deadline_passed() => {
+                for entry in entries {
+                    let attempt = entry.attempt.saturating_add(1);
+                    self.retry.push_back(Pending { seq: entry.seq, attempt, intended_ns: entry.intended_ns });
+                }
+                self.setup.events.record(&self.source, EventKind::Republishing, format!("{} unconfirmed message(s)", entries.len()));
+            }
+            _ => {
+                self.ledger.abandoned += entries.len() as u64;
+                self.setup.events.record(&self.source, EventKind::Dropped, format!("{} unconfirmed message(s)", entries.len()));
+            }
+        }
+    }
+
+    fn abandon_all(&mut self, why: &str) {
+        self.stop_generating();
+        let mut count = self.retry.len() as u64;
+        self.retry.clear();
+        for entry in self.window.take_unanswered() {
+            if self.setup.plan.confirm {
+                self.ledger.indeterminate.insert(entry.seq);
+            }
+            count += 1;
+        }
+        if count > 0 {
+            self.ledger.abandoned += count;
+            self.setup.events.record(&self.source, EventKind::Dropped, format!("{count} message(s): {why}"));
+        }
+    }
+
+    fn finish_deadline_passed(&self) -> bool {
+        self.publishing_ended.is_some_and(|ended| ended.elapsed() > self.setup.finish_within)
+            || self.setup.deadline.is_some_and(|d| Instant::now() > d + self.setup.finish_within)
+    }
+
+    /// Without confirms, returned messages only show up here.
+    async fn collect_returns(&mut self, channel: &AmqpChannel) {
+        if let Ok(bodies) = channel.take_returned().await {
+            for body in bodies {
+                if let Ok(header) = message::decode(&body, self.setup.run_id) {
+                    if let Ok(seq) = u32::try_from(header.seq) {
+                        self.ledger.returned.insert(seq);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One publish, owning its body until the broker answers; hands the body back for reuse.
+async fn publish(channel: &AmqpChannel, target: &PublishTarget, body: Vec<u8>, id: u64) -> (u64, Result<PublishOutcome, Failure>, Vec<u8>) {
+    let result = channel.publish(target, &body).await;
+    (id, result, body)
+}
+
+async fn sleep_until(wake: Option<tokio::time::Instant>) {
+    match wake {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
