@@ -62,24 +62,43 @@ pub struct EventLog {
 impl EventLog {
     /// An empty log timed by `clock`.
     pub fn new(clock: Clock) -> Self {
-        Self { clock, entries: Arc::new(Mutex::new(Vec::new())) }
+        Self {
+            clock,
+            entries: Arc::new(Mutex::new(Vec::new())),
+        }
     }
 
     /// Records an event now.
     pub fn record(&self, source: &str, kind: EventKind, detail: impl Into<String>) {
         let at_ms = self.clock.origin().elapsed().as_secs_f64() * 1_000.0;
-        let event = Event { at_ms, source: source.to_string(), kind, detail: detail.into() };
+        let event = Event {
+            at_ms,
+            source: source.to_string(),
+            kind,
+            detail: detail.into(),
+        };
         tracing::info!(source, ?kind, detail = %event.detail, "event");
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(event);
     }
 
     /// Every event so far, in order.
     pub fn snapshot(&self) -> Vec<Event> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// How many events of `kind` were recorded.
     pub fn count(&self, kind: EventKind) -> usize {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|e| e.kind == kind).count()
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|e| e.kind == kind)
+            .count()
     }
 }

@@ -38,31 +38,77 @@ pub fn evaluate(gates: &Gates, facts: &Facts<'_>) -> Vec<GateResult> {
     let mut results = Vec::new();
     let mut at_most = |name: &str, limit: Option<u64>, actual: u64| {
         if let Some(limit) = limit {
-            results.push(GateResult { name: name.into(), limit: format!("<= {limit}"), actual: actual.to_string(), passed: actual <= limit });
+            results.push(GateResult {
+                name: name.into(),
+                limit: format!("<= {limit}"),
+                actual: actual.to_string(),
+                passed: actual <= limit,
+            });
         }
     };
-    at_most("max_lost_confirmed", gates.max_lost_confirmed, totals.lost_confirmed);
-    at_most("max_lost_unconfirmed", gates.max_lost_unconfirmed, totals.lost_unconfirmed);
+    at_most(
+        "max_lost_confirmed",
+        gates.max_lost_confirmed,
+        totals.lost_confirmed,
+    );
+    at_most(
+        "max_lost_unconfirmed",
+        gates.max_lost_unconfirmed,
+        totals.lost_unconfirmed,
+    );
     at_most("max_duplicates", gates.max_duplicates, totals.duplicated);
     at_most("max_reordered", gates.max_reordered, totals.reordered);
-    at_most("unexpected (always)", Some(0), totals.unexpected + facts.verdict.foreign);
+    at_most(
+        "unexpected (always)",
+        Some(0),
+        totals.unexpected + facts.verdict.foreign,
+    );
     at_most("corrupted (always)", Some(0), facts.verdict.corrupted);
     let latency = |name: &str, limit: Option<f64>, actual: Option<f64>| {
         limit.map(|limit| match actual {
-            Some(actual) => GateResult { name: name.into(), limit: format!("<= {limit} ms"), actual: format!("{actual:.3} ms"), passed: actual <= limit },
-            None => GateResult { name: name.into(), limit: format!("<= {limit} ms"), actual: "nothing measured".into(), passed: false },
+            Some(actual) => GateResult {
+                name: name.into(),
+                limit: format!("<= {limit} ms"),
+                actual: format!("{actual:.3} ms"),
+                passed: actual <= limit,
+            },
+            None => GateResult {
+                name: name.into(),
+                limit: format!("<= {limit} ms"),
+                actual: "nothing measured".into(),
+                passed: false,
+            },
         })
     };
     results.extend(latency("p99_e2e_ms", gates.p99_e2e_ms, facts.p99_e2e_ms));
-    results.extend(latency("p99_confirm_ms", gates.p99_confirm_ms, facts.p99_confirm_ms));
+    results.extend(latency(
+        "p99_confirm_ms",
+        gates.p99_confirm_ms,
+        facts.p99_confirm_ms,
+    ));
     if let Some(min) = gates.min_throughput {
         let actual = facts.delivered_per_s;
-        results.push(GateResult { name: "min_throughput".into(), limit: format!(">= {min} msg/s"), actual: format!("{actual:.1} msg/s"), passed: actual >= min });
+        results.push(GateResult {
+            name: "min_throughput".into(),
+            limit: format!(">= {min} msg/s"),
+            actual: format!("{actual:.1} msg/s"),
+            passed: actual >= min,
+        });
     }
     if let Some(max) = gates.max_recovery {
         results.push(match facts.max_recovery_s {
-            Some(actual) => GateResult { name: "max_recovery".into(), limit: format!("<= {:.1} s", max.as_secs_f64()), actual: format!("{actual:.1} s"), passed: actual <= max.as_secs_f64() },
-            None => GateResult { name: "max_recovery".into(), limit: format!("<= {:.1} s", max.as_secs_f64()), actual: "no fault injected".into(), passed: true },
+            Some(actual) => GateResult {
+                name: "max_recovery".into(),
+                limit: format!("<= {:.1} s", max.as_secs_f64()),
+                actual: format!("{actual:.1} s"),
+                passed: actual <= max.as_secs_f64(),
+            },
+            None => GateResult {
+                name: "max_recovery".into(),
+                limit: format!("<= {:.1} s", max.as_secs_f64()),
+                actual: "no fault injected".into(),
+                passed: true,
+            },
         });
     }
     results
@@ -71,7 +117,7 @@ pub fn evaluate(gates: &Gates, facts: &Facts<'_>) -> Vec<GateResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::{decide, DeliveryShard, PublishLedger};
+    use crate::ledger::{DeliveryShard, PublishLedger, decide};
 
     fn verdict(lost: u32) -> Verdict {
         let mut ledger = PublishLedger::new(0);
@@ -87,13 +133,28 @@ mod tests {
     }
 
     fn gates() -> Gates {
-        Gates { max_lost_confirmed: Some(0), max_lost_unconfirmed: None, max_duplicates: Some(0), max_reordered: None, p99_e2e_ms: Some(10.0), p99_confirm_ms: None, min_throughput: Some(100.0), max_recovery: None }
+        Gates {
+            max_lost_confirmed: Some(0),
+            max_lost_unconfirmed: None,
+            max_duplicates: Some(0),
+            max_reordered: None,
+            p99_e2e_ms: Some(10.0),
+            p99_confirm_ms: None,
+            min_throughput: Some(100.0),
+            max_recovery: None,
+        }
     }
 
     #[test]
     fn a_clean_run_passes_every_gate() {
         let verdict = verdict(0);
-        let facts = Facts { verdict: &verdict, delivered_per_s: 150.0, p99_e2e_ms: Some(2.0), p99_confirm_ms: None, max_recovery_s: None };
+        let facts = Facts {
+            verdict: &verdict,
+            delivered_per_s: 150.0,
+            p99_e2e_ms: Some(2.0),
+            p99_confirm_ms: None,
+            max_recovery_s: None,
+        };
         let results = evaluate(&gates(), &facts);
         assert!(results.iter().all(|r| r.passed), "{results:?}");
         assert_eq!(results.len(), 6);
@@ -102,9 +163,26 @@ mod tests {
     #[test]
     fn a_lost_confirmed_message_fails_its_gate_with_the_numbers() {
         let verdict = verdict(2);
-        let facts = Facts { verdict: &verdict, delivered_per_s: 50.0, p99_e2e_ms: None, p99_confirm_ms: None, max_recovery_s: None };
+        let facts = Facts {
+            verdict: &verdict,
+            delivered_per_s: 50.0,
+            p99_e2e_ms: None,
+            p99_confirm_ms: None,
+            max_recovery_s: None,
+        };
         let results = evaluate(&gates(), &facts);
-        let failed: Vec<_> = results.iter().filter(|r| !r.passed).map(|r| (r.name.as_str(), r.actual.as_str())).collect();
-        assert_eq!(failed, vec![("max_lost_confirmed", "2"), ("p99_e2e_ms", "nothing measured"), ("min_throughput", "50.0 msg/s")]);
+        let failed: Vec<_> = results
+            .iter()
+            .filter(|r| !r.passed)
+            .map(|r| (r.name.as_str(), r.actual.as_str()))
+            .collect();
+        assert_eq!(
+            failed,
+            vec![
+                ("max_lost_confirmed", "2"),
+                ("p99_e2e_ms", "nothing measured"),
+                ("min_throughput", "50.0 msg/s")
+            ]
+        );
     }
 }

@@ -5,14 +5,15 @@
 #![deny(unsafe_code)]
 
 pub mod amqp;
-pub mod ledger;
-pub mod metrics;
 pub mod broker;
 pub mod cli;
 pub mod commands;
 pub mod events;
 pub mod exit;
+pub mod faults;
 pub mod gates;
+pub mod ledger;
+pub mod metrics;
 pub mod redact;
 pub mod report;
 pub mod scenario;

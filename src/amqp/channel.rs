@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use futures_util::{Stream, StreamExt};
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Confirmation, ErrorKind, ExchangeKind};
@@ -40,19 +41,22 @@ impl From<lapin::Error> for Failure {
                 let code = amqp.get_id();
                 if error.is_amqp_hard_error() || code == 320 {
                     FailureKind::ConnectionLost
-                } else if matches!(code, 403 | 404 | 405 | 406) {
+                } else if (403..=406).contains(&code) {
                     FailureKind::Refused
                 } else {
                     FailureKind::ChannelClosed
                 }
             }
-            ErrorKind::InvalidChannelState(..) | ErrorKind::InvalidChannel(_) | ErrorKind::ChannelsLimitReached => {
-                FailureKind::ChannelClosed
-            }
+            ErrorKind::InvalidChannelState(..)
+            | ErrorKind::InvalidChannel(_)
+            | ErrorKind::ChannelsLimitReached => FailureKind::ChannelClosed,
             ErrorKind::AuthProviderError(_) => FailureKind::Refused,
             _ => FailureKind::ConnectionLost,
         };
-        Failure { kind, message: redact(&error.to_string()) }
+        Failure {
+            kind,
+            message: redact(&error.to_string()),
+        }
     }
 }
 
@@ -81,8 +85,17 @@ pub struct PublishTarget {
 impl PublishTarget {
     /// Publishes to `exchange` with `routing_key`; `persistent` sets delivery mode 2.
     pub fn new(exchange: &str, routing_key: &str, mandatory: bool, persistent: bool) -> Self {
-        let properties = if persistent { BasicProperties::default().with_delivery_mode(2) } else { BasicProperties::default() };
-        Self { exchange: exchange.into(), routing_key: routing_key.into(), mandatory, properties }
+        let properties = if persistent {
+            BasicProperties::default().with_delivery_mode(2)
+        } else {
+            BasicProperties::default()
+        };
+        Self {
+            exchange: exchange.into(),
+            routing_key: routing_key.into(),
+            mandatory,
+            properties,
+        }
     }
 }
 
@@ -111,11 +124,18 @@ pub struct Deliveries {
 impl Stream for Deliveries {
     type Item = Result<Delivery, Failure>;
 
-    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
         self.inner.poll_next_unpin(cx).map(|item| {
             item.map(|result| {
                 result
-                    .map(|d| Delivery { tag: d.delivery_tag, redelivered: d.redelivered, body: d.data })
+                    .map(|d| Delivery {
+                        tag: d.delivery_tag,
+                        redelivered: d.redelivered,
+                        body: d.data,
+                    })
                     .map_err(Failure::from)
             })
         })
@@ -138,7 +158,10 @@ impl AmqpChannel {
     /// # Errors
     /// A classified [`Failure`].
     pub async fn confirm_select(&self) -> Result<(), Failure> {
-        Ok(self.inner.confirm_select(ConfirmSelectOptions::default()).await?)
+        Ok(self
+            .inner
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?)
     }
 
     /// Limits unacknowledged deliveries on this channel (0 = unlimited).
@@ -146,7 +169,10 @@ impl AmqpChannel {
     /// # Errors
     /// A classified [`Failure`].
     pub async fn qos(&self, prefetch: u16) -> Result<(), Failure> {
-        Ok(self.inner.basic_qos(prefetch, BasicQosOptions::default()).await?)
+        Ok(self
+            .inner
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await?)
     }
 
     /// Declares the queue (idempotent with the same arguments); returns its ready message count.
@@ -168,12 +194,20 @@ impl AmqpChannel {
                 QueueArgument::Bool(b) => AMQPValue::Boolean(*b),
                 QueueArgument::Int(i) => AMQPValue::LongLongInt(*i),
                 QueueArgument::Float(f) => AMQPValue::Double(*f),
-                QueueArgument::Text(s) => AMQPValue::LongString(LongString::from(s.as_bytes().to_vec())),
+                QueueArgument::Text(s) => {
+                    AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
+                }
             };
             arguments.insert(key.as_str().into(), value);
         }
-        let options = QueueDeclareOptions { durable: spec.durable, ..QueueDeclareOptions::default() };
-        let queue = self.inner.queue_declare(spec.name.as_str().into(), options, arguments).await?;
+        let options = QueueDeclareOptions {
+            durable: spec.durable,
+            ..QueueDeclareOptions::default()
+        };
+        let queue = self
+            .inner
+            .queue_declare(spec.name.as_str().into(), options, arguments)
+            .await?;
         Ok(queue.message_count())
     }
 
@@ -182,8 +216,14 @@ impl AmqpChannel {
     /// # Errors
     /// A classified [`Failure`]; a missing queue is `Refused` (and closes the channel).
     pub async fn ready_messages(&self, queue: &str) -> Result<u32, Failure> {
-        let options = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
-        let queue = self.inner.queue_declare(queue.into(), options, FieldTable::default()).await?;
+        let options = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let queue = self
+            .inner
+            .queue_declare(queue.into(), options, FieldTable::default())
+            .await?;
         Ok(queue.message_count())
     }
 
@@ -191,17 +231,35 @@ impl AmqpChannel {
     ///
     /// # Errors
     /// A classified [`Failure`].
-    pub async fn declare_exchange_and_bind(&self, exchange: &str, kind: PlanExchangeKind, durable: bool, queue: &str, routing_key: &str) -> Result<(), Failure> {
+    pub async fn declare_exchange_and_bind(
+        &self,
+        exchange: &str,
+        kind: PlanExchangeKind,
+        durable: bool,
+        queue: &str,
+        routing_key: &str,
+    ) -> Result<(), Failure> {
         let kind = match kind {
             PlanExchangeKind::Direct => ExchangeKind::Direct,
             PlanExchangeKind::Fanout => ExchangeKind::Fanout,
             PlanExchangeKind::Topic => ExchangeKind::Topic,
             PlanExchangeKind::Headers => ExchangeKind::Headers,
         };
-        let options = ExchangeDeclareOptions { durable, ..ExchangeDeclareOptions::default() };
-        self.inner.exchange_declare(exchange.into(), kind, options, FieldTable::default()).await?;
+        let options = ExchangeDeclareOptions {
+            durable,
+            ..ExchangeDeclareOptions::default()
+        };
         self.inner
-            .queue_bind(queue.into(), exchange.into(), routing_key.into(), QueueBindOptions::default(), FieldTable::default())
+            .exchange_declare(exchange.into(), kind, options, FieldTable::default())
+            .await?;
+        self.inner
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                routing_key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         Ok(())
     }
@@ -211,7 +269,10 @@ impl AmqpChannel {
     /// # Errors
     /// A classified [`Failure`].
     pub async fn delete_queue(&self, queue: &str) -> Result<u32, Failure> {
-        Ok(self.inner.queue_delete(queue.into(), QueueDeleteOptions::default()).await?)
+        Ok(self
+            .inner
+            .queue_delete(queue.into(), QueueDeleteOptions::default())
+            .await?)
     }
 
     /// Deletes an exchange.
@@ -219,7 +280,13 @@ impl AmqpChannel {
     /// # Errors
     /// A classified [`Failure`].
     pub async fn delete_exchange(&self, exchange: &str) -> Result<(), Failure> {
-        Ok(self.inner.exchange_delete(exchange.into(), lapin::options::ExchangeDeleteOptions::default()).await?)
+        Ok(self
+            .inner
+            .exchange_delete(
+                exchange.into(),
+                lapin::options::ExchangeDeleteOptions::default(),
+            )
+            .await?)
     }
 
     /// Publishes one message and waits for the broker's answer (or, without confirms, for
@@ -228,11 +295,24 @@ impl AmqpChannel {
     ///
     /// # Errors
     /// A classified [`Failure`] when the channel or connection fails first.
-    pub async fn publish(&self, target: &PublishTarget, body: &[u8]) -> Result<PublishOutcome, Failure> {
-        let options = BasicPublishOptions { mandatory: target.mandatory, immediate: false };
+    pub async fn publish(
+        &self,
+        target: &PublishTarget,
+        body: &[u8],
+    ) -> Result<PublishOutcome, Failure> {
+        let options = BasicPublishOptions {
+            mandatory: target.mandatory,
+            immediate: false,
+        };
         let confirm = self
             .inner
-            .basic_publish(target.exchange.clone(), target.routing_key.clone(), options, body, target.properties.clone())
+            .basic_publish(
+                target.exchange.clone(),
+                target.routing_key.clone(),
+                options,
+                body,
+                target.properties.clone(),
+            )
             .await?;
         Ok(match confirm.await? {
             Confirmation::Ack(None) => PublishOutcome::Acked,
@@ -257,9 +337,20 @@ impl AmqpChannel {
     ///
     /// # Errors
     /// A classified [`Failure`].
-    pub async fn consume(&self, queue: &str, tag: &str, no_ack: bool) -> Result<Deliveries, Failure> {
-        let options = BasicConsumeOptions { no_ack, ..BasicConsumeOptions::default() };
-        let inner = self.inner.basic_consume(queue.into(), tag.into(), options, FieldTable::default()).await?;
+    pub async fn consume(
+        &self,
+        queue: &str,
+        tag: &str,
+        no_ack: bool,
+    ) -> Result<Deliveries, Failure> {
+        let options = BasicConsumeOptions {
+            no_ack,
+            ..BasicConsumeOptions::default()
+        };
+        let inner = self
+            .inner
+            .basic_consume(queue.into(), tag.into(), options, FieldTable::default())
+            .await?;
         Ok(Deliveries { inner })
     }
 
@@ -268,7 +359,10 @@ impl AmqpChannel {
     /// # Errors
     /// A classified [`Failure`].
     pub async fn ack(&self, tag: u64, multiple: bool) -> Result<(), Failure> {
-        Ok(self.inner.basic_ack(tag, BasicAckOptions { multiple }).await?)
+        Ok(self
+            .inner
+            .basic_ack(tag, BasicAckOptions { multiple })
+            .await?)
     }
 
     /// True while the channel is usable.

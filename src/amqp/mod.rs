@@ -4,8 +4,11 @@
 mod channel;
 mod probe;
 
-pub use channel::{AmqpChannel, Deliveries, Delivery, Failure, FailureKind, PublishOutcome, PublishTarget, QueueSpec};
-pub use probe::{probe, ServerInfo};
+pub use channel::{
+    AmqpChannel, Deliveries, Delivery, Failure, FailureKind, PublishOutcome, PublishTarget,
+    QueueSpec,
+};
+pub use probe::{ServerInfo, probe};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,7 +17,7 @@ use amq_protocol::uri::AMQPUri;
 use futures_util::StreamExt;
 use lapin::{Connection, ConnectionProperties, Event};
 
-use crate::redact::{redact, BrokerUri};
+use crate::redact::{BrokerUri, redact};
 
 /// Why a connection could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -61,34 +64,61 @@ pub enum ConnectionEvent {
 ///
 /// # Errors
 /// [`AmqpError`] naming the redacted URI and what went wrong.
-pub async fn connect(uri: &BrokerUri, name: &str, timeout: Duration) -> Result<AmqpConnection, AmqpError> {
-    connect_with(uri, &ConnectOptions { name: name.to_string(), heartbeat: Duration::from_secs(10), timeout }).await
+pub async fn connect(
+    uri: &BrokerUri,
+    name: &str,
+    timeout: Duration,
+) -> Result<AmqpConnection, AmqpError> {
+    connect_with(
+        uri,
+        &ConnectOptions {
+            name: name.to_string(),
+            heartbeat: Duration::from_secs(10),
+            timeout,
+        },
+    )
+    .await
 }
 
 /// Opens an AMQP connection.
 ///
 /// # Errors
 /// [`AmqpError`] naming the redacted URI and what went wrong.
-pub async fn connect_with(uri: &BrokerUri, options: &ConnectOptions) -> Result<AmqpConnection, AmqpError> {
+pub async fn connect_with(
+    uri: &BrokerUri,
+    options: &ConnectOptions,
+) -> Result<AmqpConnection, AmqpError> {
     let mut parsed = AMQPUri::from_str(uri.expose()).map_err(|reason| AmqpError::Unreachable {
         uri: uri.redacted(),
         reason: redact(&reason),
     })?;
     parsed.query.heartbeat = Some(options.heartbeat.as_secs().min(u64::from(u16::MAX)) as u16);
     parsed.query.connection_timeout = Some(options.timeout.as_millis() as u64);
-    let properties = ConnectionProperties::default().with_connection_name(options.name.as_str().into());
+    let properties =
+        ConnectionProperties::default().with_connection_name(options.name.as_str().into());
     match tokio::time::timeout(options.timeout, Connection::connect_uri(parsed, properties)).await {
-        Err(_) => Err(AmqpError::TimedOut { uri: uri.redacted(), seconds: options.timeout.as_secs() }),
+        Err(_) => Err(AmqpError::TimedOut {
+            uri: uri.redacted(),
+            seconds: options.timeout.as_secs(),
+        }),
         Ok(Ok(inner)) => Ok(AmqpConnection { inner }),
         Ok(Err(error)) => {
             let reason = redact(&error.to_string());
-            let refused = matches!(error.kind(), lapin::ErrorKind::ProtocolError(_) | lapin::ErrorKind::AuthProviderError(_))
-                || reason.contains("ACCESS_REFUSED")
+            let refused = matches!(
+                error.kind(),
+                lapin::ErrorKind::ProtocolError(_) | lapin::ErrorKind::AuthProviderError(_)
+            ) || reason.contains("ACCESS_REFUSED")
                 || reason.contains("NOT_ALLOWED");
             Err(if refused {
-                AmqpError::Refused { uri: uri.redacted(), reason }
+                AmqpError::Refused {
+                    uri: uri.redacted(),
+                    reason,
+                }
             } else {
-                AmqpError::Unreachable { uri: uri.redacted(), reason }
+                AmqpError::Unreachable {
+                    uri: uri.redacted(),
+                    reason,
+                }
             })
         }
     }
@@ -100,7 +130,11 @@ impl AmqpConnection {
     /// # Errors
     /// A [`Failure`] classified from the client's error.
     pub async fn open_channel(&self) -> Result<AmqpChannel, Failure> {
-        self.inner.create_channel().await.map(AmqpChannel::new).map_err(Failure::from)
+        self.inner
+            .create_channel()
+            .await
+            .map(AmqpChannel::new)
+            .map_err(Failure::from)
     }
 
     /// Checks that a channel can be opened and closed on this connection.

@@ -220,6 +220,55 @@ impl ManagedCluster {
             .ok_or(BrokerError::NoSuchNode { index, count })
     }
 
+    /// Closes every client connection whose client-given name contains `name_part`, as a
+    /// broker does when it drops a client; returns how many were closed.
+    ///
+    /// # Errors
+    /// [`BrokerError::Ctl`] when rabbitmqctl fails.
+    pub async fn close_client_connections(
+        &mut self,
+        name_part: &str,
+        reason: &str,
+    ) -> Result<usize, BrokerError> {
+        let node =
+            self.status()
+                .await?
+                .running_nodes
+                .first()
+                .cloned()
+                .ok_or(BrokerError::NotRunning {
+                    node: "any node".into(),
+                })?;
+        let timeout = Duration::from_secs(30);
+        let listing = self
+            .ctl
+            .run(
+                &node,
+                &[
+                    "list_connections",
+                    "pid",
+                    "client_properties",
+                    "-q",
+                    "--no-table-headers",
+                ],
+                timeout,
+            )
+            .await?;
+        let mut closed = 0;
+        for line in listing.lines() {
+            let Some((pid, properties)) = line.split_once('\t') else {
+                continue;
+            };
+            if properties.contains(name_part) {
+                self.ctl
+                    .run(&node, &["close_connection", pid.trim(), reason], timeout)
+                    .await?;
+                closed += 1;
+            }
+        }
+        Ok(closed)
+    }
+
     /// Graceful restart; returns once the node answers AMQP again.
     ///
     /// # Errors

@@ -14,9 +14,9 @@ use crate::amqp::connect;
 use crate::broker::{Broker, BrokerError, NodeInfo, StartOptions};
 use crate::cli::RunArgs;
 use crate::exit::Exit;
+use crate::report::{RunContext, RunReport, console, files};
 use crate::scenario::units::format_duration;
 use crate::scenario::{self, BrokerPlan, Overrides, Plan};
-use crate::report::{console, files, RunContext, RunReport};
 use crate::timestamp::UtcTime;
 use crate::workload::{self, ProgressLine, WorkloadError, WorkloadOptions, WorkloadOutcome};
 
@@ -86,7 +86,10 @@ pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<Exi
     };
     if let Broker::Managed(cluster) = &broker {
         if args.keep {
-            console.line(format!("node data and logs kept in {}", cluster.base_dir().display()));
+            console.line(format!(
+                "node data and logs kept in {}",
+                cluster.base_dir().display()
+            ));
         }
     }
     broker.shutdown().await;
@@ -95,24 +98,27 @@ pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<Exi
     write_results(&run_dir, &plan, &broker_report)
         .with_context(|| format!("writing results to {}", run_dir.display()))?;
     if broker_report.connected < broker_report.nodes.len() {
-        anyhow::bail!("{} of {} nodes accepted an AMQP connection", broker_report.connected, broker_report.nodes.len());
+        anyhow::bail!(
+            "{} of {} nodes accepted an AMQP connection",
+            broker_report.connected,
+            broker_report.nodes.len()
+        );
     }
     let exit = match workload {
         None => Exit::Interrupted,
         Some(Err(WorkloadError::Interrupted)) => Exit::Interrupted,
         Some(Err(error)) => return Err(error).context("the workload could not run"),
         Some(Ok(outcome)) => {
-            let context = RunContext { plan: &plan, started_at: started_at.rfc3339(), nodes: broker_report.nodes.clone() };
+            let context = RunContext {
+                plan: &plan,
+                started_at: started_at.rfc3339(),
+                nodes: broker_report.nodes.clone(),
+            };
             let report = RunReport::build(context, outcome);
             console.line(console::render(&report));
-            files::write(&run_dir, &report).with_context(|| format!("writing results to {}", run_dir.display()))?;
-            if report.interrupted {
-                Exit::Interrupted
-            } else if report.passed {
-                Exit::Success
-            } else {
-                Exit::GateFailed
-            }
+            files::write(&run_dir, &report)
+                .with_context(|| format!("writing results to {}", run_dir.display()))?;
+            report.exit()
         }
     };
     console.line(format!("results: {}", run_dir.display()));
@@ -120,17 +126,32 @@ pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<Exi
 }
 
 /// Runs the workload, printing progress once a second.
-async fn drive(plan: &Plan, broker: &Broker, console: &Console, cancel: &CancellationToken) -> Result<WorkloadOutcome, WorkloadError> {
+async fn drive(
+    plan: &Plan,
+    broker: &Broker,
+    console: &Console,
+    cancel: &CancellationToken,
+) -> Result<WorkloadOutcome, WorkloadError> {
     let injected = plan.faults.len() + usize::from(plan.chaos.is_some());
     if injected > 0 {
-        console.line(format!("note: this version does not inject faults yet; {injected} fault entr{} not applied", if injected == 1 { "y is" } else { "ies are" }));
+        console.line(format!(
+            "note: this version does not inject faults yet; {injected} fault entr{} not applied",
+            if injected == 1 { "y is" } else { "ies are" }
+        ));
     }
     let quiet = console.quiet;
     let options = WorkloadOptions {
         on_progress: Some(Box::new(move |line: &ProgressLine| {
             if !quiet {
                 let t = line.totals;
-                println!("[{:>6.1}s] {:10} sent {:>9}  confirmed {:>9}  delivered {:>9}", line.elapsed.as_secs_f64(), line.phase, t.sent, t.confirmed, t.fresh);
+                println!(
+                    "[{:>6.1}s] {:10} sent {:>9}  confirmed {:>9}  delivered {:>9}",
+                    line.elapsed.as_secs_f64(),
+                    line.phase,
+                    t.sent,
+                    t.confirmed,
+                    t.fresh
+                );
             }
         })),
         ..WorkloadOptions::default()

@@ -42,16 +42,29 @@ pub struct DeliveryShard {
 impl DeliveryShard {
     /// A shard for a run with `producers` producers.
     pub fn new(producers: u32) -> Self {
-        Self { producers: vec![ProducerDeliveries::default(); producers as usize], ..Self::default() }
+        Self {
+            producers: vec![ProducerDeliveries::default(); producers as usize],
+            ..Self::default()
+        }
     }
 
     /// Records a delivery of `producer`'s message `seq`. `order_promised` says whether
     /// RabbitMQ promises FIFO to this consumer (a single consumer). Returns true when this
     /// consumer saw `seq` for the first time.
     #[inline]
-    pub fn record(&mut self, producer: u32, seq: u64, redelivered: bool, attempt: u16, order_promised: bool) -> bool {
+    pub fn record(
+        &mut self,
+        producer: u32,
+        seq: u64,
+        redelivered: bool,
+        attempt: u16,
+        order_promised: bool,
+    ) -> bool {
         self.deliveries += 1;
-        let (Some(deliveries), Ok(seq)) = (self.producers.get_mut(producer as usize), u32::try_from(seq)) else {
+        let (Some(deliveries), Ok(seq)) = (
+            self.producers.get_mut(producer as usize),
+            u32::try_from(seq),
+        ) else {
             self.unexpected += 1;
             return false;
         };
@@ -92,7 +105,9 @@ impl DeliveryShard {
     pub fn memory_bytes(&self) -> u64 {
         self.producers
             .iter()
-            .map(|p| p.seen.memory_bytes() + 4 * (p.again.capacity() + p.redelivered.capacity()) as u64)
+            .map(|p| {
+                p.seen.memory_bytes() + 4 * (p.again.capacity() + p.redelivered.capacity()) as u64
+            })
             .sum()
     }
 }
@@ -115,7 +130,15 @@ mod tests {
     #[test]
     fn only_fresh_first_attempts_count_as_reordered() {
         let mut shard = DeliveryShard::new(1);
-        for (seq, redelivered, attempt) in [(0, false, 0), (2, false, 0), (1, false, 0), (1, false, 0), (0, true, 0), (3, false, 0), (2, false, 1)] {
+        for (seq, redelivered, attempt) in [
+            (0, false, 0),
+            (2, false, 0),
+            (1, false, 0),
+            (1, false, 0),
+            (0, true, 0),
+            (3, false, 0),
+            (2, false, 1),
+        ] {
             shard.record(0, seq, redelivered, attempt, true);
         }
         assert_eq!(shard.producers[0].reordered, 1);

@@ -9,4 +9,4 @@ pub mod verdict;
 pub use delivery::DeliveryShard;
 pub use publish::PublishLedger;
 pub use seqset::SeqSet;
-pub use verdict::{decide, Counts, ProducerVerdict, Verdict};
+pub use verdict::{Counts, ProducerVerdict, Verdict, decide};

@@ -29,14 +29,22 @@ pub struct PublishLedger {
 impl PublishLedger {
     /// An empty ledger for producer `producer`.
     pub fn new(producer: u32) -> Self {
-        Self { producer, ..Self::default() }
+        Self {
+            producer,
+            ..Self::default()
+        }
     }
 
     /// Approximate memory held, in bytes.
     pub fn memory_bytes(&self) -> u64 {
-        [&self.confirmed, &self.nacked, &self.returned, &self.indeterminate]
-            .iter()
-            .map(|s| s.memory_bytes())
-            .sum()
+        [
+            &self.confirmed,
+            &self.nacked,
+            &self.returned,
+            &self.indeterminate,
+        ]
+        .iter()
+        .map(|s| s.memory_bytes())
+        .sum()
     }
 }

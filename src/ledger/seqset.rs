@@ -110,8 +110,8 @@ mod tests {
             let mut cursor = 0u32;
             for _ in 0..5_000 {
                 let seq = match next(&mut state) % 10 {
-                    0 => (next(&mut state) % 4000) as u32,  // anywhere (duplicates, late ones)
-                    1 => cursor.saturating_sub(3),          // a little back
+                    0 => (next(&mut state) % 4000) as u32, // anywhere (duplicates, late ones)
+                    1 => cursor.saturating_sub(3),         // a little back
                     _ => {
                         cursor += 1;
                         cursor

@@ -89,8 +89,15 @@ pub struct Verdict {
 }
 
 /// Merges the ledgers and classifies every message.
-pub fn decide(publishers: &[PublishLedger], shards: &[DeliveryShard], confirms: bool, order_checked: bool) -> Verdict {
-    let producer_count = publishers.len().max(shards.iter().map(|s| s.producers.len()).max().unwrap_or(0));
+pub fn decide(
+    publishers: &[PublishLedger],
+    shards: &[DeliveryShard],
+    confirms: bool,
+    order_checked: bool,
+) -> Verdict {
+    let producer_count = publishers
+        .len()
+        .max(shards.iter().map(|s| s.producers.len()).max().unwrap_or(0));
     let mut verdict = Verdict {
         totals: Counts::default(),
         foreign: shards.iter().map(|s| s.foreign).sum(),
@@ -104,7 +111,10 @@ pub fn decide(publishers: &[PublishLedger], shards: &[DeliveryShard], confirms: 
     verdict.totals.unexpected = shards.iter().map(|s| s.unexpected).sum();
     let empty = PublishLedger::default();
     for producer in 0..producer_count {
-        let ledger = publishers.iter().find(|l| l.producer as usize == producer).unwrap_or(&empty);
+        let ledger = publishers
+            .iter()
+            .find(|l| l.producer as usize == producer)
+            .unwrap_or(&empty);
         let (producer_verdict, sets) = decide_producer(producer as u32, ledger, shards, confirms);
         add(&mut verdict.totals, &producer_verdict.counts);
         verdict.producers.push(producer_verdict);
@@ -131,7 +141,12 @@ fn add(total: &mut Counts, c: &Counts) {
     total.unexpected += c.unexpected;
 }
 
-fn decide_producer(producer: u32, ledger: &PublishLedger, shards: &[DeliveryShard], confirms: bool) -> (ProducerVerdict, ProducerSets) {
+fn decide_producer(
+    producer: u32,
+    ledger: &PublishLedger,
+    shards: &[DeliveryShard],
+    confirms: bool,
+) -> (ProducerVerdict, ProducerSets) {
     let mut attempted = RoaringBitmap::new();
     attempted.insert_range(0..ledger.attempted);
     let confirmed = ledger.confirmed.to_bitmap();
@@ -144,7 +159,9 @@ fn decide_producer(producer: u32, ledger: &PublishLedger, shards: &[DeliveryShar
     let mut reordered = 0;
     let mut first_reordered = Vec::new();
     for shard in shards {
-        let Some(deliveries) = shard.producers.get(producer as usize) else { continue };
+        let Some(deliveries) = shard.producers.get(producer as usize) else {
+            continue;
+        };
         let seen = deliveries.seen.to_bitmap();
         extra.extend((&delivered & &seen).iter());
         delivered |= seen;
@@ -169,10 +186,22 @@ fn decide_producer(producer: u32, ledger: &PublishLedger, shards: &[DeliveryShar
 
     let unexpected = &delivered - &attempted;
     let promised = &confirmed - &returned;
-    let lost_confirmed = if confirms { &promised - &delivered } else { RoaringBitmap::new() };
-    let unconfirmed = if confirms { &(&attempted - &confirmed) - &returned } else { &attempted - &returned };
+    let lost_confirmed = if confirms {
+        &promised - &delivered
+    } else {
+        RoaringBitmap::new()
+    };
+    let unconfirmed = if confirms {
+        &(&attempted - &confirmed) - &returned
+    } else {
+        &attempted - &returned
+    };
     let lost_unconfirmed = &unconfirmed - &delivered;
-    let recovered = if confirms { &unconfirmed & &delivered } else { RoaringBitmap::new() };
+    let recovered = if confirms {
+        &unconfirmed & &delivered
+    } else {
+        RoaringBitmap::new()
+    };
 
     let counts = Counts {
         attempted: attempted.len(),
@@ -196,14 +225,21 @@ fn decide_producer(producer: u32, ledger: &PublishLedger, shards: &[DeliveryShar
         counts,
         first_lost_confirmed: lost_confirmed.iter().take(SAMPLES).collect(),
         first_lost_unconfirmed: lost_unconfirmed.iter().take(SAMPLES).collect(),
-        first_duplicated: duplicated.iter().take(SAMPLES).map(|(seq, extras)| (*seq, extras + 1)).collect(),
+        first_duplicated: duplicated
+            .iter()
+            .take(SAMPLES)
+            .map(|(seq, extras)| (*seq, extras + 1))
+            .collect(),
         first_reordered,
     };
     let sets = ProducerSets {
         lost_confirmed,
         lost_unconfirmed,
         recovered,
-        duplicated: duplicated.into_iter().map(|(seq, extras)| (seq, extras + 1)).collect(),
+        duplicated: duplicated
+            .into_iter()
+            .map(|(seq, extras)| (seq, extras + 1))
+            .collect(),
     };
     (verdict, sets)
 }
@@ -224,7 +260,11 @@ fn runs(sorted: &[u32]) -> Vec<(u32, u32)> {
 mod tests {
     use super::*;
 
-    fn published(producer: u32, attempted: u32, confirmed: impl IntoIterator<Item = u32>) -> PublishLedger {
+    fn published(
+        producer: u32,
+        attempted: u32,
+        confirmed: impl IntoIterator<Item = u32>,
+    ) -> PublishLedger {
         let mut ledger = PublishLedger::new(producer);
         ledger.attempted = attempted;
         for seq in confirmed {
@@ -242,7 +282,12 @@ mod tests {
         }
         let verdict = decide(&[ledger], &[shard], true, true);
         assert_eq!(verdict.totals.delivered, 100);
-        assert_eq!(verdict.totals.lost_confirmed + verdict.totals.lost_unconfirmed + verdict.totals.duplicated, 0);
+        assert_eq!(
+            verdict.totals.lost_confirmed
+                + verdict.totals.lost_unconfirmed
+                + verdict.totals.duplicated,
+            0
+        );
     }
 
     #[test]
@@ -254,9 +299,18 @@ mod tests {
             shard.record(0, seq, false, 0, false);
         }
         let verdict = decide(&[ledger], &[shard], true, false);
-        assert_eq!(verdict.sets[0].lost_confirmed.iter().collect::<Vec<_>>(), vec![3, 4]);
-        assert_eq!(verdict.sets[0].lost_unconfirmed.iter().collect::<Vec<_>>(), vec![6, 8, 9]);
-        assert_eq!(verdict.sets[0].recovered.iter().collect::<Vec<_>>(), vec![7]);
+        assert_eq!(
+            verdict.sets[0].lost_confirmed.iter().collect::<Vec<_>>(),
+            vec![3, 4]
+        );
+        assert_eq!(
+            verdict.sets[0].lost_unconfirmed.iter().collect::<Vec<_>>(),
+            vec![6, 8, 9]
+        );
+        assert_eq!(
+            verdict.sets[0].recovered.iter().collect::<Vec<_>>(),
+            vec![7]
+        );
         assert_eq!(verdict.totals.returned, 1);
     }
 
@@ -266,7 +320,14 @@ mod tests {
         let mut shard = DeliveryShard::new(1);
         shard.record(0, 0, false, 0, false);
         let verdict = decide(&[ledger], &[shard], false, false);
-        assert_eq!((verdict.totals.lost_confirmed, verdict.totals.lost_unconfirmed, verdict.totals.recovered), (0, 4, 0));
+        assert_eq!(
+            (
+                verdict.totals.lost_confirmed,
+                verdict.totals.lost_unconfirmed,
+                verdict.totals.recovered
+            ),
+            (0, 4, 0)
+        );
     }
 
     #[test]
@@ -283,9 +344,19 @@ mod tests {
         b.record(0, 2, true, 0, false); // and a redelivery
         let verdict = decide(&[ledger], &[a, b], true, false);
         let t = &verdict.totals;
-        assert_eq!((t.duplicated, t.duplicated_redelivered, t.duplicated_republished), (4, 2, 2));
+        assert_eq!(
+            (
+                t.duplicated,
+                t.duplicated_redelivered,
+                t.duplicated_republished
+            ),
+            (4, 2, 2)
+        );
         assert_eq!(verdict.sets[0].duplicated, vec![(0, 2), (1, 2), (2, 3)]);
-        assert_eq!(verdict.sets[0].lost_confirmed.iter().collect::<Vec<_>>(), vec![3]);
+        assert_eq!(
+            verdict.sets[0].lost_confirmed.iter().collect::<Vec<_>>(),
+            vec![3]
+        );
     }
 
     #[test]
@@ -300,7 +371,10 @@ mod tests {
         shard.record_corrupted();
         let verdict = decide(&[ledger], &[shard], true, false);
         assert_eq!(verdict.totals.unexpected, 2);
-        assert_eq!((verdict.foreign, verdict.corrupted, verdict.deliveries), (1, 1, 6));
+        assert_eq!(
+            (verdict.foreign, verdict.corrupted, verdict.deliveries),
+            (1, 1, 6)
+        );
         assert_eq!(verdict.totals.delivered, 2);
     }
 }

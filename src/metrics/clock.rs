@@ -15,8 +15,13 @@ impl Clock {
     /// Anchors a clock now.
     pub fn start() -> Self {
         let origin = Instant::now();
-        let origin_unix_ns = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-        Self { origin, origin_unix_ns }
+        let origin_unix_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Self {
+            origin,
+            origin_unix_ns,
+        }
     }
 
     /// Nanoseconds since the Unix epoch.

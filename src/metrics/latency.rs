@@ -24,7 +24,11 @@ fn histogram() -> Histogram<u64> {
 
 impl Default for Latencies {
     fn default() -> Self {
-        Self { confirm_us: histogram(), e2e_intended_us: histogram(), e2e_sent_us: histogram() }
+        Self {
+            confirm_us: histogram(),
+            e2e_intended_us: histogram(),
+            e2e_sent_us: histogram(),
+        }
     }
 }
 
@@ -32,14 +36,17 @@ impl Latencies {
     /// Records one publish→confirm latency.
     #[inline]
     pub fn record_confirm(&mut self, sent_ns: u64, confirmed_ns: u64) {
-        self.confirm_us.saturating_record(micros(sent_ns, confirmed_ns));
+        self.confirm_us
+            .saturating_record(micros(sent_ns, confirmed_ns));
     }
 
     /// Records one delivery's end-to-end latencies.
     #[inline]
     pub fn record_delivery(&mut self, intended_ns: u64, sent_ns: u64, delivered_ns: u64) {
-        self.e2e_intended_us.saturating_record(micros(intended_ns, delivered_ns));
-        self.e2e_sent_us.saturating_record(micros(sent_ns, delivered_ns));
+        self.e2e_intended_us
+            .saturating_record(micros(intended_ns, delivered_ns));
+        self.e2e_sent_us
+            .saturating_record(micros(sent_ns, delivered_ns));
     }
 
     /// Adds another task's histograms (exact: counts add bucket by bucket).
@@ -49,7 +56,8 @@ impl Latencies {
             (&mut self.e2e_intended_us, &other.e2e_intended_us),
             (&mut self.e2e_sent_us, &other.e2e_sent_us),
         ] {
-            mine.add(theirs).expect("histograms with the same bounds add");
+            mine.add(theirs)
+                .expect("histograms with the same bounds add");
         }
     }
 }
@@ -67,7 +75,11 @@ mod tests {
     #[test]
     fn merged_histograms_equal_one_fed_everything() {
         let mut all = Latencies::default();
-        let mut parts = [Latencies::default(), Latencies::default(), Latencies::default()];
+        let mut parts = [
+            Latencies::default(),
+            Latencies::default(),
+            Latencies::default(),
+        ];
         for i in 0..30_000u64 {
             let delay = (i * 7919) % 50_000_000;
             all.record_delivery(0, 1_000, delay);
@@ -79,8 +91,14 @@ mod tests {
         }
         assert_eq!(merged.e2e_intended_us.len(), all.e2e_intended_us.len());
         for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
-            assert_eq!(merged.e2e_intended_us.value_at_quantile(q), all.e2e_intended_us.value_at_quantile(q));
-            assert_eq!(merged.e2e_sent_us.value_at_quantile(q), all.e2e_sent_us.value_at_quantile(q));
+            assert_eq!(
+                merged.e2e_intended_us.value_at_quantile(q),
+                all.e2e_intended_us.value_at_quantile(q)
+            );
+            assert_eq!(
+                merged.e2e_sent_us.value_at_quantile(q),
+                all.e2e_sent_us.value_at_quantile(q)
+            );
         }
     }
 }

@@ -112,6 +112,19 @@ pub struct RunReport {
     pub events: Vec<Event>,
 }
 
+impl RunReport {
+    /// The exit code this run earns: 130 interrupted, 0 every gate passed, 1 otherwise.
+    pub fn exit(&self) -> crate::exit::Exit {
+        if self.interrupted {
+            crate::exit::Exit::Interrupted
+        } else if self.passed {
+            crate::exit::Exit::Success
+        } else {
+            crate::exit::Exit::GateFailed
+        }
+    }
+}
+
 /// The parts of a report that do not come from the workload.
 pub struct RunContext<'a> {
     pub plan: &'a crate::scenario::Plan,
@@ -129,7 +142,13 @@ impl RunReport {
             e2e_sent: Percentiles::of(&outcome.latencies.e2e_sent_us),
         };
         let totals = &outcome.verdict.totals;
-        let per_s = |count: u64, seconds: f64| if seconds > 0.0 { count as f64 / seconds } else { 0.0 };
+        let per_s = |count: u64, seconds: f64| {
+            if seconds > 0.0 {
+                count as f64 / seconds
+            } else {
+                0.0
+            }
+        };
         let throughput = Throughput {
             target_per_s: plan.publishers.rate,
             published_per_s: per_s(totals.attempted, outcome.publishing.as_secs_f64()),

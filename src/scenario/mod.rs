@@ -27,8 +27,8 @@ use diagnostic::{Checker, humanize_serde_message};
 use file::ScenarioFile;
 use source::{FieldSpans, Source, join};
 
-/// The smallest message body: room for warren's message header and a checksum.
-pub const MIN_BODY_SIZE: u64 = 64;
+/// The smallest message body: warren's message header (with its checksum).
+pub const MIN_BODY_SIZE: u64 = crate::workload::message::HEADER_LEN as u64;
 
 /// The largest message body RabbitMQ accepts by default (max_message_size, 128 MiB).
 pub const MAX_BODY_SIZE: u64 = 128 * 1024 * 1024;

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use roaring::RoaringBitmap;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -113,12 +113,22 @@ impl Consumer {
         let cancel = self.setup.cancel.clone();
         let mut failed_generation = None;
         loop {
-            let Some(leased) = self.setup.link.lease(failed_generation, &cancel).await else { return };
+            let Some(leased) = self.setup.link.lease(failed_generation, &cancel).await else {
+                return;
+            };
             let (channel, deliveries) = match self.open(&leased.connection).await {
                 Ok(opened) => opened,
                 Err(failure) => {
                     let refused = failure.kind == FailureKind::Refused;
-                    self.setup.events.record(&self.source, if refused { EventKind::Refused } else { EventKind::ChannelClosed }, failure.message);
+                    self.setup.events.record(
+                        &self.source,
+                        if refused {
+                            EventKind::Refused
+                        } else {
+                            EventKind::ChannelClosed
+                        },
+                        failure.message,
+                    );
                     if refused {
                         return;
                     }
@@ -139,13 +149,25 @@ impl Consumer {
                     return;
                 }
                 End::Crashed => {
-                    self.setup.events.record(&self.source, EventKind::ConsumerCrash, "channel closed without acknowledging");
+                    self.setup.events.record(
+                        &self.source,
+                        EventKind::ConsumerCrash,
+                        "channel closed without acknowledging",
+                    );
                     channel.close().await;
                     failed_generation = None;
                 }
                 End::Failed(failure) => {
                     let lost = failure.kind == FailureKind::ConnectionLost;
-                    self.setup.events.record(&self.source, if lost { EventKind::ConnectionLost } else { EventKind::ChannelClosed }, failure.message);
+                    self.setup.events.record(
+                        &self.source,
+                        if lost {
+                            EventKind::ConnectionLost
+                        } else {
+                            EventKind::ChannelClosed
+                        },
+                        failure.message,
+                    );
                     channel.close().await;
                     failed_generation = lost.then_some(leased.generation);
                 }
@@ -153,7 +175,10 @@ impl Consumer {
         }
     }
 
-    async fn open(&self, connection: &crate::amqp::AmqpConnection) -> Result<(AmqpChannel, Deliveries), Failure> {
+    async fn open(
+        &self,
+        connection: &crate::amqp::AmqpConnection,
+    ) -> Result<(AmqpChannel, Deliveries), Failure> {
         let channel = connection.open_channel().await?;
         let manual = self.setup.plan.ack == AckMode::Manual;
         if manual {
@@ -161,7 +186,9 @@ impl Consumer {
         }
         self.setup.topology.declare(&channel).await?;
         let tag = format!("warren-consumer-{}", self.setup.index);
-        let deliveries = channel.consume(&self.setup.topology.queue.name, &tag, !manual).await?;
+        let deliveries = channel
+            .consume(&self.setup.topology.queue.name, &tag, !manual)
+            .await?;
         Ok((channel, deliveries))
     }
 
@@ -240,14 +267,27 @@ impl Consumer {
                     self.report_dropped.push((header.producer, header.seq));
                 } else {
                     let order = self.setup.order_promised;
-                    let fresh = self.shard.record(header.producer, header.seq, delivery.redelivered, header.attempt, order);
+                    let fresh = self.shard.record(
+                        header.producer,
+                        header.seq,
+                        delivery.redelivered,
+                        header.attempt,
+                        order,
+                    );
                     if fresh {
                         self.fresh += 1;
                         self.last_delivery_ns = now_ns;
-                        self.latencies.record_delivery(header.intended_ns, header.sent_ns, now_ns);
+                        self.latencies
+                            .record_delivery(header.intended_ns, header.sent_ns, now_ns);
                     }
                     if sabotage.double_every.is_some_and(|k| count % k == 0) {
-                        self.shard.record(header.producer, header.seq, false, header.attempt, order);
+                        self.shard.record(
+                            header.producer,
+                            header.seq,
+                            false,
+                            header.attempt,
+                            order,
+                        );
                         self.report_doubled.push((header.producer, header.seq));
                     }
                 }

@@ -9,9 +9,9 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::SetupChannel;
 use super::consumer::SnapshotRequest;
 use super::progress::Totals;
-use super::SetupChannel;
 use crate::ledger::PublishLedger;
 
 /// With the queue empty, this long without a new delivery means nothing more will come.
@@ -45,19 +45,31 @@ pub struct DrainResult {
 
 impl DrainResult {
     pub(super) fn interrupted() -> Self {
-        Self { end: DrainEnd::Interrupted, waited_s: 0.0, expected: 0, missing: 0 }
+        Self {
+            end: DrainEnd::Interrupted,
+            waited_s: 0.0,
+            expected: 0,
+            missing: 0,
+        }
     }
 
     /// One line for the event log.
     pub fn describe(&self) -> String {
-        format!("{:?} after {:.1} s; {} of {} expected message(s) missing", self.end, self.waited_s, self.missing, self.expected)
+        format!(
+            "{:?} after {:.1} s; {} of {} expected message(s) missing",
+            self.end, self.waited_s, self.missing, self.expected
+        )
     }
 }
 
 /// What should arrive, per producer: confirmed and not returned (with confirms), else
 /// everything published and not returned.
 pub fn expected(ledgers: &[PublishLedger], confirms: bool) -> Vec<RoaringBitmap> {
-    let count = ledgers.iter().map(|l| l.producer as usize + 1).max().unwrap_or(0);
+    let count = ledgers
+        .iter()
+        .map(|l| l.producer as usize + 1)
+        .max()
+        .unwrap_or(0);
     let mut expected = vec![RoaringBitmap::new(); count];
     for ledger in ledgers {
         let set = if confirms {
@@ -76,12 +88,12 @@ pub fn expected(ledgers: &[PublishLedger], confirms: bool) -> Vec<RoaringBitmap>
 pub(super) struct DrainInputs<'a> {
     pub expected: Vec<RoaringBitmap>,
     pub snapshots: &'a [tokio::sync::mpsc::Sender<SnapshotRequest>],
-    pub totals: &'a dyn Fn() -> Totals,
+    pub totals: &'a (dyn Fn() -> Totals + Sync),
     pub setup: &'a SetupChannel,
     pub queue: &'a str,
     pub timeout: Duration,
     pub cancel: &'a CancellationToken,
-    pub on_tick: &'a mut dyn FnMut(Totals),
+    pub on_tick: &'a mut (dyn FnMut(Totals) + Send),
 }
 
 /// Waits as described in the module documentation.
@@ -91,14 +103,22 @@ pub(super) async fn drain(inputs: DrainInputs<'_>) -> DrainResult {
     let mut last_fresh = (inputs.totals)().fresh;
     let mut last_change = Instant::now();
     let mut last_tick = Instant::now();
-    let result = |end, missing| DrainResult { end, waited_s: started.elapsed().as_secs_f64(), expected: expected_total, missing };
+    let result = |end, missing| DrainResult {
+        end,
+        waited_s: started.elapsed().as_secs_f64(),
+        expected: expected_total,
+        missing,
+    };
     loop {
         if inputs.cancel.is_cancelled() {
-            return result(DrainEnd::Interrupted, missing(&inputs).await);
+            return result(
+                DrainEnd::Interrupted,
+                missing(&inputs.expected, inputs.snapshots).await,
+            );
         }
         let totals = (inputs.totals)();
         if totals.fresh >= expected_total {
-            let missing = missing(&inputs).await;
+            let missing = missing(&inputs.expected, inputs.snapshots).await;
             if missing == 0 {
                 return result(DrainEnd::Complete, 0);
             }
@@ -106,11 +126,22 @@ pub(super) async fn drain(inputs: DrainInputs<'_>) -> DrainResult {
         if totals.fresh != last_fresh {
             last_fresh = totals.fresh;
             last_change = Instant::now();
-        } else if last_change.elapsed() >= IDLE_AFTER && matches!(inputs.setup.channel.ready_messages(inputs.queue).await, Ok(0)) {
-            return result(DrainEnd::QueueEmpty, missing(&inputs).await);
+        } else if last_change.elapsed() >= IDLE_AFTER
+            && matches!(
+                inputs.setup.channel.ready_messages(inputs.queue).await,
+                Ok(0)
+            )
+        {
+            return result(
+                DrainEnd::QueueEmpty,
+                missing(&inputs.expected, inputs.snapshots).await,
+            );
         }
         if started.elapsed() >= inputs.timeout {
-            return result(DrainEnd::TimedOut, missing(&inputs).await);
+            return result(
+                DrainEnd::TimedOut,
+                missing(&inputs.expected, inputs.snapshots).await,
+            );
         }
         if last_tick.elapsed() >= Duration::from_secs(1) {
             (inputs.on_tick)(totals);
@@ -124,9 +155,12 @@ pub(super) async fn drain(inputs: DrainInputs<'_>) -> DrainResult {
 }
 
 /// Expected messages no consumer has seen yet, asked exactly of every consumer.
-async fn missing(inputs: &DrainInputs<'_>) -> u64 {
-    let mut seen: Vec<RoaringBitmap> = vec![RoaringBitmap::new(); inputs.expected.len()];
-    for sender in inputs.snapshots {
+async fn missing(
+    expected: &[RoaringBitmap],
+    snapshots: &[tokio::sync::mpsc::Sender<SnapshotRequest>],
+) -> u64 {
+    let mut seen: Vec<RoaringBitmap> = vec![RoaringBitmap::new(); expected.len()];
+    for sender in snapshots {
         let (reply, answer) = oneshot::channel();
         if sender.send(reply).await.is_err() {
             continue;
@@ -137,5 +171,9 @@ async fn missing(inputs: &DrainInputs<'_>) -> u64 {
             }
         }
     }
-    inputs.expected.iter().zip(&seen).map(|(expected, seen)| (expected - seen).len()).sum()
+    expected
+        .iter()
+        .zip(&seen)
+        .map(|(expected, seen)| (expected - seen).len())
+        .sum()
 }

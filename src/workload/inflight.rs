@@ -15,7 +15,13 @@ pub struct InFlight {
 impl InFlight {
     /// A message sent at `sent_ns`.
     pub fn new(seq: u32, attempt: u16, intended_ns: u64, sent_ns: u64) -> Self {
-        Self { seq, attempt, intended_ns, sent_ns, done: false }
+        Self {
+            seq,
+            attempt,
+            intended_ns,
+            sent_ns,
+            done: false,
+        }
     }
 }
 
@@ -32,7 +38,11 @@ pub struct Window {
 impl Window {
     /// Room for `capacity` messages between the oldest unconfirmed and the newest.
     pub fn new(capacity: usize) -> Self {
-        Self { slots: vec![InFlight::default(); capacity.max(1)], head: 0, tail: 0 }
+        Self {
+            slots: vec![InFlight::default(); capacity.max(1)],
+            head: 0,
+            tail: 0,
+        }
     }
 
     /// True when no more message fits (the oldest unconfirmed holds the ring back).
@@ -67,13 +77,17 @@ impl Window {
 
     /// Send time of the oldest unanswered message.
     pub fn oldest_sent_ns(&self) -> Option<u64> {
-        (self.head < self.tail).then(|| self.slots[(self.head % self.slots.len() as u64) as usize].sent_ns)
+        (self.head < self.tail)
+            .then(|| self.slots[(self.head % self.slots.len() as u64) as usize].sent_ns)
     }
 
     /// Removes and returns every unanswered message, oldest first.
     pub fn take_unanswered(&mut self) -> Vec<InFlight> {
         let capacity = self.slots.len() as u64;
-        let pending = (self.head..self.tail).map(|id| self.slots[(id % capacity) as usize]).filter(|e| !e.done).collect();
+        let pending = (self.head..self.tail)
+            .map(|id| self.slots[(id % capacity) as usize])
+            .filter(|e| !e.done)
+            .collect();
         self.head = self.tail;
         pending
     }
@@ -92,7 +106,9 @@ mod tests {
     #[test]
     fn out_of_order_answers_keep_the_oldest_in_view() {
         let mut window = Window::new(4);
-        let ids: Vec<u64> = (0..4).map(|seq| window.push(InFlight::new(seq, 0, 0, u64::from(seq) * 10))).collect();
+        let ids: Vec<u64> = (0..4)
+            .map(|seq| window.push(InFlight::new(seq, 0, 0, u64::from(seq) * 10)))
+            .collect();
         assert!(window.is_full());
         window.complete(ids[1]);
         window.complete(ids[2]);

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::amqp::{connect_with, AmqpConnection, ConnectOptions, ConnectionEvent};
+use crate::amqp::{AmqpConnection, ConnectOptions, ConnectionEvent, connect_with};
 use crate::events::{EventKind, EventLog};
 use crate::redact::BrokerUri;
 
@@ -45,10 +45,30 @@ pub struct Leased {
 
 impl Link {
     /// A slot named `name` that connects to `uris`, starting with `first_uri`.
-    pub fn new(name: String, uris: Arc<[BrokerUri]>, first_uri: usize, heartbeat: Duration, events: EventLog) -> Self {
-        let options = ConnectOptions { name: name.clone(), heartbeat, timeout: Duration::from_secs(10) };
+    pub fn new(
+        name: String,
+        uris: Arc<[BrokerUri]>,
+        first_uri: usize,
+        heartbeat: Duration,
+        events: EventLog,
+    ) -> Self {
+        let options = ConnectOptions {
+            name: name.clone(),
+            heartbeat,
+            timeout: Duration::from_secs(10),
+        };
         let next_uri = first_uri % uris.len().max(1);
-        Self { name, uris, options, events, state: Mutex::new(LinkState { connection: None, generation: 0, next_uri }) }
+        Self {
+            name,
+            uris,
+            options,
+            events,
+            state: Mutex::new(LinkState {
+                connection: None,
+                generation: 0,
+                next_uri,
+            }),
+        }
     }
 
     /// A live connection. `failed` names the generation the caller saw fail (it is then
@@ -58,7 +78,10 @@ impl Link {
         if let Some(connection) = &state.connection {
             let stale = failed == Some(state.generation) || !connection.is_connected();
             if !stale {
-                return Some(Leased { connection: connection.clone(), generation: state.generation });
+                return Some(Leased {
+                    connection: connection.clone(),
+                    generation: state.generation,
+                });
             }
             if let Some(old) = state.connection.take() {
                 tokio::spawn(async move { old.close().await });
@@ -80,12 +103,17 @@ impl Link {
                     state.generation += 1;
                     state.connection = Some(connection.clone());
                     if reconnecting {
-                        self.events.record(&self.name, EventKind::Reconnected, uri.redacted());
+                        self.events
+                            .record(&self.name, EventKind::Reconnected, uri.redacted());
                     }
-                    return Some(Leased { connection, generation: state.generation });
+                    return Some(Leased {
+                        connection,
+                        generation: state.generation,
+                    });
                 }
                 Err(error) => {
-                    self.events.record(&self.name, EventKind::ConnectFailed, error.to_string());
+                    self.events
+                        .record(&self.name, EventKind::ConnectFailed, error.to_string());
                     tokio::select! {
                         () = cancel.cancelled() => return None,
                         () = tokio::time::sleep(backoff) => {}
@@ -104,7 +132,9 @@ impl Link {
         tokio::spawn(async move {
             while let Some(event) = events.next().await {
                 match event {
-                    ConnectionEvent::Blocked(reason) => log.record(&name, EventKind::Blocked, reason),
+                    ConnectionEvent::Blocked(reason) => {
+                        log.record(&name, EventKind::Blocked, reason)
+                    }
                     ConnectionEvent::Unblocked => log.record(&name, EventKind::Unblocked, ""),
                     ConnectionEvent::Failed(reason) => {
                         log.record(&name, EventKind::ConnectionLost, reason);

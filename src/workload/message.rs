@@ -119,7 +119,14 @@ mod tests {
     use super::*;
 
     fn header() -> Header {
-        Header { run_id: 0xDEAD_BEEF, producer: 3, seq: 123_456, attempt: 2, intended_ns: 1_000, sent_ns: 2_000 }
+        Header {
+            run_id: 0xDEAD_BEEF,
+            producer: 3,
+            seq: 123_456,
+            attempt: 2,
+            intended_ns: 1_000,
+            sent_ns: 2_000,
+        }
     }
 
     fn body(len: usize) -> Vec<u8> {
@@ -141,9 +148,17 @@ mod tests {
         for at in 4..original.len() {
             let mut changed = original.clone();
             changed[at] ^= 0x40;
-            assert_eq!(decode(&changed, 0xDEAD_BEEF), Err(DecodeError::Corrupted), "byte {at}");
+            assert_eq!(
+                decode(&changed, 0xDEAD_BEEF),
+                Err(DecodeError::Corrupted),
+                "byte {at}"
+            );
         }
-        assert_eq!(decode(&original[..99], 0xDEAD_BEEF), Err(DecodeError::Corrupted), "cut short");
+        assert_eq!(
+            decode(&original[..99], 0xDEAD_BEEF),
+            Err(DecodeError::Corrupted),
+            "cut short"
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub use progress::Totals;
 
 use crate::amqp::{AmqpChannel, Failure};
 use crate::events::{Event, EventKind, EventLog};
-use crate::ledger::{decide, Verdict};
+use crate::ledger::{Verdict, decide};
 use crate::metrics::{Clock, Latencies};
 use crate::redact::BrokerUri;
 use crate::scenario::{AckMode, BodySize, Plan};
@@ -38,13 +38,20 @@ use topology::Topology;
 /// How long consumers may take to start consuming.
 const CONSUMERS_READY_WITHIN: Duration = Duration::from_secs(30);
 
+/// Receives live totals about once a second.
+pub type ProgressSink = Box<dyn FnMut(&ProgressLine) + Send>;
+
 /// What the caller can add to a plan.
 #[derive(Default)]
 pub struct WorkloadOptions {
     /// Test-only consumer mistakes, to check the checker.
     pub sabotage: Sabotage,
     /// Called about once a second with live totals.
-    pub on_progress: Option<Box<dyn FnMut(&ProgressLine) + Send>>,
+    pub on_progress: Option<ProgressSink>,
+    /// Publishers connect here instead of the broker URIs (a proxy on their path).
+    pub publisher_uris: Option<Vec<BrokerUri>>,
+    /// Consumers connect here instead of the broker URIs (a proxy on their path).
+    pub consumer_uris: Option<Vec<BrokerUri>>,
 }
 
 /// Live totals at one moment.
@@ -103,19 +110,41 @@ pub struct WorkloadOutcome {
 /// # Errors
 /// [`WorkloadError`] when the topology cannot be declared or consumers cannot start; a
 /// failure during the run is data (events, losses), not an error.
-pub async fn run(plan: &Plan, uris: &[BrokerUri], mut options: WorkloadOptions, cancel: &CancellationToken) -> Result<WorkloadOutcome, WorkloadError> {
+pub async fn run(
+    plan: &Plan,
+    uris: &[BrokerUri],
+    mut options: WorkloadOptions,
+    cancel: &CancellationToken,
+) -> Result<WorkloadOutcome, WorkloadError> {
     let cpu_start = cpu_time();
     let clock = Clock::start();
     let run_id = random_run_id();
     let events = EventLog::new(clock);
     let topology = Arc::new(Topology::from_plan(plan, run_id));
     let uris: Arc<[BrokerUri]> = uris.into();
-    let setup_link = Link::new(format!("warren {} setup", plan.name), uris.clone(), 0, plan.publishers.heartbeat, events.clone());
+    let setup_link = Link::new(
+        format!("warren {} setup", plan.name),
+        uris.clone(),
+        0,
+        plan.publishers.heartbeat,
+        events.clone(),
+    );
     let setup = open_setup(&setup_link, &topology, cancel).await?;
 
     let producers = plan.publishers.count;
     let consumer_cancel = cancel.child_token();
-    let consumer_links = links(plan, &uris, &events, "consumers", plan.consumers.connections, plan.consumers.heartbeat);
+    let consumer_uris: Arc<[BrokerUri]> = options
+        .consumer_uris
+        .take()
+        .map_or_else(|| uris.clone(), Into::into);
+    let consumer_links = links(
+        plan,
+        &consumer_uris,
+        &events,
+        "consumers",
+        plan.consumers.connections,
+        plan.consumers.heartbeat,
+    );
     let mut consumer_counters = Vec::new();
     let mut snapshot_senders = Vec::new();
     let mut ready = Vec::new();
@@ -151,11 +180,26 @@ pub async fn run(plan: &Plan, uris: &[BrokerUri], mut options: WorkloadOptions, 
     if !all_ready {
         consumer_cancel.cancel();
         join_all(consumer_handles).await;
-        return Err(if cancel.is_cancelled() { WorkloadError::Interrupted } else { WorkloadError::ConsumersNotReady });
+        return Err(if cancel.is_cancelled() {
+            WorkloadError::Interrupted
+        } else {
+            WorkloadError::ConsumersNotReady
+        });
     }
 
     let publisher_cancel = cancel.child_token();
-    let publisher_links = links(plan, &uris, &events, "publishers", plan.publishers.connections, plan.publishers.heartbeat);
+    let publisher_uris: Arc<[BrokerUri]> = options
+        .publisher_uris
+        .take()
+        .map_or_else(|| uris.clone(), Into::into);
+    let publisher_links = links(
+        plan,
+        &publisher_uris,
+        &events,
+        "publishers",
+        plan.publishers.connections,
+        plan.publishers.heartbeat,
+    );
     let start = Instant::now() + Duration::from_millis(20);
     let start_ns = clock.ns_at(start);
     let rate_each = plan.publishers.rate.map(|r| r / f64::from(producers));
@@ -202,9 +246,20 @@ pub async fn run(plan: &Plan, uris: &[BrokerUri], mut options: WorkloadOptions, 
             }
         }
     };
-    let publisher_reports: Vec<_> = publisher_reports.into_iter().filter_map(Result::ok).collect();
-    let publishing_ended = publisher_reports.iter().filter_map(|r| r.publishing_ended).max().unwrap_or_else(Instant::now);
-    events.record("workload", EventKind::PublishEnd, format!("{} message(s) sent", totals().sent));
+    let publisher_reports: Vec<_> = publisher_reports
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect();
+    let publishing_ended = publisher_reports
+        .iter()
+        .filter_map(|r| r.publishing_ended)
+        .max()
+        .unwrap_or_else(Instant::now);
+    events.record(
+        "workload",
+        EventKind::PublishEnd,
+        format!("{} message(s) sent", totals().sent),
+    );
 
     let ledgers: Vec<_> = publisher_reports.iter().map(|r| r.ledger.clone()).collect();
     let drain = if cancel.is_cancelled() {
@@ -212,7 +267,11 @@ pub async fn run(plan: &Plan, uris: &[BrokerUri], mut options: WorkloadOptions, 
     } else {
         let mut on_tick = |t: Totals| {
             if let Some(report) = options.on_progress.as_mut() {
-                report(&ProgressLine { elapsed: start.elapsed(), phase: "draining", totals: t });
+                report(&ProgressLine {
+                    elapsed: start.elapsed(),
+                    phase: "draining",
+                    totals: t,
+                });
             }
         };
         drain::drain(drain::DrainInputs {
@@ -230,11 +289,19 @@ pub async fn run(plan: &Plan, uris: &[BrokerUri], mut options: WorkloadOptions, 
     events.record("workload", EventKind::DrainEnd, drain.describe());
 
     consumer_cancel.cancel();
-    let consumer_reports: Vec<_> = join_all(consumer_handles).await.into_iter().filter_map(Result::ok).collect();
+    let consumer_reports: Vec<_> = join_all(consumer_handles)
+        .await
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect();
     let queue_left = match topology.delete(&setup.channel).await {
         Ok(left) => left,
         Err(failure) => {
-            events.record("workload", EventKind::ChannelClosed, format!("could not delete queue {}: {failure}", topology.queue.name));
+            events.record(
+                "workload",
+                EventKind::ChannelClosed,
+                format!("could not delete queue {}: {failure}", topology.queue.name),
+            );
             None
         }
     };
@@ -252,8 +319,14 @@ pub async fn run(plan: &Plan, uris: &[BrokerUri], mut options: WorkloadOptions, 
         latencies.add(&report.latencies);
     }
     let shards: Vec<_> = consumer_reports.iter().map(|r| r.shard.clone()).collect();
-    let ledger_bytes = ledgers.iter().map(|l| l.memory_bytes()).sum::<u64>() + shards.iter().map(|s| s.memory_bytes()).sum::<u64>();
-    let verdict = decide(&ledgers, &shards, plan.publishers.confirm, plan.consumers.count == 1 && plan.consumers.ack == AckMode::Manual);
+    let ledger_bytes = ledgers.iter().map(|l| l.memory_bytes()).sum::<u64>()
+        + shards.iter().map(|s| s.memory_bytes()).sum::<u64>();
+    let verdict = decide(
+        &ledgers,
+        &shards,
+        plan.publishers.confirm,
+        plan.consumers.count == 1 && plan.consumers.ack == AckMode::Manual,
+    );
     let cpu_end = cpu_time();
     Ok(WorkloadOutcome {
         run_id,
@@ -262,15 +335,31 @@ pub async fn run(plan: &Plan, uris: &[BrokerUri], mut options: WorkloadOptions, 
         latencies,
         events: events.snapshot(),
         publishing: publishing_ended.saturating_duration_since(start),
-        delivering: Duration::from_nanos(consumer_reports.iter().map(|r| r.last_delivery_ns).max().unwrap_or(0).saturating_sub(start_ns)),
+        delivering: Duration::from_nanos(
+            consumer_reports
+                .iter()
+                .map(|r| r.last_delivery_ns)
+                .max()
+                .unwrap_or(0)
+                .saturating_sub(start_ns),
+        ),
         drain,
         elapsed: clock.origin().elapsed(),
-        cpu: CpuTime { user_s: cpu_end.user_s - cpu_start.user_s, system_s: cpu_end.system_s - cpu_start.system_s },
+        cpu: CpuTime {
+            user_s: cpu_end.user_s - cpu_start.user_s,
+            system_s: cpu_end.system_s - cpu_start.system_s,
+        },
         interrupted: cancel.is_cancelled(),
         queue_left,
         ledger_bytes,
-        sabotaged_dropped: consumer_reports.iter().flat_map(|r| r.sabotaged_dropped.iter().copied()).collect(),
-        sabotaged_doubled: consumer_reports.iter().flat_map(|r| r.sabotaged_doubled.iter().copied()).collect(),
+        sabotaged_dropped: consumer_reports
+            .iter()
+            .flat_map(|r| r.sabotaged_dropped.iter().copied())
+            .collect(),
+        sabotaged_doubled: consumer_reports
+            .iter()
+            .flat_map(|r| r.sabotaged_doubled.iter().copied())
+            .collect(),
     })
 }
 
@@ -280,36 +369,69 @@ pub(crate) struct SetupChannel {
     pub channel: AmqpChannel,
 }
 
-async fn open_setup(link: &Link, topology: &Topology, cancel: &CancellationToken) -> Result<SetupChannel, WorkloadError> {
-    let failed = |failure: Failure| WorkloadError::Topology { queue: topology.queue.name.clone(), failure };
-    let leased = link.lease(None, cancel).await.ok_or(WorkloadError::Interrupted)?;
+async fn open_setup(
+    link: &Link,
+    topology: &Topology,
+    cancel: &CancellationToken,
+) -> Result<SetupChannel, WorkloadError> {
+    let failed = |failure: Failure| WorkloadError::Topology {
+        queue: topology.queue.name.clone(),
+        failure,
+    };
+    let leased = link
+        .lease(None, cancel)
+        .await
+        .ok_or(WorkloadError::Interrupted)?;
     let channel = leased.connection.open_channel().await.map_err(failed)?;
     topology.declare(&channel).await.map_err(failed)?;
     Ok(SetupChannel { channel })
 }
 
-fn links(plan: &Plan, uris: &Arc<[BrokerUri]>, events: &EventLog, role: &str, count: u32, heartbeat: Duration) -> Vec<Arc<Link>> {
+fn links(
+    plan: &Plan,
+    uris: &Arc<[BrokerUri]>,
+    events: &EventLog,
+    role: &str,
+    count: u32,
+    heartbeat: Duration,
+) -> Vec<Arc<Link>> {
     (0..count.max(1))
-        .map(|i| Arc::new(Link::new(format!("warren {} {role} {i}", plan.name), uris.clone(), i as usize, heartbeat, events.clone())))
+        .map(|i| {
+            Arc::new(Link::new(
+                format!("warren {} {role} {i}", plan.name),
+                uris.clone(),
+                i as usize,
+                heartbeat,
+                events.clone(),
+            ))
+        })
         .collect()
 }
 
 fn random_run_id() -> u64 {
     use std::io::Read;
     let mut bytes = [0u8; 8];
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).is_err() {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_err()
+    {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         return pacing::splitmix(nanos ^ u64::from(std::process::id()));
     }
     u64::from_le_bytes(bytes)
 }
 
 fn cpu_time() -> CpuTime {
-    use nix::sys::resource::{getrusage, UsageWho};
+    use nix::sys::resource::{UsageWho, getrusage};
     match getrusage(UsageWho::RUSAGE_SELF) {
         Ok(usage) => {
             let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-            CpuTime { user_s: seconds(usage.user_time()), system_s: seconds(usage.system_time()) }
+            CpuTime {
+                user_s: seconds(usage.user_time()),
+                system_s: seconds(usage.system_time()),
+            }
         }
         Err(_) => CpuTime::default(),
     }

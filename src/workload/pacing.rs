@@ -16,19 +16,25 @@ pub struct Pace {
 impl Pace {
     /// A pace of `rate` msg/s (or unlimited) starting at `start_ns`.
     pub fn new(start_ns: u64, rate: Option<f64>) -> Self {
-        Self { start_ns, interval_ns: rate.map(|r| 1e9 / r) }
+        Self {
+            start_ns,
+            interval_ns: rate.map(|r| 1e9 / r),
+        }
     }
 
     /// When message `i` is due; `None` when unlimited.
     #[inline]
     pub fn due_ns(&self, i: u64) -> Option<u64> {
-        self.interval_ns.map(|interval| self.start_ns + (i as f64 * interval) as u64)
+        self.interval_ns
+            .map(|interval| self.start_ns + (i as f64 * interval) as u64)
     }
 
     /// The offset that spreads `count` publishers of the same rate evenly over one interval.
     pub fn stagger(rate_per_publisher: Option<f64>, index: u32, count: u32) -> Duration {
         match rate_per_publisher {
-            Some(rate) if count > 0 => Duration::from_secs_f64(f64::from(index) / f64::from(count) / rate),
+            Some(rate) if count > 0 => {
+                Duration::from_secs_f64(f64::from(index) / f64::from(count) / rate)
+            }
             _ => Duration::ZERO,
         }
     }
@@ -46,7 +52,11 @@ pub struct Sizes {
 impl Sizes {
     /// Sizes between `min` and `max` bytes inclusive (equal for a fixed size).
     pub fn new(min: u64, max: u64, seed: u64) -> Self {
-        Self { min, max: max.max(min), seed }
+        Self {
+            min,
+            max: max.max(min),
+            seed,
+        }
     }
 
     /// The size of message `seq` of `producer`.
@@ -56,7 +66,8 @@ impl Sizes {
             return self.min as usize;
         }
         let span = self.max - self.min + 1;
-        (self.min + splitmix(self.seed ^ (u64::from(producer) << 32) ^ u64::from(seq)) % span) as usize
+        (self.min + splitmix(self.seed ^ (u64::from(producer) << 32) ^ u64::from(seq)) % span)
+            as usize
     }
 }
 
@@ -85,7 +96,10 @@ mod tests {
 
     #[test]
     fn publishers_are_spread_over_one_interval() {
-        assert_eq!(Pace::stagger(Some(100.0), 1, 4), Duration::from_micros(2_500));
+        assert_eq!(
+            Pace::stagger(Some(100.0), 1, 4),
+            Duration::from_micros(2_500)
+        );
         assert_eq!(Pace::stagger(None, 1, 4), Duration::ZERO);
     }
 
@@ -99,7 +113,10 @@ mod tests {
             assert_eq!(size, sizes.size(3, seq));
             seen[size - 100] += 1;
         }
-        assert!(seen.iter().all(|n| (800..1200).contains(n)), "roughly uniform: {seen:?}");
+        assert!(
+            seen.iter().all(|n| (800..1200).contains(n)),
+            "roughly uniform: {seen:?}"
+        );
         assert_eq!(Sizes::new(64, 64, 1).size(0, 9), 64);
     }
 }

@@ -50,7 +50,10 @@ pub struct Totals {
 }
 
 /// Sums the counters of every task.
-pub fn totals(publishers: &[std::sync::Arc<PublisherCounters>], consumers: &[std::sync::Arc<ConsumerCounters>]) -> Totals {
+pub fn totals(
+    publishers: &[std::sync::Arc<PublisherCounters>],
+    consumers: &[std::sync::Arc<ConsumerCounters>],
+) -> Totals {
     Totals {
         sent: publishers.iter().map(|p| p.sent.get()).sum(),
         confirmed: publishers.iter().map(|p| p.confirmed.get()).sum(),

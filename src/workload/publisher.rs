@@ -8,13 +8,13 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::stream::FuturesUnordered;
 use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 
 use super::inflight::{InFlight, Window};
 use super::link::Link;
-use super::message::{self, Header, HEADER_LEN};
+use super::message::{self, HEADER_LEN, Header};
 use super::pacing::{Pace, Sizes};
 use super::progress::PublisherCounters;
 use super::topology::Topology;
@@ -92,13 +92,22 @@ struct Publisher {
 
 /// Runs a publisher until its messages are all answered, it gives up, or `cancel` fires.
 pub async fn run(setup: PublisherSetup) -> PublisherReport {
-    let window_size = if setup.plan.confirm { setup.plan.max_in_flight as usize } else { UNCONFIRMED_PIPELINE };
+    let window_size = if setup.plan.confirm {
+        setup.plan.max_in_flight as usize
+    } else {
+        UNCONFIRMED_PIPELINE
+    };
     let topology = setup.topology.clone();
     let mut publisher = Publisher {
         source: format!("publisher {}", setup.producer),
         ledger: PublishLedger::new(setup.producer),
         latencies: Latencies::default(),
-        target: PublishTarget::new(&topology.exchange, &topology.routing_key, setup.plan.mandatory, setup.plan.persistent),
+        target: PublishTarget::new(
+            &topology.exchange,
+            &topology.routing_key,
+            setup.plan.mandatory,
+            setup.plan.persistent,
+        ),
         next_seq: 0,
         generating: true,
         publishing_ended: None,
@@ -109,8 +118,16 @@ pub async fn run(setup: PublisherSetup) -> PublisherReport {
         setup,
     };
     publisher.run().await;
-    publisher.setup.counters.failures.set(publisher.ledger.indeterminate.len());
-    PublisherReport { ledger: publisher.ledger, latencies: publisher.latencies, publishing_ended: publisher.publishing_ended }
+    publisher
+        .setup
+        .counters
+        .failures
+        .set(publisher.ledger.indeterminate.len());
+    PublisherReport {
+        ledger: publisher.ledger,
+        latencies: publisher.latencies,
+        publishing_ended: publisher.publishing_ended,
+    }
 }
 
 impl Publisher {
@@ -122,7 +139,15 @@ impl Publisher {
                 self.abandon_all("the finishing time after the end of publishing ran out");
                 return;
             }
-            let Some(leased) = self.setup.link.lease(failed_generation, &cancel).await else { return };
+            let give_up = self.give_up_at();
+            let leased = tokio::select! {
+                leased = self.setup.link.lease(failed_generation, &cancel) => leased,
+                () = sleep_until(give_up), if give_up.is_some() => {
+                    self.abandon_all("no connection before the finishing time ran out");
+                    return;
+                }
+            };
+            let Some(leased) = leased else { return };
             let channel = match self.open(&leased.connection).await {
                 Ok(channel) => channel,
                 Err(failure) => {
@@ -143,11 +168,18 @@ impl Publisher {
                     return;
                 }
                 End::Failed(failure) => {
-                    let kind = if failure.kind == FailureKind::ConnectionLost { EventKind::ConnectionLost } else { EventKind::ChannelClosed };
-                    self.setup.events.record(&self.source, kind, failure.message.clone());
+                    let kind = if failure.kind == FailureKind::ConnectionLost {
+                        EventKind::ConnectionLost
+                    } else {
+                        EventKind::ChannelClosed
+                    };
+                    self.setup
+                        .events
+                        .record(&self.source, kind, failure.message.clone());
                     self.unanswered_at_failure(true);
                     channel.close().await;
-                    failed_generation = (failure.kind == FailureKind::ConnectionLost).then_some(leased.generation);
+                    failed_generation =
+                        (failure.kind == FailureKind::ConnectionLost).then_some(leased.generation);
                 }
             }
         }
@@ -163,8 +195,14 @@ impl Publisher {
     }
 
     async fn on_setup_failure(&mut self, failure: &Failure, generation: u64) -> Option<u64> {
-        let kind = if failure.kind == FailureKind::Refused { EventKind::Refused } else { EventKind::ChannelClosed };
-        self.setup.events.record(&self.source, kind, failure.message.clone());
+        let kind = if failure.kind == FailureKind::Refused {
+            EventKind::Refused
+        } else {
+            EventKind::ChannelClosed
+        };
+        self.setup
+            .events
+            .record(&self.source, kind, failure.message.clone());
         if failure.kind == FailureKind::Refused {
             self.abandon_all("the broker refused the topology");
             return None;
@@ -179,7 +217,11 @@ impl Publisher {
     /// One channel's life: send while the window has room and messages are due; take the
     /// broker's answers as they come.
     async fn session(&mut self, channel: &AmqpChannel) -> End {
-        let window_size = if self.setup.plan.confirm { self.setup.plan.max_in_flight as usize } else { UNCONFIRMED_PIPELINE };
+        let window_size = if self.setup.plan.confirm {
+            self.setup.plan.max_in_flight as usize
+        } else {
+            UNCONFIRMED_PIPELINE
+        };
         let confirm_timeout_ns = self.setup.plan.confirm_timeout.as_nanos() as u64;
         let target = self.target.clone();
         let mut inflight = FuturesUnordered::new();
@@ -188,9 +230,16 @@ impl Publisher {
         loop {
             let now_ns = self.setup.clock.now_ns();
             while inflight.len() < window_size && !self.window.is_full() {
-                let Some(pending) = self.next_message(now_ns) else { break };
+                let Some(pending) = self.next_message(now_ns) else {
+                    break;
+                };
                 let body = self.body_for(pending, now_ns);
-                let id = self.window.push(InFlight::new(pending.seq, pending.attempt, pending.intended_ns, now_ns));
+                let id = self.window.push(InFlight::new(
+                    pending.seq,
+                    pending.attempt,
+                    pending.intended_ns,
+                    now_ns,
+                ));
                 inflight.push(publish(channel, &target, body, id));
             }
             self.setup.counters.sent.set(self.sent);
@@ -236,7 +285,11 @@ impl Publisher {
             return None;
         }
         let seq = self.next_seq;
-        let out_of_messages = self.setup.messages.is_some_and(|limit| u64::from(seq) >= limit) || seq == u32::MAX;
+        let out_of_messages = self
+            .setup
+            .messages
+            .is_some_and(|limit| u64::from(seq) >= limit)
+            || seq == u32::MAX;
         let out_of_time = self.setup.deadline.is_some_and(|d| Instant::now() >= d);
         if out_of_messages || out_of_time {
             self.stop_generating();
@@ -249,7 +302,11 @@ impl Publisher {
         };
         self.next_seq += 1;
         self.ledger.attempted = self.next_seq;
-        Some(Pending { seq, attempt: 0, intended_ns })
+        Some(Pending {
+            seq,
+            attempt: 0,
+            intended_ns,
+        })
     }
 
     fn stop_generating(&mut self) {
@@ -264,7 +321,11 @@ impl Publisher {
         if !self.generating || !has_room || !self.retry.is_empty() {
             return None;
         }
-        let due = self.setup.pace.due_ns(u64::from(self.next_seq)).map(|ns| self.setup.clock.instant_at(ns));
+        let due = self
+            .setup
+            .pace
+            .due_ns(u64::from(self.next_seq))
+            .map(|ns| self.setup.clock.instant_at(ns));
         match (due, self.setup.deadline) {
             (Some(due), Some(deadline)) => Some(due.min(deadline).into()),
             (Some(due), None) => Some(due.into()),
@@ -276,11 +337,18 @@ impl Publisher {
     /// A body for `pending`, reusing a spare buffer: payload pattern once, header each time.
     #[inline]
     fn body_for(&mut self, pending: Pending, now_ns: u64) -> Vec<u8> {
-        let size = self.setup.sizes.size(self.setup.producer, pending.seq).max(HEADER_LEN);
+        let size = self
+            .setup
+            .sizes
+            .size(self.setup.producer, pending.seq)
+            .max(HEADER_LEN);
         let mut body = self.spare.pop().unwrap_or_default();
         if body.len() != size {
             body.resize(size, 0);
-            message::fill_payload(&mut body[HEADER_LEN..], self.setup.run_id ^ u64::from(self.setup.producer));
+            message::fill_payload(
+                &mut body[HEADER_LEN..],
+                self.setup.run_id ^ u64::from(self.setup.producer),
+            );
         }
         let header = Header {
             run_id: self.setup.run_id,
@@ -305,8 +373,12 @@ impl Publisher {
         match outcome {
             PublishOutcome::Acked => {
                 self.ledger.confirmed.insert(entry.seq);
-                self.latencies.record_confirm(entry.sent_ns, self.setup.clock.now_ns());
-                self.setup.counters.confirmed.set(self.ledger.confirmed.len());
+                self.latencies
+                    .record_confirm(entry.sent_ns, self.setup.clock.now_ns());
+                self.setup
+                    .counters
+                    .confirmed
+                    .set(self.ledger.confirmed.len());
             }
             PublishOutcome::Returned { acked } => {
                 self.ledger.returned.insert(entry.seq);
@@ -346,13 +418,25 @@ impl Publisher {
             OnFailure::Republish if !self.finish_deadline_passed() => {
                 for entry in entries {
                     let attempt = entry.attempt.saturating_add(1);
-                    self.retry.push_back(Pending { seq: entry.seq, attempt, intended_ns: entry.intended_ns });
+                    self.retry.push_back(Pending {
+                        seq: entry.seq,
+                        attempt,
+                        intended_ns: entry.intended_ns,
+                    });
                 }
-                self.setup.events.record(&self.source, EventKind::Republishing, format!("{} unconfirmed message(s)", entries.len()));
+                self.setup.events.record(
+                    &self.source,
+                    EventKind::Republishing,
+                    format!("{} unconfirmed message(s)", entries.len()),
+                );
             }
             _ => {
                 self.ledger.abandoned += entries.len() as u64;
-                self.setup.events.record(&self.source, EventKind::Dropped, format!("{} unconfirmed message(s)", entries.len()));
+                self.setup.events.record(
+                    &self.source,
+                    EventKind::Dropped,
+                    format!("{} unconfirmed message(s)", entries.len()),
+                );
             }
         }
     }
@@ -369,13 +453,27 @@ impl Publisher {
         }
         if count > 0 {
             self.ledger.abandoned += count;
-            self.setup.events.record(&self.source, EventKind::Dropped, format!("{count} message(s): {why}"));
+            self.setup.events.record(
+                &self.source,
+                EventKind::Dropped,
+                format!("{count} message(s): {why}"),
+            );
         }
     }
 
     fn finish_deadline_passed(&self) -> bool {
-        self.publishing_ended.is_some_and(|ended| ended.elapsed() > self.setup.finish_within)
-            || self.setup.deadline.is_some_and(|d| Instant::now() > d + self.setup.finish_within)
+        self.give_up_at()
+            .is_some_and(|at| tokio::time::Instant::now() > at)
+    }
+
+    /// When unconfirmed messages stop being retried: `finish_within` after publishing ended
+    /// (or after the deadline, if that comes first).
+    fn give_up_at(&self) -> Option<tokio::time::Instant> {
+        let ended = match (self.publishing_ended, self.setup.deadline) {
+            (Some(ended), Some(deadline)) => Some(ended.min(deadline)),
+            (ended, deadline) => ended.or(deadline),
+        };
+        ended.map(|at| (at + self.setup.finish_within).into())
     }
 
     /// Without confirms, returned messages only show up here.
@@ -393,7 +491,12 @@ impl Publisher {
 }
 
 /// One publish, owning its body until the broker answers; hands the body back for reuse.
-async fn publish(channel: &AmqpChannel, target: &PublishTarget, body: Vec<u8>, id: u64) -> (u64, Result<PublishOutcome, Failure>, Vec<u8>) {
+async fn publish(
+    channel: &AmqpChannel,
+    target: &PublishTarget,
+    body: Vec<u8>,
+    id: u64,
+) -> (u64, Result<PublishOutcome, Failure>, Vec<u8>) {
     let result = channel.publish(target, &body).await;
     (id, result, body)
 }

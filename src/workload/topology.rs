@@ -23,10 +23,18 @@ impl Topology {
     /// run unless the scenario names it.
     pub fn from_plan(plan: &Plan, run_id: u64) -> Self {
         let t = &plan.topology;
-        let name = t.queue_name.clone().unwrap_or_else(|| format!("warren-{}-{:08x}", plan.name, run_id as u32));
+        let name = t
+            .queue_name
+            .clone()
+            .unwrap_or_else(|| format!("warren-{}-{:08x}", plan.name, run_id as u32));
         Self {
             routing_key: t.routing_key.clone().unwrap_or_else(|| name.clone()),
-            queue: QueueSpec { name, queue_type: t.queue_type, durable: t.durable, arguments: t.arguments.clone() },
+            queue: QueueSpec {
+                name,
+                queue_type: t.queue_type,
+                durable: t.durable,
+                arguments: t.arguments.clone(),
+            },
             exchange: t.exchange.clone(),
             exchange_kind: t.exchange_kind,
             exchange_durable: t.exchange_durable,
@@ -42,7 +50,13 @@ impl Topology {
         channel.declare_queue(&self.queue).await?;
         if !self.exchange.is_empty() {
             channel
-                .declare_exchange_and_bind(&self.exchange, self.exchange_kind, self.exchange_durable, &self.queue.name, &self.routing_key)
+                .declare_exchange_and_bind(
+                    &self.exchange,
+                    self.exchange_kind,
+                    self.exchange_durable,
+                    &self.queue.name,
+                    &self.routing_key,
+                )
                 .await?;
         }
         Ok(())

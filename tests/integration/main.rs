@@ -6,3 +6,4 @@ mod broker_command;
 mod helpers;
 mod managed_nodes;
 mod run_command;
+mod workload;

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crate::helpers::{Running, Scratch, closed_port, output, warren};
 
-const ONE_NODE: &str = "name = \"it-run\"\nduration = \"5s\"\n[broker]\nnodes = 1\n";
+const ONE_NODE: &str =
+    "name = \"it-run\"\nduration = \"2s\"\n[broker]\nnodes = 1\n[publishers]\nrate = 500\n";
 
 #[test]
 fn run_brings_up_a_node_reports_its_version_and_tears_it_down() {
@@ -119,5 +120,44 @@ fn without_rabbitmq_installed_the_error_says_how_to_install_it() {
         stderr.contains("apt-get install -y rabbitmq-server"),
         "{stderr}"
     );
+    scratch.assert_clean();
+}
+
+#[test]
+fn ctrl_c_during_the_workload_writes_what_was_measured_and_cleans_up() {
+    let scratch = Scratch::new("run-sigint-workload");
+    let scenario = scratch.file(
+        "s.toml",
+        "name = \"it-long\"\nduration = \"60s\"\n[publishers]\nrate = 500\n",
+    );
+    let out = scratch.path.join("out");
+    let mut running = Running::spawn(scratch.warren_run(&scenario, &out));
+    running.wait_for_line("publishing sent", Duration::from_secs(60));
+    running.signal("INT");
+    let (code, lines) = running.finish(Duration::from_secs(60));
+    assert_eq!(code, 130, "{lines:#?}");
+    let verdict: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("verdict.json")).unwrap()).unwrap();
+    assert_eq!(verdict["interrupted"], true);
+    assert!(verdict["verdict"]["totals"]["delivered"].as_u64().unwrap() > 0);
+    assert!(lines.iter().any(|l| l == "INTERRUPTED"), "{lines:#?}");
+    scratch.assert_clean();
+}
+
+#[test]
+fn a_breached_gate_exits_1_with_the_numbers() {
+    let scratch = Scratch::new("gate");
+    let scenario = scratch.file(
+        "s.toml",
+        "name = \"it-gate\"\nduration = \"2s\"\n[publishers]\nrate = 200\n[gates]\np99_e2e_ms = 0.001\n",
+    );
+    let out = scratch.path.join("out");
+    let (code, stdout, stderr) = output(scratch.warren_run(&scenario, &out));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("FAIL  p99_e2e_ms"), "{stdout}");
+    let verdict: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("verdict.json")).unwrap()).unwrap();
+    assert_eq!(verdict["passed"], false);
+    assert!(out.join("events.json").exists());
     scratch.assert_clean();
 }

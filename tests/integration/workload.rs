@@ -1,0 +1,375 @@
+//! The workload and the verdict against a real broker: a clean run is exactly once; the
+//! checker finds exactly what a sabotaged consumer dropped or doubled; crashes, dropped
+//! connections and broker restarts give the losses and duplicates RabbitMQ's documented
+//! guarantees predict.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use warren::broker::{ClusterOptions, ManagedCluster};
+use warren::events::EventKind;
+use warren::exit::Exit;
+use warren::faults::Proxy;
+use warren::redact::BrokerUri;
+use warren::report::{RunContext, RunReport};
+use warren::scenario::{Overrides, Plan, parse};
+use warren::workload::{self, ProgressLine, Sabotage, WorkloadOptions, WorkloadOutcome};
+
+use crate::helpers::Scratch;
+
+async fn node(scratch: &Scratch) -> ManagedCluster {
+    let options = ClusterOptions {
+        nodes: 1,
+        first_port: None,
+        keep: false,
+        detachable: false,
+        parent_dir: Some(scratch.tmp()),
+    };
+    ManagedCluster::start(options, &CancellationToken::new())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn plan(text: &str) -> Plan {
+    parse(Path::new("test.toml"), text, Overrides::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs the workload in the background; the returned watch shows its live totals.
+fn start(
+    plan: &Plan,
+    cluster: &ManagedCluster,
+    sabotage: Sabotage,
+) -> (
+    tokio::task::JoinHandle<WorkloadOutcome>,
+    watch::Receiver<ProgressLine>,
+) {
+    start_with(
+        plan,
+        cluster,
+        WorkloadOptions {
+            sabotage,
+            ..WorkloadOptions::default()
+        },
+    )
+}
+
+fn start_with(
+    plan: &Plan,
+    cluster: &ManagedCluster,
+    mut options: WorkloadOptions,
+) -> (
+    tokio::task::JoinHandle<WorkloadOutcome>,
+    watch::Receiver<ProgressLine>,
+) {
+    let (tx, rx) = watch::channel(ProgressLine {
+        elapsed: Duration::ZERO,
+        phase: "starting",
+        totals: Default::default(),
+    });
+    options.on_progress = Some(Box::new(move |line: &ProgressLine| {
+        let _ = tx.send(*line);
+    }));
+    let plan = plan.clone();
+    let uris = cluster.uris();
+    let handle = tokio::spawn(async move {
+        workload::run(&plan, &uris, options, &CancellationToken::new())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    });
+    (handle, rx)
+}
+
+/// Waits until consumers have seen at least `deliveries` messages.
+async fn until_delivered(progress: &mut watch::Receiver<ProgressLine>, deliveries: u64) {
+    let waited = tokio::time::timeout(
+        Duration::from_secs(60),
+        progress.wait_for(|line| line.totals.fresh >= deliveries),
+    )
+    .await;
+    assert!(
+        waited.is_ok_and(|r| r.is_ok()),
+        "fewer than {deliveries} deliveries within 60 s"
+    );
+}
+
+fn report(plan: &Plan, outcome: WorkloadOutcome) -> RunReport {
+    RunReport::build(
+        RunContext {
+            plan,
+            started_at: String::new(),
+            nodes: Vec::new(),
+        },
+        outcome,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_run_delivers_every_message_exactly_once() {
+    let scratch = Scratch::new("clean");
+    let cluster = node(&scratch).await;
+    let plan = plan(
+        "name = \"clean\"\nmessages = 25_000\n[publishers]\ncount = 4\nsize = 100\n[consumers]\ncount = 2\nprefetch = 200\nmultiple_ack_every = 50\n[gates]\nmax_duplicates = 0\n",
+    );
+    let (handle, _) = start(&plan, &cluster, Sabotage::default());
+    let outcome = handle.await.unwrap();
+    let t = &outcome.verdict.totals;
+    assert_eq!(
+        (
+            t.attempted,
+            t.confirmed,
+            t.delivered,
+            outcome.verdict.deliveries
+        ),
+        (100_000, 100_000, 100_000, 100_000)
+    );
+    assert_eq!(
+        (
+            t.lost_confirmed,
+            t.lost_unconfirmed,
+            t.duplicated,
+            t.unexpected
+        ),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(outcome.queue_left, Some(0), "the queue was deleted empty");
+    assert!(
+        outcome.ledger_bytes < 1_000_000,
+        "{} bytes of ledger",
+        outcome.ledger_bytes
+    );
+    let report = report(&plan, outcome);
+    assert_eq!(report.exit(), Exit::Success, "{:?}", report.gates);
+    assert_eq!(report.latency.e2e_intended.count, 100_000);
+    assert_eq!(report.latency.confirm.count, 100_000);
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_reports_exactly_what_a_consumer_dropped_or_doubled() {
+    let scratch = Scratch::new("self-test");
+    let cluster = node(&scratch).await;
+    let plan = plan(
+        "name = \"self-test\"\nmessages = 5_000\ndrain_timeout = \"20s\"\n[publishers]\nsize = 100\n[consumers]\nprefetch = 100\n",
+    );
+    let sabotage = Sabotage {
+        drop_every: Some(97),
+        double_every: Some(89),
+    };
+    let (handle, _) = start(&plan, &cluster, sabotage);
+    let outcome = handle.await.unwrap();
+    let dropped: Vec<u32> = outcome
+        .sabotaged_dropped
+        .iter()
+        .map(|(_, seq)| *seq as u32)
+        .collect();
+    let doubled: Vec<(u32, u32)> = outcome
+        .sabotaged_doubled
+        .iter()
+        .map(|(_, seq)| (*seq as u32, 2))
+        .collect();
+    assert!(
+        dropped.len() >= 50 && doubled.len() >= 50,
+        "{} dropped, {} doubled",
+        dropped.len(),
+        doubled.len()
+    );
+    let sets = &outcome.verdict.sets[0];
+    assert_eq!(
+        sets.lost_confirmed.iter().collect::<Vec<_>>(),
+        dropped,
+        "exactly the dropped ones are lost"
+    );
+    let mut found_doubled = sets.duplicated.clone();
+    found_doubled.sort_unstable();
+    assert_eq!(
+        found_doubled, doubled,
+        "exactly the doubled ones are duplicated"
+    );
+    let t = &outcome.verdict.totals;
+    assert_eq!(
+        (t.lost_unconfirmed, t.reordered, t.duplicated_redelivered),
+        (0, 0, 0)
+    );
+    let report = report(&plan, outcome);
+    assert_eq!(report.exit(), Exit::GateFailed);
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_crashing_without_acks_causes_redeliveries_and_no_loss() {
+    let scratch = Scratch::new("crash");
+    let cluster = node(&scratch).await;
+    let plan = plan(
+        "name = \"crash\"\nduration = \"4s\"\n[publishers]\ncount = 2\nrate = 1000\nsize = 100\n[consumers]\ncount = 2\nprefetch = 50\nmultiple_ack_every = 10\ncrash_every = 300\n",
+    );
+    let (handle, _) = start(&plan, &cluster, Sabotage::default());
+    let outcome = handle.await.unwrap();
+    let t = &outcome.verdict.totals;
+    assert!(
+        outcome
+            .events
+            .iter()
+            .any(|e| e.kind == EventKind::ConsumerCrash)
+    );
+    assert_eq!((t.lost_confirmed, t.lost_unconfirmed), (0, 0), "{t:?}");
+    assert!(t.duplicated_redelivered > 0, "{t:?}");
+    assert_eq!(t.duplicated_republished, 0, "{t:?}");
+    assert_eq!(t.delivered, t.attempted);
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
+
+/// A graceful close by the broker loses nothing: every byte it sent reaches the client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_ack_loses_nothing_when_the_broker_closes_the_consumer_connection() {
+    let scratch = Scratch::new("auto-ack-close");
+    let mut cluster = node(&scratch).await;
+    let plan = plan(
+        "name = \"auto-ack-close\"\nduration = \"3s\"\ndrain_timeout = \"20s\"\n[publishers]\nrate = 2000\nsize = 100\n[consumers]\nack = \"auto\"\nprocessing_delay = \"1ms\"\n",
+    );
+    let (handle, mut progress) = start(&plan, &cluster, Sabotage::default());
+    until_delivered(&mut progress, 500).await;
+    let closed = cluster
+        .close_client_connections("auto-ack-close consumers", "warren test: drop the consumer")
+        .await
+        .unwrap();
+    assert_eq!(closed, 1);
+    let outcome = handle.await.unwrap();
+    let t = &outcome.verdict.totals;
+    assert!(
+        outcome
+            .events
+            .iter()
+            .any(|e| e.kind == EventKind::ConnectionLost && e.source.contains("consumer"))
+    );
+    assert_eq!((t.lost_confirmed, t.duplicated), (0, 0), "{t:?}");
+    assert_eq!(t.delivered, t.attempted);
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
+
+/// A connection that dies silently (the network drops its bytes) loses every message the
+/// broker pushed to an auto-ack consumer meanwhile, and the verdict counts exactly those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_ack_loses_what_was_in_flight_when_the_consumer_connection_dropped() {
+    let scratch = Scratch::new("auto-ack-drop");
+    let cluster = node(&scratch).await;
+    let broker = cluster.uris()[0].clone();
+    let proxy = Proxy::start(
+        "127.0.0.1:0".parse().unwrap(),
+        format!("127.0.0.1:{}", broker.port()).parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let through_proxy: BrokerUri =
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.listen.port())
+            .parse()
+            .unwrap();
+    let plan = plan(
+        "name = \"auto-ack-drop\"\nduration = \"6s\"\ndrain_timeout = \"20s\"\n[publishers]\nrate = 2000\nsize = 100\n[consumers]\nack = \"auto\"\nheartbeat = \"1s\"\n",
+    );
+    let options = WorkloadOptions {
+        consumer_uris: Some(vec![through_proxy]),
+        ..WorkloadOptions::default()
+    };
+    let (handle, mut progress) = start_with(&plan, &cluster, options);
+    until_delivered(&mut progress, 2_000).await;
+    // The fault: 4 s of silence, longer than two 1 s heartbeats, so both sides give up.
+    proxy.set_blackhole(true);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    proxy.set_blackhole(false);
+    let outcome = handle.await.unwrap();
+    let t = &outcome.verdict.totals;
+    assert!(
+        t.lost_confirmed > 0,
+        "messages pushed to an auto-ack consumer die with its connection: {t:?}"
+    );
+    assert_eq!(
+        t.delivered + t.lost_confirmed,
+        t.confirmed,
+        "every confirmed message is delivered or lost: {t:?}"
+    );
+    assert_eq!((t.duplicated, t.lost_unconfirmed), (0, 0), "{t:?}");
+    assert_eq!(
+        outcome.queue_left,
+        Some(0),
+        "the broker handed every message out"
+    );
+    assert!(
+        outcome
+            .events
+            .iter()
+            .any(|e| e.kind == EventKind::ConnectionLost && e.source.contains("consumer"))
+    );
+    let report = report(&plan, outcome);
+    assert_eq!(
+        report.exit(),
+        Exit::GateFailed,
+        "max_lost_confirmed = 0 by default"
+    );
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_messages_on_a_non_durable_queue_are_lost_in_a_broker_restart() {
+    let scratch = Scratch::new("naive-restart");
+    let mut cluster = node(&scratch).await;
+    let plan = plan(
+        "name = \"naive-restart\"\nduration = \"6s\"\ndrain_timeout = \"10s\"\n[topology]\nqueue = { durable = false }\n[publishers]\nconfirm = false\npersistent = false\nrate = 1000\nsize = 100\n[consumers]\nack = \"auto\"\nprocessing_delay = \"5ms\"\n[gates]\nmax_lost_unconfirmed = 0\n",
+    );
+    let (handle, mut progress) = start(&plan, &cluster, Sabotage::default());
+    until_delivered(&mut progress, 200).await;
+    cluster.restart(0, &CancellationToken::new()).await.unwrap();
+    let outcome = handle.await.unwrap();
+    let t = outcome.verdict.totals.clone();
+    assert!(t.lost_unconfirmed > 0, "{t:?}");
+    assert_eq!(t.lost_confirmed, 0, "nothing is confirmed without confirms");
+    assert_eq!(t.delivered + t.lost_unconfirmed, t.attempted, "{t:?}");
+    let report = report(&plan, outcome);
+    assert_eq!(report.exit(), Exit::GateFailed);
+    let gate = report
+        .gates
+        .iter()
+        .find(|g| g.name == "max_lost_unconfirmed")
+        .unwrap();
+    assert!(!gate.passed && gate.actual == t.lost_unconfirmed.to_string());
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reliable_recipe_loses_no_confirmed_message_in_a_broker_restart() {
+    let scratch = Scratch::new("reliable-restart");
+    let mut cluster = node(&scratch).await;
+    let plan = plan(
+        "name = \"reliable-restart\"\nduration = \"15s\"\n[publishers]\ncount = 2\nrate = 1000\nsize = 200\nmax_in_flight = 128\nheartbeat = \"2s\"\n[consumers]\ncount = 2\nprefetch = 100\nmultiple_ack_every = 10\nheartbeat = \"2s\"\n",
+    );
+    let (handle, mut progress) = start(&plan, &cluster, Sabotage::default());
+    until_delivered(&mut progress, 1_000).await;
+    cluster.restart(0, &CancellationToken::new()).await.unwrap();
+    let outcome = handle.await.unwrap();
+    let t = outcome.verdict.totals.clone();
+    assert_eq!(t.lost_confirmed, 0, "{t:?}");
+    assert_eq!(
+        t.lost_unconfirmed, 0,
+        "unconfirmed messages were republished: {t:?}"
+    );
+    assert!(
+        outcome
+            .events
+            .iter()
+            .any(|e| e.kind == EventKind::Reconnected),
+        "{:#?}",
+        outcome.events
+    );
+    assert!(t.delivered >= 10_000, "{t:?}");
+    let report = report(&plan, outcome);
+    assert_eq!(report.exit(), Exit::Success, "{:?}", report.gates);
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
