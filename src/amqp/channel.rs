@@ -15,6 +15,28 @@ use lapin::{BasicProperties, Channel, Confirmation, ErrorKind, ExchangeKind};
 use crate::redact::redact;
 use crate::scenario::{ExchangeKind as PlanExchangeKind, QueueArgument, QueueType};
 
+/// How long a polite close may wait for the broker's answer.
+pub const CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs a channel or connection operation that must answer within `limit`: a broker that
+/// is silent (paused, or behind a network that drops bytes) counts as a lost connection.
+///
+/// # Errors
+/// The operation's own [`Failure`], or `ConnectionLost` when it did not answer in time.
+pub async fn within<T>(
+    limit: std::time::Duration,
+    what: &str,
+    operation: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(limit, operation).await {
+        Ok(result) => result,
+        Err(_) => Err(Failure {
+            kind: FailureKind::ConnectionLost,
+            message: format!("no answer to {what} within {} s", limit.as_secs()),
+        }),
+    }
+}
+
 /// What a failure means for the task that saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
@@ -370,8 +392,9 @@ impl AmqpChannel {
         self.inner.status().connected()
     }
 
-    /// Closes the channel; errors are ignored. Unacknowledged deliveries go back to the queue.
+    /// Closes the channel; errors are ignored, and a broker that does not answer within
+    /// [`CLOSE_WITHIN`] is not waited for. Unacknowledged deliveries go back to the queue.
     pub async fn close(&self) {
-        let _ = self.inner.close(200, "warren".into()).await;
+        let _ = tokio::time::timeout(CLOSE_WITHIN, self.inner.close(200, "warren".into())).await;
     }
 }

@@ -6,7 +6,7 @@ mod probe;
 
 pub use channel::{
     AmqpChannel, Deliveries, Delivery, Failure, FailureKind, PublishOutcome, PublishTarget,
-    QueueSpec,
+    QueueSpec, within,
 };
 pub use probe::{ServerInfo, probe};
 
@@ -166,6 +166,10 @@ impl AmqpConnection {
 
     /// Closes the connection politely; errors are ignored (the broker may be gone).
     pub async fn close(&self) {
-        let _ = self.inner.close(200, "warren done".into()).await;
+        let _ = tokio::time::timeout(
+            channel::CLOSE_WITHIN,
+            self.inner.close(200, "warren done".into()),
+        )
+        .await;
     }
 }

@@ -16,7 +16,7 @@ use super::link::Link;
 use super::message::{self, DecodeError};
 use super::progress::ConsumerCounters;
 use super::topology::Topology;
-use crate::amqp::{AmqpChannel, Deliveries, Delivery, Failure, FailureKind};
+use crate::amqp::{AmqpChannel, Deliveries, Delivery, Failure, FailureKind, within};
 use crate::events::{EventKind, EventLog};
 use crate::ledger::DeliveryShard;
 use crate::metrics::{Clock, Latencies};
@@ -179,17 +179,20 @@ impl Consumer {
         &self,
         connection: &crate::amqp::AmqpConnection,
     ) -> Result<(AmqpChannel, Deliveries), Failure> {
-        let channel = connection.open_channel().await?;
-        let manual = self.setup.plan.ack == AckMode::Manual;
-        if manual {
-            channel.qos(self.setup.plan.prefetch).await?;
-        }
-        self.setup.topology.declare(&channel).await?;
-        let tag = format!("warren-consumer-{}", self.setup.index);
-        let deliveries = channel
-            .consume(&self.setup.topology.queue.name, &tag, !manual)
-            .await?;
-        Ok((channel, deliveries))
+        within(super::publisher::OPEN_WITHIN, "opening a channel", async {
+            let channel = connection.open_channel().await?;
+            let manual = self.setup.plan.ack == AckMode::Manual;
+            if manual {
+                channel.qos(self.setup.plan.prefetch).await?;
+            }
+            self.setup.topology.declare(&channel).await?;
+            let tag = format!("warren-consumer-{}", self.setup.index);
+            let deliveries = channel
+                .consume(&self.setup.topology.queue.name, &tag, !manual)
+                .await?;
+            Ok((channel, deliveries))
+        })
+        .await
     }
 
     async fn session(&mut self, channel: &AmqpChannel, mut deliveries: Deliveries) -> End {

@@ -24,7 +24,7 @@ pub use consumer::Sabotage;
 pub use drain::{DrainEnd, DrainResult};
 pub use progress::Totals;
 
-use crate::amqp::{AmqpChannel, Failure};
+use crate::amqp::{AmqpChannel, Failure, within};
 use crate::events::{Event, EventKind, EventLog};
 use crate::ledger::{Verdict, decide};
 use crate::metrics::{Clock, Latencies};
@@ -294,7 +294,13 @@ pub async fn run(
         .into_iter()
         .filter_map(Result::ok)
         .collect();
-    let queue_left = match topology.delete(&setup.channel).await {
+    let queue_left = match within(
+        Duration::from_secs(10),
+        "queue.delete",
+        topology.delete(&setup.channel),
+    )
+    .await
+    {
         Ok(left) => left,
         Err(failure) => {
             events.record(
@@ -382,8 +388,20 @@ async fn open_setup(
         .lease(None, cancel)
         .await
         .ok_or(WorkloadError::Interrupted)?;
-    let channel = leased.connection.open_channel().await.map_err(failed)?;
-    topology.declare(&channel).await.map_err(failed)?;
+    let channel = within(
+        Duration::from_secs(30),
+        "opening the setup channel",
+        leased.connection.open_channel(),
+    )
+    .await
+    .map_err(failed)?;
+    within(
+        Duration::from_secs(30),
+        "declaring the topology",
+        topology.declare(&channel),
+    )
+    .await
+    .map_err(failed)?;
     Ok(SetupChannel { channel })
 }
 

@@ -18,11 +18,14 @@ use super::message::{self, HEADER_LEN, Header};
 use super::pacing::{Pace, Sizes};
 use super::progress::PublisherCounters;
 use super::topology::Topology;
-use crate::amqp::{AmqpChannel, Failure, FailureKind, PublishOutcome, PublishTarget};
+use crate::amqp::{AmqpChannel, Failure, FailureKind, PublishOutcome, PublishTarget, within};
 use crate::events::{EventKind, EventLog};
 use crate::ledger::PublishLedger;
 use crate::metrics::{Clock, Latencies};
 use crate::scenario::{OnFailure, PublisherPlan};
+
+/// How long opening a channel (with confirm.select and the declarations) may take.
+pub const OPEN_WITHIN: Duration = Duration::from_secs(10);
 
 /// Without confirms, how many publishes may wait to be handed to the connection.
 const UNCONFIRMED_PIPELINE: usize = 256;
@@ -88,6 +91,8 @@ struct Publisher {
     /// Bodies to reuse: only the header changes between messages.
     spare: Vec<Vec<u8>>,
     sent: u64,
+    /// The deadline as a clock reading, compared with the time already read per message.
+    deadline_ns: Option<u64>,
 }
 
 /// Runs a publisher until its messages are all answered, it gives up, or `cancel` fires.
@@ -115,6 +120,7 @@ pub async fn run(setup: PublisherSetup) -> PublisherReport {
         window: Window::new(window_size * 2),
         spare: Vec::with_capacity(window_size),
         sent: 0,
+        deadline_ns: setup.deadline.map(|d| setup.clock.ns_at(d)),
         setup,
     };
     publisher.run().await;
@@ -186,12 +192,15 @@ impl Publisher {
     }
 
     async fn open(&self, connection: &crate::amqp::AmqpConnection) -> Result<AmqpChannel, Failure> {
-        let channel = connection.open_channel().await?;
-        if self.setup.plan.confirm {
-            channel.confirm_select().await?;
-        }
-        self.setup.topology.declare(&channel).await?;
-        Ok(channel)
+        within(OPEN_WITHIN, "opening a channel", async {
+            let channel = connection.open_channel().await?;
+            if self.setup.plan.confirm {
+                channel.confirm_select().await?;
+            }
+            self.setup.topology.declare(&channel).await?;
+            Ok(channel)
+        })
+        .await
     }
 
     async fn on_setup_failure(&mut self, failure: &Failure, generation: u64) -> Option<u64> {
@@ -262,7 +271,8 @@ impl Publisher {
                     let now_ns = self.setup.clock.now_ns();
                     if self.window.oldest_sent_ns().is_some_and(|sent| now_ns.saturating_sub(sent) > confirm_timeout_ns) {
                         self.setup.events.record(&self.source, EventKind::ConfirmTimeout, format!("no confirm within {} ms", confirm_timeout_ns / 1_000_000));
-                        return End::Failed(Failure { kind: FailureKind::ChannelClosed, message: "confirm timeout".into() });
+                        // A broker that stopped answering: the connection is as good as lost.
+                        return End::Failed(Failure { kind: FailureKind::ConnectionLost, message: "confirm timeout".into() });
                     }
                     if self.finish_deadline_passed() {
                         return End::Failed(Failure { kind: FailureKind::ChannelClosed, message: "finishing time ran out".into() });
@@ -290,7 +300,7 @@ impl Publisher {
             .messages
             .is_some_and(|limit| u64::from(seq) >= limit)
             || seq == u32::MAX;
-        let out_of_time = self.setup.deadline.is_some_and(|d| Instant::now() >= d);
+        let out_of_time = self.deadline_ns.is_some_and(|deadline| now_ns >= deadline);
         if out_of_messages || out_of_time {
             self.stop_generating();
             return None;

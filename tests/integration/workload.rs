@@ -373,3 +373,64 @@ async fn the_reliable_recipe_loses_no_confirmed_message_in_a_broker_restart() {
     cluster.shutdown().await;
     scratch.assert_clean();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_queue_with_uneven_bodies_delivers_exactly_once() {
+    let scratch = Scratch::new("quorum");
+    let cluster = node(&scratch).await;
+    let plan = plan(
+        "name = \"quorum\"\nmessages = 3_000\nseed = 7\n[topology]\nqueue = { type = \"quorum\", arguments = { \"x-delivery-limit\" = 5 } }\n[publishers]\ncount = 2\nsize = { min = 60, max = \"2KiB\" }\n[consumers]\nmultiple_ack_every = 20\n",
+    );
+    let (handle, _) = start(&plan, &cluster, Sabotage::default());
+    let outcome = handle.await.unwrap();
+    let t = &outcome.verdict.totals;
+    assert_eq!((t.attempted, t.confirmed, t.delivered), (6_000, 6_000, 6_000), "{t:?}");
+    assert_eq!((t.lost_confirmed, t.duplicated, t.reordered), (0, 0, 0), "{t:?}");
+    assert!(outcome.verdict.order_checked);
+    assert_eq!(outcome.verdict.corrupted, 0);
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unroutable_mandatory_messages_are_returned_not_lost() {
+    let scratch = Scratch::new("returned");
+    let cluster = node(&scratch).await;
+    let plan = plan("name = \"returned\"\nmessages = 500\n[topology]\nexchange = { routing_key = \"no-such-queue\" }\n");
+    let (handle, _) = start(&plan, &cluster, Sabotage::default());
+    let outcome = handle.await.unwrap();
+    let t = &outcome.verdict.totals;
+    assert_eq!((t.attempted, t.returned, t.confirmed, t.delivered), (500, 500, 500, 0), "{t:?}");
+    assert_eq!((t.lost_confirmed, t.lost_unconfirmed), (0, 0), "acked + returned means never enqueued: {t:?}");
+    assert_eq!(report(&plan, outcome).exit(), Exit::Success);
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
+
+/// Without heartbeats only the confirm timeout notices a broker that went silent; the
+/// unconfirmed messages are then republished and nothing confirmed is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirm_timeout_treats_silent_messages_as_indeterminate_and_republishes_them() {
+    let scratch = Scratch::new("confirm-timeout");
+    let cluster = node(&scratch).await;
+    let broker = cluster.uris()[0].clone();
+    let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), format!("127.0.0.1:{}", broker.port()).parse().unwrap()).await.unwrap();
+    let through_proxy: BrokerUri = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.listen.port()).parse().unwrap();
+    let plan = plan(
+        "name = \"confirm-timeout\"\nduration = \"8s\"\n[publishers]\nrate = 500\nsize = 100\nheartbeat = \"0s\"\nconfirm_timeout = \"1s\"\n",
+    );
+    let options = WorkloadOptions { publisher_uris: Some(vec![through_proxy]), ..WorkloadOptions::default() };
+    let (handle, mut progress) = start_with(&plan, &cluster, options);
+    until_delivered(&mut progress, 500).await;
+    // The fault: the publishers' path goes silent for 3 s; nothing else notices.
+    proxy.set_blackhole(true);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    proxy.set_blackhole(false);
+    let outcome = handle.await.unwrap();
+    let t = &outcome.verdict.totals;
+    assert!(outcome.events.iter().any(|e| e.kind == EventKind::ConfirmTimeout), "{:#?}", outcome.events);
+    assert!(t.indeterminate > 0 && t.republished > 0, "{t:?}");
+    assert_eq!((t.lost_confirmed, t.lost_unconfirmed), (0, 0), "{t:?}");
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
