@@ -94,6 +94,19 @@ async fn until_delivered(progress: &mut watch::Receiver<ProgressLine>, deliverie
     );
 }
 
+/// Runs `text` on a fresh node, restarts the node gracefully once `after` messages were
+/// delivered, and returns the plan and what the workload measured (the node is stopped).
+async fn restarted_mid_run(scratch: &Scratch, text: &str, after: u64) -> (Plan, WorkloadOutcome) {
+    let mut cluster = node(scratch).await;
+    let plan = plan(text);
+    let (handle, mut progress) = start(&plan, &cluster, Sabotage::default());
+    until_delivered(&mut progress, after).await;
+    cluster.restart(0, &CancellationToken::new()).await.unwrap();
+    let outcome = handle.await.unwrap();
+    cluster.shutdown().await;
+    (plan, outcome)
+}
+
 fn report(plan: &Plan, outcome: WorkloadOutcome) -> RunReport {
     RunReport::build(
         RunContext {
@@ -115,6 +128,7 @@ async fn a_clean_run_delivers_every_message_exactly_once() {
     let (handle, _) = start(&plan, &cluster, Sabotage::default());
     let outcome = handle.await.unwrap();
     let t = &outcome.verdict.totals;
+    eprintln!("{}: {:?}", module_path!(), t);
     assert_eq!(
         (
             t.attempted,
@@ -189,6 +203,7 @@ async fn the_checker_reports_exactly_what_a_consumer_dropped_or_doubled() {
         "exactly the doubled ones are duplicated"
     );
     let t = &outcome.verdict.totals;
+    eprintln!("{}: {:?}", module_path!(), t);
     assert_eq!(
         (t.lost_unconfirmed, t.reordered, t.duplicated_redelivered),
         (0, 0, 0)
@@ -209,6 +224,7 @@ async fn a_consumer_crashing_without_acks_causes_redeliveries_and_no_loss() {
     let (handle, _) = start(&plan, &cluster, Sabotage::default());
     let outcome = handle.await.unwrap();
     let t = &outcome.verdict.totals;
+    eprintln!("{}: {:?}", module_path!(), t);
     assert!(
         outcome
             .events
@@ -240,6 +256,7 @@ async fn auto_ack_loses_nothing_when_the_broker_closes_the_consumer_connection()
     assert_eq!(closed, 1);
     let outcome = handle.await.unwrap();
     let t = &outcome.verdict.totals;
+    eprintln!("{}: {:?}", module_path!(), t);
     assert!(
         outcome
             .events
@@ -284,6 +301,7 @@ async fn auto_ack_loses_what_was_in_flight_when_the_consumer_connection_dropped(
     proxy.set_blackhole(false);
     let outcome = handle.await.unwrap();
     let t = &outcome.verdict.totals;
+    eprintln!("{}: {:?}", module_path!(), t);
     assert!(
         t.lost_confirmed > 0,
         "messages pushed to an auto-ack consumer die with its connection: {t:?}"
@@ -318,15 +336,10 @@ async fn auto_ack_loses_what_was_in_flight_when_the_consumer_connection_dropped(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_messages_on_a_non_durable_queue_are_lost_in_a_broker_restart() {
     let scratch = Scratch::new("naive-restart");
-    let mut cluster = node(&scratch).await;
-    let plan = plan(
-        "name = \"naive-restart\"\nduration = \"6s\"\ndrain_timeout = \"10s\"\n[topology]\nqueue = { durable = false }\n[publishers]\nconfirm = false\npersistent = false\nrate = 1000\nsize = 100\n[consumers]\nack = \"auto\"\nprocessing_delay = \"5ms\"\n[gates]\nmax_lost_unconfirmed = 0\n",
-    );
-    let (handle, mut progress) = start(&plan, &cluster, Sabotage::default());
-    until_delivered(&mut progress, 200).await;
-    cluster.restart(0, &CancellationToken::new()).await.unwrap();
-    let outcome = handle.await.unwrap();
+    let text = "name = \"naive-restart\"\nduration = \"6s\"\ndrain_timeout = \"10s\"\n[topology]\nqueue = { durable = false }\n[publishers]\nconfirm = false\npersistent = false\nrate = 1000\nsize = 100\n[consumers]\nack = \"auto\"\nprocessing_delay = \"5ms\"\n[gates]\nmax_lost_unconfirmed = 0\n";
+    let (plan, outcome) = restarted_mid_run(&scratch, text, 200).await;
     let t = outcome.verdict.totals.clone();
+    eprintln!("{}: {:?}", module_path!(), t);
     assert!(t.lost_unconfirmed > 0, "{t:?}");
     assert_eq!(t.lost_confirmed, 0, "nothing is confirmed without confirms");
     assert_eq!(t.delivered + t.lost_unconfirmed, t.attempted, "{t:?}");
@@ -338,22 +351,16 @@ async fn transient_messages_on_a_non_durable_queue_are_lost_in_a_broker_restart(
         .find(|g| g.name == "max_lost_unconfirmed")
         .unwrap();
     assert!(!gate.passed && gate.actual == t.lost_unconfirmed.to_string());
-    cluster.shutdown().await;
     scratch.assert_clean();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reliable_recipe_loses_no_confirmed_message_in_a_broker_restart() {
     let scratch = Scratch::new("reliable-restart");
-    let mut cluster = node(&scratch).await;
-    let plan = plan(
-        "name = \"reliable-restart\"\nduration = \"15s\"\n[publishers]\ncount = 2\nrate = 1000\nsize = 200\nmax_in_flight = 128\nheartbeat = \"2s\"\n[consumers]\ncount = 2\nprefetch = 100\nmultiple_ack_every = 10\nheartbeat = \"2s\"\n",
-    );
-    let (handle, mut progress) = start(&plan, &cluster, Sabotage::default());
-    until_delivered(&mut progress, 1_000).await;
-    cluster.restart(0, &CancellationToken::new()).await.unwrap();
-    let outcome = handle.await.unwrap();
+    let text = "name = \"reliable-restart\"\nduration = \"15s\"\n[publishers]\ncount = 2\nrate = 1000\nsize = 200\nmax_in_flight = 128\nheartbeat = \"2s\"\n[consumers]\ncount = 2\nprefetch = 100\nmultiple_ack_every = 10\nheartbeat = \"2s\"\n";
+    let (plan, outcome) = restarted_mid_run(&scratch, text, 1_000).await;
     let t = outcome.verdict.totals.clone();
+    eprintln!("{}: {:?}", module_path!(), t);
     assert_eq!(t.lost_confirmed, 0, "{t:?}");
     assert_eq!(
         t.lost_unconfirmed, 0,
@@ -370,7 +377,6 @@ async fn the_reliable_recipe_loses_no_confirmed_message_in_a_broker_restart() {
     assert!(t.delivered >= 10_000, "{t:?}");
     let report = report(&plan, outcome);
     assert_eq!(report.exit(), Exit::Success, "{:?}", report.gates);
-    cluster.shutdown().await;
     scratch.assert_clean();
 }
 
@@ -384,8 +390,17 @@ async fn a_quorum_queue_with_uneven_bodies_delivers_exactly_once() {
     let (handle, _) = start(&plan, &cluster, Sabotage::default());
     let outcome = handle.await.unwrap();
     let t = &outcome.verdict.totals;
-    assert_eq!((t.attempted, t.confirmed, t.delivered), (6_000, 6_000, 6_000), "{t:?}");
-    assert_eq!((t.lost_confirmed, t.duplicated, t.reordered), (0, 0, 0), "{t:?}");
+    eprintln!("{}: {:?}", module_path!(), t);
+    assert_eq!(
+        (t.attempted, t.confirmed, t.delivered),
+        (6_000, 6_000, 6_000),
+        "{t:?}"
+    );
+    assert_eq!(
+        (t.lost_confirmed, t.duplicated, t.reordered),
+        (0, 0, 0),
+        "{t:?}"
+    );
     assert!(outcome.verdict.order_checked);
     assert_eq!(outcome.verdict.corrupted, 0);
     cluster.shutdown().await;
@@ -396,12 +411,23 @@ async fn a_quorum_queue_with_uneven_bodies_delivers_exactly_once() {
 async fn unroutable_mandatory_messages_are_returned_not_lost() {
     let scratch = Scratch::new("returned");
     let cluster = node(&scratch).await;
-    let plan = plan("name = \"returned\"\nmessages = 500\n[topology]\nexchange = { routing_key = \"no-such-queue\" }\n");
+    let plan = plan(
+        "name = \"returned\"\nmessages = 500\n[topology]\nexchange = { routing_key = \"no-such-queue\" }\n",
+    );
     let (handle, _) = start(&plan, &cluster, Sabotage::default());
     let outcome = handle.await.unwrap();
     let t = &outcome.verdict.totals;
-    assert_eq!((t.attempted, t.returned, t.confirmed, t.delivered), (500, 500, 500, 0), "{t:?}");
-    assert_eq!((t.lost_confirmed, t.lost_unconfirmed), (0, 0), "acked + returned means never enqueued: {t:?}");
+    eprintln!("{}: {:?}", module_path!(), t);
+    assert_eq!(
+        (t.attempted, t.returned, t.confirmed, t.delivered),
+        (500, 500, 500, 0),
+        "{t:?}"
+    );
+    assert_eq!(
+        (t.lost_confirmed, t.lost_unconfirmed),
+        (0, 0),
+        "acked + returned means never enqueued: {t:?}"
+    );
     assert_eq!(report(&plan, outcome).exit(), Exit::Success);
     cluster.shutdown().await;
     scratch.assert_clean();
@@ -414,12 +440,23 @@ async fn a_confirm_timeout_treats_silent_messages_as_indeterminate_and_republish
     let scratch = Scratch::new("confirm-timeout");
     let cluster = node(&scratch).await;
     let broker = cluster.uris()[0].clone();
-    let proxy = Proxy::start("127.0.0.1:0".parse().unwrap(), format!("127.0.0.1:{}", broker.port()).parse().unwrap()).await.unwrap();
-    let through_proxy: BrokerUri = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.listen.port()).parse().unwrap();
+    let proxy = Proxy::start(
+        "127.0.0.1:0".parse().unwrap(),
+        format!("127.0.0.1:{}", broker.port()).parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let through_proxy: BrokerUri =
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.listen.port())
+            .parse()
+            .unwrap();
     let plan = plan(
         "name = \"confirm-timeout\"\nduration = \"8s\"\n[publishers]\nrate = 500\nsize = 100\nheartbeat = \"0s\"\nconfirm_timeout = \"1s\"\n",
     );
-    let options = WorkloadOptions { publisher_uris: Some(vec![through_proxy]), ..WorkloadOptions::default() };
+    let options = WorkloadOptions {
+        publisher_uris: Some(vec![through_proxy]),
+        ..WorkloadOptions::default()
+    };
     let (handle, mut progress) = start_with(&plan, &cluster, options);
     until_delivered(&mut progress, 500).await;
     // The fault: the publishers' path goes silent for 3 s; nothing else notices.
@@ -428,7 +465,15 @@ async fn a_confirm_timeout_treats_silent_messages_as_indeterminate_and_republish
     proxy.set_blackhole(false);
     let outcome = handle.await.unwrap();
     let t = &outcome.verdict.totals;
-    assert!(outcome.events.iter().any(|e| e.kind == EventKind::ConfirmTimeout), "{:#?}", outcome.events);
+    eprintln!("{}: {:?}", module_path!(), t);
+    assert!(
+        outcome
+            .events
+            .iter()
+            .any(|e| e.kind == EventKind::ConfirmTimeout),
+        "{:#?}",
+        outcome.events
+    );
     assert!(t.indeterminate > 0 && t.republished > 0, "{t:?}");
     assert_eq!((t.lost_confirmed, t.lost_unconfirmed), (0, 0), "{t:?}");
     cluster.shutdown().await;
