@@ -92,6 +92,8 @@ pub(super) struct DrainInputs<'a> {
     pub setup: &'a SetupChannel,
     pub queue: &'a str,
     pub timeout: Duration,
+    /// A consumer's processing delay: idleness is only judged over several of them.
+    pub processing_delay: Duration,
     pub cancel: &'a CancellationToken,
     pub on_tick: &'a mut (dyn FnMut(Totals) + Send),
 }
@@ -126,7 +128,7 @@ pub(super) async fn drain(inputs: DrainInputs<'_>) -> DrainResult {
         if totals.fresh != last_fresh {
             last_fresh = totals.fresh;
             last_change = Instant::now();
-        } else if last_change.elapsed() >= IDLE_AFTER
+        } else if last_change.elapsed() >= IDLE_AFTER.max(inputs.processing_delay * 3)
             && matches!(
                 inputs.setup.channel.ready_messages(inputs.queue).await,
                 Ok(0)

@@ -281,6 +281,7 @@ pub async fn run(
             setup: &setup,
             queue: &topology.queue.name,
             timeout: plan.drain_timeout,
+            processing_delay: plan.consumers.processing_delay.unwrap_or_default(),
             cancel,
             on_tick: &mut on_tick,
         })

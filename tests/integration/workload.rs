@@ -479,3 +479,50 @@ async fn a_confirm_timeout_treats_silent_messages_as_indeterminate_and_republish
     cluster.shutdown().await;
     scratch.assert_clean();
 }
+
+/// A memory alarm blocks publishing connections (connection.blocked) until it clears; the
+/// event log shows both, and publishing resumes with nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_blocked_and_unblocked_are_recorded() {
+    let scratch = Scratch::new("blocked");
+    let cluster = node(&scratch).await;
+    let name = cluster.specs()[0].name.clone();
+    let plan =
+        plan("name = \"blocked\"\nduration = \"6s\"\n[publishers]\nrate = 500\nsize = 100\n");
+    let (handle, mut progress) = start(&plan, &cluster, Sabotage::default());
+    until_delivered(&mut progress, 300).await;
+    let timeout = Duration::from_secs(30);
+    cluster
+        .ctl()
+        .run(
+            &name,
+            &["set_vm_memory_high_watermark", "0.000001"],
+            timeout,
+        )
+        .await
+        .unwrap();
+    let blocked_at = progress.borrow().totals.fresh;
+    // The fault lasts 2 s.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster
+        .ctl()
+        .run(&name, &["set_vm_memory_high_watermark", "0.4"], timeout)
+        .await
+        .unwrap();
+    let outcome = handle.await.unwrap();
+    let kinds: Vec<EventKind> = outcome.events.iter().map(|e| e.kind).collect();
+    assert!(
+        kinds.contains(&EventKind::Blocked) && kinds.contains(&EventKind::Unblocked),
+        "{:#?}",
+        outcome.events
+    );
+    let t = &outcome.verdict.totals;
+    eprintln!("{}: {:?}", module_path!(), t);
+    assert!(
+        t.delivered > blocked_at + 300,
+        "publishing resumed after the alarm: {t:?}"
+    );
+    assert_eq!((t.lost_confirmed, t.lost_unconfirmed), (0, 0), "{t:?}");
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
