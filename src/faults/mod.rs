@@ -1,7 +1,8 @@
-//! Faults: network faults through a proxy between clients and the broker, node faults
-//! through the broker module. The proxy engine lives here; the fault timeline and the
-//! Toxiproxy-compatible API build on it.
+//! Faults: network faults through proxies between clients and the broker (an embedded
+//! Toxiproxy-compatible server, or a real Toxiproxy), node faults through the broker
+//! module, both on a timeline.
 
 pub mod proxy;
+pub mod toxics;
 
-pub use proxy::Proxy;
+pub use proxy::{EngineError, ProxyInfo, Registry};

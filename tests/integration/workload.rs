@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use warren::broker::{ClusterOptions, ManagedCluster};
 use warren::events::EventKind;
 use warren::exit::Exit;
-use warren::faults::Proxy;
+use warren::faults::Registry;
+use warren::faults::toxics::{Stream, Toxic, ToxicKind};
 use warren::redact::BrokerUri;
 use warren::report::{RunContext, RunReport};
 use warren::scenario::{Overrides, Plan, parse};
@@ -105,6 +106,35 @@ async fn restarted_mid_run(scratch: &Scratch, text: &str, after: u64) -> (Plan, 
     let outcome = handle.await.unwrap();
     cluster.shutdown().await;
     (plan, outcome)
+}
+
+/// A proxy named "path" to `broker`; returns the URI that goes through it.
+async fn proxied(proxies: &Registry, broker: &BrokerUri) -> BrokerUri {
+    let upstream = format!("127.0.0.1:{}", broker.port());
+    let listen = proxies
+        .create("path", "127.0.0.1:0", &upstream, true)
+        .await
+        .unwrap()
+        .listen;
+    format!("amqp://guest:guest@{listen}/%2f").parse().unwrap()
+}
+
+/// Turns a blackhole (Toxiproxy's timeout 0, both ways) on the "path" proxy on or off.
+async fn blackhole(proxies: &Registry, on: bool) {
+    for stream in [Stream::Upstream, Stream::Downstream] {
+        let name = format!("blackhole_{}", stream.as_str());
+        if on {
+            let toxic = Toxic {
+                name,
+                kind: ToxicKind::Timeout { timeout_ms: 0 },
+                stream,
+                toxicity: 1.0,
+            };
+            proxies.add_toxic("path", toxic).await.unwrap();
+        } else {
+            proxies.remove_toxic("path", &name).await.unwrap();
+        }
+    }
 }
 
 fn report(plan: &Plan, outcome: WorkloadOutcome) -> RunReport {
@@ -275,17 +305,8 @@ async fn auto_ack_loses_nothing_when_the_broker_closes_the_consumer_connection()
 async fn auto_ack_loses_what_was_in_flight_when_the_consumer_connection_dropped() {
     let scratch = Scratch::new("auto-ack-drop");
     let cluster = node(&scratch).await;
-    let broker = cluster.uris()[0].clone();
-    let proxy = Proxy::start(
-        "127.0.0.1:0".parse().unwrap(),
-        format!("127.0.0.1:{}", broker.port()).parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let through_proxy: BrokerUri =
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.listen.port())
-            .parse()
-            .unwrap();
+    let proxies = Registry::new();
+    let through_proxy = proxied(&proxies, &cluster.uris()[0]).await;
     let plan = plan(
         "name = \"auto-ack-drop\"\nduration = \"6s\"\ndrain_timeout = \"20s\"\n[publishers]\nrate = 2000\nsize = 100\n[consumers]\nack = \"auto\"\nheartbeat = \"1s\"\n",
     );
@@ -296,9 +317,9 @@ async fn auto_ack_loses_what_was_in_flight_when_the_consumer_connection_dropped(
     let (handle, mut progress) = start_with(&plan, &cluster, options);
     until_delivered(&mut progress, 2_000).await;
     // The fault: 4 s of silence, longer than two 1 s heartbeats, so both sides give up.
-    proxy.set_blackhole(true);
+    blackhole(&proxies, true).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    proxy.set_blackhole(false);
+    blackhole(&proxies, false).await;
     let outcome = handle.await.unwrap();
     let t = &outcome.verdict.totals;
     eprintln!("{}: {:?}", module_path!(), t);
@@ -439,17 +460,8 @@ async fn unroutable_mandatory_messages_are_returned_not_lost() {
 async fn a_confirm_timeout_treats_silent_messages_as_indeterminate_and_republishes_them() {
     let scratch = Scratch::new("confirm-timeout");
     let cluster = node(&scratch).await;
-    let broker = cluster.uris()[0].clone();
-    let proxy = Proxy::start(
-        "127.0.0.1:0".parse().unwrap(),
-        format!("127.0.0.1:{}", broker.port()).parse().unwrap(),
-    )
-    .await
-    .unwrap();
-    let through_proxy: BrokerUri =
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.listen.port())
-            .parse()
-            .unwrap();
+    let proxies = Registry::new();
+    let through_proxy = proxied(&proxies, &cluster.uris()[0]).await;
     let plan = plan(
         "name = \"confirm-timeout\"\nduration = \"8s\"\n[publishers]\nrate = 500\nsize = 100\nheartbeat = \"0s\"\nconfirm_timeout = \"1s\"\n",
     );
@@ -460,9 +472,9 @@ async fn a_confirm_timeout_treats_silent_messages_as_indeterminate_and_republish
     let (handle, mut progress) = start_with(&plan, &cluster, options);
     until_delivered(&mut progress, 500).await;
     // The fault: the publishers' path goes silent for 3 s; nothing else notices.
-    proxy.set_blackhole(true);
+    blackhole(&proxies, true).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    proxy.set_blackhole(false);
+    blackhole(&proxies, false).await;
     let outcome = handle.await.unwrap();
     let t = &outcome.verdict.totals;
     eprintln!("{}: {:?}", module_path!(), t);
