@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs what warren needs on a Debian or Ubuntu machine, and nothing it already has:
 #   - rabbitmq-server (warren starts private nodes from it; it also brings Erlang),
-#   - a C compiler (the TLS library builds a little C),
+#   - a C compiler, pkg-config and OpenSSL's headers (TLS code of the client libraries),
 #   - Rust, through rustup, when cargo is missing.
 # Safe to run again: every step checks first. Needs root or sudo for apt-get.
 set -eu
@@ -15,6 +15,12 @@ fi
 if ! command -v cc >/dev/null 2>&1; then
     missing="$missing gcc libc6-dev"
 fi
+if ! command -v pkg-config >/dev/null 2>&1; then
+    missing="$missing pkg-config"
+fi
+if ! dpkg -s libssl-dev >/dev/null 2>&1; then
+    missing="$missing libssl-dev"
+fi
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
     command -v curl >/dev/null 2>&1 || missing="$missing curl ca-certificates"
 fi
@@ -26,7 +32,7 @@ if [ -n "$missing" ]; then
     # Debian starts a system RabbitMQ on port 5672 after installing it. warren does not use
     # it (it runs private nodes on free ports); stop it with `sudo systemctl stop rabbitmq-server`.
 else
-    echo "install.sh: rabbitmq-server and a C compiler are already installed"
+    echo "install.sh: rabbitmq-server, a C compiler, pkg-config and libssl-dev are already installed"
 fi
 
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then

@@ -36,6 +36,16 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Start, inspect or stop a private RabbitMQ node or cluster, for exploring by hand
     Broker(BrokerArgs),
+    /// Serve a Toxiproxy-compatible HTTP API (Toxiproxy 2.x) with warren's proxy engine, until Ctrl-C
+    Toxiproxy(ToxiproxyArgs),
+}
+
+/// `warren toxiproxy`
+#[derive(Debug, Args)]
+pub struct ToxiproxyArgs {
+    /// Address of the HTTP API
+    #[arg(long, default_value = "127.0.0.1:8474")]
+    pub listen: String,
 }
 
 /// `warren run`

@@ -36,5 +36,6 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Exit> 
         Command::Run(args) => commands::run::run(args, shutdown).await,
         Command::Validate(args) => Ok(commands::validate::validate(&args)),
         Command::Broker(args) => Ok(commands::broker::broker(args, shutdown).await?),
+        Command::Toxiproxy(args) => commands::toxiproxy::serve(&args, shutdown).await,
     }
 }

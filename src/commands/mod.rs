@@ -2,6 +2,7 @@
 
 pub mod broker;
 pub mod run;
+pub mod toxiproxy;
 pub mod validate;
 
 /// Writes progress lines to stdout unless the user asked for quiet.

@@ -2,6 +2,7 @@
 //! Toxiproxy-compatible server, or a real Toxiproxy), node faults through the broker
 //! module, both on a timeline.
 
+pub mod api;
 pub mod proxy;
 pub mod toxics;
 

@@ -6,4 +6,5 @@ mod broker_command;
 mod helpers;
 mod managed_nodes;
 mod run_command;
+mod toxiproxy_api;
 mod workload;
