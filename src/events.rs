@@ -34,6 +34,12 @@ pub enum EventKind {
     ConsumerCrash,
     /// The broker refused an operation for good; the task stopped.
     Refused,
+    /// A fault began.
+    FaultStart,
+    /// A fault ended (was taken back, or its action completed).
+    FaultEnd,
+    /// A fault could not be made.
+    FaultFailed,
     /// Publishing ended.
     PublishEnd,
     /// The drain ended.

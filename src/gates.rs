@@ -97,6 +97,12 @@ pub fn evaluate(gates: &Gates, facts: &Facts<'_>) -> Vec<GateResult> {
     }
     if let Some(max) = gates.max_recovery {
         results.push(match facts.max_recovery_s {
+            Some(actual) if actual.is_infinite() => GateResult {
+                name: "max_recovery".into(),
+                limit: format!("<= {:.1} s", max.as_secs_f64()),
+                actual: "never recovered".into(),
+                passed: false,
+            },
             Some(actual) => GateResult {
                 name: "max_recovery".into(),
                 limit: format!("<= {:.1} s", max.as_secs_f64()),

@@ -45,6 +45,21 @@ impl BrokerUri {
         self.parsed.authority.port
     }
 
+    /// The same URI (credentials, vhost, options) pointing at `host:port` instead: how a
+    /// client reaches the broker through a proxy.
+    pub fn with_address(&self, host: &str, port: u16) -> BrokerUri {
+        let (scheme, rest) = self
+            .text
+            .split_once("://")
+            .expect("an AMQP URI has a scheme");
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        let userinfo = authority.rfind('@').map_or("", |at| &authority[..=at]);
+        format!("{scheme}://{userinfo}{host}:{port}{tail}")
+            .parse()
+            .expect("an address change keeps a valid URI")
+    }
+
     /// True for `amqps://`.
     pub fn is_tls(&self) -> bool {
         self.text.starts_with("amqps://")
@@ -153,6 +168,17 @@ mod tests {
         assert!(!serde_json::to_string(&uri).unwrap().contains("hunter2"));
         assert!(uri.expose().contains("hunter2"));
         assert_eq!(uri.port(), 5673);
+    }
+
+    #[test]
+    fn a_uri_can_point_at_a_proxy_and_keep_everything_else() {
+        let uri: BrokerUri = "amqp://u:p@rabbit:5672/vh?heartbeat=5".parse().unwrap();
+        assert_eq!(
+            uri.with_address("127.0.0.1", 25672).expose(),
+            "amqp://u:p@127.0.0.1:25672/vh?heartbeat=5"
+        );
+        let bare: BrokerUri = "amqp://host".parse().unwrap();
+        assert_eq!(bare.with_address("h", 1).expose(), "amqp://h:1");
     }
 
     #[test]

@@ -269,6 +269,59 @@ impl ManagedCluster {
         Ok(closed)
     }
 
+    /// The node leading `queue`: its leader (quorum, stream) or the node holding it (classic).
+    ///
+    /// # Errors
+    /// [`BrokerError::Ctl`] when rabbitmqctl fails or does not list the queue.
+    pub async fn queue_leader(&mut self, queue: &str) -> Result<String, BrokerError> {
+        let node =
+            self.status()
+                .await?
+                .running_nodes
+                .first()
+                .cloned()
+                .ok_or(BrokerError::NotRunning {
+                    node: "any node".into(),
+                })?;
+        let listing = self
+            .ctl
+            .run(
+                &node,
+                &[
+                    "list_queues",
+                    "name",
+                    "leader",
+                    "pid",
+                    "-q",
+                    "--no-table-headers",
+                ],
+                Duration::from_secs(30),
+            )
+            .await?;
+        for line in listing.lines() {
+            let columns: Vec<&str> = line.split('\t').collect();
+            if columns.first() != Some(&queue) {
+                continue;
+            }
+            if let Some(leader) = columns.get(1).filter(|l| l.contains('@')) {
+                return Ok(leader.trim().to_string());
+            }
+            // A classic queue's pid reads <node.creation.id.serial>.
+            if let Some(pid) = columns.get(2) {
+                let inner = pid.trim().trim_start_matches('<').trim_end_matches('>');
+                let parts: Vec<&str> = inner.rsplitn(4, '.').collect();
+                if let Some(node) = parts.last().filter(|n| n.contains('@')) {
+                    return Ok(node.to_string());
+                }
+            }
+        }
+        Err(BrokerError::Ctl {
+            node,
+            command: "list_queues name leader pid".into(),
+            output: format!("queue {queue} not listed:\n{listing}"),
+        })
+    }
+
     /// Graceful restart; returns once the node answers AMQP again.
     ///
     /// # Errors

@@ -1,6 +1,7 @@
 //! One module per command of the command line; each returns the exit code it decided.
 
 pub mod broker;
+pub mod drive;
 pub mod run;
 pub mod toxiproxy;
 pub mod validate;

@@ -10,6 +10,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::Console;
+use super::drive::drive;
 use crate::amqp::connect;
 use crate::broker::{Broker, BrokerError, NodeInfo, StartOptions};
 use crate::cli::RunArgs;
@@ -18,7 +19,7 @@ use crate::report::{RunContext, RunReport, console, files};
 use crate::scenario::units::format_duration;
 use crate::scenario::{self, BrokerPlan, Overrides, Plan};
 use crate::timestamp::UtcTime;
-use crate::workload::{self, ProgressLine, WorkloadError, WorkloadOptions, WorkloadOutcome};
+use crate::workload::WorkloadError;
 
 /// What a run found out about its broker, written as broker.json.
 #[derive(Debug, Serialize)]
@@ -78,11 +79,12 @@ pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<Exi
     };
     let startup = launch.elapsed();
     let outcome = session(&broker, &plan, &console, startup, started_at, &cancel).await;
-    let workload = match &outcome {
-        Ok(report) if report.connected == report.nodes.len() && !cancel.is_cancelled() => {
-            Some(drive(&plan, &broker, &console, &cancel).await)
-        }
-        _ => None,
+    let connected = matches!(&outcome, Ok(report) if report.connected == report.nodes.len());
+    let (broker, driven) = if connected && !cancel.is_cancelled() {
+        let (broker, driven) = drive(&plan, broker, &console, &cancel).await;
+        (broker, Some(driven))
+    } else {
+        (broker, None)
     };
     if let Broker::Managed(cluster) = &broker {
         if args.keep {
@@ -104,15 +106,22 @@ pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<Exi
             broker_report.nodes.len()
         );
     }
-    let exit = match workload {
-        None => Exit::Interrupted,
-        Some(Err(WorkloadError::Interrupted)) => Exit::Interrupted,
-        Some(Err(error)) => return Err(error).context("the workload could not run"),
-        Some(Ok(outcome)) => {
+    let Some(driven) = driven else {
+        return Ok(Exit::Interrupted);
+    };
+    let driven = driven?;
+    if !driven.leftover_toxics.is_empty() {
+        tracing::error!(toxics = ?driven.leftover_toxics, "toxics were left on the proxies after cleanup");
+    }
+    let exit = match driven.outcome {
+        Err(WorkloadError::Interrupted) => Exit::Interrupted,
+        Err(error) => return Err(error).context("the workload could not run"),
+        Ok(outcome) => {
             let context = RunContext {
                 plan: &plan,
                 started_at: started_at.rfc3339(),
                 nodes: broker_report.nodes.clone(),
+                faults: driven.faults,
             };
             let report = RunReport::build(context, outcome);
             console.line(console::render(&report));
@@ -123,40 +132,6 @@ pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<Exi
     };
     console.line(format!("results: {}", run_dir.display()));
     Ok(exit)
-}
-
-/// Runs the workload, printing progress once a second.
-async fn drive(
-    plan: &Plan,
-    broker: &Broker,
-    console: &Console,
-    cancel: &CancellationToken,
-) -> Result<WorkloadOutcome, WorkloadError> {
-    let injected = plan.faults.len() + usize::from(plan.chaos.is_some());
-    if injected > 0 {
-        console.line(format!(
-            "note: this version does not inject faults yet; {injected} fault entr{} not applied",
-            if injected == 1 { "y is" } else { "ies are" }
-        ));
-    }
-    let quiet = console.quiet;
-    let options = WorkloadOptions {
-        on_progress: Some(Box::new(move |line: &ProgressLine| {
-            if !quiet {
-                let t = line.totals;
-                println!(
-                    "[{:>6.1}s] {:10} sent {:>9}  confirmed {:>9}  delivered {:>9}",
-                    line.elapsed.as_secs_f64(),
-                    line.phase,
-                    t.sent,
-                    t.confirmed,
-                    t.fresh
-                );
-            }
-        })),
-        ..WorkloadOptions::default()
-    };
-    workload::run(plan, &broker.uris(), options, cancel).await
 }
 
 /// One line on what the scenario will do.

@@ -3,7 +3,12 @@
 //! module, both on a timeline.
 
 pub mod api;
+pub mod client;
+pub mod network;
+pub mod nodes;
 pub mod proxy;
+pub mod runner;
+pub mod timeline;
 pub mod toxics;
 
 pub use proxy::{EngineError, ProxyInfo, Registry};

@@ -1,6 +1,7 @@
 //! Measurements: a clock shared by publishers and consumers, and latency histograms that
 //! each task owns and that merge exactly (HdrHistogram).
 
+pub mod activity;
 pub mod clock;
 pub mod latency;
 

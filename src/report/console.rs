@@ -135,6 +135,7 @@ pub fn render(report: &RunReport) -> String {
         &report.latency.e2e_sent,
     );
     let _ = writeln!(out, "drain: {}", report.drain.describe());
+    faults(&mut out, report);
     let _ = writeln!(
         out,
         "warren itself: {:.2} s CPU ({:.1} µs per delivery), ledger {} KiB",
@@ -165,6 +166,50 @@ pub fn render(report: &RunReport) -> String {
         }
     );
     out
+}
+
+fn faults(out: &mut String, report: &RunReport) {
+    let f = &report.faults;
+    if f.faults.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "faults (seconds from the start of publishing):");
+    let seconds = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{s:.1}"));
+    for fault in &f.faults {
+        let node = fault.node.map_or(String::new(), |n| format!(" [node {n}]"));
+        if fault.outcome != "applied" {
+            let _ = writeln!(
+                out,
+                "  {:14} {}{node}: {}",
+                fault.label, fault.action, fault.outcome
+            );
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "  {:14} {}{node}  {}–{}  recovery: first confirm after {} s, first delivery after {} s",
+            fault.label,
+            fault.action,
+            seconds(fault.start_s),
+            seconds(fault.end_s),
+            seconds(fault.recovery_confirm_s),
+            seconds(fault.recovery_delivery_s),
+        );
+    }
+    if let Some(silence) = f.longest_without_confirm {
+        let _ = writeln!(
+            out,
+            "  longest time without a confirm: {:.1} s (from {:.1} s)",
+            silence.length_s, silence.start_s
+        );
+    }
+    if let Some(silence) = f.longest_without_delivery {
+        let _ = writeln!(
+            out,
+            "  longest time without a delivery: {:.1} s (from {:.1} s)",
+            silence.length_s, silence.start_s
+        );
+    }
 }
 
 fn more(total: u64, shown: usize) -> String {

@@ -2,6 +2,7 @@
 //! console text and files. Units are in field names.
 
 pub mod console;
+pub mod faults;
 pub mod files;
 
 use hdrhistogram::Histogram;
@@ -109,6 +110,8 @@ pub struct RunReport {
     pub passed: bool,
     pub interrupted: bool,
     pub harness: HarnessCost,
+    /// Faults made, when, and how long clients took to recover.
+    pub faults: faults::FaultsReport,
     pub events: Vec<Event>,
 }
 
@@ -130,6 +133,8 @@ pub struct RunContext<'a> {
     pub plan: &'a crate::scenario::Plan,
     pub started_at: String,
     pub nodes: Vec<NodeInfo>,
+    /// What happened to each fault of the timeline.
+    pub faults: Vec<crate::faults::runner::FaultRecord>,
 }
 
 impl RunReport {
@@ -156,12 +161,25 @@ impl RunReport {
             publishing_s: outcome.publishing.as_secs_f64(),
             delivering_s: outcome.delivering.as_secs_f64(),
         };
+        let start_ns = outcome.clock.ns_at(outcome.start);
+        let faults = faults::FaultsReport::build(
+            &context.faults,
+            &outcome.confirm_activity,
+            &outcome.delivery_activity,
+            start_ns,
+        );
+        let mut events = outcome.events.clone();
+        events.extend(faults::FaultsReport::events(
+            &context.faults,
+            &outcome.clock,
+        ));
+        events.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
         let facts = crate::gates::Facts {
             verdict: &outcome.verdict,
             delivered_per_s: throughput.delivered_per_s,
             p99_e2e_ms: latency.e2e_intended.p99_ms(),
             p99_confirm_ms: latency.confirm.p99_ms(),
-            max_recovery_s: None,
+            max_recovery_s: faults.worst_recovery_s(plan.publishers.confirm),
         };
         let gates = crate::gates::evaluate(&plan.gates, &facts);
         let CpuTime { user_s, system_s } = outcome.cpu;
@@ -192,7 +210,8 @@ impl RunReport {
                 ledger_bytes: outcome.ledger_bytes,
             },
             verdict: outcome.verdict,
-            events: outcome.events,
+            faults,
+            events,
         }
     }
 }

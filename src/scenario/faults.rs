@@ -175,6 +175,9 @@ fn schedule(
             return None;
         }
     };
+    if every.is_some() && count.is_none() && run.duration.is_none() {
+        c.error(&format!("{path}.every"), "repeats until the run ends, and the run has no duration (only messages); give count or a duration");
+    }
     let span = jitter + lasting.unwrap_or_default();
     if let Some(every) = every {
         if span > every {
@@ -356,6 +359,12 @@ fn node(
             c.error(path, format!(" = {i}: expected a node index from 0 to {} (the broker has {nodes} node{}), \"leader\" or \"random\"", nodes - 1, if nodes == 1 { "" } else { "s" }));
             NodeSelector::Index(0)
         }
+        Some(NodeEntry::Named(word))
+            if word == "leader" && matches!(broker, BrokerPlan::External(_)) =>
+        {
+            c.error(path, " = \"leader\": the queue's leader is only found on warren's own nodes; name a node index");
+            NodeSelector::Index(0)
+        }
         Some(NodeEntry::Named(word)) if word == "leader" => NodeSelector::Leader,
         Some(NodeEntry::Named(word)) if word == "random" => NodeSelector::Random,
         Some(NodeEntry::Named(word)) => {
@@ -474,6 +483,12 @@ pub(super) fn chaos(
         );
     }
     let start = section.start.map_or(every, |s| s.0);
+    if run.duration.is_none() {
+        c.error(
+            "chaos",
+            "a chaos schedule runs until the run ends; give the run a duration",
+        );
+    }
     if let Some(duration) = run.duration {
         if start + jitter + lasting > duration {
             c.error(

@@ -48,6 +48,19 @@ pub struct ScenarioFile {
     pub sweep: Option<SweepSection>,
     /// `[report]`
     pub report: ReportSection,
+    /// `[proxy]`
+    pub proxy: ProxySection,
+}
+
+/// `[proxy]`: where network faults are made (an embedded Toxiproxy by default).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySection {
+    pub toxiproxy: Option<String>,
+    pub listen_host: Option<String>,
+    pub first_port: Option<i64>,
+    pub client_host: Option<String>,
+    pub upstreams: Option<Vec<String>>,
 }
 
 /// `[broker]`: which broker the run uses.

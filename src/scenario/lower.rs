@@ -11,7 +11,8 @@ use super::clients::{consumers, publishers};
 use super::diagnostic::Checker;
 use super::faults::{RunLength, chaos, faults};
 use super::file::{
-    BrokerSection, GatesSection, ReportSection, ScenarioFile, SweepSection, TopologySection,
+    BrokerSection, GatesSection, ProxySection, ReportSection, ScenarioFile, SweepSection,
+    TopologySection,
 };
 use super::plan::*;
 use crate::redact::BrokerUri;
@@ -56,6 +57,7 @@ pub(super) fn lower(
     let gates = gates(c, file.gates, &publishers);
     let sweep = file.sweep.and_then(|section| sweep(c, section));
     let report = report(c, file.report);
+    let proxy = proxy(c, file.proxy, &broker);
     Plan {
         source: path.to_path_buf(),
         name,
@@ -72,6 +74,55 @@ pub(super) fn lower(
         gates,
         sweep,
         report,
+        proxy,
+    }
+}
+
+fn proxy(c: &mut Checker<'_>, section: ProxySection, broker: &BrokerPlan) -> ProxyPlan {
+    let host_port = |c: &mut Checker<'_>, path: &str, text: &str| {
+        if text
+            .rsplit_once(':')
+            .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
+            c.error(
+                path,
+                format!(" = {text:?}: expected host:port, like \"127.0.0.1:8474\""),
+            );
+        }
+    };
+    if let Some(address) = &section.toxiproxy {
+        host_port(c, "proxy.toxiproxy", address);
+    }
+    if let Some(upstreams) = &section.upstreams {
+        for (i, upstream) in upstreams.iter().enumerate() {
+            host_port(c, &format!("proxy.upstreams[{i}]"), upstream);
+        }
+        if upstreams.len() != broker.node_count() {
+            c.error(
+                "proxy.upstreams",
+                format!(
+                    "lists {} address(es); expected one per broker node ({})",
+                    upstreams.len(),
+                    broker.node_count()
+                ),
+            );
+        }
+    }
+    let first_port = section.first_port.and_then(|port| {
+        let needed = 2 * broker.node_count().max(1) as i64;
+        if (1024..=65536 - needed).contains(&port) {
+            Some(port as u16)
+        } else {
+            c.error("proxy.first_port", format!(" = {port}: expected a TCP port from 1024 to {} (two proxies per broker node take consecutive ports)", 65536 - needed));
+            None
+        }
+    });
+    ProxyPlan {
+        toxiproxy: section.toxiproxy,
+        listen_host: section.listen_host.unwrap_or_else(|| "127.0.0.1".into()),
+        first_port,
+        client_host: section.client_host.unwrap_or_else(|| "127.0.0.1".into()),
+        upstreams: section.upstreams,
     }
 }
 

@@ -112,6 +112,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "gates",
     "sweep",
     "report",
+    "proxy",
 ];
 
 /// Deserializes each top-level field on its own, so that a problem in one section does not
@@ -136,6 +137,7 @@ fn read_sections(document: Spanned<DeTable<'_>>, checker: &mut Checker<'_>) -> S
             "gates" => file.gates = field(value, name, checker).unwrap_or_default(),
             "sweep" => file.sweep = field(value, name, checker),
             "report" => file.report = field(value, name, checker).unwrap_or_default(),
+            "proxy" => file.proxy = field(value, name, checker).unwrap_or_default(),
             "faults" => file.faults = fault_entries(value, checker),
             unknown => {
                 let message = humanize_serde_message(&format!(

@@ -42,6 +42,55 @@ pub struct Plan {
     pub sweep: Option<SweepPlan>,
     /// Where and how results are written.
     pub report: ReportPlan,
+    /// Where network faults are made.
+    pub proxy: ProxyPlan,
+}
+
+/// The Toxiproxy server network faults go through, and how its proxies are reached.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProxyPlan {
+    /// `host:port` of a Toxiproxy API; unset = warren's embedded one.
+    pub toxiproxy: Option<String>,
+    /// Host the proxies listen on, as the Toxiproxy sees it.
+    pub listen_host: String,
+    /// Proxies take consecutive ports from here (publishers then consumers path, per node);
+    /// unset = free ports.
+    pub first_port: Option<u16>,
+    /// Host clients use to reach the proxies.
+    pub client_host: String,
+    /// How the Toxiproxy reaches each broker node (`host:port`); unset = the broker's URIs.
+    pub upstreams: Option<Vec<String>>,
+}
+
+impl Plan {
+    /// True when some fault or the chaos schedule needs proxies on the client paths.
+    pub fn has_network_faults(&self) -> bool {
+        let network = |action: &FaultAction| {
+            matches!(action, FaultAction::Down { .. } | FaultAction::Toxic { .. })
+        };
+        self.faults.iter().any(|f| network(&f.action))
+            || self
+                .chaos
+                .as_ref()
+                .is_some_and(|c| c.kinds.keys().any(|k| k.is_network()))
+    }
+}
+
+impl FaultKindName {
+    /// True for the kinds made through the proxy.
+    pub fn is_network(&self) -> bool {
+        matches!(
+            self,
+            FaultKindName::Down
+                | FaultKindName::Latency
+                | FaultKindName::Bandwidth
+                | FaultKindName::SlowClose
+                | FaultKindName::Timeout
+                | FaultKindName::ResetPeer
+                | FaultKindName::Slicer
+                | FaultKindName::LimitData
+        )
+    }
 }
 
 /// When publishing ends: after a duration, after a message count, or whichever comes first.

@@ -19,6 +19,7 @@ use super::topology::Topology;
 use crate::amqp::{AmqpChannel, Deliveries, Delivery, Failure, FailureKind, within};
 use crate::events::{EventKind, EventLog};
 use crate::ledger::DeliveryShard;
+use crate::metrics::activity::Activity;
 use crate::metrics::{Clock, Latencies};
 use crate::scenario::{AckMode, ConsumerPlan};
 
@@ -67,6 +68,8 @@ pub struct ConsumerReport {
     pub sabotaged_doubled: Vec<(u32, u64)>,
     /// Clock reading of the last delivery of one of this run's messages (0 if none).
     pub last_delivery_ns: u64,
+    /// When first deliveries came (gaps only), for recovery times.
+    pub activity: Activity,
 }
 
 enum End {
@@ -84,6 +87,7 @@ struct Consumer {
     report_doubled: Vec<(u32, u64)>,
     fresh: u64,
     last_delivery_ns: u64,
+    activity: Activity,
 }
 
 /// Runs a consumer until `cancel` fires.
@@ -96,6 +100,7 @@ pub async fn run(setup: ConsumerSetup) -> ConsumerReport {
         report_doubled: Vec::new(),
         fresh: 0,
         last_delivery_ns: 0,
+        activity: Activity::default(),
         setup,
     };
     consumer.run().await;
@@ -105,6 +110,7 @@ pub async fn run(setup: ConsumerSetup) -> ConsumerReport {
         sabotaged_dropped: consumer.report_dropped,
         sabotaged_doubled: consumer.report_doubled,
         last_delivery_ns: consumer.last_delivery_ns,
+        activity: consumer.activity,
     }
 }
 
@@ -280,6 +286,7 @@ impl Consumer {
                     if fresh {
                         self.fresh += 1;
                         self.last_delivery_ns = now_ns;
+                        self.activity.note(now_ns);
                         self.latencies
                             .record_delivery(header.intended_ns, header.sent_ns, now_ns);
                     }

@@ -27,6 +27,7 @@ pub use progress::Totals;
 use crate::amqp::{AmqpChannel, Failure, within};
 use crate::events::{Event, EventKind, EventLog};
 use crate::ledger::{Verdict, decide};
+use crate::metrics::activity::Activity;
 use crate::metrics::{Clock, Latencies};
 use crate::redact::BrokerUri;
 use crate::scenario::{AckMode, BodySize, Plan};
@@ -52,6 +53,11 @@ pub struct WorkloadOptions {
     pub publisher_uris: Option<Vec<BrokerUri>>,
     /// Consumers connect here instead of the broker URIs (a proxy on their path).
     pub consumer_uris: Option<Vec<BrokerUri>>,
+    /// Told when publishing starts (message 0 due), with the run's clock: faults are
+    /// scheduled from there.
+    pub on_start: Option<oneshot::Sender<(Instant, Clock)>>,
+    /// The run id (random when unset); it names the queue.
+    pub run_id: Option<u64>,
 }
 
 /// Live totals at one moment.
@@ -100,6 +106,13 @@ pub struct WorkloadOutcome {
     pub queue_left: Option<u32>,
     /// Memory the ledgers held at the end, in bytes.
     pub ledger_bytes: u64,
+    /// When confirms and first deliveries came (gaps), per task, for recovery times.
+    pub confirm_activity: Vec<Activity>,
+    pub delivery_activity: Vec<Activity>,
+    /// The run's clock (readings in ns since the Unix epoch).
+    pub clock: Clock,
+    /// When message 0 was due.
+    pub start: Instant,
     /// What the sabotage did, for the checker's self-test.
     pub sabotaged_dropped: Vec<(u32, u64)>,
     pub sabotaged_doubled: Vec<(u32, u64)>,
@@ -118,7 +131,7 @@ pub async fn run(
 ) -> Result<WorkloadOutcome, WorkloadError> {
     let cpu_start = cpu_time();
     let clock = Clock::start();
-    let run_id = random_run_id();
+    let run_id = options.run_id.unwrap_or_else(random_run_id);
     let events = EventLog::new(clock);
     let topology = Arc::new(Topology::from_plan(plan, run_id));
     let uris: Arc<[BrokerUri]> = uris.into();
@@ -231,6 +244,9 @@ pub async fn run(
         })));
     }
 
+    if let Some(started) = options.on_start.take() {
+        let _ = started.send((start, clock));
+    }
     let totals = || progress::totals(&publisher_counters, &consumer_counters);
     let publishers_done = join_all(publisher_handles);
     tokio::pin!(publishers_done);
@@ -359,6 +375,16 @@ pub async fn run(
         interrupted: cancel.is_cancelled(),
         queue_left,
         ledger_bytes,
+        confirm_activity: publisher_reports
+            .iter()
+            .map(|r| r.activity.clone())
+            .collect(),
+        delivery_activity: consumer_reports
+            .iter()
+            .map(|r| r.activity.clone())
+            .collect(),
+        clock,
+        start,
         sabotaged_dropped: consumer_reports
             .iter()
             .flat_map(|r| r.sabotaged_dropped.iter().copied())
@@ -427,7 +453,8 @@ fn links(
         .collect()
 }
 
-fn random_run_id() -> u64 {
+/// A fresh random run id.
+pub fn random_run_id() -> u64 {
     use std::io::Read;
     let mut bytes = [0u8; 8];
     if std::fs::File::open("/dev/urandom")

@@ -21,6 +21,7 @@ use super::topology::Topology;
 use crate::amqp::{AmqpChannel, Failure, FailureKind, PublishOutcome, PublishTarget, within};
 use crate::events::{EventKind, EventLog};
 use crate::ledger::PublishLedger;
+use crate::metrics::activity::Activity;
 use crate::metrics::{Clock, Latencies};
 use crate::scenario::{OnFailure, PublisherPlan};
 
@@ -58,6 +59,8 @@ pub struct PublisherReport {
     pub latencies: Latencies,
     /// When it sent its last new message (the end of its publishing phase).
     pub publishing_ended: Option<Instant>,
+    /// When the broker confirmed messages (gaps only), for recovery times.
+    pub activity: Activity,
 }
 
 /// A message waiting to be published (again).
@@ -93,6 +96,7 @@ struct Publisher {
     sent: u64,
     /// The deadline as a clock reading, compared with the time already read per message.
     deadline_ns: Option<u64>,
+    activity: Activity,
 }
 
 /// Runs a publisher until its messages are all answered, it gives up, or `cancel` fires.
@@ -121,6 +125,7 @@ pub async fn run(setup: PublisherSetup) -> PublisherReport {
         spare: Vec::with_capacity(window_size),
         sent: 0,
         deadline_ns: setup.deadline.map(|d| setup.clock.ns_at(d)),
+        activity: Activity::default(),
         setup,
     };
     publisher.run().await;
@@ -133,6 +138,7 @@ pub async fn run(setup: PublisherSetup) -> PublisherReport {
         ledger: publisher.ledger,
         latencies: publisher.latencies,
         publishing_ended: publisher.publishing_ended,
+        activity: publisher.activity,
     }
 }
 
@@ -322,7 +328,13 @@ impl Publisher {
     fn stop_generating(&mut self) {
         if self.generating {
             self.generating = false;
-            self.publishing_ended = Some(Instant::now());
+            // A deadline that passed while disconnected ended publishing then, not now.
+            let now = Instant::now();
+            self.publishing_ended = Some(
+                self.setup
+                    .deadline
+                    .map_or(now, |deadline| deadline.min(now)),
+            );
         }
     }
 
@@ -383,8 +395,9 @@ impl Publisher {
         match outcome {
             PublishOutcome::Acked => {
                 self.ledger.confirmed.insert(entry.seq);
-                self.latencies
-                    .record_confirm(entry.sent_ns, self.setup.clock.now_ns());
+                let now_ns = self.setup.clock.now_ns();
+                self.latencies.record_confirm(entry.sent_ns, now_ns);
+                self.activity.note(now_ns);
                 self.setup
                     .counters
                     .confirmed

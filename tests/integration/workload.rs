@@ -143,6 +143,7 @@ fn report(plan: &Plan, outcome: WorkloadOutcome) -> RunReport {
             plan,
             started_at: String::new(),
             nodes: Vec::new(),
+            faults: Vec::new(),
         },
         outcome,
     )

@@ -156,6 +156,7 @@ async fn write(
     let mut limit: Option<(String, u64)> = None;
     loop {
         let chunk = tokio::select! {
+            biased;
             () = shared.closing.cancelled() => return to,
             chunk = from.recv() => chunk,
         };
@@ -214,6 +215,10 @@ async fn write(
             shared.closing.cancel();
             return to;
         }
+    }
+    if shared.closing.is_cancelled() {
+        // The link is being closed (down, reset, limit): no orderly shutdown of this side.
+        return to;
     }
     // The source closed: slow_close holds the close back.
     if let Some(ToxicKind::SlowClose { delay_ms }) = shared

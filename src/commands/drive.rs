@@ -1,0 +1,131 @@
+//! The part of `warren run` between bring-up and teardown: proxies for network faults, the
+//! workload, and the fault timeline beside it; then everything taken back.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::{Mutex, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::Console;
+use crate::broker::Broker;
+use crate::faults::network::NetworkFaults;
+use crate::faults::nodes::NodeFaults;
+use crate::faults::runner::{FaultRecord, FaultRunner};
+use crate::faults::timeline::timeline;
+use crate::scenario::{BrokerPlan, Plan};
+use crate::workload::topology::Topology;
+use crate::workload::{
+    self, ProgressLine, WorkloadError, WorkloadOptions, WorkloadOutcome, random_run_id,
+};
+
+/// What a driven run produced.
+pub struct Driven {
+    pub outcome: Result<WorkloadOutcome, WorkloadError>,
+    pub faults: Vec<FaultRecord>,
+    /// Toxics still on the run's proxies after cleanup (should be none).
+    pub leftover_toxics: Vec<String>,
+}
+
+/// Runs the workload and the faults on `broker`; hands the broker back for teardown.
+pub async fn drive(
+    plan: &Plan,
+    broker: Broker,
+    console: &Console,
+    cancel: &CancellationToken,
+) -> (Broker, anyhow::Result<Driven>) {
+    let run_id = random_run_id();
+    let queue = Topology::from_plan(plan, run_id).queue.name;
+    let occurrences = timeline(plan);
+    if !occurrences.is_empty() {
+        console.line(format!(
+            "fault schedule (seed {}), times from the start of publishing:",
+            plan.seed
+        ));
+        for occurrence in &occurrences {
+            console.line(format!("  {}", occurrence.describe()));
+        }
+    }
+    let network = if plan.has_network_faults() {
+        let tag = format!("warren-{:08x}", run_id as u32);
+        match NetworkFaults::start(plan, &broker.uris(), &tag).await {
+            Ok(network) => {
+                let server = plan.proxy.toxiproxy.as_deref().unwrap_or("embedded");
+                console.line(format!("clients go through Toxiproxy proxies ({server}): publishers {:?}, consumers {:?}", ports(&network.publisher_uris()), ports(&network.consumer_uris())));
+                Some(Arc::new(network))
+            }
+            Err(error) => {
+                return (
+                    broker,
+                    Err(error).context("the proxies for network faults could not be made"),
+                );
+            }
+        }
+    } else {
+        None
+    };
+    let commands = match &plan.broker {
+        BrokerPlan::External(external) => Some(external.commands.clone()),
+        BrokerPlan::Managed(_) => None,
+    };
+    let uris = broker.uris();
+    let broker = Arc::new(Mutex::new(broker));
+    let nodes = Arc::new(NodeFaults::new(broker.clone(), commands, queue, plan.seed));
+    let runner = FaultRunner::new(occurrences, network.clone(), nodes, !console.quiet);
+    let (started_tx, started_rx) = oneshot::channel();
+    let faults_cancel = cancel.child_token();
+    let quiet = console.quiet;
+    let options = WorkloadOptions {
+        on_progress: Some(Box::new(move |line: &ProgressLine| {
+            if !quiet {
+                let t = line.totals;
+                println!(
+                    "[{:>6.1}s] {:10} sent {:>9}  confirmed {:>9}  delivered {:>9}",
+                    line.elapsed.as_secs_f64(),
+                    line.phase,
+                    t.sent,
+                    t.confirmed,
+                    t.fresh
+                );
+            }
+        })),
+        publisher_uris: network.as_ref().map(|n| n.publisher_uris()),
+        consumer_uris: network.as_ref().map(|n| n.consumer_uris()),
+        on_start: Some(started_tx),
+        run_id: Some(run_id),
+        ..WorkloadOptions::default()
+    };
+    let (outcome, faults) = tokio::join!(
+        async {
+            let outcome = workload::run(plan, &uris, options, cancel).await;
+            faults_cancel.cancel();
+            outcome
+        },
+        runner.run(started_rx, faults_cancel.clone()),
+    );
+    runner.heal().await;
+    drop(runner);
+    let mut leftover_toxics = Vec::new();
+    if let Some(network) = network {
+        leftover_toxics = network.leftover_toxics().await.unwrap_or_default();
+        if let Ok(network) = Arc::try_unwrap(network) {
+            network.stop().await;
+        }
+    }
+    let broker = match Arc::try_unwrap(broker) {
+        Ok(broker) => broker.into_inner(),
+        Err(_) => unreachable!("every fault task has ended, so nothing else holds the broker"),
+    };
+    (
+        broker,
+        Ok(Driven {
+            outcome,
+            faults,
+            leftover_toxics,
+        }),
+    )
+}
+
+fn ports(uris: &[crate::redact::BrokerUri]) -> Vec<u16> {
+    uris.iter().map(|u| u.port()).collect()
+}

@@ -1,0 +1,250 @@
+//! Node faults: restart, kill -9 (and start again), pause (SIGSTOP/SIGCONT), memory and
+//! disk alarms, node loss. On warren's own nodes they go through the broker module and
+//! rabbitmqctl; on an external broker through the commands the scenario gives.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{Broker, BrokerError};
+use crate::scenario::{FaultAction, NodeCommands, NodeSelector};
+use crate::workload::pacing::splitmix;
+
+/// The memory watermark that raises the memory alarm at once, and the default it goes back to.
+const ALARM_WATERMARK: &str = "0.000001";
+const NORMAL_WATERMARK: &str = "0.4";
+/// The free-disk limit that raises the disk alarm at once, and the default it goes back to.
+const ALARM_DISK_LIMIT: &str = "100000GB";
+const NORMAL_DISK_LIMIT: &str = "50MB";
+
+/// Why a node fault could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeFaultError {
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("`{command}` failed: {output}")]
+    Command { command: String, output: String },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// What node faults act on.
+pub struct NodeFaults {
+    broker: Arc<Mutex<Broker>>,
+    commands: Option<NodeCommands>,
+    /// The run's queue, whose leader `node = "leader"` names.
+    queue: String,
+    seed: u64,
+    draws: AtomicU64,
+}
+
+impl NodeFaults {
+    /// Node faults on `broker`; `commands` for an external one.
+    pub fn new(
+        broker: Arc<Mutex<Broker>>,
+        commands: Option<NodeCommands>,
+        queue: String,
+        seed: u64,
+    ) -> Self {
+        Self {
+            broker,
+            commands,
+            queue,
+            seed,
+            draws: AtomicU64::new(0),
+        }
+    }
+
+    /// Which node a selector means now.
+    ///
+    /// # Errors
+    /// [`NodeFaultError`] when the leader cannot be found.
+    pub async fn resolve(&self, selector: NodeSelector) -> Result<usize, NodeFaultError> {
+        let mut broker = self.broker.lock().await;
+        let count = broker.uris().len().max(1);
+        match selector {
+            NodeSelector::Index(i) => Ok(i),
+            NodeSelector::Random => Ok((splitmix(
+                self.seed ^ self.draws.fetch_add(1, Ordering::Relaxed),
+            ) % count as u64) as usize),
+            NodeSelector::Leader => match &mut *broker {
+                Broker::Managed(cluster) => {
+                    let leader = cluster.queue_leader(&self.queue).await?;
+                    cluster
+                        .specs()
+                        .iter()
+                        .position(|s| s.name == leader)
+                        .ok_or_else(|| {
+                            NodeFaultError::Unsupported(format!(
+                                "the leader {leader} is not one of warren's nodes"
+                            ))
+                        })
+                }
+                Broker::External(_) => Err(NodeFaultError::Unsupported(
+                    "node = \"leader\" needs a managed broker".into(),
+                )),
+            },
+        }
+    }
+
+    /// Makes a node fault: the action, the wait of `lasting` (cut short by `cancel`), then
+    /// what undoes it. Returns the node it hit.
+    ///
+    /// # Errors
+    /// [`NodeFaultError`] from the broker or a command.
+    pub async fn run(
+        &self,
+        action: &FaultAction,
+        lasting: Option<Duration>,
+        cancel: &CancellationToken,
+    ) -> Result<usize, NodeFaultError> {
+        let (node, first, then): (NodeSelector, Step, Option<Step>) = match action {
+            FaultAction::BrokerRestart { node } if lasting.is_some() => {
+                (*node, Step::Stop, Some(Step::Start))
+            }
+            FaultAction::BrokerRestart { node } => (*node, Step::Restart, None),
+            FaultAction::BrokerKill { node } => (*node, Step::Kill, Some(Step::Start)),
+            FaultAction::BrokerPause { node } => (*node, Step::Pause, Some(Step::Resume)),
+            FaultAction::MemoryAlarm { node } => (
+                *node,
+                Step::Ctl(&["set_vm_memory_high_watermark", ALARM_WATERMARK]),
+                Some(Step::Ctl(&[
+                    "set_vm_memory_high_watermark",
+                    NORMAL_WATERMARK,
+                ])),
+            ),
+            FaultAction::DiskAlarm { node } => (
+                *node,
+                Step::Ctl(&["set_disk_free_limit", ALARM_DISK_LIMIT]),
+                Some(Step::Ctl(&["set_disk_free_limit", NORMAL_DISK_LIMIT])),
+            ),
+            FaultAction::NodeKill { node } => (*node, Step::Kill, lasting.map(|_| Step::Start)),
+            FaultAction::Down { .. } | FaultAction::Toxic { .. } => {
+                return Err(NodeFaultError::Unsupported("not a node fault".into()));
+            }
+        };
+        let index = self.resolve(node).await?;
+        self.step(first, index, cancel).await?;
+        if let Some(then) = then {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = tokio::time::sleep(lasting.unwrap_or_default()) => {}
+            }
+            // Undoing is not cut short: a paused node must be resumed, an alarm cleared.
+            self.step(then, index, &CancellationToken::new()).await?;
+        }
+        Ok(index)
+    }
+
+    async fn step(
+        &self,
+        step: Step,
+        index: usize,
+        cancel: &CancellationToken,
+    ) -> Result<(), NodeFaultError> {
+        let mut broker = self.broker.lock().await;
+        match &mut *broker {
+            Broker::Managed(cluster) => {
+                match step {
+                    Step::Restart => cluster.restart(index, cancel).await?,
+                    Step::Stop => cluster.stop_node(index).await?,
+                    Step::Kill => cluster.kill(index).await?,
+                    Step::Start => cluster.start_node(index, cancel).await?,
+                    Step::Pause => cluster.pause(index)?,
+                    Step::Resume => cluster.resume(index)?,
+                    Step::Ctl(args) => {
+                        let name = cluster.specs()[index].name.clone();
+                        cluster
+                            .ctl()
+                            .run(&name, args, Duration::from_secs(60))
+                            .await?;
+                    }
+                }
+                Ok(())
+            }
+            Broker::External(_) => {
+                let commands = self.commands.clone().unwrap_or_default();
+                let (template, args): (Option<String>, &[&str]) = match step {
+                    Step::Restart => (commands.restart, &[]),
+                    Step::Stop | Step::Kill => (commands.kill, &[]),
+                    Step::Start => (commands.start, &[]),
+                    Step::Pause => (commands.pause, &[]),
+                    Step::Resume => (commands.resume, &[]),
+                    Step::Ctl(args) => (commands.rabbitmqctl, args),
+                };
+                let template = template.ok_or_else(|| {
+                    NodeFaultError::Unsupported("no command for this node fault".into())
+                })?;
+                run_command(&template, args, index).await
+            }
+        }
+    }
+
+    /// After any exit path: every managed node resumed and every alarm cleared.
+    pub async fn heal(&self) {
+        let mut broker = self.broker.lock().await;
+        if let Broker::Managed(cluster) = &mut *broker {
+            for (index, spec) in cluster.specs().iter().enumerate() {
+                let _ = cluster.resume(index);
+                for args in [
+                    ["set_vm_memory_high_watermark", NORMAL_WATERMARK],
+                    ["set_disk_free_limit", NORMAL_DISK_LIMIT],
+                ] {
+                    let _ = cluster
+                        .ctl()
+                        .run(&spec.name, &args, Duration::from_secs(30))
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+/// One thing done to a node.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Restart,
+    Stop,
+    Kill,
+    Start,
+    Pause,
+    Resume,
+    Ctl(&'static [&'static str]),
+}
+
+/// Runs an external-broker command with `{node}` replaced by the node index and `args`
+/// appended (for rabbitmqctl).
+async fn run_command(template: &str, args: &[&str], node: usize) -> Result<(), NodeFaultError> {
+    let mut command_line = template.replace("{node}", &node.to_string());
+    for arg in args {
+        command_line.push(' ');
+        command_line.push_str(arg);
+    }
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(&command_line)
+            .env("WARREN_NODE", node.to_string())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await;
+    let failed = |output: String| NodeFaultError::Command {
+        command: command_line.clone(),
+        output,
+    };
+    match output {
+        Err(_) => Err(failed("no end within 120 s".into())),
+        Ok(Err(e)) => Err(failed(e.to_string())),
+        Ok(Ok(out)) if out.status.success() => Ok(()),
+        Ok(Ok(out)) => Err(failed(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))),
+    }
+}

@@ -1,0 +1,192 @@
+//! Runs the fault timeline against a live run: each occurrence waits for its time, is made,
+//! lasts, and is taken back; on every exit path (the end, an error, Ctrl-C) whatever is
+//! in effect is taken back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::network::NetworkFaults;
+use super::nodes::NodeFaults;
+use super::timeline::{Occurrence, describe_action};
+use crate::metrics::Clock;
+use crate::scenario::FaultAction;
+
+/// What happened to one occurrence.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultRecord {
+    pub label: String,
+    pub action: String,
+    /// Planned start, seconds from the start of publishing.
+    pub planned_s: f64,
+    /// Clock readings (ns since the Unix epoch) when it began and ended; `ended_ns` unset
+    /// for a fault that is never taken back (node_kill without `for`).
+    pub started_ns: u64,
+    pub ended_ns: Option<u64>,
+    /// The node hit, for node faults.
+    pub node: Option<usize>,
+    /// "applied", "not started: the run ended", or why it failed.
+    pub outcome: String,
+}
+
+impl FaultRecord {
+    /// True when the fault was made.
+    pub fn applied(&self) -> bool {
+        self.outcome == "applied"
+    }
+}
+
+/// Runs faults on a timeline.
+pub struct FaultRunner {
+    occurrences: Vec<Occurrence>,
+    network: Option<Arc<NetworkFaults>>,
+    nodes: Arc<NodeFaults>,
+    /// Prints a line when a fault begins and ends.
+    announce: bool,
+}
+
+impl FaultRunner {
+    /// A runner for `occurrences`, making network faults through `network`.
+    pub fn new(
+        occurrences: Vec<Occurrence>,
+        network: Option<Arc<NetworkFaults>>,
+        nodes: Arc<NodeFaults>,
+        announce: bool,
+    ) -> Self {
+        Self {
+            occurrences,
+            network,
+            nodes,
+            announce,
+        }
+    }
+
+    /// Waits for publishing to start, then runs every occurrence at its time. Returns when
+    /// all are done or `cancel` fires (faults in effect are then taken back first).
+    pub async fn run(
+        &self,
+        started: oneshot::Receiver<(Instant, Clock)>,
+        cancel: CancellationToken,
+    ) -> Vec<FaultRecord> {
+        let (start, clock) = tokio::select! {
+            () = cancel.cancelled() => return Vec::new(),
+            started = started => match started {
+                Ok(started) => started,
+                Err(_) => return Vec::new(),
+            },
+        };
+        let mut tasks = tokio::task::JoinSet::new();
+        for occurrence in self.occurrences.iter().cloned() {
+            let network = self.network.clone();
+            let nodes = self.nodes.clone();
+            let cancel = cancel.clone();
+            let announce = self.announce;
+            tasks.spawn(async move {
+                let record =
+                    run_one(occurrence, start, clock, network, nodes, cancel, announce).await;
+                if announce && record.started_ns > 0 {
+                    println!(
+                        "[{:>6.1}s] fault {} {}: {}",
+                        start.elapsed().as_secs_f64(),
+                        record.label,
+                        if record.applied() { "ends" } else { "failed" },
+                        record.outcome
+                    );
+                }
+                record
+            });
+        }
+        let mut records: Vec<FaultRecord> = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok(record) = joined {
+                records.push(record);
+            }
+        }
+        records.sort_by(|a, b| a.planned_s.total_cmp(&b.planned_s));
+        records
+    }
+
+    /// After any exit path: proxies without toxics and enabled, nodes resumed, alarms cleared.
+    pub async fn heal(&self) {
+        if let Some(network) = &self.network {
+            network.heal().await;
+        }
+        if self.occurrences.iter().any(|o| {
+            !matches!(
+                o.action,
+                FaultAction::Down { .. } | FaultAction::Toxic { .. }
+            )
+        }) {
+            self.nodes.heal().await;
+        }
+    }
+}
+
+async fn run_one(
+    occurrence: Occurrence,
+    start: Instant,
+    clock: Clock,
+    network: Option<Arc<NetworkFaults>>,
+    nodes: Arc<NodeFaults>,
+    cancel: CancellationToken,
+    announce: bool,
+) -> FaultRecord {
+    let mut record = FaultRecord {
+        label: occurrence.label.clone(),
+        action: describe_action(&occurrence.action),
+        planned_s: occurrence.start.as_secs_f64(),
+        started_ns: 0,
+        ended_ns: None,
+        node: None,
+        outcome: "not started: the run ended".into(),
+    };
+    tokio::select! {
+        () = cancel.cancelled() => return record,
+        () = tokio::time::sleep_until((start + occurrence.start).into()) => {}
+    }
+    record.started_ns = clock.now_ns();
+    if announce {
+        println!(
+            "[{:>6.1}s] fault {} begins: {}",
+            start.elapsed().as_secs_f64(),
+            record.label,
+            record.action
+        );
+    }
+    match &occurrence.action {
+        FaultAction::Down { .. } | FaultAction::Toxic { .. } => {
+            let Some(network) = network else {
+                record.outcome = "failed: no proxy on the client paths".into();
+                return record;
+            };
+            match network.apply(&occurrence.action).await {
+                Ok(applied) => {
+                    // In effect from now on.
+                    record.started_ns = clock.now_ns();
+                    tokio::select! {
+                        () = cancel.cancelled() => {}
+                        () = tokio::time::sleep(occurrence.lasting.unwrap_or(Duration::ZERO)) => {}
+                    }
+                    network.revert(&applied).await;
+                    record.ended_ns = Some(clock.now_ns());
+                    record.outcome = "applied".into();
+                }
+                Err(error) => record.outcome = format!("failed: {error}"),
+            }
+        }
+        action => match nodes.run(action, occurrence.lasting, &cancel).await {
+            Ok(node) => {
+                record.node = Some(node);
+                let never_taken_back =
+                    matches!(action, FaultAction::NodeKill { .. }) && occurrence.lasting.is_none();
+                record.ended_ns = (!never_taken_back).then(|| clock.now_ns());
+                record.outcome = "applied".into();
+            }
+            Err(error) => record.outcome = format!("failed: {error}"),
+        },
+    }
+    record
+}
