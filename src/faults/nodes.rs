@@ -39,6 +39,8 @@ pub struct NodeFaults {
     queue: String,
     seed: u64,
     draws: AtomicU64,
+    /// Faults made and not yet taken back: (node, the step that undoes it).
+    pending: std::sync::Mutex<Vec<(usize, Step)>>,
 }
 
 impl NodeFaults {
@@ -55,6 +57,7 @@ impl NodeFaults {
             queue,
             seed,
             draws: AtomicU64::new(0),
+            pending: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -129,14 +132,24 @@ impl NodeFaults {
         let index = self.resolve(node).await?;
         self.step(first, index, cancel).await?;
         if let Some(then) = then {
+            self.pending().push((index, then));
             tokio::select! {
                 () = cancel.cancelled() => {}
                 () = tokio::time::sleep(lasting.unwrap_or_default()) => {}
             }
             // Undoing is not cut short: a paused node must be resumed, an alarm cleared.
+            // Should it fail (another fault holds the node), `heal` tries again.
             self.step(then, index, &CancellationToken::new()).await?;
+            let mut pending = self.pending();
+            if let Some(at) = pending.iter().position(|(n, s)| *n == index && *s == then) {
+                pending.remove(at);
+            }
         }
         Ok(index)
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<(usize, Step)>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn step(
@@ -145,6 +158,23 @@ impl NodeFaults {
         index: usize,
         cancel: &CancellationToken,
     ) -> Result<(), NodeFaultError> {
+        if let Some(commands) = &self.commands {
+            // An external broker: a command, and no lock, so undoing one fault never waits
+            // for another fault's command.
+            let commands = commands.clone();
+            let (template, args): (Option<String>, &[&str]) = match step {
+                Step::Restart => (commands.restart, &[]),
+                Step::Stop | Step::Kill => (commands.kill, &[]),
+                Step::Start => (commands.start, &[]),
+                Step::Pause => (commands.pause, &[]),
+                Step::Resume => (commands.resume, &[]),
+                Step::Ctl(args) => (commands.rabbitmqctl, args),
+            };
+            let template = template.ok_or_else(|| {
+                NodeFaultError::Unsupported("no command for this node fault".into())
+            })?;
+            return run_command(&template, args, index).await;
+        }
         let mut broker = self.broker.lock().await;
         match &mut *broker {
             Broker::Managed(cluster) => {
@@ -165,26 +195,23 @@ impl NodeFaults {
                 }
                 Ok(())
             }
-            Broker::External(_) => {
-                let commands = self.commands.clone().unwrap_or_default();
-                let (template, args): (Option<String>, &[&str]) = match step {
-                    Step::Restart => (commands.restart, &[]),
-                    Step::Stop | Step::Kill => (commands.kill, &[]),
-                    Step::Start => (commands.start, &[]),
-                    Step::Pause => (commands.pause, &[]),
-                    Step::Resume => (commands.resume, &[]),
-                    Step::Ctl(args) => (commands.rabbitmqctl, args),
-                };
-                let template = template.ok_or_else(|| {
-                    NodeFaultError::Unsupported("no command for this node fault".into())
-                })?;
-                run_command(&template, args, index).await
-            }
+            Broker::External(_) => Err(NodeFaultError::Unsupported(
+                "an external broker without fault commands".into(),
+            )),
         }
     }
 
-    /// After any exit path: every managed node resumed and every alarm cleared.
+    /// After any exit path: what is still in effect is taken back, paused nodes first (a
+    /// paused node answers nothing, not even an alarm being cleared); on managed brokers
+    /// every node is also resumed and every alarm cleared.
     pub async fn heal(&self) {
+        let mut left: Vec<(usize, Step)> = std::mem::take(&mut *self.pending());
+        left.sort_by_key(|(_, step)| !matches!(step, Step::Resume));
+        for (index, step) in left {
+            if let Err(error) = self.step(step, index, &CancellationToken::new()).await {
+                tracing::error!(%error, node = index, "could not take a node fault back");
+            }
+        }
         let mut broker = self.broker.lock().await;
         if let Broker::Managed(cluster) = &mut *broker {
             for (index, spec) in cluster.specs().iter().enumerate() {
@@ -204,7 +231,7 @@ impl NodeFaults {
 }
 
 /// One thing done to a node.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     Restart,
     Stop,

@@ -28,6 +28,9 @@ use crate::scenario::{OnFailure, PublisherPlan};
 /// How long opening a channel (with confirm.select and the declarations) may take.
 pub const OPEN_WITHIN: Duration = Duration::from_secs(10);
 
+/// With no deadline, how long a publisher tries to reconnect before it gives up.
+const RECONNECT_GIVE_UP: Duration = Duration::from_secs(300);
+
 /// Without confirms, how many publishes may wait to be handed to the connection.
 const UNCONFIRMED_PIPELINE: usize = 256;
 
@@ -151,7 +154,11 @@ impl Publisher {
                 self.abandon_all("the finishing time after the end of publishing ran out");
                 return;
             }
-            let give_up = self.give_up_at();
+            // A run bounded by a message count has no finishing time while it publishes:
+            // it gives up after a long time without any connection instead.
+            let give_up = self
+                .give_up_at()
+                .or_else(|| Some(tokio::time::Instant::now() + RECONNECT_GIVE_UP));
             let leased = tokio::select! {
                 leased = self.setup.link.lease(failed_generation, &cancel) => leased,
                 () = sleep_until(give_up), if give_up.is_some() => {

@@ -200,16 +200,26 @@ impl Running {
                 while let Ok(line) = self.stdout.recv_timeout(Duration::from_millis(200)) {
                     self.seen.push(line);
                 }
-                return (status.code().unwrap_or(-1), self.seen);
+                return (status.code().unwrap_or(-1), std::mem::take(&mut self.seen));
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
                 panic!(
                     "warren did not exit within {timeout:?}; output {:#?}",
-                    self.seen
+                    std::mem::take(&mut self.seen)
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A failed test must not leave warren running (it would hold the test's pipes).
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }

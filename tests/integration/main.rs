@@ -3,6 +3,7 @@
 
 mod bad_scenarios;
 mod broker_command;
+mod faults;
 mod helpers;
 mod managed_nodes;
 mod run_command;
