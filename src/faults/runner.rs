@@ -164,8 +164,6 @@ async fn run_one(
             };
             match network.apply(&occurrence.action).await {
                 Ok(applied) => {
-                    // In effect from now on.
-                    record.started_ns = clock.now_ns();
                     tokio::select! {
                         () = cancel.cancelled() => {}
                         () = tokio::time::sleep(occurrence.lasting.unwrap_or(Duration::ZERO)) => {}
