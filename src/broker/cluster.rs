@@ -230,15 +230,7 @@ impl ManagedCluster {
         name_part: &str,
         reason: &str,
     ) -> Result<usize, BrokerError> {
-        let node =
-            self.status()
-                .await?
-                .running_nodes
-                .first()
-                .cloned()
-                .ok_or(BrokerError::NotRunning {
-                    node: "any node".into(),
-                })?;
+        let node = self.first_running_node().await?;
         let timeout = Duration::from_secs(30);
         let listing = self
             .ctl
@@ -269,20 +261,24 @@ impl ManagedCluster {
         Ok(closed)
     }
 
+    /// The name of a running node, as rabbitmqctl cluster_status lists them.
+    async fn first_running_node(&mut self) -> Result<String, BrokerError> {
+        let status = self.status().await?;
+        status
+            .running_nodes
+            .first()
+            .cloned()
+            .ok_or(BrokerError::NotRunning {
+                node: "any node".into(),
+            })
+    }
+
     /// The node leading `queue`: its leader (quorum, stream) or the node holding it (classic).
     ///
     /// # Errors
     /// [`BrokerError::Ctl`] when rabbitmqctl fails or does not list the queue.
     pub async fn queue_leader(&mut self, queue: &str) -> Result<String, BrokerError> {
-        let node =
-            self.status()
-                .await?
-                .running_nodes
-                .first()
-                .cloned()
-                .ok_or(BrokerError::NotRunning {
-                    node: "any node".into(),
-                })?;
+        let node = self.first_running_node().await?;
         let listing = self
             .ctl
             .run(
