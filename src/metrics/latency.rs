@@ -49,6 +49,11 @@ impl Latencies {
             .saturating_record(micros(sent_ns, delivered_ns));
     }
 
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.confirm_us.is_empty() && self.e2e_intended_us.is_empty() && self.e2e_sent_us.is_empty()
+    }
+
     /// Adds another task's histograms (exact: counts add bucket by bucket).
     pub fn add(&mut self, other: &Latencies) {
         for (mine, theirs) in [

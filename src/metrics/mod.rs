@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod clock;
 pub mod latency;
+pub mod series;
 
 pub use clock::Clock;
 pub use latency::Latencies;

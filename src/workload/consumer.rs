@@ -19,9 +19,11 @@ use super::topology::Topology;
 use crate::amqp::{AmqpChannel, Deliveries, Delivery, Failure, FailureKind, within};
 use crate::events::{EventKind, EventLog};
 use crate::ledger::DeliveryShard;
+use crate::metrics::Clock;
 use crate::metrics::activity::Activity;
-use crate::metrics::{Clock, Latencies};
+use crate::metrics::series::{Recorder, Sample};
 use crate::scenario::{AckMode, ConsumerPlan};
+use tokio::sync::mpsc::UnboundedSender;
 
 /// A partial batch of acknowledgements waits at most this long for more deliveries.
 const ACK_FLUSH_AFTER: Duration = Duration::from_millis(100);
@@ -57,12 +59,13 @@ pub struct ConsumerSetup {
     /// Told once the first basic.consume succeeded.
     pub ready: Option<oneshot::Sender<()>>,
     pub sabotage: Sabotage,
+    /// Where this consumer's seconds go.
+    pub samples: UnboundedSender<Sample>,
 }
 
 /// What a consumer hands back when it ends.
 pub struct ConsumerReport {
     pub shard: DeliveryShard,
-    pub latencies: Latencies,
     /// Deliveries the sabotage dropped or doubled: (producer, sequence number).
     pub sabotaged_dropped: Vec<(u32, u64)>,
     pub sabotaged_doubled: Vec<(u32, u64)>,
@@ -82,7 +85,7 @@ struct Consumer {
     setup: ConsumerSetup,
     source: String,
     shard: DeliveryShard,
-    latencies: Latencies,
+    recorder: Recorder,
     report_dropped: Vec<(u32, u64)>,
     report_doubled: Vec<(u32, u64)>,
     fresh: u64,
@@ -95,7 +98,10 @@ pub async fn run(setup: ConsumerSetup) -> ConsumerReport {
     let mut consumer = Consumer {
         source: format!("consumer {}", setup.index),
         shard: DeliveryShard::new(setup.producers),
-        latencies: Latencies::default(),
+        recorder: Recorder::new(
+            setup.clock.ns_at(setup.clock.origin()),
+            setup.samples.clone(),
+        ),
         report_dropped: Vec::new(),
         report_doubled: Vec::new(),
         fresh: 0,
@@ -104,9 +110,9 @@ pub async fn run(setup: ConsumerSetup) -> ConsumerReport {
         setup,
     };
     consumer.run().await;
+    consumer.recorder.finish();
     ConsumerReport {
         shard: consumer.shard,
-        latencies: consumer.latencies,
         sabotaged_dropped: consumer.report_dropped,
         sabotaged_doubled: consumer.report_doubled,
         last_delivery_ns: consumer.last_delivery_ns,
@@ -211,6 +217,9 @@ impl Consumer {
         let mut acks = FuturesUnordered::new();
         let flush = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(flush);
+        // Hands quiet seconds over too.
+        let mut second = tokio::time::interval(Duration::from_secs(1));
+        second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -259,6 +268,7 @@ impl Consumer {
                     acks.push(channel.ack(last_tag, true));
                     unacked = 0;
                 }
+                _ = second.tick() => self.recorder.tick(self.setup.clock.now_ns()),
             }
         }
     }
@@ -267,6 +277,8 @@ impl Consumer {
     #[inline]
     fn handle(&mut self, delivery: Delivery) {
         let now_ns = self.setup.clock.now_ns();
+        self.recorder.tick(now_ns);
+        self.recorder.counts.deliveries += 1;
         match message::decode(&delivery.body, self.setup.run_id) {
             Ok(header) => {
                 let count = self.shard.deliveries + 1;
@@ -283,12 +295,19 @@ impl Consumer {
                         header.attempt,
                         order,
                     );
+                    if !fresh {
+                        self.recorder.counts.duplicates += 1;
+                    }
                     if fresh {
                         self.fresh += 1;
+                        self.recorder.counts.delivered += 1;
                         self.last_delivery_ns = now_ns;
                         self.activity.note(now_ns);
-                        self.latencies
-                            .record_delivery(header.intended_ns, header.sent_ns, now_ns);
+                        self.recorder.latencies.record_delivery(
+                            header.intended_ns,
+                            header.sent_ns,
+                            now_ns,
+                        );
                     }
                     if sabotage.double_every.is_some_and(|k| count % k == 0) {
                         self.shard.record(

@@ -28,6 +28,7 @@ use crate::amqp::{AmqpChannel, Failure, within};
 use crate::events::{Event, EventKind, EventLog};
 use crate::ledger::{Verdict, decide};
 use crate::metrics::activity::Activity;
+use crate::metrics::series::{Sample, Series};
 use crate::metrics::{Clock, Latencies};
 use crate::redact::BrokerUri;
 use crate::scenario::{AckMode, BodySize, Plan};
@@ -66,6 +67,66 @@ pub struct ProgressLine {
     pub elapsed: Duration,
     pub phase: &'static str,
     pub totals: Totals,
+    /// The last complete second, when one is known.
+    pub last_second: Option<SecondStats>,
+}
+
+/// Rates and tail latencies of one second.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SecondStats {
+    pub sent_per_s: u64,
+    pub delivered_per_s: u64,
+    pub p99_e2e_ms: Option<f64>,
+    pub p99_confirm_ms: Option<f64>,
+}
+
+/// Receives the tasks' seconds as they end.
+struct Collector {
+    series: Series,
+    samples: mpsc::UnboundedReceiver<Sample>,
+    origin: Instant,
+}
+
+impl Collector {
+    /// Takes what has arrived.
+    fn poll(&mut self) {
+        while let Ok(sample) = self.samples.try_recv() {
+            self.series.add(sample);
+        }
+    }
+
+    /// Takes everything, once every task has ended.
+    async fn finish(mut self) -> Series {
+        while let Some(sample) = self.samples.recv().await {
+            self.series.add(sample);
+        }
+        self.series
+    }
+
+    /// Live figures for a progress line.
+    fn line(&mut self, elapsed: Duration, phase: &'static str, totals: Totals) -> ProgressLine {
+        self.poll();
+        let complete = self.origin.elapsed().as_secs().checked_sub(1);
+        let last_second = complete
+            .and_then(|index| self.series.second(index as u32))
+            .map(|(counts, latencies)| {
+                let p99 = |h: &hdrhistogram::Histogram<u64>| {
+                    (!h.is_empty()).then(|| h.value_at_quantile(0.99) as f64 / 1_000.0)
+                };
+                SecondStats {
+                    sent_per_s: counts.sent,
+                    delivered_per_s: counts.delivered,
+                    p99_e2e_ms: p99(&latencies.e2e_intended_us),
+                    p99_confirm_ms: p99(&latencies.confirm_us),
+                }
+            });
+        ProgressLine {
+            elapsed,
+            phase,
+            totals,
+            last_second,
+        }
+    }
 }
 
 /// Why the workload could not run at all (infrastructure; exit code 3).
@@ -91,7 +152,10 @@ pub struct WorkloadOutcome {
     pub run_id: u64,
     pub queue: String,
     pub verdict: Verdict,
+    /// The whole run's latencies (the sum of `series`).
     pub latencies: Latencies,
+    /// Per-second counts and latencies, from the clock's origin.
+    pub series: Series,
     pub events: Vec<Event>,
     /// From the first message due to the last new message sent.
     pub publishing: Duration,
@@ -133,6 +197,12 @@ pub async fn run(
     let clock = Clock::start();
     let run_id = options.run_id.unwrap_or_else(random_run_id);
     let events = EventLog::new(clock);
+    let (sample_sink, samples) = mpsc::unbounded_channel();
+    let mut collector = Collector {
+        series: Series::default(),
+        samples,
+        origin: clock.origin(),
+    };
     let topology = Arc::new(Topology::from_plan(plan, run_id));
     let uris: Arc<[BrokerUri]> = uris.into();
     let setup_link = Link::new(
@@ -184,6 +254,7 @@ pub async fn run(
             snapshots,
             ready: Some(ready_tx),
             sabotage: options.sabotage,
+            samples: sample_sink.clone(),
         })));
     }
     let all_ready = tokio::select! {
@@ -241,6 +312,7 @@ pub async fn run(
             counters,
             events: events.clone(),
             cancel: publisher_cancel.clone(),
+            samples: sample_sink.clone(),
         })));
     }
 
@@ -256,8 +328,9 @@ pub async fn run(
         tokio::select! {
             reports = &mut publishers_done => break reports,
             _ = ticker.tick() => {
+                let line = collector.line(start.elapsed(), "publishing", totals());
                 if let Some(report) = options.on_progress.as_mut() {
-                    report(&ProgressLine { elapsed: start.elapsed(), phase: "publishing", totals: totals() });
+                    report(&line);
                 }
             }
         }
@@ -282,12 +355,9 @@ pub async fn run(
         DrainResult::interrupted()
     } else {
         let mut on_tick = |t: Totals| {
+            let line = collector.line(start.elapsed(), "draining", t);
             if let Some(report) = options.on_progress.as_mut() {
-                report(&ProgressLine {
-                    elapsed: start.elapsed(),
-                    phase: "draining",
-                    totals: t,
-                });
+                report(&line);
             }
         };
         drain::drain(drain::DrainInputs {
@@ -334,13 +404,9 @@ pub async fn run(
         link.close().await;
     }
 
-    let mut latencies = Latencies::default();
-    for report in &publisher_reports {
-        latencies.add(&report.latencies);
-    }
-    for report in &consumer_reports {
-        latencies.add(&report.latencies);
-    }
+    drop(sample_sink);
+    let series = collector.finish().await;
+    let latencies = series.total_latencies();
     let shards: Vec<_> = consumer_reports.iter().map(|r| r.shard.clone()).collect();
     let ledger_bytes = ledgers.iter().map(|l| l.memory_bytes()).sum::<u64>()
         + shards.iter().map(|s| s.memory_bytes()).sum::<u64>();
@@ -356,6 +422,7 @@ pub async fn run(
         queue: topology.queue.name.clone(),
         verdict,
         latencies,
+        series,
         events: events.snapshot(),
         publishing: publishing_ended.saturating_duration_since(start),
         delivering: Duration::from_nanos(

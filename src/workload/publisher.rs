@@ -21,9 +21,11 @@ use super::topology::Topology;
 use crate::amqp::{AmqpChannel, Failure, FailureKind, PublishOutcome, PublishTarget, within};
 use crate::events::{EventKind, EventLog};
 use crate::ledger::PublishLedger;
+use crate::metrics::Clock;
 use crate::metrics::activity::Activity;
-use crate::metrics::{Clock, Latencies};
+use crate::metrics::series::{Recorder, Sample};
 use crate::scenario::{OnFailure, PublisherPlan};
+use tokio::sync::mpsc::UnboundedSender;
 
 /// How long opening a channel (with confirm.select and the declarations) may take.
 pub const OPEN_WITHIN: Duration = Duration::from_secs(10);
@@ -54,12 +56,13 @@ pub struct PublisherSetup {
     pub counters: Arc<PublisherCounters>,
     pub events: EventLog,
     pub cancel: CancellationToken,
+    /// Where this publisher's seconds go.
+    pub samples: UnboundedSender<Sample>,
 }
 
 /// What a publisher hands back when it ends.
 pub struct PublisherReport {
     pub ledger: PublishLedger,
-    pub latencies: Latencies,
     /// When it sent its last new message (the end of its publishing phase).
     pub publishing_ended: Option<Instant>,
     /// When the broker confirmed messages (gaps only), for recovery times.
@@ -86,7 +89,7 @@ struct Publisher {
     setup: PublisherSetup,
     source: String,
     ledger: PublishLedger,
-    latencies: Latencies,
+    recorder: Recorder,
     target: PublishTarget,
     /// Sequence number of the next new message.
     next_seq: u32,
@@ -113,7 +116,10 @@ pub async fn run(setup: PublisherSetup) -> PublisherReport {
     let mut publisher = Publisher {
         source: format!("publisher {}", setup.producer),
         ledger: PublishLedger::new(setup.producer),
-        latencies: Latencies::default(),
+        recorder: Recorder::new(
+            setup.clock.ns_at(setup.clock.origin()),
+            setup.samples.clone(),
+        ),
         target: PublishTarget::new(
             &topology.exchange,
             &topology.routing_key,
@@ -137,9 +143,9 @@ pub async fn run(setup: PublisherSetup) -> PublisherReport {
         .counters
         .failures
         .set(publisher.ledger.indeterminate.len());
+    publisher.recorder.finish();
     PublisherReport {
         ledger: publisher.ledger,
-        latencies: publisher.latencies,
         publishing_ended: publisher.publishing_ended,
         activity: publisher.activity,
     }
@@ -282,6 +288,7 @@ impl Publisher {
                 () = sleep_until(wake), if wake.is_some() => {}
                 _ = tick.tick() => {
                     let now_ns = self.setup.clock.now_ns();
+                    self.recorder.tick(now_ns);
                     if self.window.oldest_sent_ns().is_some_and(|sent| now_ns.saturating_sub(sent) > confirm_timeout_ns) {
                         self.setup.events.record(&self.source, EventKind::ConfirmTimeout, format!("no confirm within {} ms", confirm_timeout_ns / 1_000_000));
                         // A broker that stopped answering: the connection is as good as lost.
@@ -389,6 +396,8 @@ impl Publisher {
         };
         message::encode(&mut body, &header);
         self.sent += 1;
+        self.recorder.tick(now_ns);
+        self.recorder.counts.sent += 1;
         if pending.attempt > 0 {
             self.ledger.republished += 1;
         }
@@ -403,7 +412,11 @@ impl Publisher {
             PublishOutcome::Acked => {
                 self.ledger.confirmed.insert(entry.seq);
                 let now_ns = self.setup.clock.now_ns();
-                self.latencies.record_confirm(entry.sent_ns, now_ns);
+                self.recorder.tick(now_ns);
+                self.recorder.counts.confirmed += 1;
+                self.recorder
+                    .latencies
+                    .record_confirm(entry.sent_ns, now_ns);
                 self.activity.note(now_ns);
                 self.setup
                     .counters
@@ -411,6 +424,7 @@ impl Publisher {
                     .set(self.ledger.confirmed.len());
             }
             PublishOutcome::Returned { acked } => {
+                self.recorder.counts.returned += 1;
                 self.ledger.returned.insert(entry.seq);
                 if acked {
                     self.ledger.confirmed.insert(entry.seq);
@@ -419,6 +433,7 @@ impl Publisher {
                 }
             }
             PublishOutcome::Nacked => {
+                self.recorder.counts.nacked += 1;
                 self.ledger.nacked.insert(entry.seq);
                 self.retry_or_drop(&[entry]);
             }

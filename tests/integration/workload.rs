@@ -68,6 +68,7 @@ fn start_with(
         elapsed: Duration::ZERO,
         phase: "starting",
         totals: Default::default(),
+        last_second: None,
     });
     options.on_progress = Some(Box::new(move |line: &ProgressLine| {
         let _ = tx.send(*line);
