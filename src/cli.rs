@@ -38,6 +38,29 @@ pub enum Command {
     Broker(BrokerArgs),
     /// Serve a Toxiproxy-compatible HTTP API (Toxiproxy 2.x) with warren's proxy engine, until Ctrl-C
     Toxiproxy(ToxiproxyArgs),
+    /// Rebuild report.html, the CSV files and junit.xml of a run folder from its summary.json
+    Report(ReportArgs),
+    /// Compare two runs side by side; with --fail-on-regression, exit 1 when the second is worse
+    Compare(CompareArgs),
+}
+
+/// `warren report`
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A run folder (holding summary.json)
+    pub run: PathBuf,
+}
+
+/// `warren compare`
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The run compared against (a run folder)
+    pub baseline: PathBuf,
+    /// The run being judged (a run folder)
+    pub candidate: PathBuf,
+    /// Exit 1 when delivered throughput fell, or p99 end-to-end latency rose, by more than this many percent
+    #[arg(long, value_name = "PCT")]
+    pub fail_on_regression: Option<f64>,
 }
 
 /// `warren toxiproxy`
@@ -69,6 +92,21 @@ pub struct RunArgs {
     /// Keep the private nodes' data and logs after the run (their folder is printed)
     #[arg(long)]
     pub keep: bool,
+
+    /// Live progress: a bar on a terminal, plain lines otherwise (auto), or always one of them
+    #[arg(long, value_enum, default_value_t = ProgressStyle::Auto)]
+    pub progress: ProgressStyle,
+}
+
+/// How live progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressStyle {
+    /// A bar when stdout is a terminal, plain lines otherwise
+    Auto,
+    /// A bar
+    Bar,
+    /// One line a second
+    Plain,
 }
 
 /// `warren validate`

@@ -2,13 +2,13 @@
 //! fails the run (exit code 1). Deliveries that were never published, and corrupted
 //! bodies, always fail it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ledger::Verdict;
 use crate::scenario::Gates;
 
 /// One gate, checked.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GateResult {
     pub name: String,
     /// The threshold, as the scenario gives it.

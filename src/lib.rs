@@ -37,5 +37,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Exit> 
         Command::Validate(args) => Ok(commands::validate::validate(&args)),
         Command::Broker(args) => Ok(commands::broker::broker(args, shutdown).await?),
         Command::Toxiproxy(args) => commands::toxiproxy::serve(&args, shutdown).await,
+        Command::Report(args) => commands::report::rebuild(&args),
+        Command::Compare(args) => commands::compare::compare(&args),
     }
 }

@@ -15,7 +15,7 @@ pub mod state;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 pub use cluster::{ClusterOptions, ManagedCluster};
@@ -113,7 +113,7 @@ pub struct StartOptions {
 }
 
 /// One node of the broker, as the run reports it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeInfo {
     /// Erlang node name (managed) or host:port (external).
     pub name: String,

@@ -8,10 +8,12 @@ use tokio::sync::{Mutex, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::Console;
+use super::progress::Progress;
 use crate::broker::Broker;
+use crate::cli::ProgressStyle;
 use crate::faults::network::NetworkFaults;
 use crate::faults::nodes::NodeFaults;
-use crate::faults::runner::{FaultRecord, FaultRunner};
+use crate::faults::runner::{Announce, FaultRecord, FaultRunner};
 use crate::faults::timeline::timeline;
 use crate::scenario::{BrokerPlan, Plan};
 use crate::workload::topology::Topology;
@@ -32,6 +34,7 @@ pub async fn drive(
     plan: &Plan,
     broker: Broker,
     console: &Console,
+    style: ProgressStyle,
     cancel: &CancellationToken,
 ) -> (Broker, anyhow::Result<Driven>) {
     let run_id = random_run_id();
@@ -71,24 +74,14 @@ pub async fn drive(
     let uris = broker.uris();
     let broker = Arc::new(Mutex::new(broker));
     let nodes = Arc::new(NodeFaults::new(broker.clone(), commands, queue, plan.seed));
-    let runner = FaultRunner::new(occurrences, network.clone(), nodes, !console.quiet);
+    let progress = Arc::new(Progress::new(style, console.quiet, plan.stop.duration));
+    let announce: Arc<dyn Announce> = progress.clone();
+    let runner = FaultRunner::new(occurrences, network.clone(), nodes, Some(announce));
     let (started_tx, started_rx) = oneshot::channel();
     let faults_cancel = cancel.child_token();
-    let quiet = console.quiet;
+    let live = progress.clone();
     let options = WorkloadOptions {
-        on_progress: Some(Box::new(move |line: &ProgressLine| {
-            if !quiet {
-                let t = line.totals;
-                println!(
-                    "[{:>6.1}s] {:10} sent {:>9}  confirmed {:>9}  delivered {:>9}",
-                    line.elapsed.as_secs_f64(),
-                    line.phase,
-                    t.sent,
-                    t.confirmed,
-                    t.fresh
-                );
-            }
-        })),
+        on_progress: Some(Box::new(move |line: &ProgressLine| live.update(line))),
         publisher_uris: network.as_ref().map(|n| n.publisher_uris()),
         consumer_uris: network.as_ref().map(|n| n.consumer_uris()),
         on_start: Some(started_tx),
@@ -103,6 +96,7 @@ pub async fn drive(
         },
         runner.run(started_rx, faults_cancel.clone()),
     );
+    progress.finish();
     runner.heal().await;
     drop(runner);
     let mut leftover_toxics = Vec::new();

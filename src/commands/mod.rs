@@ -1,7 +1,10 @@
 //! One module per command of the command line; each returns the exit code it decided.
 
 pub mod broker;
+pub mod compare;
 pub mod drive;
+pub mod progress;
+pub mod report;
 pub mod run;
 pub mod toxiproxy;
 pub mod validate;

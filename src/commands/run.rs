@@ -17,7 +17,7 @@ use crate::cli::RunArgs;
 use crate::exit::Exit;
 use crate::report::{RunContext, RunReport, console, files};
 use crate::scenario::units::format_duration;
-use crate::scenario::{self, BrokerPlan, Overrides, Plan};
+use crate::scenario::{self, BrokerPlan, Overrides, Plan, ReportFormat};
 use crate::timestamp::UtcTime;
 use crate::workload::WorkloadError;
 
@@ -81,7 +81,7 @@ pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<Exi
     let outcome = session(&broker, &plan, &console, startup, started_at, &cancel).await;
     let connected = matches!(&outcome, Ok(report) if report.connected == report.nodes.len());
     let (broker, driven) = if connected && !cancel.is_cancelled() {
-        let (broker, driven) = drive(&plan, broker, &console, &cancel).await;
+        let (broker, driven) = drive(&plan, broker, &console, args.progress, &cancel).await;
         (broker, Some(driven))
     } else {
         (broker, None)
@@ -123,10 +123,20 @@ pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<Exi
                 nodes: broker_report.nodes.clone(),
                 faults: driven.faults,
             };
-            let report = RunReport::build(context, outcome);
-            console.line(console::render(&report));
-            files::write(&run_dir, &report)
+            let report = RunReport::build(context, &outcome);
+            if plan.report.formats.contains(&ReportFormat::Console) {
+                console.line(console::render(&report));
+            }
+            let measured = files::Measured {
+                series: &outcome.series,
+                latencies: &outcome.latencies,
+                origin_unix_ns: outcome.clock.ns_at(outcome.clock.origin()),
+            };
+            let warnings = files::write(&run_dir, &report, &plan.report.formats, Some(&measured))
                 .with_context(|| format!("writing results to {}", run_dir.display()))?;
+            for warning in warnings {
+                console.line(format!("warning: {warning}"));
+            }
             report.exit()
         }
     };

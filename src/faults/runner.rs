@@ -39,13 +39,20 @@ impl FaultRecord {
     }
 }
 
+/// Told when faults begin and end (live progress).
+pub trait Announce: Send + Sync {
+    /// A fault began, `elapsed_s` after the start of publishing.
+    fn began(&self, elapsed_s: f64, label: &str, action: &str);
+    /// A fault ended (or failed: `outcome` says).
+    fn ended(&self, elapsed_s: f64, label: &str, outcome: &str);
+}
+
 /// Runs faults on a timeline.
 pub struct FaultRunner {
     occurrences: Vec<Occurrence>,
     network: Option<Arc<NetworkFaults>>,
     nodes: Arc<NodeFaults>,
-    /// Prints a line when a fault begins and ends.
-    announce: bool,
+    announce: Option<Arc<dyn Announce>>,
 }
 
 impl FaultRunner {
@@ -54,7 +61,7 @@ impl FaultRunner {
         occurrences: Vec<Occurrence>,
         network: Option<Arc<NetworkFaults>>,
         nodes: Arc<NodeFaults>,
-        announce: bool,
+        announce: Option<Arc<dyn Announce>>,
     ) -> Self {
         Self {
             occurrences,
@@ -83,17 +90,23 @@ impl FaultRunner {
             let network = self.network.clone();
             let nodes = self.nodes.clone();
             let cancel = cancel.clone();
-            let announce = self.announce;
+            let announce = self.announce.clone();
             tasks.spawn(async move {
-                let record =
-                    run_one(occurrence, start, clock, network, nodes, cancel, announce).await;
-                if announce && record.started_ns > 0 {
-                    println!(
-                        "[{:>6.1}s] fault {} {}: {}",
+                let record = run_one(
+                    occurrence,
+                    start,
+                    clock,
+                    network,
+                    nodes,
+                    cancel,
+                    announce.as_deref(),
+                )
+                .await;
+                if let Some(announce) = announce.filter(|_| record.started_ns > 0) {
+                    announce.ended(
                         start.elapsed().as_secs_f64(),
-                        record.label,
-                        if record.applied() { "ends" } else { "failed" },
-                        record.outcome
+                        &record.label,
+                        &record.outcome,
                     );
                 }
                 record
@@ -132,7 +145,7 @@ async fn run_one(
     network: Option<Arc<NetworkFaults>>,
     nodes: Arc<NodeFaults>,
     cancel: CancellationToken,
-    announce: bool,
+    announce: Option<&dyn Announce>,
 ) -> FaultRecord {
     let mut record = FaultRecord {
         label: occurrence.label.clone(),
@@ -148,13 +161,8 @@ async fn run_one(
         () = tokio::time::sleep_until((start + occurrence.start).into()) => {}
     }
     record.started_ns = clock.now_ns();
-    if announce {
-        println!(
-            "[{:>6.1}s] fault {} begins: {}",
-            start.elapsed().as_secs_f64(),
-            record.label,
-            record.action
-        );
+    if let Some(announce) = announce {
+        announce.began(start.elapsed().as_secs_f64(), &record.label, &record.action);
     }
     match &occurrence.action {
         FaultAction::Down { .. } | FaultAction::Toxic { .. } => {

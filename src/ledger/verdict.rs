@@ -4,13 +4,13 @@
 //! returned, unexpected, foreign, corrupted.
 
 use roaring::RoaringBitmap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::delivery::{DeliveryShard, SAMPLES};
 use super::publish::PublishLedger;
 
 /// Counts over the whole run (or one producer).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Distinct sequence numbers published at least once.
     pub attempted: u64,
@@ -44,7 +44,7 @@ pub struct Counts {
 }
 
 /// The verdict of one producer, with the first few sequence numbers of each anomaly.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProducerVerdict {
     pub producer: u32,
     #[serde(flatten)]
@@ -68,7 +68,7 @@ pub struct ProducerSets {
 }
 
 /// The whole verdict.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verdict {
     /// Totals over all producers.
     pub totals: Counts,

@@ -1,7 +1,7 @@
 //! The faults of a run in the report: when each really began and ended, and how long the
 //! clients took to recover (first confirm, first delivery after its end).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::events::{Event, EventKind};
 use crate::faults::runner::FaultRecord;
@@ -9,7 +9,7 @@ use crate::metrics::Clock;
 use crate::metrics::activity::{Activity, first_after, longest_silence};
 
 /// One fault, as the report shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FaultReport {
     pub label: String,
     pub action: String,
@@ -27,14 +27,14 @@ pub struct FaultReport {
 }
 
 /// The longest time in which nothing happened.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Silence {
     pub start_s: f64,
     pub length_s: f64,
 }
 
 /// Faults and recovery of a run.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct FaultsReport {
     pub faults: Vec<FaultReport>,
     /// The longest window without a confirm (unavailability for publishers).

@@ -2,11 +2,17 @@
 //! console text and files. Units are in field names.
 
 pub mod console;
+pub mod csv;
 pub mod faults;
 pub mod files;
+pub mod hlog;
+pub mod html;
+pub mod junit;
+pub mod svg;
+pub mod timeseries;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::broker::NodeInfo;
 use crate::events::Event;
@@ -15,7 +21,7 @@ use crate::ledger::Verdict;
 use crate::workload::{CpuTime, DrainResult, WorkloadOutcome};
 
 /// A latency distribution, summarized (microseconds).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Percentiles {
     pub count: u64,
     pub min_us: u64,
@@ -52,7 +58,7 @@ impl Percentiles {
 }
 
 /// Latencies of the run.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct LatencyReport {
     /// Publish → confirm.
     pub confirm: Percentiles,
@@ -63,7 +69,7 @@ pub struct LatencyReport {
 }
 
 /// Throughput of the run.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Throughput {
     /// Target rate, msg/s over all publishers (None: as fast as possible).
     pub target_per_s: Option<f64>,
@@ -76,7 +82,7 @@ pub struct Throughput {
 }
 
 /// warren's own cost.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct HarnessCost {
     pub cpu_user_s: f64,
     pub cpu_system_s: f64,
@@ -86,12 +92,78 @@ pub struct HarnessCost {
     pub ledger_bytes: u64,
 }
 
+/// How the run was set up: what capacity-planning rows are compared by.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSetup {
+    pub broker_nodes: usize,
+    pub queue_type: String,
+    pub durable: bool,
+    pub persistent: bool,
+    pub confirm: bool,
+    pub max_in_flight: u32,
+    pub mandatory: bool,
+    pub ack: String,
+    pub prefetch: u16,
+    pub multiple_ack_every: u32,
+    /// Body size bounds (equal for a fixed size).
+    pub size_min_bytes: u64,
+    pub size_max_bytes: u64,
+    /// Target rate over all publishers; None = as fast as possible.
+    pub target_rate_per_s: Option<f64>,
+    pub seed: u64,
+}
+
+impl RunSetup {
+    fn of(plan: &crate::scenario::Plan) -> Self {
+        let (size_min_bytes, size_max_bytes) = match plan.publishers.size {
+            crate::scenario::BodySize::Fixed(size) => (size, size),
+            crate::scenario::BodySize::Uniform { min, max } => (min, max),
+        };
+        Self {
+            broker_nodes: plan.broker.node_count(),
+            queue_type: crate::scenario::serde_name(&plan.topology.queue_type),
+            durable: plan.topology.durable,
+            persistent: plan.publishers.persistent,
+            confirm: plan.publishers.confirm,
+            max_in_flight: plan.publishers.max_in_flight,
+            mandatory: plan.publishers.mandatory,
+            ack: crate::scenario::serde_name(&plan.consumers.ack),
+            prefetch: plan.consumers.prefetch,
+            multiple_ack_every: plan.consumers.multiple_ack_every,
+            size_min_bytes,
+            size_max_bytes,
+            target_rate_per_s: plan.publishers.rate,
+            seed: plan.seed,
+        }
+    }
+}
+
+/// A latency distribution as a curve: the value at each percentile (HdrHistogram's
+/// percentile iteration, 5 steps per halving of the distance to 100%).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Distributions {
+    pub confirm: Vec<(f64, u64)>,
+    pub e2e_intended: Vec<(f64, u64)>,
+    pub e2e_sent: Vec<(f64, u64)>,
+}
+
+/// The (percentile, value in µs) points of a histogram.
+pub fn distribution(histogram: &Histogram<u64>) -> Vec<(f64, u64)> {
+    if histogram.is_empty() {
+        return Vec::new();
+    }
+    histogram
+        .iter_quantiles(5)
+        .map(|v| (v.percentile(), v.value_iterated_to()))
+        .collect()
+}
+
 /// Everything about one run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     pub scenario: String,
     pub description: String,
-    pub warren_version: &'static str,
+    pub warren_version: String,
     pub run_id: String,
     pub started_at: String,
     pub broker_version: Option<String>,
@@ -113,6 +185,12 @@ pub struct RunReport {
     /// Faults made, when, and how long clients took to recover.
     pub faults: faults::FaultsReport,
     pub events: Vec<Event>,
+    pub setup: RunSetup,
+    /// When publishing started, in seconds from the run's clock origin (the time base of
+    /// `timeseries` and `events`).
+    pub publish_start_s: f64,
+    pub timeseries: Vec<timeseries::SecondRow>,
+    pub distributions: Distributions,
 }
 
 impl RunReport {
@@ -139,7 +217,7 @@ pub struct RunContext<'a> {
 
 impl RunReport {
     /// Builds the report of a finished workload; gates are evaluated here.
-    pub fn build(context: RunContext<'_>, outcome: WorkloadOutcome) -> Self {
+    pub fn build(context: RunContext<'_>, outcome: &WorkloadOutcome) -> Self {
         let plan = context.plan;
         let latency = LatencyReport {
             confirm: Percentiles::of(&outcome.latencies.confirm_us),
@@ -162,6 +240,10 @@ impl RunReport {
             delivering_s: outcome.delivering.as_secs_f64(),
         };
         let start_ns = outcome.clock.ns_at(outcome.start);
+        let publish_start_s = outcome
+            .start
+            .saturating_duration_since(outcome.clock.origin())
+            .as_secs_f64();
         let faults = faults::FaultsReport::build(
             &context.faults,
             &outcome.confirm_activity,
@@ -187,12 +269,12 @@ impl RunReport {
         Self {
             scenario: plan.name.clone(),
             description: plan.description.clone(),
-            warren_version: env!("CARGO_PKG_VERSION"),
+            warren_version: env!("CARGO_PKG_VERSION").to_string(),
             run_id: format!("{:016x}", outcome.run_id),
             started_at: context.started_at,
             broker_version: context.nodes.iter().find_map(|n| n.version.clone()),
             nodes: context.nodes,
-            queue: outcome.queue,
+            queue: outcome.queue.clone(),
             queue_left: outcome.queue_left,
             publishers: plan.publishers.count,
             consumers: plan.consumers.count,
@@ -209,7 +291,15 @@ impl RunReport {
                 cpu_us_per_delivery: (user_s + system_s) * 1e6 / deliveries as f64,
                 ledger_bytes: outcome.ledger_bytes,
             },
-            verdict: outcome.verdict,
+            setup: RunSetup::of(plan),
+            publish_start_s,
+            timeseries: timeseries::rows(&outcome.series, &events, &faults, publish_start_s),
+            distributions: Distributions {
+                confirm: distribution(&outcome.latencies.confirm_us),
+                e2e_intended: distribution(&outcome.latencies.e2e_intended_us),
+                e2e_sent: distribution(&outcome.latencies.e2e_sent_us),
+            },
+            verdict: outcome.verdict.clone(),
             faults,
             events,
         }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use roaring::RoaringBitmap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +19,7 @@ const IDLE_AFTER: Duration = Duration::from_secs(3);
 const POLL: Duration = Duration::from_millis(100);
 
 /// How the drain ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DrainEnd {
     /// Every expected message was delivered.
@@ -33,7 +33,7 @@ pub enum DrainEnd {
 }
 
 /// The drain's outcome.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct DrainResult {
     pub end: DrainEnd,
     /// How long it took.

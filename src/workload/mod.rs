@@ -141,7 +141,7 @@ pub enum WorkloadError {
 }
 
 /// Process CPU time (user + system) spent during the workload.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
 pub struct CpuTime {
     pub user_s: f64,
     pub system_s: f64,

@@ -120,3 +120,31 @@ mod tests {
         assert_eq!(Sizes::new(64, 64, 1).size(0, 9), 64);
     }
 }
+
+#[cfg(test)]
+mod coordinated_omission {
+    use super::Pace;
+    use crate::metrics::Latencies;
+
+    /// 1000 msg/s for 10 s on a simulated clock; the broker stalls for 1 s at 5 s, and the
+    /// publisher sends what fell due during the stall as soon as it can. Measured from the
+    /// intended send time the stall shows in p99; measured from the actual send time (as
+    /// tools that stamp after waiting do) it vanishes.
+    #[test]
+    fn a_stall_shows_in_the_corrected_p99_and_not_in_the_uncorrected_one() {
+        let ms = 1_000_000u64;
+        let pace = Pace::new(0, Some(1000.0));
+        let (stall_from, stall_to) = (5_000 * ms, 6_000 * ms);
+        let mut latencies = Latencies::default();
+        for i in 0..10_000u64 {
+            let due = pace.due_ns(i).unwrap();
+            let sent = if (stall_from..stall_to).contains(&due) { stall_to } else { due };
+            let delivered = sent + ms; // 1 ms through the broker
+            latencies.record_delivery(due, sent, delivered);
+        }
+        let corrected_p99_ms = latencies.e2e_intended_us.value_at_quantile(0.99) as f64 / 1000.0;
+        let uncorrected_p99_ms = latencies.e2e_sent_us.value_at_quantile(0.99) as f64 / 1000.0;
+        assert!(corrected_p99_ms > 800.0, "corrected p99 {corrected_p99_ms} ms");
+        assert!(uncorrected_p99_ms < 2.0, "uncorrected p99 {uncorrected_p99_ms} ms");
+    }
+}

@@ -9,13 +9,13 @@ use serde_json::Value;
 
 use crate::helpers::{Running, Scratch, output, warren};
 
-/// Runs `scenario` (TOML text) and returns the exit code and verdict.json.
+/// Runs `scenario` (TOML text) and returns the exit code and summary.json (the whole report).
 fn run(scratch: &Scratch, scenario: &str) -> (i32, Value, String) {
     let path = scratch.file("s.toml", scenario);
     let out = scratch.path.join("out");
     let (code, stdout, stderr) = output(scratch.warren_run(&path, &out));
-    let verdict = std::fs::read_to_string(out.join("verdict.json"))
-        .unwrap_or_else(|_| panic!("no verdict.json; exit {code}\n{stdout}\n{stderr}"));
+    let verdict = std::fs::read_to_string(out.join("summary.json"))
+        .unwrap_or_else(|_| panic!("no summary.json; exit {code}\n{stdout}\n{stderr}"));
     (code, serde_json::from_str(&verdict).unwrap(), stdout)
 }
 

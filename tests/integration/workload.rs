@@ -146,7 +146,7 @@ fn report(plan: &Plan, outcome: WorkloadOutcome) -> RunReport {
             nodes: Vec::new(),
             faults: Vec::new(),
         },
-        outcome,
+        &outcome,
     )
 }
 

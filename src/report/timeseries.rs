@@ -1,0 +1,189 @@
+//! The per-second table of a run (timeseries.csv and the report's charts): counts, rates,
+//! the faults in effect and latency percentiles of each second. Its columns carry what
+//! PerfTest's per-interval output does, and more, under explicit names.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use super::faults::FaultsReport;
+use crate::events::{Event, EventKind};
+use crate::metrics::series::Series;
+
+/// Percentiles of one second (microseconds; zeros when nothing was measured).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SecondLatency {
+    pub count: u64,
+    pub min_us: u64,
+    pub p50_us: u64,
+    pub p75_us: u64,
+    pub p95_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+}
+
+impl SecondLatency {
+    fn of(histogram: &Histogram<u64>) -> Self {
+        if histogram.is_empty() {
+            return Self::default();
+        }
+        let q = |quantile| histogram.value_at_quantile(quantile);
+        Self {
+            count: histogram.len(),
+            min_us: histogram.min(),
+            p50_us: q(0.5),
+            p75_us: q(0.75),
+            p95_us: q(0.95),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            max_us: histogram.max(),
+        }
+    }
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecondRow {
+    /// Seconds since the run's clock origin (the workload's start).
+    pub second: u32,
+    /// Publishes in this second (msg/s).
+    pub sent: u64,
+    pub confirmed: u64,
+    pub nacked: u64,
+    pub returned: u64,
+    /// First deliveries (msg/s).
+    pub delivered: u64,
+    /// Every delivery.
+    pub deliveries: u64,
+    /// Duplicate deliveries since the start.
+    pub duplicates_so_far: u64,
+    /// Connections reopened in this second.
+    pub reconnects: u64,
+    pub confirm: SecondLatency,
+    /// End to end, from the intended send time.
+    pub e2e: SecondLatency,
+    /// End to end, from the actual send time.
+    pub e2e_sent: SecondLatency,
+    /// Faults in effect during this second (labels).
+    pub faults: Vec<String>,
+}
+
+/// The rows of every second, with events and faults placed on the same clock.
+/// `publish_start_s` is when publishing started, in seconds from the clock origin.
+pub fn rows(
+    series: &Series,
+    events: &[Event],
+    faults: &FaultsReport,
+    publish_start_s: f64,
+) -> Vec<SecondRow> {
+    let mut duplicates = 0;
+    series
+        .seconds()
+        .into_iter()
+        .map(|(second, counts, latencies)| {
+            duplicates += counts.duplicates;
+            let (from_ms, to_ms) = (f64::from(second) * 1000.0, f64::from(second + 1) * 1000.0);
+            let reconnects = events
+                .iter()
+                .filter(|e| {
+                    e.kind == EventKind::Reconnected && e.at_ms >= from_ms && e.at_ms < to_ms
+                })
+                .count() as u64;
+            let active = faults
+                .faults
+                .iter()
+                .filter(|f| {
+                    let Some(start) = f.start_s.map(|s| s + publish_start_s) else {
+                        return false;
+                    };
+                    let end = f.end_s.map_or(f64::INFINITY, |e| e + publish_start_s);
+                    start < f64::from(second + 1) && end >= f64::from(second)
+                })
+                .map(|f| f.label.clone())
+                .collect();
+            SecondRow {
+                second,
+                sent: counts.sent,
+                confirmed: counts.confirmed,
+                nacked: counts.nacked,
+                returned: counts.returned,
+                delivered: counts.delivered,
+                deliveries: counts.deliveries,
+                duplicates_so_far: duplicates,
+                reconnects,
+                confirm: SecondLatency::of(&latencies.confirm_us),
+                e2e: SecondLatency::of(&latencies.e2e_intended_us),
+                e2e_sent: SecondLatency::of(&latencies.e2e_sent_us),
+                faults: active,
+            }
+        })
+        .collect()
+}
+
+const LATENCY_COLUMNS: [&str; 7] = [
+    "min_us", "p50_us", "p75_us", "p95_us", "p99_us", "p999_us", "max_us",
+];
+
+/// The header of timeseries.csv.
+pub fn csv_header() -> String {
+    let mut columns: Vec<String> = [
+        "second",
+        "sent_per_s",
+        "confirmed_per_s",
+        "nacked_per_s",
+        "returned_per_s",
+        "delivered_per_s",
+        "deliveries_per_s",
+        "duplicates_so_far",
+        "reconnects",
+    ]
+    .iter()
+    .map(|c| c.to_string())
+    .collect();
+    for prefix in ["confirm", "e2e", "e2e_sent"] {
+        columns.extend(LATENCY_COLUMNS.iter().map(|c| format!("{prefix}_{c}")));
+    }
+    columns.push("faults".into());
+    columns.join(",")
+}
+
+/// timeseries.csv: one row per second.
+pub fn csv(rows: &[SecondRow]) -> String {
+    let mut out = csv_header();
+    out.push('\n');
+    for row in rows {
+        let mut fields: Vec<String> = [
+            row.second as u64,
+            row.sent,
+            row.confirmed,
+            row.nacked,
+            row.returned,
+            row.delivered,
+            row.deliveries,
+            row.duplicates_so_far,
+            row.reconnects,
+        ]
+        .iter()
+        .map(u64::to_string)
+        .collect();
+        for latency in [&row.confirm, &row.e2e, &row.e2e_sent] {
+            fields.extend(
+                [
+                    latency.min_us,
+                    latency.p50_us,
+                    latency.p75_us,
+                    latency.p95_us,
+                    latency.p99_us,
+                    latency.p999_us,
+                    latency.max_us,
+                ]
+                .iter()
+                .map(u64::to_string),
+            );
+        }
+        fields.push(row.faults.join(";"));
+        out.push_str(&fields.join(","));
+        out.push('\n');
+    }
+    out
+}
