@@ -138,13 +138,23 @@ mod coordinated_omission {
         let mut latencies = Latencies::default();
         for i in 0..10_000u64 {
             let due = pace.due_ns(i).unwrap();
-            let sent = if (stall_from..stall_to).contains(&due) { stall_to } else { due };
+            let sent = if (stall_from..stall_to).contains(&due) {
+                stall_to
+            } else {
+                due
+            };
             let delivered = sent + ms; // 1 ms through the broker
             latencies.record_delivery(due, sent, delivered);
         }
         let corrected_p99_ms = latencies.e2e_intended_us.value_at_quantile(0.99) as f64 / 1000.0;
         let uncorrected_p99_ms = latencies.e2e_sent_us.value_at_quantile(0.99) as f64 / 1000.0;
-        assert!(corrected_p99_ms > 800.0, "corrected p99 {corrected_p99_ms} ms");
-        assert!(uncorrected_p99_ms < 2.0, "uncorrected p99 {uncorrected_p99_ms} ms");
+        assert!(
+            corrected_p99_ms > 800.0,
+            "corrected p99 {corrected_p99_ms} ms"
+        );
+        assert!(
+            uncorrected_p99_ms < 2.0,
+            "uncorrected p99 {uncorrected_p99_ms} ms"
+        );
     }
 }
