@@ -6,6 +6,7 @@ mod broker_command;
 mod faults;
 mod helpers;
 mod managed_nodes;
+mod reports;
 mod run_command;
 mod toxiproxy_api;
 mod workload;
