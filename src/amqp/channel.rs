@@ -136,6 +136,29 @@ pub struct Delivery {
     pub tag: u64,
     pub redelivered: bool,
     pub body: Vec<u8>,
+    /// Its offset in a stream queue (the `x-stream-offset` header); `None` elsewhere.
+    pub stream_offset: Option<u64>,
+}
+
+/// Where a consumer of a stream queue starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamStart {
+    /// The oldest message the stream still holds.
+    First,
+    /// A given offset: the one after the last message already read, when resuming.
+    Offset(u64),
+}
+
+/// The `x-stream-offset` header of a delivery from a stream queue.
+fn stream_offset(properties: &BasicProperties) -> Option<u64> {
+    let headers = properties.headers().as_ref()?;
+    match headers.inner().get("x-stream-offset")? {
+        AMQPValue::LongLongInt(v) => u64::try_from(*v).ok(),
+        AMQPValue::LongUInt(v) => Some(u64::from(*v)),
+        AMQPValue::LongInt(v) => u64::try_from(*v).ok(),
+        AMQPValue::Timestamp(v) => Some(*v),
+        _ => None,
+    }
 }
 
 /// A consumer's deliveries, as a stream; it ends when the consumer is cancelled.
@@ -156,6 +179,7 @@ impl Stream for Deliveries {
                     .map(|d| Delivery {
                         tag: d.delivery_tag,
                         redelivered: d.redelivered,
+                        stream_offset: stream_offset(&d.properties),
                         body: d.data,
                     })
                     .map_err(Failure::from)
@@ -355,7 +379,8 @@ impl AmqpChannel {
         Ok(returned.into_iter().map(|m| m.delivery.data).collect())
     }
 
-    /// Starts consuming; `no_ack` is automatic acknowledgement (at-most-once).
+    /// Starts consuming; `no_ack` is automatic acknowledgement (at-most-once); `from` is
+    /// where a consumer of a stream queue starts reading (`None` for other queues).
     ///
     /// # Errors
     /// A classified [`Failure`].
@@ -364,14 +389,29 @@ impl AmqpChannel {
         queue: &str,
         tag: &str,
         no_ack: bool,
+        from: Option<StreamStart>,
     ) -> Result<Deliveries, Failure> {
         let options = BasicConsumeOptions {
             no_ack,
             ..BasicConsumeOptions::default()
         };
+        let mut arguments = FieldTable::default();
+        match from {
+            None => {}
+            Some(StreamStart::First) => {
+                arguments.insert(
+                    "x-stream-offset".into(),
+                    AMQPValue::LongString("first".into()),
+                );
+            }
+            Some(StreamStart::Offset(offset)) => {
+                let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+                arguments.insert("x-stream-offset".into(), AMQPValue::LongLongInt(offset));
+            }
+        }
         let inner = self
             .inner
-            .basic_consume(queue.into(), tag.into(), options, FieldTable::default())
+            .basic_consume(queue.into(), tag.into(), options, arguments)
             .await?;
         Ok(Deliveries { inner })
     }

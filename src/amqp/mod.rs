@@ -6,7 +6,7 @@ mod probe;
 
 pub use channel::{
     AmqpChannel, Deliveries, Delivery, Failure, FailureKind, PublishOutcome, PublishTarget,
-    QueueSpec, within,
+    QueueSpec, StreamStart, within,
 };
 pub use probe::{ServerInfo, probe};
 

@@ -164,12 +164,14 @@ fn summary(plan: &Plan) -> String {
         (None, Some(m)) => format!("{m} messages per publisher"),
         (None, None) => "unbounded".into(),
     };
+    let faults = match &plan.chaos {
+        Some(_) if plan.faults.is_empty() => "a chaos schedule".to_string(),
+        Some(_) => format!("{} fault(s) and a chaos schedule", plan.faults.len()),
+        None => format!("{} fault(s)", plan.faults.len()),
+    };
     format!(
-        "{broker}; {} publisher(s), {} consumer(s); {length}; {} fault(s); seed {}",
-        plan.publishers.count,
-        plan.consumers.count,
-        plan.faults.len(),
-        plan.seed
+        "{broker}; {} publisher(s), {} consumer(s); {length}; {faults}; seed {}",
+        plan.publishers.count, plan.consumers.count, plan.seed
     )
 }
 

@@ -104,6 +104,11 @@ impl NodeFaults {
         lasting: Option<Duration>,
         cancel: &CancellationToken,
     ) -> Result<usize, NodeFaultError> {
+        if *action == FaultAction::RollingRestart {
+            return self
+                .rolling_restart(lasting.unwrap_or_default(), cancel)
+                .await;
+        }
         let (node, first, then): (NodeSelector, Step, Option<Step>) = match action {
             FaultAction::BrokerRestart { node } if lasting.is_some() => {
                 (*node, Step::Stop, Some(Step::Start))
@@ -125,7 +130,7 @@ impl NodeFaults {
                 Some(Step::Ctl(&["set_disk_free_limit", NORMAL_DISK_LIMIT])),
             ),
             FaultAction::NodeKill { node } => (*node, Step::Kill, lasting.map(|_| Step::Start)),
-            FaultAction::Down { .. } | FaultAction::Toxic { .. } => {
+            FaultAction::Down { .. } | FaultAction::Toxic { .. } | FaultAction::RollingRestart => {
                 return Err(NodeFaultError::Unsupported("not a node fault".into()));
             }
         };
@@ -146,6 +151,26 @@ impl NodeFaults {
             }
         }
         Ok(index)
+    }
+
+    /// Restarts every node gracefully in turn, each answering AMQP again before the next
+    /// goes, `pause` apart. Returns the number of nodes.
+    async fn rolling_restart(
+        &self,
+        pause: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<usize, NodeFaultError> {
+        let count = self.broker.lock().await.uris().len();
+        for index in 0..count {
+            if index > 0 {
+                tokio::select! {
+                    () = cancel.cancelled() => return Ok(index),
+                    () = tokio::time::sleep(pause) => {}
+                }
+            }
+            self.step(Step::Restart, index, cancel).await?;
+        }
+        Ok(count)
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, Vec<(usize, Step)>> {

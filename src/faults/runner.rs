@@ -185,7 +185,7 @@ async fn run_one(
         }
         action => match nodes.run(action, occurrence.lasting, &cancel).await {
             Ok(node) => {
-                record.node = Some(node);
+                record.node = (!matches!(action, FaultAction::RollingRestart)).then_some(node);
                 let never_taken_back =
                     matches!(action, FaultAction::NodeKill { .. }) && occurrence.lasting.is_none();
                 record.ended_ns = (!never_taken_back).then(|| clock.now_ns());

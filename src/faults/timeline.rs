@@ -29,14 +29,24 @@ impl Occurrence {
     /// One line for the schedule printed at start.
     pub fn describe(&self) -> String {
         let until = self.lasting.map_or(String::new(), |l| {
-            format!("–{}", format_duration(self.start + l))
+            format!("–{}", schedule_time(self.start + l))
         });
         format!(
             "{:>8}{until:<9} {:<14} {}",
-            format_duration(self.start),
+            schedule_time(self.start),
             self.label,
             describe_action(&self.action)
         )
+    }
+}
+
+/// A time in a printed schedule: whole durations as written in scenarios ("5s", "1m30s"),
+/// jittered ones in seconds to the millisecond ("3.373s"), never in raw microseconds.
+fn schedule_time(at: Duration) -> String {
+    if at.subsec_nanos() == 0 {
+        format_duration(at)
+    } else {
+        format!("{:.3}s", at.as_secs_f64())
     }
 }
 
@@ -70,6 +80,7 @@ pub fn describe_action(action: &FaultAction) -> String {
         FaultAction::MemoryAlarm { node } => format!("memory_alarm node {}", describe_node(node)),
         FaultAction::DiskAlarm { node } => format!("disk_alarm node {}", describe_node(node)),
         FaultAction::NodeKill { node } => format!("node_kill node {}", describe_node(node)),
+        FaultAction::RollingRestart => "rolling_restart of every node".into(),
     }
 }
 
@@ -244,6 +255,7 @@ fn chaos_action(kind: K, path: TrafficPath, node: NodeSelector) -> FaultAction {
         K::MemoryAlarm => FaultAction::MemoryAlarm { node },
         K::DiskAlarm => FaultAction::DiskAlarm { node },
         K::NodeKill => FaultAction::NodeKill { node },
+        K::RollingRestart => FaultAction::RollingRestart,
     }
 }
 
@@ -312,5 +324,14 @@ mod tests {
         );
         let starts: Vec<u64> = timeline(&p).iter().map(|o| o.start.as_secs()).collect();
         assert_eq!(starts, vec![20, 40]);
+    }
+
+    #[test]
+    fn printed_schedules_show_seconds_not_microseconds() {
+        assert_eq!(schedule_time(Duration::from_secs(90)), "1m30s");
+        assert_eq!(schedule_time(Duration::from_micros(3_373_343)), "3.373s");
+        let p = plan(&format!("seed = 1\n{CHAOS}"));
+        let line = timeline(&p)[0].describe();
+        assert!(!line.contains("us"), "{line}");
     }
 }

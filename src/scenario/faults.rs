@@ -46,17 +46,21 @@ fn parameters(kind: K) -> &'static [&'static str] {
         | K::MemoryAlarm
         | K::DiskAlarm
         | K::NodeKill => &["node"],
+        K::RollingRestart => &[],
     }
 }
 
 /// Whether a kind needs `for`. Restarts and kills may give one (time spent down before
 /// the node starts again; node_kill without it stays down); every other kind lasts a while.
 fn needs_lasting(kind: K) -> bool {
-    !matches!(kind, K::BrokerRestart | K::BrokerKill | K::NodeKill)
+    !matches!(
+        kind,
+        K::BrokerRestart | K::BrokerKill | K::NodeKill | K::RollingRestart
+    )
 }
 
 fn is_node_fault(kind: K) -> bool {
-    parameters(kind) == ["node"]
+    !kind.is_network()
 }
 
 /// The names of the parameters present in an entry, in the order the format lists them.
@@ -328,6 +332,10 @@ fn action(
             }
             Some(bytes) => toxic(Toxic::LimitData { bytes: bytes.0 }),
         },
+        K::RollingRestart => {
+            check_node_fault_allowed(c, &field("kind"), kind, broker);
+            Some(FaultAction::RollingRestart)
+        }
         node_kind => {
             let node = node(c, &field("node"), entry.node.as_ref(), broker);
             check_node_fault_allowed(c, &field("kind"), node_kind, broker);
@@ -391,7 +399,7 @@ fn check_node_fault_allowed(c: &mut Checker<'_>, path: &str, kind: K, broker: &B
     }
     let commands = &external.commands;
     let needed: &[(&str, bool)] = match kind {
-        K::BrokerRestart => &[("restart_command", commands.restart.is_some())],
+        K::BrokerRestart | K::RollingRestart => &[("restart_command", commands.restart.is_some())],
         K::BrokerKill | K::NodeKill => &[
             ("kill_command", commands.kill.is_some()),
             ("start_command", commands.start.is_some()),
@@ -526,6 +534,7 @@ fn all_kind_names() -> Vec<String> {
         K::MemoryAlarm,
         K::DiskAlarm,
         K::NodeKill,
+        K::RollingRestart,
     ]
     .iter()
     .map(serde_name)

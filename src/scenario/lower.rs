@@ -46,6 +46,7 @@ pub(super) fn lower(
     let topology = topology(c, file.topology);
     let publishers = publishers(c, file.publishers);
     let consumers = consumers(c, file.consumers);
+    stream_consumers(c, &topology, &consumers);
     let length = RunLength {
         duration: stop.duration,
         from_cli: overrides.duration.is_some(),
@@ -268,6 +269,24 @@ fn broker(c: &mut Checker<'_>, section: BrokerSection) -> BrokerPlan {
             rabbitmqctl: section.rabbitmqctl_command,
         },
     })
+}
+
+/// What a stream queue asks of its consumers. A stream is a log: RabbitMQ refuses
+/// automatic acknowledgements and a consumer without a prefetch on it, and every consumer
+/// reads every message, where warren counts one delivery per message.
+fn stream_consumers(c: &mut Checker<'_>, topology: &TopologyPlan, consumers: &ConsumerPlan) {
+    if topology.queue_type != QueueType::Stream {
+        return;
+    }
+    if consumers.ack != AckMode::Manual {
+        c.error("consumers.ack", " = \"auto\": a stream queue takes ack = \"manual\" (RabbitMQ refuses automatic acknowledgements on streams)");
+    }
+    if consumers.prefetch == 0 {
+        c.error("consumers.prefetch", " = 0: a stream queue needs a prefetch from 1 to 65535 (RabbitMQ refuses a stream consumer without one)");
+    }
+    if consumers.count != 1 {
+        c.error("consumers.count", format!(" = {}: a stream queue takes 1 consumer: every consumer of a stream reads every message, and warren counts one delivery per message", consumers.count));
+    }
 }
 
 fn topology(c: &mut Checker<'_>, section: TopologySection) -> TopologyPlan {

@@ -37,14 +37,12 @@ pub const MAX_BODY_SIZE: u64 = 128 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The file could not be read at all.
-    #[error("{path}: cannot read the scenario file: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// (The I/O error is part of the message, not a separate source, so an error chain
+    /// printed whole says it once.)
+    #[error("{path}: cannot read the scenario file: {cause}")]
+    Read { path: String, cause: std::io::Error },
     /// The file was read and has problems, each with its position.
-    #[error("{0}")]
+    #[error(transparent)]
     Invalid(#[from] Diagnostics),
 }
 
@@ -61,9 +59,9 @@ pub struct Overrides {
 /// [`ScenarioError::Read`] when the file cannot be read, [`ScenarioError::Invalid`] with
 /// every problem found otherwise.
 pub fn load(path: &Path, overrides: Overrides) -> Result<Plan, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+    let text = std::fs::read_to_string(path).map_err(|cause| ScenarioError::Read {
         path: path.display().to_string(),
-        source,
+        cause,
     })?;
     Ok(parse(path, &text, overrides)?)
 }

@@ -295,6 +295,7 @@ pub enum FaultKindName {
     MemoryAlarm,
     DiskAlarm,
     NodeKill,
+    RollingRestart,
 }
 
 /// Which client connections a network fault hits.
@@ -406,6 +407,8 @@ pub enum FaultAction {
     NodeKill {
         node: NodeSelector,
     },
+    /// Every node restarted gracefully, one after the other, each back before the next.
+    RollingRestart,
 }
 
 /// One `[[faults]]` entry, checked.

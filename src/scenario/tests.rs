@@ -328,6 +328,38 @@ fn chaos_kinds_are_checked_by_name() {
 }
 
 #[test]
+fn a_stream_queue_takes_one_manual_ack_consumer_with_a_prefetch() {
+    let error = problems(
+        "name = \"x\"\n[topology]\nqueue = { type = \"stream\" }\n[consumers]\ncount = 2\nack = \"auto\"\nprefetch = 0\n",
+    );
+    for expected in [
+        "t.toml:6:7: consumers.ack = \"auto\": a stream queue takes ack = \"manual\"",
+        "t.toml:7:12: consumers.prefetch = 0: a stream queue needs a prefetch",
+        "t.toml:5:9: consumers.count = 2: a stream queue takes 1 consumer",
+    ] {
+        assert!(error.contains(expected), "{expected}\n{error}");
+    }
+    let plan = plan("name = \"x\"\n[topology]\nqueue = { type = \"stream\" }\n");
+    assert_eq!(plan.topology.queue_type, QueueType::Stream);
+}
+
+#[test]
+fn an_error_chain_printed_whole_says_each_problem_once() {
+    let invalid = load(
+        Path::new("scenarios/network-chaos.toml"),
+        Overrides {
+            duration: Some(Duration::from_secs(5)),
+        },
+    )
+    .unwrap_err();
+    let missing = load(Path::new("no/such/file.toml"), Overrides::default()).unwrap_err();
+    for (error, needle) in [(invalid, "chaos.start"), (missing, "No such file")] {
+        let chain = format!("{:#}", anyhow::Error::from(error));
+        assert_eq!(chain.matches(needle).count(), 1, "{chain}");
+    }
+}
+
+#[test]
 fn heartbeats_are_whole_seconds() {
     let error = problems("name = \"x\"\n[publishers]\nheartbeat = \"500ms\"\n");
     assert!(

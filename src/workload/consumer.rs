@@ -16,13 +16,13 @@ use super::link::Link;
 use super::message::{self, DecodeError};
 use super::progress::ConsumerCounters;
 use super::topology::Topology;
-use crate::amqp::{AmqpChannel, Deliveries, Delivery, Failure, FailureKind, within};
+use crate::amqp::{AmqpChannel, Deliveries, Delivery, Failure, FailureKind, StreamStart, within};
 use crate::events::{EventKind, EventLog};
 use crate::ledger::DeliveryShard;
 use crate::metrics::Clock;
 use crate::metrics::activity::Activity;
 use crate::metrics::series::{Recorder, Sample};
-use crate::scenario::{AckMode, ConsumerPlan};
+use crate::scenario::{AckMode, ConsumerPlan, QueueType};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// A partial batch of acknowledgements waits at most this long for more deliveries.
@@ -91,6 +91,10 @@ struct Consumer {
     fresh: u64,
     last_delivery_ns: u64,
     activity: Activity,
+    /// Where the next subscription reads from, on a stream queue: the first offset at
+    /// the start, then the one after the last delivery (a stream never redelivers; the
+    /// consumer resumes).
+    stream_next: Option<StreamStart>,
 }
 
 /// Runs a consumer until `cancel` fires.
@@ -107,6 +111,8 @@ pub async fn run(setup: ConsumerSetup) -> ConsumerReport {
         fresh: 0,
         last_delivery_ns: 0,
         activity: Activity::default(),
+        stream_next: (setup.topology.queue.queue_type == QueueType::Stream)
+            .then_some(StreamStart::First),
         setup,
     };
     consumer.run().await;
@@ -200,7 +206,12 @@ impl Consumer {
             self.setup.topology.declare(&channel).await?;
             let tag = format!("warren-consumer-{}", self.setup.index);
             let deliveries = channel
-                .consume(&self.setup.topology.queue.name, &tag, !manual)
+                .consume(
+                    &self.setup.topology.queue.name,
+                    &tag,
+                    !manual,
+                    self.stream_next,
+                )
                 .await?;
             Ok((channel, deliveries))
         })
@@ -244,6 +255,9 @@ impl Consumer {
                         None => return End::Failed(Failure { kind: FailureKind::ChannelClosed, message: "the broker cancelled the consumer".into() }),
                     };
                     let tag = delivery.tag;
+                    if let Some(offset) = delivery.stream_offset {
+                        self.stream_next = Some(StreamStart::Offset(offset + 1));
+                    }
                     self.handle(delivery);
                     if let Some(delay) = self.setup.plan.processing_delay {
                         tokio::time::sleep(delay).await;

@@ -91,6 +91,10 @@ pub(super) struct DrainInputs<'a> {
     pub totals: &'a (dyn Fn() -> Totals + Sync),
     pub setup: &'a SetupChannel,
     pub queue: &'a str,
+    /// The queue empties as messages are consumed, so an empty queue and idle consumers
+    /// mean nothing more will come. Not so for a stream, which keeps every message: its
+    /// drain waits for every message or the timeout.
+    pub queue_empties: bool,
     pub timeout: Duration,
     /// A consumer's processing delay: idleness is only judged over several of them.
     pub processing_delay: Duration,
@@ -128,11 +132,9 @@ pub(super) async fn drain(inputs: DrainInputs<'_>) -> DrainResult {
         if totals.fresh != last_fresh {
             last_fresh = totals.fresh;
             last_change = Instant::now();
-        } else if last_change.elapsed() >= IDLE_AFTER.max(inputs.processing_delay * 3)
-            && matches!(
-                inputs.setup.channel.ready_messages(inputs.queue).await,
-                Ok(0)
-            )
+        } else if inputs.queue_empties
+            && last_change.elapsed() >= IDLE_AFTER.max(inputs.processing_delay * 3)
+            && matches!(inputs.setup.ready_messages(inputs.queue).await, Ok(0))
         {
             return result(
                 DrainEnd::QueueEmpty,

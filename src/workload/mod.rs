@@ -24,7 +24,7 @@ pub use consumer::Sabotage;
 pub use drain::{DrainEnd, DrainResult};
 pub use progress::Totals;
 
-use crate::amqp::{AmqpChannel, Failure, within};
+use crate::amqp::{AmqpChannel, Failure, FailureKind, within};
 use crate::events::{Event, EventKind, EventLog};
 use crate::ledger::{Verdict, decide};
 use crate::metrics::activity::Activity;
@@ -205,14 +205,14 @@ pub async fn run(
     };
     let topology = Arc::new(Topology::from_plan(plan, run_id));
     let uris: Arc<[BrokerUri]> = uris.into();
-    let setup_link = Link::new(
+    let setup_link = Arc::new(Link::new(
         format!("warren {} setup", plan.name),
         uris.clone(),
         0,
         plan.publishers.heartbeat,
         events.clone(),
-    );
-    let setup = open_setup(&setup_link, &topology, cancel).await?;
+    ));
+    let setup = open_setup(setup_link, &topology, cancel).await?;
 
     let producers = plan.publishers.count;
     let consumer_cancel = cancel.child_token();
@@ -366,6 +366,7 @@ pub async fn run(
             totals: &totals,
             setup: &setup,
             queue: &topology.queue.name,
+            queue_empties: topology.queue.queue_type != crate::scenario::QueueType::Stream,
             timeout: plan.drain_timeout,
             processing_delay: plan.consumers.processing_delay.unwrap_or_default(),
             cancel,
@@ -381,11 +382,9 @@ pub async fn run(
         .into_iter()
         .filter_map(Result::ok)
         .collect();
-    let queue_left = match within(
-        Duration::from_secs(10),
-        "queue.delete",
-        topology.delete(&setup.channel),
-    )
+    let queue_left = match within(Duration::from_secs(20), "queue.delete", async {
+        topology.delete(&setup.channel().await?).await
+    })
     .await
     {
         Ok(left) => left,
@@ -398,8 +397,7 @@ pub async fn run(
             None
         }
     };
-    setup.channel.close().await;
-    setup_link.close().await;
+    setup.close().await;
     for link in publisher_links.iter().chain(&consumer_links) {
         link.close().await;
     }
@@ -464,13 +462,62 @@ pub async fn run(
 }
 
 /// The coordinator's own channel: declares the topology, checks the queue while draining,
-/// deletes the topology at the end.
+/// deletes the topology at the end. A fault may close it mid-run (a broker restart, a
+/// dropped network): it is opened again, on a new connection if need be, when next used.
 pub(crate) struct SetupChannel {
-    pub channel: AmqpChannel,
+    link: Arc<Link>,
+    cancel: CancellationToken,
+    current: tokio::sync::Mutex<Option<AmqpChannel>>,
+}
+
+impl SetupChannel {
+    /// How long getting a usable channel may take before the caller's step is skipped.
+    const REOPEN_WITHIN: Duration = Duration::from_secs(10);
+
+    /// An open channel: the current one, or a new one.
+    ///
+    /// # Errors
+    /// No connection or channel within [`Self::REOPEN_WITHIN`], or the run was interrupted.
+    pub async fn channel(&self) -> Result<AmqpChannel, Failure> {
+        let mut current = self.current.lock().await;
+        if let Some(channel) = current.as_ref().filter(|c| c.is_open()) {
+            return Ok(channel.clone());
+        }
+        let channel = within(Self::REOPEN_WITHIN, "reopening the setup channel", async {
+            let leased = self
+                .link
+                .lease(None, &self.cancel)
+                .await
+                .ok_or_else(|| Failure {
+                    kind: FailureKind::ConnectionLost,
+                    message: "interrupted".into(),
+                })?;
+            leased.connection.open_channel().await
+        })
+        .await?;
+        *current = Some(channel.clone());
+        Ok(channel)
+    }
+
+    /// Ready messages in `queue`.
+    ///
+    /// # Errors
+    /// As [`Self::channel`], or the broker's answer to a passive declare.
+    pub async fn ready_messages(&self, queue: &str) -> Result<u32, Failure> {
+        self.channel().await?.ready_messages(queue).await
+    }
+
+    /// Closes the channel and its connection.
+    async fn close(&self) {
+        if let Some(channel) = self.current.lock().await.take() {
+            channel.close().await;
+        }
+        self.link.close().await;
+    }
 }
 
 async fn open_setup(
-    link: &Link,
+    link: Arc<Link>,
     topology: &Topology,
     cancel: &CancellationToken,
 ) -> Result<SetupChannel, WorkloadError> {
@@ -496,7 +543,11 @@ async fn open_setup(
     )
     .await
     .map_err(failed)?;
-    Ok(SetupChannel { channel })
+    Ok(SetupChannel {
+        link,
+        cancel: cancel.clone(),
+        current: tokio::sync::Mutex::new(Some(channel)),
+    })
 }
 
 fn links(

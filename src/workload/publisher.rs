@@ -165,8 +165,19 @@ impl Publisher {
             let give_up = self
                 .give_up_at()
                 .or_else(|| Some(tokio::time::Instant::now() + RECONNECT_GIVE_UP));
+            // Owing nothing (no message to retry), a publisher whose time is up is done,
+            // even while it waits for a connection.
+            let done_at = self
+                .setup
+                .deadline
+                .filter(|_| self.retry.is_empty())
+                .map(tokio::time::Instant::from);
             let leased = tokio::select! {
                 leased = self.setup.link.lease(failed_generation, &cancel) => leased,
+                () = sleep_until(done_at), if done_at.is_some() => {
+                    self.stop_generating();
+                    return;
+                }
                 () = sleep_until(give_up), if give_up.is_some() => {
                     self.abandon_all("no connection before the finishing time ran out");
                     return;

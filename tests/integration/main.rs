@@ -5,6 +5,7 @@ mod bad_scenarios;
 mod broker_command;
 mod faults;
 mod helpers;
+mod library;
 mod managed_nodes;
 mod reports;
 mod run_command;

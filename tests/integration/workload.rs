@@ -16,6 +16,7 @@ use warren::faults::toxics::{Stream, Toxic, ToxicKind};
 use warren::redact::BrokerUri;
 use warren::report::{RunContext, RunReport};
 use warren::scenario::{Overrides, Plan, parse};
+use warren::workload::DrainEnd;
 use warren::workload::{self, ProgressLine, Sabotage, WorkloadOptions, WorkloadOutcome};
 
 use crate::helpers::Scratch;
@@ -366,6 +367,15 @@ async fn transient_messages_on_a_non_durable_queue_are_lost_in_a_broker_restart(
     assert!(t.lost_unconfirmed > 0, "{t:?}");
     assert_eq!(t.lost_confirmed, 0, "nothing is confirmed without confirms");
     assert_eq!(t.delivered + t.lost_unconfirmed, t.attempted, "{t:?}");
+    // The coordinator's channel died in the restart too: opened again, it saw the queue
+    // empty (no wait for the drain timeout) and deleted the queue.
+    assert_eq!(
+        outcome.drain.end,
+        DrainEnd::QueueEmpty,
+        "{:?}",
+        outcome.drain
+    );
+    assert_eq!(outcome.queue_left, Some(0), "{:#?}", outcome.events);
     let report = report(&plan, outcome);
     assert_eq!(report.exit(), Exit::GateFailed);
     let gate = report
@@ -398,6 +408,12 @@ async fn the_reliable_recipe_loses_no_confirmed_message_in_a_broker_restart() {
         outcome.events
     );
     assert!(t.delivered >= 10_000, "{t:?}");
+    assert_eq!(outcome.drain.end, DrainEnd::Complete, "{:?}", outcome.drain);
+    assert_eq!(
+        outcome.queue_left,
+        Some(0),
+        "the queue is deleted after the restart too"
+    );
     let report = report(&plan, outcome);
     assert_eq!(report.exit(), Exit::Success, "{:?}", report.gates);
     scratch.assert_clean();
@@ -426,6 +442,44 @@ async fn a_quorum_queue_with_uneven_bodies_delivers_exactly_once() {
     );
     assert!(outcome.verdict.order_checked);
     assert_eq!(outcome.verdict.corrupted, 0);
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
+
+/// A stream never redelivers: a consumer that closes its channel without acknowledging
+/// resumes from the offset after the last message it read, so nothing is lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_consumer_resumes_from_its_offset_after_a_crash() {
+    let scratch = Scratch::new("stream");
+    let cluster = node(&scratch).await;
+    let plan = plan(
+        "name = \"stream\"\nmessages = 2_000\n[topology]\nqueue = { type = \"stream\" }\n[publishers]\ncount = 2\nrate = 1000\nsize = 100\n[consumers]\nprefetch = 100\nmultiple_ack_every = 10\ncrash_every = 300\n",
+    );
+    let (handle, _) = start(&plan, &cluster, Sabotage::default());
+    let outcome = handle.await.unwrap();
+    let t = &outcome.verdict.totals;
+    eprintln!("{}: {:?}", module_path!(), t);
+    assert_eq!(
+        (t.attempted, t.confirmed, t.delivered),
+        (4_000, 4_000, 4_000),
+        "{t:?}"
+    );
+    assert_eq!(
+        (t.lost_confirmed, t.duplicated, t.reordered),
+        (0, 0, 0),
+        "{t:?}"
+    );
+    let crashes = outcome
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::ConsumerCrash)
+        .count();
+    assert!(
+        crashes >= 10,
+        "the consumer crashed every 300 deliveries: {crashes}"
+    );
+    assert_eq!(outcome.drain.end, DrainEnd::Complete);
+    assert!(outcome.queue_left.is_some(), "the stream is deleted");
     cluster.shutdown().await;
     scratch.assert_clean();
 }
