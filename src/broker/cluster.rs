@@ -14,6 +14,7 @@ use super::ctl::{ClusterStatus, Ctl};
 use super::epmd::Epmd;
 use super::install::RabbitInstall;
 use super::node::{Node, NodeEnv, NodeSpec};
+use super::partition::{self, DistLinks, DistNode};
 use super::ports::{free_ports, is_free};
 use super::state::{BrokerState, NodeRecord};
 use crate::redact::BrokerUri;
@@ -31,6 +32,9 @@ pub struct ClusterOptions {
     pub detachable: bool,
     /// Folder under which the broker's folder is made; the system temp folder when unset.
     pub parent_dir: Option<PathBuf>,
+    /// Inter-node traffic goes through proxies so that a node can be partitioned from the
+    /// others (see [`super::partition`]); only for clusters.
+    pub partitionable: bool,
 }
 
 /// A running managed broker.
@@ -41,6 +45,10 @@ pub struct ManagedCluster {
     epmd: Epmd,
     nodes: Vec<Node>,
     keep: bool,
+    /// The cuttable inter-node links of a partitionable cluster.
+    links: Option<DistLinks>,
+    /// Nodes cut off from the others.
+    cut: Vec<usize>,
     /// Set once torn down or detached, so `Drop` leaves things alone.
     done: bool,
 }
@@ -86,10 +94,18 @@ impl ManagedCluster {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let partitionable = options.partitionable && options.nodes > 1;
+        let host = |index: usize| {
+            if partitionable {
+                partition::host_name(index)
+            } else {
+                "localhost".to_string()
+            }
+        };
         let specs: Vec<NodeSpec> = (0..options.nodes)
             .map(|index| NodeSpec {
                 index,
-                name: format!("{tag}-{}@localhost", index + 1),
+                name: format!("{tag}-{}@{}", index + 1, host(index)),
                 amqp_port: amqp_ports.get(index).copied().unwrap_or(ports[index * 2]),
                 dist_port: ports[index * 2 + 1],
                 dir: base.join(format!("node-{}", index + 1)),
@@ -98,7 +114,14 @@ impl ManagedCluster {
         let setup = || -> std::io::Result<()> {
             write_cookie(&base)?;
             for spec in &specs {
-                spec.prepare()?;
+                spec.prepare(specs.len() > 1)?;
+                if partitionable {
+                    let text = partition::node_inetrc(spec.index, specs.len());
+                    partition::write_inetrc(&spec.dir.join("inetrc"), &text)?;
+                }
+            }
+            if partitionable {
+                partition::write_inetrc(&base.join("inetrc"), &partition::cli_inetrc(specs.len()))?;
             }
             account.own(&base)
         };
@@ -114,6 +137,29 @@ impl ManagedCluster {
                     return Err(e);
                 }
             };
+        let links = if partitionable {
+            let nodes: Vec<DistNode> = specs
+                .iter()
+                .map(|s| DistNode {
+                    alive_name: s.name.split('@').next().unwrap_or_default().to_string(),
+                    dist_port: s.dist_port,
+                })
+                .collect();
+            match DistLinks::start(&nodes, epmd_port).await {
+                Ok(links) => Some(links),
+                Err(e) => {
+                    let mut epmd = epmd;
+                    epmd.stop().await;
+                    let _ = std::fs::remove_dir_all(&base);
+                    return Err(BrokerError::io(
+                        "make the inter-node links for partitions",
+                        std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, e.to_string()),
+                    ));
+                }
+            }
+        } else {
+            None
+        };
         let env = NodeEnv {
             install: install.clone(),
             home: base.clone(),
@@ -134,6 +180,8 @@ impl ManagedCluster {
             epmd,
             nodes: specs.into_iter().map(Node::new).collect(),
             keep: options.keep,
+            links,
+            cut: Vec::new(),
             done: false,
         };
         // On error, `cluster` is dropped here and its Drop kills what was started.
@@ -398,10 +446,55 @@ impl ManagedCluster {
         self.node(index)?.resume()
     }
 
+    /// True when nodes can be partitioned ([`ClusterOptions::partitionable`]).
+    pub fn is_partitionable(&self) -> bool {
+        self.links.is_some()
+    }
+
+    /// Cuts node `index` off from the other nodes: their distribution connections close
+    /// and new ones are refused, while clients and rabbitmqctl still reach it.
+    ///
+    /// # Errors
+    /// [`BrokerError::NoSuchNode`] for a bad index; [`BrokerError::NotPartitionable`] when
+    /// the cluster was not started partitionable.
+    pub async fn partition(&mut self, index: usize) -> Result<(), BrokerError> {
+        self.node(index)?;
+        let links = self.links.as_ref().ok_or(BrokerError::NotPartitionable)?;
+        links.set_cut(index, true).await;
+        if !self.cut.contains(&index) {
+            self.cut.push(index);
+        }
+        Ok(())
+    }
+
+    /// Joins node `index` to the others again after [`Self::partition`].
+    ///
+    /// # Errors
+    /// As [`Self::partition`].
+    pub async fn heal(&mut self, index: usize) -> Result<(), BrokerError> {
+        self.node(index)?;
+        let links = self.links.as_ref().ok_or(BrokerError::NotPartitionable)?;
+        links.set_cut(index, false).await;
+        self.cut.retain(|i| *i != index);
+        Ok(())
+    }
+
+    /// Nodes currently cut off by [`Self::partition`].
+    pub fn partitioned(&self) -> &[usize] {
+        &self.cut
+    }
+
     /// Stops every node gracefully, then epmd, and removes the folder unless kept.
     pub async fn shutdown(mut self) {
+        // Healed first, so the nodes stop as one cluster.
+        for index in self.cut.clone() {
+            let _ = self.heal(index).await;
+        }
         let stops = self.nodes.iter_mut().map(|node| node.stop());
         join_all(stops).await;
+        if let Some(links) = &mut self.links {
+            links.stop().await;
+        }
         self.epmd.stop().await;
         self.remove_dir();
         self.done = true;

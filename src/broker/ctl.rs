@@ -90,6 +90,11 @@ impl Ctl {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         erlang_env(&mut command, &self.home, self.epmd_port);
+        // A partitionable cluster's host names, resolved to the nodes themselves.
+        let inetrc = self.home.join("inetrc");
+        if inetrc.exists() {
+            command.env("ERL_INETRC", inetrc);
+        }
         self.account.apply(&mut command);
         let failed = |output: String| BrokerError::Ctl {
             node: node.to_string(),

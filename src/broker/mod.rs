@@ -8,6 +8,7 @@ mod epmd;
 mod external;
 mod install;
 mod node;
+mod partition;
 mod ports;
 mod process;
 pub mod state;
@@ -47,11 +48,12 @@ pub enum BrokerError {
         "port {port} on 127.0.0.1 is in use (a system RabbitMQ, or another private broker?); choose another port or let warren pick free ones"
     )]
     PortInUse { port: u16 },
-    #[error("cannot {action}: {source}")]
+    /// (The I/O error is part of the message, not a separate source, so an error chain
+    /// printed whole says it once.)
+    #[error("cannot {action}: {cause}")]
     Io {
         action: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("node {node} failed: {reason}\n{log}")]
     NodeFailed {
@@ -84,15 +86,19 @@ pub enum BrokerError {
         "a private broker from `warren broker up` is already running ({path}); stop it with `warren broker down`"
     )]
     AlreadyUp { path: PathBuf },
+    #[error(
+        "this cluster was not started for partitions (its inter-node traffic does not go through proxies)"
+    )]
+    NotPartitionable,
     #[error("interrupted")]
     Interrupted,
 }
 
 impl BrokerError {
-    fn io(action: &str, source: std::io::Error) -> Self {
+    fn io(action: &str, cause: std::io::Error) -> Self {
         BrokerError::Io {
             action: action.to_string(),
-            source,
+            cause,
         }
     }
 }
@@ -110,6 +116,8 @@ pub struct StartOptions {
     pub keep: bool,
     /// Folder under which node folders are made (system temp folder when unset).
     pub parent_dir: Option<PathBuf>,
+    /// Start a cluster whose nodes can be partitioned from each other.
+    pub partitionable: bool,
 }
 
 /// One node of the broker, as the run reports it.
@@ -147,6 +155,7 @@ impl Broker {
                         keep: managed.keep || options.keep,
                         detachable: false,
                         parent_dir: options.parent_dir,
+                        partitionable: options.partitionable,
                     },
                     cancel,
                 )

@@ -66,11 +66,15 @@ impl NodeSpec {
             .expect("a loopback AMQP URI always parses")
     }
 
-    /// Writes the node's folder: config that ignores /etc/rabbitmq, no plugins.
+    /// Writes the node's folder: config that ignores /etc/rabbitmq, no plugins. A node of
+    /// a cluster handles partitions with `pause_minority` (a node that loses sight of the
+    /// majority stops serving clients until it sees them again), the setting RabbitMQ
+    /// recommends for clusters of three or more nodes; RabbitMQ's own default, `ignore`,
+    /// leaves both sides serving and the cluster split after the partition heals.
     ///
     /// # Errors
     /// The I/O error of the file that could not be written.
-    pub fn prepare(&self) -> std::io::Result<()> {
+    pub fn prepare(&self, in_cluster: bool) -> std::io::Result<()> {
         for sub in ["mnesia", "log"] {
             std::fs::create_dir_all(self.dir.join(sub))?;
         }
@@ -79,7 +83,14 @@ impl NodeSpec {
         std::fs::write(self.dir.join("rabbitmq-env.conf"), "")?;
         std::fs::write(
             self.dir.join("rabbitmq.conf"),
-            "# written by warren for a private node\nloopback_users.guest = true\nlog.console = false\nlog.file.level = info\n",
+            format!(
+                "# written by warren for a private node\nloopback_users.guest = true\nlog.console = false\nlog.file.level = info\n{}",
+                if in_cluster {
+                    "cluster_partition_handling = pause_minority\n"
+                } else {
+                    ""
+                }
+            ),
         )?;
         Ok(())
     }
@@ -88,6 +99,11 @@ impl NodeSpec {
         let dir = &self.dir;
         let mut command = Command::new(&env.install.server);
         erlang_env(&mut command, &env.home, env.epmd_port);
+        // A partitionable cluster's node sees the other nodes through its own inetrc.
+        let inetrc = dir.join("inetrc");
+        if inetrc.exists() {
+            command.env("ERL_INETRC", inetrc);
+        }
         command
             .current_dir(dir)
             // Makes the script exec the VM, so the child's pid is the VM's pid.

@@ -48,6 +48,7 @@ async fn up(
         keep: args.keep,
         detachable: args.detach,
         parent_dir: None,
+        partitionable: false,
     };
     let cluster = match ManagedCluster::start(options, &cancel).await {
         Err(BrokerError::Interrupted) => {

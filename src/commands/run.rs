@@ -68,6 +68,7 @@ pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<Exi
     let options = StartOptions {
         keep: args.keep,
         parent_dir: None,
+        partitionable: plan.has_partitions(),
     };
     let broker = match Broker::start(&plan.broker, options, &cancel).await {
         Ok(broker) => broker,

@@ -130,6 +130,7 @@ impl NodeFaults {
                 Some(Step::Ctl(&["set_disk_free_limit", NORMAL_DISK_LIMIT])),
             ),
             FaultAction::NodeKill { node } => (*node, Step::Kill, lasting.map(|_| Step::Start)),
+            FaultAction::Partition { node } => (*node, Step::Cut, Some(Step::Heal)),
             FaultAction::Down { .. } | FaultAction::Toxic { .. } | FaultAction::RollingRestart => {
                 return Err(NodeFaultError::Unsupported("not a node fault".into()));
             }
@@ -193,6 +194,7 @@ impl NodeFaults {
                 Step::Start => (commands.start, &[]),
                 Step::Pause => (commands.pause, &[]),
                 Step::Resume => (commands.resume, &[]),
+                Step::Cut | Step::Heal => (None, &[]),
                 Step::Ctl(args) => (commands.rabbitmqctl, args),
             };
             let template = template.ok_or_else(|| {
@@ -210,6 +212,8 @@ impl NodeFaults {
                     Step::Start => cluster.start_node(index, cancel).await?,
                     Step::Pause => cluster.pause(index)?,
                     Step::Resume => cluster.resume(index)?,
+                    Step::Cut => cluster.partition(index).await?,
+                    Step::Heal => cluster.heal(index).await?,
                     Step::Ctl(args) => {
                         let name = cluster.specs()[index].name.clone();
                         cluster
@@ -239,6 +243,9 @@ impl NodeFaults {
         }
         let mut broker = self.broker.lock().await;
         if let Broker::Managed(cluster) = &mut *broker {
+            for index in cluster.partitioned().to_vec() {
+                let _ = cluster.heal(index).await;
+            }
             for (index, spec) in cluster.specs().iter().enumerate() {
                 let _ = cluster.resume(index);
                 for args in [
@@ -264,6 +271,9 @@ enum Step {
     Start,
     Pause,
     Resume,
+    /// Cut the node off from the others (a partition), and join it again.
+    Cut,
+    Heal,
     Ctl(&'static [&'static str]),
 }
 

@@ -81,6 +81,9 @@ pub fn describe_action(action: &FaultAction) -> String {
         FaultAction::DiskAlarm { node } => format!("disk_alarm node {}", describe_node(node)),
         FaultAction::NodeKill { node } => format!("node_kill node {}", describe_node(node)),
         FaultAction::RollingRestart => "rolling_restart of every node".into(),
+        FaultAction::Partition { node } => {
+            format!("partition node {} from the others", describe_node(node))
+        }
     }
 }
 
@@ -256,6 +259,7 @@ fn chaos_action(kind: K, path: TrafficPath, node: NodeSelector) -> FaultAction {
         K::DiskAlarm => FaultAction::DiskAlarm { node },
         K::NodeKill => FaultAction::NodeKill { node },
         K::RollingRestart => FaultAction::RollingRestart,
+        K::Partition => FaultAction::Partition { node },
     }
 }
 

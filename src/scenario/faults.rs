@@ -45,7 +45,8 @@ fn parameters(kind: K) -> &'static [&'static str] {
         | K::BrokerPause
         | K::MemoryAlarm
         | K::DiskAlarm
-        | K::NodeKill => &["node"],
+        | K::NodeKill
+        | K::Partition => &["node"],
         K::RollingRestart => &[],
     }
 }
@@ -345,6 +346,7 @@ fn action(
                 K::BrokerPause => FaultAction::BrokerPause { node },
                 K::MemoryAlarm => FaultAction::MemoryAlarm { node },
                 K::DiskAlarm => FaultAction::DiskAlarm { node },
+                K::Partition => FaultAction::Partition { node },
                 _ => FaultAction::NodeKill { node },
             })
         }
@@ -390,6 +392,14 @@ fn check_node_fault_allowed(c: &mut Checker<'_>, path: &str, kind: K, broker: &B
     let word = serde_name(&kind);
     if kind == K::NodeKill && broker.node_count() < 2 {
         c.error(path, format!(" = {word:?}: needs a cluster (broker.nodes = 3 or 5); on one node use \"broker_kill\""));
+    }
+    if kind == K::Partition {
+        match broker {
+            BrokerPlan::External(_) => c.error(path, format!(" = {word:?}: only warren's own nodes can be partitioned (their inter-node traffic goes through warren's proxies)")),
+            _ if broker.node_count() < 2 => c.error(path, format!(" = {word:?}: needs a cluster (broker.nodes = 3 or 5)")),
+            _ => {}
+        }
+        return;
     }
     let BrokerPlan::External(external) = broker else {
         return;
@@ -535,6 +545,7 @@ fn all_kind_names() -> Vec<String> {
         K::DiskAlarm,
         K::NodeKill,
         K::RollingRestart,
+        K::Partition,
     ]
     .iter()
     .map(serde_name)

@@ -63,6 +63,18 @@ pub struct ProxyPlan {
 }
 
 impl Plan {
+    /// True when some fault or the chaos schedule cuts a node off from the others, so the
+    /// cluster's inter-node traffic must go through proxies.
+    pub fn has_partitions(&self) -> bool {
+        self.faults
+            .iter()
+            .any(|f| matches!(f.action, FaultAction::Partition { .. }))
+            || self
+                .chaos
+                .as_ref()
+                .is_some_and(|c| c.kinds.contains_key(&FaultKindName::Partition))
+    }
+
     /// True when some fault or the chaos schedule needs proxies on the client paths.
     pub fn has_network_faults(&self) -> bool {
         let network = |action: &FaultAction| {
@@ -296,6 +308,7 @@ pub enum FaultKindName {
     DiskAlarm,
     NodeKill,
     RollingRestart,
+    Partition,
 }
 
 /// Which client connections a network fault hits.
@@ -409,6 +422,10 @@ pub enum FaultAction {
     },
     /// Every node restarted gracefully, one after the other, each back before the next.
     RollingRestart,
+    /// A node cut off from the other nodes (not from its clients), then joined again.
+    Partition {
+        node: NodeSelector,
+    },
 }
 
 /// One `[[faults]]` entry, checked.

@@ -35,6 +35,12 @@ const RECONNECT_GIVE_UP: Duration = Duration::from_secs(300);
 
 /// Without confirms, how many publishes may wait to be handed to the connection.
 const UNCONFIRMED_PIPELINE: usize = 256;
+/// After a nack, a republishing publisher holds off sending this long, doubling with
+/// every nack burst up to the cap and back to the start after a second without nacks: a
+/// broker that refuses messages (a full queue, a queue without a leader) is not asked
+/// again at once.
+const NACK_BACKOFF_START: Duration = Duration::from_millis(10);
+const NACK_BACKOFF_CAP: Duration = Duration::from_secs(1);
 
 /// Everything one publisher task needs.
 pub struct PublisherSetup {
@@ -103,6 +109,9 @@ struct Publisher {
     /// The deadline as a clock reading, compared with the time already read per message.
     deadline_ns: Option<u64>,
     activity: Activity,
+    /// No message is sent before this clock reading (a nack backoff).
+    hold_until_ns: u64,
+    nack_backoff: Duration,
 }
 
 /// Runs a publisher until its messages are all answered, it gives up, or `cancel` fires.
@@ -135,6 +144,8 @@ pub async fn run(setup: PublisherSetup) -> PublisherReport {
         sent: 0,
         deadline_ns: setup.deadline.map(|d| setup.clock.ns_at(d)),
         activity: Activity::default(),
+        hold_until_ns: 0,
+        nack_backoff: NACK_BACKOFF_START,
         setup,
     };
     publisher.run().await;
@@ -319,6 +330,9 @@ impl Publisher {
     /// The next message to send now, if any: republishes first, then a new message if due.
     #[inline]
     fn next_message(&mut self, now_ns: u64) -> Option<Pending> {
+        if now_ns < self.hold_until_ns {
+            return None;
+        }
         if let Some(pending) = self.retry.pop_front() {
             return Some(pending);
         }
@@ -365,6 +379,9 @@ impl Publisher {
 
     /// When to wake up to send the next new message (or to stop on time).
     fn next_wake(&self, has_room: bool) -> Option<tokio::time::Instant> {
+        if has_room && self.hold_until_ns > self.setup.clock.now_ns() {
+            return Some(self.setup.clock.instant_at(self.hold_until_ns).into());
+        }
         if !self.generating || !has_room || !self.retry.is_empty() {
             return None;
         }
@@ -446,6 +463,18 @@ impl Publisher {
             PublishOutcome::Nacked => {
                 self.recorder.counts.nacked += 1;
                 self.ledger.nacked.insert(entry.seq);
+                let now_ns = self.setup.clock.now_ns();
+                // Nacks of one burst (answers to what was sent before the hold) count once.
+                if self.setup.plan.on_failure == OnFailure::Republish
+                    && now_ns >= self.hold_until_ns
+                {
+                    // A second without nacks after the last hold starts the backoff afresh.
+                    if now_ns - self.hold_until_ns > NACK_BACKOFF_CAP.as_nanos() as u64 {
+                        self.nack_backoff = NACK_BACKOFF_START;
+                    }
+                    self.hold_until_ns = now_ns + self.nack_backoff.as_nanos() as u64;
+                    self.nack_backoff = (self.nack_backoff * 2).min(NACK_BACKOFF_CAP);
+                }
                 self.retry_or_drop(&[entry]);
             }
             PublishOutcome::Sent => {}

@@ -163,6 +163,22 @@ fn quorum_rolling_restart() {
     holds_its_documented_verdict("quorum-rolling-restart");
 }
 
+/// The leader cut off from the other nodes: its clients move on, a new leader takes over,
+/// nothing confirmed is lost; pause_minority closed the cut-off node's client connections.
+#[test]
+fn quorum_partition() {
+    let summary = holds_its_documented_verdict("quorum-partition");
+    assert_eq!(summary["verdict"]["totals"]["lost_confirmed"], 0);
+    let fault = &summary["faults"]["faults"][0];
+    assert!(fault["node"].is_u64(), "{fault}");
+    let events = summary["events"].as_array().unwrap();
+    assert!(
+        events.iter().any(|e| e["kind"] == "connection_lost")
+            && events.iter().any(|e| e["kind"] == "reconnected"),
+        "pause_minority closed the cut-off node's client connections"
+    );
+}
+
 /// Every scenario's header documents what it proves and its expected verdict.
 #[test]
 fn every_scenario_is_documented_and_listed() {

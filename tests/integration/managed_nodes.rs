@@ -18,6 +18,7 @@ fn options(scratch: &Scratch, nodes: usize) -> ClusterOptions {
         keep: false,
         detachable: false,
         parent_dir: Some(scratch.tmp()),
+        partitionable: false,
     }
 }
 

@@ -28,6 +28,7 @@ async fn node(scratch: &Scratch) -> ManagedCluster {
         keep: false,
         detachable: false,
         parent_dir: Some(scratch.tmp()),
+        partitionable: false,
     };
     ManagedCluster::start(options, &CancellationToken::new())
         .await
@@ -480,6 +481,34 @@ async fn a_stream_consumer_resumes_from_its_offset_after_a_crash() {
     );
     assert_eq!(outcome.drain.end, DrainEnd::Complete);
     assert!(outcome.queue_left.is_some(), "the stream is deleted");
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
+
+/// A full queue that rejects publishes nacks them; a republishing publisher backs off
+/// instead of sending the same messages again at once, and still loses none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nacked_messages_are_republished_with_a_backoff() {
+    let scratch = Scratch::new("nack");
+    let cluster = node(&scratch).await;
+    let plan = plan(
+        "name = \"nack\"\nduration = \"3s\"\ndrain_timeout = \"30s\"\n[topology]\nqueue = { arguments = { \"x-max-length\" = 100, \"x-overflow\" = \"reject-publish\" } }\n[publishers]\nrate = 1000\nsize = 100\nmax_in_flight = 64\n[consumers]\nprefetch = 10\nprocessing_delay = \"2ms\"\n",
+    );
+    let (handle, _) = start(&plan, &cluster, Sabotage::default());
+    let outcome = handle.await.unwrap();
+    let t = &outcome.verdict.totals;
+    eprintln!("{}: {:?}", module_path!(), t);
+    assert!(t.nacked > 0, "the full queue rejected publishes: {t:?}");
+    assert_eq!((t.lost_confirmed, t.lost_unconfirmed), (0, 0), "{t:?}");
+    assert_eq!(t.delivered, t.attempted, "{t:?}");
+    // Without a backoff every nack is answered by an immediate republish, itself nacked:
+    // tens of thousands of copies for 3,000 messages.
+    assert!(
+        t.republished < 3 * t.attempted,
+        "republished {} copies of {} messages",
+        t.republished,
+        t.attempted
+    );
     cluster.shutdown().await;
     scratch.assert_clean();
 }
