@@ -30,6 +30,8 @@ pub struct Facts<'a> {
     pub p99_confirm_ms: Option<f64>,
     /// Longest recovery after a fault, if faults were injected and measured.
     pub max_recovery_s: Option<f64>,
+    /// Applied faults that ended after publishing, whose recovery nothing could show.
+    pub unobserved_faults: usize,
 }
 
 /// Checks every gate the scenario sets, plus the ones that always hold.
@@ -109,6 +111,15 @@ pub fn evaluate(gates: &Gates, facts: &Facts<'_>) -> Vec<GateResult> {
                 actual: format!("{actual:.1} s"),
                 passed: actual <= max.as_secs_f64(),
             },
+            None if facts.unobserved_faults > 0 => GateResult {
+                name: "max_recovery".into(),
+                limit: format!("<= {:.1} s", max.as_secs_f64()),
+                actual: format!(
+                    "not observed: {} fault(s) ended after publishing did; lengthen the run",
+                    facts.unobserved_faults
+                ),
+                passed: false,
+            },
             None => GateResult {
                 name: "max_recovery".into(),
                 limit: format!("<= {:.1} s", max.as_secs_f64()),
@@ -160,6 +171,7 @@ mod tests {
             p99_e2e_ms: Some(2.0),
             p99_confirm_ms: None,
             max_recovery_s: None,
+            unobserved_faults: 0,
         };
         let results = evaluate(&gates(), &facts);
         assert!(results.iter().all(|r| r.passed), "{results:?}");
@@ -175,6 +187,7 @@ mod tests {
             p99_e2e_ms: None,
             p99_confirm_ms: None,
             max_recovery_s: None,
+            unobserved_faults: 0,
         };
         let results = evaluate(&gates(), &facts);
         let failed: Vec<_> = results

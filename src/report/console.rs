@@ -185,15 +185,22 @@ fn faults(out: &mut String, report: &RunReport) {
             );
             continue;
         }
+        let recovery = if fault.observable {
+            format!(
+                "first confirm after {} s, first delivery after {} s",
+                seconds(fault.recovery_confirm_s),
+                seconds(fault.recovery_delivery_s)
+            )
+        } else {
+            "not observed (the fault ended after publishing had)".to_string()
+        };
         let _ = writeln!(
             out,
-            "  {:14} {}{node}  {}–{}  recovery: first confirm after {} s, first delivery after {} s",
+            "  {:14} {}{node}  {}–{}  recovery: {recovery}",
             fault.label,
             fault.action,
             seconds(fault.start_s),
             seconds(fault.end_s),
-            seconds(fault.recovery_confirm_s),
-            seconds(fault.recovery_delivery_s),
         );
     }
     if let Some(silence) = f.longest_without_confirm {

@@ -24,6 +24,14 @@ pub struct FaultReport {
     pub recovery_confirm_s: Option<f64>,
     /// Same, to the first delivery.
     pub recovery_delivery_s: Option<f64>,
+    /// False when the fault ended (or, never ending, began) after publishing had ended:
+    /// no traffic was left to show a recovery, so none is claimed either way.
+    #[serde(default = "observable_by_default")]
+    pub observable: bool,
+}
+
+fn observable_by_default() -> bool {
+    true
 }
 
 /// The longest time in which nothing happened.
@@ -44,12 +52,14 @@ pub struct FaultsReport {
 }
 
 impl FaultsReport {
-    /// Joins fault records with the clients' activity. `start_ns` is when message 0 was due.
+    /// Joins fault records with the clients' activity. `start_ns` is when message 0 was due,
+    /// `publishing_end_ns` when publishing ended.
     pub fn build(
         records: &[FaultRecord],
         confirms: &[Activity],
         deliveries: &[Activity],
         start_ns: u64,
+        publishing_end_ns: u64,
     ) -> Self {
         let seconds = |ns: u64| ns.saturating_sub(start_ns) as f64 / 1e9;
         let faults = records
@@ -57,8 +67,9 @@ impl FaultsReport {
             .map(|record| {
                 let began = (record.started_ns > 0).then_some(record.started_ns);
                 let from = record.ended_ns.or(began);
+                let observable = from.is_none_or(|from| from < publishing_end_ns);
                 let recovery = |activity: &[Activity]| {
-                    let from = from.filter(|_| record.applied())?;
+                    let from = from.filter(|_| record.applied() && observable)?;
                     first_after(activity, from).map(|at| (at - from) as f64 / 1e9)
                 };
                 FaultReport {
@@ -71,6 +82,7 @@ impl FaultsReport {
                     end_s: record.ended_ns.map(seconds),
                     recovery_confirm_s: recovery(confirms),
                     recovery_delivery_s: recovery(deliveries),
+                    observable,
                 }
             })
             .collect();
@@ -87,12 +99,12 @@ impl FaultsReport {
         }
     }
 
-    /// The longest recovery of the applied faults (infinite when one never recovered);
-    /// `None` when no fault was applied. Without confirms only deliveries count.
+    /// The longest recovery of the applied, observable faults (infinite when one never
+    /// recovered); `None` when there is none. Without confirms only deliveries count.
     pub fn worst_recovery_s(&self, confirms: bool) -> Option<f64> {
         self.faults
             .iter()
-            .filter(|f| f.outcome == "applied")
+            .filter(|f| f.outcome == "applied" && f.observable)
             .map(|f| {
                 let delivery = f.recovery_delivery_s.unwrap_or(f64::INFINITY);
                 if confirms {
@@ -102,6 +114,14 @@ impl FaultsReport {
                 }
             })
             .reduce(f64::max)
+    }
+
+    /// Applied faults whose recovery could not be observed (they ended after publishing).
+    pub fn unobserved(&self) -> usize {
+        self.faults
+            .iter()
+            .filter(|f| f.outcome == "applied" && !f.observable)
+            .count()
     }
 
     /// Fault start and end events for the event log, timed on the run's clock.
@@ -171,6 +191,7 @@ mod tests {
             &[confirms.clone()],
             &[confirms],
             S,
+            20 * S,
         );
         let fault = &report.faults[0];
         assert_eq!(fault.recovery_confirm_s, Some(4.0));
@@ -181,10 +202,22 @@ mod tests {
     }
 
     #[test]
+    fn a_fault_that_ends_after_publishing_claims_no_recovery() {
+        let mut confirms = Activity::default();
+        confirms.note(S);
+        let report = FaultsReport::build(&[record(2 * S, Some(5 * S))], &[confirms], &[], 0, 4 * S);
+        assert!(!report.faults[0].observable);
+        assert_eq!(report.faults[0].recovery_confirm_s, None);
+        assert_eq!(report.worst_recovery_s(true), None);
+        assert_eq!(report.unobserved(), 1);
+    }
+
+    #[test]
     fn a_fault_never_recovered_from_is_infinitely_long() {
         let mut confirms = Activity::default();
         confirms.note(S);
-        let report = FaultsReport::build(&[record(2 * S, Some(3 * S))], &[confirms], &[], 0);
+        let report =
+            FaultsReport::build(&[record(2 * S, Some(3 * S))], &[confirms], &[], 0, 10 * S);
         assert_eq!(report.worst_recovery_s(true), Some(f64::INFINITY));
         assert_eq!(FaultsReport::default().worst_recovery_s(true), None);
     }

@@ -306,7 +306,14 @@ fn faults_table(out: &mut String, report: &RunReport) {
             s(f.end_s),
             s(f.recovery_confirm_s),
             s(f.recovery_delivery_s),
-            escape(&f.outcome)
+            if f.observable {
+                escape(&f.outcome)
+            } else {
+                format!(
+                    "{}; recovery not observed (ended after publishing)",
+                    escape(&f.outcome)
+                )
+            }
         );
     }
     out.push_str("</table>\n");

@@ -249,6 +249,7 @@ impl RunReport {
             &outcome.confirm_activity,
             &outcome.delivery_activity,
             start_ns,
+            start_ns + outcome.publishing.as_nanos() as u64,
         );
         let mut events = outcome.events.clone();
         events.extend(faults::FaultsReport::events(
@@ -262,6 +263,7 @@ impl RunReport {
             p99_e2e_ms: latency.e2e_intended.p99_ms(),
             p99_confirm_ms: latency.confirm.p99_ms(),
             max_recovery_s: faults.worst_recovery_s(plan.publishers.confirm),
+            unobserved_faults: faults.unobserved(),
         };
         let gates = crate::gates::evaluate(&plan.gates, &facts);
         let CpuTime { user_s, system_s } = outcome.cpu;
