@@ -82,6 +82,11 @@ fn holds_its_documented_verdict(name: &str) -> Value {
     summary
 }
 
+/// One of the verdict's totals.
+fn total(summary: &Value, key: &str) -> u64 {
+    summary["verdict"]["totals"][key].as_u64().unwrap()
+}
+
 #[test]
 fn quickstart() {
     holds_its_documented_verdict("quickstart");
@@ -90,12 +95,7 @@ fn quickstart() {
 #[test]
 fn seed_naive_loses_messages() {
     let summary = holds_its_documented_verdict("seed-naive");
-    assert!(
-        summary["verdict"]["totals"]["lost_unconfirmed"]
-            .as_u64()
-            .unwrap()
-            > 0
-    );
+    assert!(total(&summary, "lost_unconfirmed") > 0);
 }
 
 #[test]
@@ -127,12 +127,7 @@ fn broker_kill_9() {
 #[test]
 fn consumer_crash_redelivery() {
     let summary = holds_its_documented_verdict("consumer-crash-redelivery");
-    assert!(
-        summary["verdict"]["totals"]["duplicated_redelivered"]
-            .as_u64()
-            .unwrap()
-            > 0
-    );
+    assert!(total(&summary, "duplicated_redelivered") > 0);
 }
 
 #[test]

@@ -13,6 +13,7 @@ use warren::events::EventKind;
 use warren::exit::Exit;
 use warren::faults::Registry;
 use warren::faults::toxics::{Stream, Toxic, ToxicKind};
+use warren::ledger::Counts;
 use warren::redact::BrokerUri;
 use warren::report::{RunContext, RunReport};
 use warren::scenario::{Overrides, Plan, parse};
@@ -109,6 +110,30 @@ async fn restarted_mid_run(scratch: &Scratch, text: &str, after: u64) -> (Plan, 
     let outcome = handle.await.unwrap();
     cluster.shutdown().await;
     (plan, outcome)
+}
+
+/// Runs `text` to its end on a fresh node (stopped afterwards); returns what was measured.
+async fn run_on_a_fresh_node(scratch: &Scratch, text: &str) -> WorkloadOutcome {
+    let cluster = node(scratch).await;
+    let (handle, _) = start(&plan(text), &cluster, Sabotage::default());
+    let outcome = handle.await.unwrap();
+    eprintln!("{}: {:?}", module_path!(), outcome.verdict.totals);
+    cluster.shutdown().await;
+    outcome
+}
+
+/// All `count` messages confirmed and delivered exactly once, in order where checked.
+fn assert_exactly_once(t: &Counts, count: u64) {
+    assert_eq!(
+        (t.attempted, t.confirmed, t.delivered),
+        (count, count, count),
+        "{t:?}"
+    );
+    assert_eq!(
+        (t.lost_confirmed, t.duplicated, t.reordered),
+        (0, 0, 0),
+        "{t:?}"
+    );
 }
 
 /// A proxy named "path" to `broker`; returns the URI that goes through it.
@@ -423,27 +448,14 @@ async fn the_reliable_recipe_loses_no_confirmed_message_in_a_broker_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quorum_queue_with_uneven_bodies_delivers_exactly_once() {
     let scratch = Scratch::new("quorum");
-    let cluster = node(&scratch).await;
-    let plan = plan(
+    let outcome = run_on_a_fresh_node(
+        &scratch,
         "name = \"quorum\"\nmessages = 3_000\nseed = 7\n[topology]\nqueue = { type = \"quorum\", arguments = { \"x-delivery-limit\" = 5 } }\n[publishers]\ncount = 2\nsize = { min = 60, max = \"2KiB\" }\n[consumers]\nmultiple_ack_every = 20\n",
-    );
-    let (handle, _) = start(&plan, &cluster, Sabotage::default());
-    let outcome = handle.await.unwrap();
-    let t = &outcome.verdict.totals;
-    eprintln!("{}: {:?}", module_path!(), t);
-    assert_eq!(
-        (t.attempted, t.confirmed, t.delivered),
-        (6_000, 6_000, 6_000),
-        "{t:?}"
-    );
-    assert_eq!(
-        (t.lost_confirmed, t.duplicated, t.reordered),
-        (0, 0, 0),
-        "{t:?}"
-    );
+    )
+    .await;
+    assert_exactly_once(&outcome.verdict.totals, 6_000);
     assert!(outcome.verdict.order_checked);
     assert_eq!(outcome.verdict.corrupted, 0);
-    cluster.shutdown().await;
     scratch.assert_clean();
 }
 
@@ -452,24 +464,12 @@ async fn a_quorum_queue_with_uneven_bodies_delivers_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_consumer_resumes_from_its_offset_after_a_crash() {
     let scratch = Scratch::new("stream");
-    let cluster = node(&scratch).await;
-    let plan = plan(
+    let outcome = run_on_a_fresh_node(
+        &scratch,
         "name = \"stream\"\nmessages = 2_000\n[topology]\nqueue = { type = \"stream\" }\n[publishers]\ncount = 2\nrate = 1000\nsize = 100\n[consumers]\nprefetch = 100\nmultiple_ack_every = 10\ncrash_every = 300\n",
-    );
-    let (handle, _) = start(&plan, &cluster, Sabotage::default());
-    let outcome = handle.await.unwrap();
-    let t = &outcome.verdict.totals;
-    eprintln!("{}: {:?}", module_path!(), t);
-    assert_eq!(
-        (t.attempted, t.confirmed, t.delivered),
-        (4_000, 4_000, 4_000),
-        "{t:?}"
-    );
-    assert_eq!(
-        (t.lost_confirmed, t.duplicated, t.reordered),
-        (0, 0, 0),
-        "{t:?}"
-    );
+    )
+    .await;
+    assert_exactly_once(&outcome.verdict.totals, 4_000);
     let crashes = outcome
         .events
         .iter()
@@ -481,7 +481,6 @@ async fn a_stream_consumer_resumes_from_its_offset_after_a_crash() {
     );
     assert_eq!(outcome.drain.end, DrainEnd::Complete);
     assert!(outcome.queue_left.is_some(), "the stream is deleted");
-    cluster.shutdown().await;
     scratch.assert_clean();
 }
 
@@ -490,14 +489,12 @@ async fn a_stream_consumer_resumes_from_its_offset_after_a_crash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nacked_messages_are_republished_with_a_backoff() {
     let scratch = Scratch::new("nack");
-    let cluster = node(&scratch).await;
-    let plan = plan(
+    let outcome = run_on_a_fresh_node(
+        &scratch,
         "name = \"nack\"\nduration = \"3s\"\ndrain_timeout = \"30s\"\n[topology]\nqueue = { arguments = { \"x-max-length\" = 100, \"x-overflow\" = \"reject-publish\" } }\n[publishers]\nrate = 1000\nsize = 100\nmax_in_flight = 64\n[consumers]\nprefetch = 10\nprocessing_delay = \"2ms\"\n",
-    );
-    let (handle, _) = start(&plan, &cluster, Sabotage::default());
-    let outcome = handle.await.unwrap();
+    )
+    .await;
     let t = &outcome.verdict.totals;
-    eprintln!("{}: {:?}", module_path!(), t);
     assert!(t.nacked > 0, "the full queue rejected publishes: {t:?}");
     assert_eq!((t.lost_confirmed, t.lost_unconfirmed), (0, 0), "{t:?}");
     assert_eq!(t.delivered, t.attempted, "{t:?}");
@@ -509,7 +506,6 @@ async fn nacked_messages_are_republished_with_a_backoff() {
         t.republished,
         t.attempted
     );
-    cluster.shutdown().await;
     scratch.assert_clean();
 }
 
