@@ -318,6 +318,22 @@ fn node_faults_name_existing_nodes_and_node_kill_needs_a_cluster() {
 }
 
 #[test]
+fn partitions_need_a_cluster_of_warren_s_own_nodes() {
+    let one = "name = \"x\"\n[[faults]]\nat = \"5s\"\nkind = \"partition\"\nfor = \"5s\"\n";
+    assert!(problems(one).contains("\"partition\": needs a cluster"));
+    let external = one.replace(
+        "name = \"x\"\n",
+        "name = \"x\"\n[broker]\nmode = \"external\"\nuris = [\"amqp://a:b@127.0.0.1:5672/%2f\"]\nallow_destructive = true\n",
+    );
+    assert!(problems(&external).contains("only warren's own nodes can be partitioned"));
+    let without_for = one.replace("for = \"5s\"\n", "");
+    assert!(problems(&without_for).contains("for"));
+    let cluster = plan(&one.replace("name = \"x\"\n", "name = \"x\"\n[broker]\nnodes = 3\n"));
+    assert!(cluster.has_partitions());
+    assert!(!plan("name = \"x\"\n").has_partitions());
+}
+
+#[test]
 fn chaos_kinds_are_checked_by_name() {
     let error =
         problems("name = \"x\"\n[chaos]\nkinds = { dwon = 1 }\nevery = \"10s\"\nfor = \"2s\"\n");
