@@ -14,7 +14,7 @@
 //! boot that the port is free on every address, which a listener on 127.77.x.y would fail.
 //! Hence the stand-in epmd, which hands out the proxy's port instead.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -74,9 +74,8 @@ pub fn cli_inetrc(nodes: usize) -> String {
 ///
 /// # Errors
 /// The I/O error.
-pub fn write_inetrc(path: &Path, text: &str) -> std::io::Result<PathBuf> {
-    std::fs::write(path, text)?;
-    Ok(path.to_path_buf())
+pub fn write_inetrc(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
 }
 
 /// What a partition needs to know of a node: its Erlang name (the part before `@`) and
@@ -107,7 +106,7 @@ impl DistLinks {
     /// [`DistLinkError`] when an address cannot be bound.
     pub async fn start(nodes: &[DistNode], epmd_port: u16) -> Result<Self, DistLinkError> {
         let registry = Registry::new();
-        let mut answerers = Vec::new();
+        // Built up in place, so that on an error its Drop stops what was started.
         let mut links = Self {
             registry: registry.clone(),
             nodes: nodes.len(),
@@ -136,7 +135,7 @@ impl DistLinks {
                     .map_err(|e| {
                         DistLinkError(format!("epmd stand-in on {host}:{epmd_port}: {e}"))
                     })?;
-                answerers.push(tokio::spawn(answer_epmd(
+                links.answerers.push(tokio::spawn(answer_epmd(
                     listener,
                     node.alive_name.clone(),
                     port,
@@ -144,7 +143,6 @@ impl DistLinks {
                 )));
             }
         }
-        links.answerers = answerers;
         Ok(links)
     }
 

@@ -296,7 +296,10 @@ impl Publisher {
             if inflight.is_empty() && !self.generating && self.retry.is_empty() {
                 return End::Finished;
             }
-            let wake = self.next_wake(inflight.len() < window_size && !self.window.is_full());
+            let wake = self.next_wake(
+                inflight.len() < window_size && !self.window.is_full(),
+                now_ns,
+            );
             tokio::select! {
                 biased;
                 () = self.setup.cancel.cancelled() => return End::Cancelled,
@@ -378,8 +381,8 @@ impl Publisher {
     }
 
     /// When to wake up to send the next new message (or to stop on time).
-    fn next_wake(&self, has_room: bool) -> Option<tokio::time::Instant> {
-        if has_room && self.hold_until_ns > self.setup.clock.now_ns() {
+    fn next_wake(&self, has_room: bool, now_ns: u64) -> Option<tokio::time::Instant> {
+        if has_room && self.hold_until_ns > now_ns {
             return Some(self.setup.clock.instant_at(self.hold_until_ns).into());
         }
         if !self.generating || !has_room || !self.retry.is_empty() {

@@ -92,6 +92,17 @@ struct ProxyState {
     running: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
+impl Drop for ProxyState {
+    /// A proxy dropped with its registry (say, on an error path) stops listening and closes
+    /// its connections, as a deleted one does.
+    fn drop(&mut self) {
+        if let Some((token, task)) = self.running.take() {
+            token.cancel();
+            task.abort();
+        }
+    }
+}
+
 impl Registry {
     /// An empty registry.
     pub fn new() -> Arc<Self> {
