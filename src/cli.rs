@@ -32,6 +32,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a scenario: bring up the broker, drive the workload, inject faults, verify, report
     Run(RunArgs),
+    /// Run a scenario's [sweep]: one measured step per target rate on the same broker;
+    /// prints the highest rate that met the objective (exit 0), or exit 1 when none did
+    Sweep(RunArgs),
     /// Check scenario files without running anything (exit 0 when all are valid, 2 otherwise)
     Validate(ValidateArgs),
     /// Start, inspect or stop a private RabbitMQ node or cluster, for exploring by hand
@@ -77,7 +80,7 @@ pub struct RunArgs {
     /// The scenario file (TOML)
     pub scenario: PathBuf,
 
-    /// Run for this long instead of the scenario's duration, like "10s" or "2m"
+    /// Run for this long instead of the scenario's duration (in a sweep: each step's), like "10s" or "2m"
     #[arg(long, value_parser = parse_duration_arg)]
     pub duration: Option<Duration>,
 
@@ -92,6 +95,11 @@ pub struct RunArgs {
     /// Keep the private nodes' data and logs after the run (their folder is printed)
     #[arg(long)]
     pub keep: bool,
+
+    /// Turn the ledgers off (counts and latency histograms only), to measure what
+    /// verification costs; nothing is checked for loss, duplication or order
+    #[arg(long)]
+    pub no_verify: bool,
 
     /// Live progress: a bar on a terminal, plain lines otherwise (auto), or always one of them
     #[arg(long, value_enum, default_value_t = ProgressStyle::Auto)]

@@ -38,13 +38,23 @@ pub struct Facts<'a> {
 pub fn evaluate(gates: &Gates, facts: &Facts<'_>) -> Vec<GateResult> {
     let totals = &facts.verdict.totals;
     let mut results = Vec::new();
+    let verified = facts.verdict.verified;
     let mut at_most = |name: &str, limit: Option<u64>, actual: u64| {
         if let Some(limit) = limit {
-            results.push(GateResult {
-                name: name.into(),
-                limit: format!("<= {limit}"),
-                actual: actual.to_string(),
-                passed: actual <= limit,
+            results.push(if verified || name == "corrupted (always)" {
+                GateResult {
+                    name: name.into(),
+                    limit: format!("<= {limit}"),
+                    actual: actual.to_string(),
+                    passed: actual <= limit,
+                }
+            } else {
+                GateResult {
+                    name: name.into(),
+                    limit: format!("<= {limit}"),
+                    actual: "not checked (--no-verify)".into(),
+                    passed: true,
+                }
             });
         }
     };
@@ -176,6 +186,36 @@ mod tests {
         let results = evaluate(&gates(), &facts);
         assert!(results.iter().all(|r| r.passed), "{results:?}");
         assert_eq!(results.len(), 6);
+    }
+
+    #[test]
+    fn without_verification_the_ledger_gates_say_they_were_not_checked() {
+        let counts = crate::ledger::Counts {
+            attempted: 10,
+            confirmed: 10,
+            delivered: 10,
+            ..Default::default()
+        };
+        let verdict = Verdict::unverified(counts, 10, true);
+        let facts = Facts {
+            verdict: &verdict,
+            delivered_per_s: 150.0,
+            p99_e2e_ms: Some(20.0),
+            p99_confirm_ms: None,
+            max_recovery_s: None,
+            unobserved_faults: 0,
+        };
+        let results = evaluate(&gates(), &facts);
+        let by_name = |name: &str| results.iter().find(|r| r.name == name).unwrap();
+        assert_eq!(
+            by_name("max_lost_confirmed").actual,
+            "not checked (--no-verify)"
+        );
+        assert_eq!(by_name("corrupted (always)").actual, "0");
+        assert!(
+            !by_name("p99_e2e_ms").passed,
+            "latency gates still judge: histograms stay on"
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod redact;
 pub mod report;
 pub mod scenario;
 pub mod signals;
+pub mod sweep;
 pub mod timestamp;
 pub mod workload;
 
@@ -34,6 +35,7 @@ use exit::Exit;
 pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Exit> {
     match cli.command {
         Command::Run(args) => commands::run::run(args, shutdown).await,
+        Command::Sweep(args) => commands::run::sweep(args, shutdown).await,
         Command::Validate(args) => Ok(commands::validate::validate(&args)),
         Command::Broker(args) => Ok(commands::broker::broker(args, shutdown).await?),
         Command::Toxiproxy(args) => commands::toxiproxy::serve(&args, shutdown).await,

@@ -35,6 +35,7 @@ pub async fn drive(
     broker: Broker,
     console: &Console,
     style: ProgressStyle,
+    no_verify: bool,
     cancel: &CancellationToken,
 ) -> (Broker, anyhow::Result<Driven>) {
     let run_id = random_run_id();
@@ -86,6 +87,7 @@ pub async fn drive(
         consumer_uris: network.as_ref().map(|n| n.consumer_uris()),
         on_start: Some(started_tx),
         run_id: Some(run_id),
+        no_verify,
         ..WorkloadOptions::default()
     };
     let (outcome, faults) = tokio::join!(

@@ -6,6 +6,7 @@ pub mod drive;
 pub mod progress;
 pub mod report;
 pub mod run;
+pub mod sweep;
 pub mod toxiproxy;
 pub mod validate;
 

@@ -14,7 +14,7 @@ use super::drive::drive;
 use crate::amqp::connect;
 use crate::broker::{Broker, BrokerError, NodeInfo, StartOptions};
 use crate::cli::RunArgs;
-use crate::exit::Exit;
+use crate::exit::{Exit, UsageError};
 use crate::report::{RunContext, RunReport, console, files};
 use crate::scenario::units::format_duration;
 use crate::scenario::{self, BrokerPlan, Overrides, Plan, ReportFormat};
@@ -37,17 +37,40 @@ struct BrokerReport {
     connected: usize,
 }
 
-/// Runs a scenario.
+/// Runs a scenario: one measured run, or its capacity sweep when it has a `[sweep]`.
 ///
 /// # Errors
 /// A scenario error (exit 2) before anything is touched, or a broker error (exit 3).
 pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<Exit> {
+    execute(args, cancel, false).await
+}
+
+/// `warren sweep`: runs the scenario's `[sweep]`, which it must have.
+///
+/// # Errors
+/// As [`run`]; a scenario without `[sweep]` is bad input (exit 2).
+pub async fn sweep(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<Exit> {
+    execute(args, cancel, true).await
+}
+
+async fn execute(
+    args: RunArgs,
+    cancel: CancellationToken,
+    sweep_required: bool,
+) -> anyhow::Result<Exit> {
     let plan = scenario::load(
         &args.scenario,
         Overrides {
             duration: args.duration,
         },
     )?;
+    if sweep_required && plan.sweep.is_none() {
+        return Err(UsageError(format!(
+            "{}: has no [sweep] section; add one, like\n  [sweep]\n  rates = [1000, 5000, 20000]\n  step_duration = \"30s\"\n  p99_e2e_ms = 50",
+            plan.source.display()
+        ))
+        .into());
+    }
     let console = Console { quiet: args.quiet };
     let started_at = UtcTime::now();
     let run_dir = args.out.clone().unwrap_or_else(|| {
@@ -64,50 +87,55 @@ pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<Exi
         console.line(format!("  {}", plan.description));
     }
     console.line(format!("  {}", summary(&plan)));
-    let launch = Instant::now();
-    let options = StartOptions {
-        keep: args.keep,
-        parent_dir: None,
-        partitionable: plan.has_partitions(),
-    };
-    let broker = match Broker::start(&plan.broker, options, &cancel).await {
-        Ok(broker) => broker,
-        Err(BrokerError::Interrupted) => {
-            console.line("interrupted while the broker was starting; nothing was left running");
+    if let Some(sweep) = &plan.sweep {
+        let step_duration = args.duration.unwrap_or(sweep.step_duration);
+        let steps = super::sweep::Steps {
+            plan: &plan,
+            sweep,
+            step_duration,
+            run_dir: &run_dir,
+            started_at,
+            console: &console,
+            progress: args.progress,
+            no_verify: args.no_verify,
+            cancel: &cancel,
+        };
+        console.line(format!("  {}", steps.describe()));
+        let swept = with_broker(
+            &plan,
+            &args,
+            &console,
+            &run_dir,
+            started_at,
+            &cancel,
+            |broker, nodes| steps.run(broker, nodes),
+        )
+        .await?;
+        let Some((swept, _)) = swept else {
             return Ok(Exit::Interrupted);
-        }
-        Err(error) => return Err(error).context("the broker could not be brought up"),
-    };
-    let startup = launch.elapsed();
-    let outcome = session(&broker, &plan, &console, startup, started_at, &cancel).await;
-    let connected = matches!(&outcome, Ok(report) if report.connected == report.nodes.len());
-    let (broker, driven) = if connected && !cancel.is_cancelled() {
-        let (broker, driven) = drive(&plan, broker, &console, args.progress, &cancel).await;
-        (broker, Some(driven))
-    } else {
-        (broker, None)
-    };
-    if let Broker::Managed(cluster) = &broker {
-        if args.keep {
-            console.line(format!(
-                "node data and logs kept in {}",
-                cluster.base_dir().display()
-            ));
-        }
+        };
+        return steps.finish(swept);
     }
-    broker.shutdown().await;
-    console.line("broker torn down");
-    let broker_report = outcome?;
-    write_results(&run_dir, &plan, &broker_report)
-        .with_context(|| format!("writing results to {}", run_dir.display()))?;
-    if broker_report.connected < broker_report.nodes.len() {
-        anyhow::bail!(
-            "{} of {} nodes accepted an AMQP connection",
-            broker_report.connected,
-            broker_report.nodes.len()
-        );
-    }
-    let Some(driven) = driven else {
+    let driven = with_broker(
+        &plan,
+        &args,
+        &console,
+        &run_dir,
+        started_at,
+        &cancel,
+        |broker, _nodes| {
+            drive(
+                &plan,
+                broker,
+                &console,
+                args.progress,
+                args.no_verify,
+                &cancel,
+            )
+        },
+    )
+    .await?;
+    let Some((driven, nodes)) = driven else {
         return Ok(Exit::Interrupted);
     };
     let driven = driven?;
@@ -121,7 +149,7 @@ pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<Exi
             let context = RunContext {
                 plan: &plan,
                 started_at: started_at.rfc3339(),
-                nodes: broker_report.nodes.clone(),
+                nodes,
                 faults: driven.faults,
             };
             let report = RunReport::build(context, &outcome);
@@ -145,6 +173,74 @@ pub async fn run(args: RunArgs, cancel: CancellationToken) -> anyhow::Result<Exi
     Ok(exit)
 }
 
+/// Brings up the broker, checks that every node takes a connection, runs `body` on it,
+/// and tears the broker down on every path; writes plan.json and broker.json into
+/// `run_dir`. Returns what `body` produced and the nodes, or None when interrupted
+/// before `body` could start.
+///
+/// # Errors
+/// The broker could not be brought up, a node refused connections, or the run folder
+/// could not be written.
+pub(super) async fn with_broker<'a, T, F, Fut>(
+    plan: &'a Plan,
+    args: &RunArgs,
+    console: &'a Console,
+    run_dir: &Path,
+    started_at: UtcTime,
+    cancel: &'a CancellationToken,
+    body: F,
+) -> anyhow::Result<Option<(T, Vec<NodeInfo>)>>
+where
+    F: FnOnce(Broker, Vec<NodeInfo>) -> Fut,
+    Fut: std::future::Future<Output = (Broker, T)> + 'a,
+{
+    let launch = Instant::now();
+    let options = StartOptions {
+        keep: args.keep,
+        parent_dir: None,
+        partitionable: plan.has_partitions(),
+    };
+    let broker = match Broker::start(&plan.broker, options, cancel).await {
+        Ok(broker) => broker,
+        Err(BrokerError::Interrupted) => {
+            console.line("interrupted while the broker was starting; nothing was left running");
+            return Ok(None);
+        }
+        Err(error) => return Err(error).context("the broker could not be brought up"),
+    };
+    let startup = launch.elapsed();
+    let outcome = session(&broker, plan, console, startup, started_at, cancel).await;
+    let connected = matches!(&outcome, Ok(report) if report.connected == report.nodes.len());
+    let (broker, produced) = match &outcome {
+        Ok(report) if connected && !cancel.is_cancelled() => {
+            let (broker, produced) = body(broker, report.nodes.clone()).await;
+            (broker, Some(produced))
+        }
+        _ => (broker, None),
+    };
+    if let Broker::Managed(cluster) = &broker {
+        if args.keep {
+            console.line(format!(
+                "node data and logs kept in {}",
+                cluster.base_dir().display()
+            ));
+        }
+    }
+    broker.shutdown().await;
+    console.line("broker torn down");
+    let broker_report = outcome?;
+    write_results(run_dir, plan, &broker_report)
+        .with_context(|| format!("writing results to {}", run_dir.display()))?;
+    if broker_report.connected < broker_report.nodes.len() {
+        anyhow::bail!(
+            "{} of {} nodes accepted an AMQP connection",
+            broker_report.connected,
+            broker_report.nodes.len()
+        );
+    }
+    Ok(produced.map(|p| (p, broker_report.nodes)))
+}
+
 /// One line on what the scenario will do.
 fn summary(plan: &Plan) -> String {
     let broker = match &plan.broker {
@@ -160,6 +256,7 @@ fn summary(plan: &Plan) -> String {
         ),
     };
     let length = match (plan.stop.duration, plan.stop.messages_per_publisher) {
+        _ if plan.sweep.is_some() => "one step per target rate".to_string(),
         (Some(d), Some(m)) => format!("{} or {m} messages per publisher", format_duration(d)),
         (Some(d), None) => format_duration(d),
         (None, Some(m)) => format!("{m} messages per publisher"),

@@ -80,12 +80,37 @@ pub struct Verdict {
     pub deliveries: u64,
     /// Whether publisher confirms were on (without them nothing is "confirmed").
     pub confirms: bool,
+    /// False under `--no-verify`: the ledgers were off, so only counts are known (sent,
+    /// confirmed, delivered), and nothing was checked for loss, duplication or order.
+    #[serde(default = "verified_by_default")]
+    pub verified: bool,
     /// Whether order was promised and therefore checked (one consumer).
     pub order_checked: bool,
     pub producers: Vec<ProducerVerdict>,
     /// Complete sets per producer (not serialized: they can be large).
     #[serde(skip)]
     pub sets: Vec<ProducerSets>,
+}
+
+fn verified_by_default() -> bool {
+    true
+}
+
+impl Verdict {
+    /// The verdict of a run without ledgers (`--no-verify`): counts only.
+    pub fn unverified(totals: Counts, deliveries: u64, confirms: bool) -> Self {
+        Self {
+            totals,
+            foreign: 0,
+            corrupted: 0,
+            deliveries,
+            confirms,
+            verified: false,
+            order_checked: false,
+            producers: Vec::new(),
+            sets: Vec::new(),
+        }
+    }
 }
 
 /// Merges the ledgers and classifies every message.
@@ -104,6 +129,7 @@ pub fn decide(
         corrupted: shards.iter().map(|s| s.corrupted).sum(),
         deliveries: shards.iter().map(|s| s.deliveries).sum(),
         confirms,
+        verified: true,
         order_checked,
         producers: Vec::with_capacity(producer_count),
         sets: Vec::with_capacity(producer_count),

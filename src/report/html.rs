@@ -45,7 +45,11 @@ pub fn render(report: &RunReport) -> String {
         report.publishers,
         report.consumers
     );
-    verdict_table(&mut out, report);
+    if report.verdict.verified {
+        verdict_table(&mut out, report);
+    } else {
+        out.push_str("<h2>Verdict</h2><p class=\"fail\">Verification off (--no-verify): counts and latencies only; nothing was checked for loss, duplication or order.</p>\n");
+    }
     gates_table(&mut out, report);
     charts(&mut out, report);
     latency_table(&mut out, report);

@@ -16,6 +16,8 @@ pub struct Line {
     pub name: String,
     pub color: &'static str,
     pub points: Vec<(f64, f64)>,
+    /// Draw a dot at each point (for lines of few points).
+    pub markers: bool,
 }
 
 impl Line {
@@ -25,7 +27,14 @@ impl Line {
             name: name.into(),
             color,
             points,
+            markers: false,
         }
+    }
+
+    /// The same line with a dot at each point.
+    pub fn with_markers(mut self) -> Self {
+        self.markers = true;
+        self
     }
 }
 
@@ -212,6 +221,7 @@ impl Chart {
                 name: l.name.clone(),
                 color: l.color,
                 points: l.points.iter().map(|(p, v)| (to_x(*p), *v)).collect(),
+                markers: l.markers,
             })
             .collect();
         let all: Vec<(f64, f64)> = mapped
@@ -328,6 +338,15 @@ impl Chart {
                 last_x = Some(*x);
                 if let Some(segment) = segments.last_mut() {
                     segment.push(format!("{:.1},{:.1}", xs.at(*x), ys.at(*y)));
+                }
+                if line.markers {
+                    let _ = write!(
+                        out,
+                        "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{}\"/>",
+                        xs.at(*x),
+                        ys.at(*y),
+                        line.color
+                    );
                 }
             }
             for segment in segments.iter().filter(|s| !s.is_empty()) {

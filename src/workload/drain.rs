@@ -84,9 +84,38 @@ pub fn expected(ledgers: &[PublishLedger], confirms: bool) -> Vec<RoaringBitmap>
     expected
 }
 
+/// What the drain waits for.
+pub(super) enum Expected {
+    /// These sequence numbers, per producer (checked exactly against what consumers saw).
+    Messages(Vec<RoaringBitmap>),
+    /// This many first deliveries (`--no-verify`: no ledgers to check against).
+    Count(u64),
+}
+
+impl Expected {
+    fn total(&self) -> u64 {
+        match self {
+            Self::Messages(sets) => sets.iter().map(RoaringBitmap::len).sum(),
+            Self::Count(count) => *count,
+        }
+    }
+
+    /// Expected messages not delivered yet: asked exactly of every consumer, or counted.
+    async fn missing(
+        &self,
+        snapshots: &[tokio::sync::mpsc::Sender<SnapshotRequest>],
+        fresh: u64,
+    ) -> u64 {
+        match self {
+            Self::Messages(sets) => missing(sets, snapshots).await,
+            Self::Count(count) => count.saturating_sub(fresh),
+        }
+    }
+}
+
 /// What the drain works with.
 pub(super) struct DrainInputs<'a> {
-    pub expected: Vec<RoaringBitmap>,
+    pub expected: Expected,
     pub snapshots: &'a [tokio::sync::mpsc::Sender<SnapshotRequest>],
     pub totals: &'a (dyn Fn() -> Totals + Sync),
     pub setup: &'a SetupChannel,
@@ -105,7 +134,7 @@ pub(super) struct DrainInputs<'a> {
 /// Waits as described in the module documentation.
 pub(super) async fn drain(inputs: DrainInputs<'_>) -> DrainResult {
     let started = Instant::now();
-    let expected_total: u64 = inputs.expected.iter().map(RoaringBitmap::len).sum();
+    let expected_total = inputs.expected.total();
     let mut last_fresh = (inputs.totals)().fresh;
     let mut last_change = Instant::now();
     let mut last_tick = Instant::now();
@@ -119,12 +148,18 @@ pub(super) async fn drain(inputs: DrainInputs<'_>) -> DrainResult {
         if inputs.cancel.is_cancelled() {
             return result(
                 DrainEnd::Interrupted,
-                missing(&inputs.expected, inputs.snapshots).await,
+                inputs
+                    .expected
+                    .missing(inputs.snapshots, (inputs.totals)().fresh)
+                    .await,
             );
         }
         let totals = (inputs.totals)();
         if totals.fresh >= expected_total {
-            let missing = missing(&inputs.expected, inputs.snapshots).await;
+            let missing = inputs
+                .expected
+                .missing(inputs.snapshots, (inputs.totals)().fresh)
+                .await;
             if missing == 0 {
                 return result(DrainEnd::Complete, 0);
             }
@@ -138,13 +173,19 @@ pub(super) async fn drain(inputs: DrainInputs<'_>) -> DrainResult {
         {
             return result(
                 DrainEnd::QueueEmpty,
-                missing(&inputs.expected, inputs.snapshots).await,
+                inputs
+                    .expected
+                    .missing(inputs.snapshots, (inputs.totals)().fresh)
+                    .await,
             );
         }
         if started.elapsed() >= inputs.timeout {
             return result(
                 DrainEnd::TimedOut,
-                missing(&inputs.expected, inputs.snapshots).await,
+                inputs
+                    .expected
+                    .missing(inputs.snapshots, (inputs.totals)().fresh)
+                    .await,
             );
         }
         if last_tick.elapsed() >= Duration::from_secs(1) {

@@ -59,6 +59,9 @@ pub struct WorkloadOptions {
     pub on_start: Option<oneshot::Sender<(Instant, Clock)>>,
     /// The run id (random when unset); it names the queue.
     pub run_id: Option<u64>,
+    /// `--no-verify`: no ledgers, counts and latency histograms only, to measure what
+    /// verification costs.
+    pub no_verify: bool,
 }
 
 /// Live totals at one moment.
@@ -255,6 +258,7 @@ pub async fn run(
             ready: Some(ready_tx),
             sabotage: options.sabotage,
             samples: sample_sink.clone(),
+            verify: !options.no_verify,
         })));
     }
     let all_ready = tokio::select! {
@@ -313,6 +317,7 @@ pub async fn run(
             events: events.clone(),
             cancel: publisher_cancel.clone(),
             samples: sample_sink.clone(),
+            verify: !options.no_verify,
         })));
     }
 
@@ -360,8 +365,20 @@ pub async fn run(
                 report(&line);
             }
         };
+        let sent_or_confirmed = || {
+            let t = totals();
+            if plan.publishers.confirm {
+                t.confirmed
+            } else {
+                ledgers.iter().map(|l| u64::from(l.attempted)).sum()
+            }
+        };
         drain::drain(drain::DrainInputs {
-            expected: drain::expected(&ledgers, plan.publishers.confirm),
+            expected: if options.no_verify {
+                drain::Expected::Count(sent_or_confirmed())
+            } else {
+                drain::Expected::Messages(drain::expected(&ledgers, plan.publishers.confirm))
+            },
             snapshots: &snapshot_senders,
             totals: &totals,
             setup: &setup,
@@ -408,12 +425,27 @@ pub async fn run(
     let shards: Vec<_> = consumer_reports.iter().map(|r| r.shard.clone()).collect();
     let ledger_bytes = ledgers.iter().map(|l| l.memory_bytes()).sum::<u64>()
         + shards.iter().map(|s| s.memory_bytes()).sum::<u64>();
-    let verdict = decide(
-        &ledgers,
-        &shards,
-        plan.publishers.confirm,
-        plan.consumers.count == 1 && plan.consumers.ack == AckMode::Manual,
-    );
+    let verdict = if options.no_verify {
+        let t = totals();
+        Verdict::unverified(
+            crate::ledger::Counts {
+                attempted: ledgers.iter().map(|l| u64::from(l.attempted)).sum(),
+                confirmed: publisher_reports.iter().map(|r| r.acked).sum(),
+                republished: ledgers.iter().map(|l| l.republished).sum(),
+                delivered: t.fresh,
+                ..crate::ledger::Counts::default()
+            },
+            t.deliveries,
+            plan.publishers.confirm,
+        )
+    } else {
+        decide(
+            &ledgers,
+            &shards,
+            plan.publishers.confirm,
+            plan.consumers.count == 1 && plan.consumers.ack == AckMode::Manual,
+        )
+    };
     let cpu_end = cpu_time();
     Ok(WorkloadOutcome {
         run_id,

@@ -174,6 +174,47 @@ fn quorum_partition() {
     );
 }
 
+/// The capacity sweep, shortened to a few seconds a step, through `warren run`: it finds a
+/// capacity, loses nothing at any step, and stops where the objective is missed twice.
+#[test]
+fn capacity_sweep() {
+    let path = scenarios().join("capacity-sweep.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let scratch = Scratch::new("capacity-sweep");
+    let out = scratch.path.join("out");
+    let mut command = scratch.warren_run(&path, &out);
+    command.args([
+        "--duration",
+        &header(&text, "test-duration").unwrap(),
+        "--progress",
+        "plain",
+    ]);
+    let (code, stdout, stderr) = output(command);
+    assert_eq!(header(&text, "expect").as_deref(), Some("pass"));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let sweep: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sweep.json")).unwrap()).unwrap();
+    let steps = sweep["steps"].as_array().unwrap();
+    let capacity = sweep["capacity_per_s"].as_f64().unwrap();
+    eprintln!(
+        "capacity-sweep: {capacity} msg/s over {} step(s)",
+        steps.len()
+    );
+    assert!(capacity >= 5000.0, "{stdout}");
+    assert!(steps.iter().all(|s| s["lost_confirmed"] == 0));
+    let misses = steps
+        .iter()
+        .filter(|s| s["judgement"]["met"] == false)
+        .count();
+    if steps.len() < 7 {
+        assert!(
+            sweep["stopped_early"].is_string() && misses >= 2,
+            "{sweep:#}"
+        );
+    }
+    scratch.assert_clean();
+}
+
 /// Every scenario's header documents what it proves and its expected verdict.
 #[test]
 fn every_scenario_is_documented_and_listed() {

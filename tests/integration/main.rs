@@ -9,5 +9,6 @@ mod library;
 mod managed_nodes;
 mod reports;
 mod run_command;
+mod sweep;
 mod toxiproxy_api;
 mod workload;

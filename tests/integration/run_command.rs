@@ -161,3 +161,53 @@ fn a_breached_gate_exits_1_with_the_numbers() {
     assert!(out.join("events.json").exists());
     scratch.assert_clean();
 }
+
+/// `--no-verify`: the ledgers are off, counts and latencies stay, the drain still waits
+/// for every confirmed message, and the report says nothing was checked.
+#[test]
+fn no_verify_counts_and_times_without_ledgers() {
+    let scratch = Scratch::new("no-verify");
+    let scenario = scratch.file(
+        "s.toml",
+        "name = \"it-no-verify\"\nduration = \"2s\"\n[publishers]\nrate = 500\n[gates]\nmax_lost_confirmed = 0\n",
+    );
+    let out = scratch.path.join("out");
+    let mut command = scratch.warren_run(&scenario, &out);
+    command.arg("--no-verify");
+    let (code, stdout, stderr) = output(command);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("verification off (--no-verify)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("PASS (unverified: --no-verify)"),
+        "{stdout}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let totals = &summary["verdict"]["totals"];
+    assert_eq!(summary["verdict"]["verified"], false);
+    assert_eq!(totals["attempted"], 1000);
+    assert_eq!(totals["confirmed"], 1000);
+    assert_eq!(
+        totals["delivered"], 1000,
+        "the drain waited for every confirmed message"
+    );
+    assert!(
+        summary["harness"]["ledger_bytes"].as_u64().unwrap() < 1024,
+        "empty ledgers"
+    );
+    assert!(
+        summary["latency"]["e2e_intended"]["count"]
+            .as_u64()
+            .unwrap()
+            == 1000
+    );
+    assert_eq!(
+        summary["gates"][0]["actual"], "not checked (--no-verify)",
+        "{:#}",
+        summary["gates"]
+    );
+    scratch.assert_clean();
+}
