@@ -10,6 +10,12 @@ use tracing_subscriber::EnvFilter;
 use warren::cli::Cli;
 use warren::exit::{Exit, for_error};
 
+/// mimalloc instead of the system allocator: lapin allocates per frame and per promise,
+/// and glibc's malloc cost about 10% of warren's CPU per message (benches/e2e.sh: 1+1,
+/// 15.7 → 14.1 µs per delivered message; 4+4, 19.0 → 17.1 µs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);

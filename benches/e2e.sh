@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# End-to-end load benchmark: warren against one private RabbitMQ node on loopback.
+#
+# Setups (the issue-8 reference setup): 100-byte persistent messages, a durable classic
+# queue, confirm window 64, prefetch 200, a multiple ack every 50 deliveries;
+#   1+1 and 4+4 publishers+consumers as fast as possible, with and without --no-verify;
+#   1+1 at a fixed 5,000 msg/s, for the end-to-end latency the harness adds.
+# Each run lasts DURATION (20 s) and is repeated RUNS (3) times; the table gives the median
+# and the spread (min..max) of delivered msg/s, of warren's CPU per delivered message
+# ((user + system CPU of the warren process during the workload) / deliveries) and of the
+# p50 end-to-end latency.
+#
+# Usage: benches/e2e.sh [DURATION] [RUNS] [SETUP...]   (needs rabbitmq-server: scripts/install.sh)
+#   SETUP: b1x1, b1x1:--no-verify, b4x4, b4x4:--no-verify, b1x1-5k (default: all five)
+# Every run's folder stays under target/e2e-bench/ (summary.json, report.html, ...).
+set -euo pipefail
+
+duration=${1:-20s}
+runs=${2:-3}
+setups=("${@:3}")
+[[ ${#setups[@]} -gt 0 ]] || setups=("b1x1:" "b1x1:--no-verify" "b4x4:" "b4x4:--no-verify" "b1x1-5k:")
+root=$(cd "$(dirname "$0")/.." && pwd)
+work="$root/target/e2e-bench"
+warren="$root/target/release/warren"
+state="$work/broker.json"
+
+cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+rm -rf "$work"
+mkdir -p "$work"
+chmod 755 "$work"
+
+# One node for every run (the same broker, so runs differ only in the client).
+export WARREN_STATE_FILE="$state"
+stop_node() { "$warren" broker down >/dev/null 2>&1 || true; }
+trap stop_node EXIT
+"$warren" broker up --detach >"$work/broker-up.log"
+uri=$(grep -o 'amqp://[^ ]*' "$work/broker-up.log" | head -1)
+uri=${uri/guest:\*\*\*\*@/guest:guest@}
+
+scenario() { # name publishers consumers [rate]
+    local rate_line=""
+    [[ -n "${4:-}" ]] && rate_line="rate = $4"
+    cat >"$work/$1.toml" <<EOF
+name = "$1"
+duration = "$duration"
+[broker]
+mode = "external"
+uris = ["$uri"]
+[topology]
+queue = { type = "classic", durable = true }
+[publishers]
+count = $2
+confirm = true
+max_in_flight = 64
+persistent = true
+mandatory = true
+size = 100
+$rate_line
+[consumers]
+count = $3
+ack = "manual"
+prefetch = 200
+multiple_ack_every = 50
+[report]
+formats = ["csv", "json"]
+EOF
+}
+
+scenario b1x1 1 1
+scenario b4x4 4 4
+scenario b1x1-5k 1 1 5000
+
+# column NAME of a summary.csv row
+column() {
+    awk -F, -v name="$1" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) c = i } NR == 2 { print $c }' "$2"
+}
+
+# median and min..max of numbers on stdin
+stats() {
+    sort -g | awk '{ v[NR] = $1 } END {
+        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf "%s (%s..%s)", m, v[1], v[NR] }'
+}
+
+results="$work/results.md"
+echo "| setup | delivered msg/s | warren CPU µs per delivered msg | e2e p50 ms (from intended send) | e2e p50 ms (from actual send) |" >"$results"
+echo "|---|---|---|---|---|" >>"$results"
+for setup in "${setups[@]}"; do
+    [[ $setup == *:* ]] || setup="$setup:"
+    name=${setup%%:*}
+    flag=${setup#*:}
+    label="$name${flag:+ $flag}"
+    : >"$work/$name$flag.rates"
+    : >"$work/$name$flag.cpu"
+    : >"$work/$name$flag.p50"
+    : >"$work/$name$flag.sent50"
+    for run in $(seq 1 "$runs"); do
+        out="$work/$name$flag-$run"
+        # shellcheck disable=SC2086
+        "$warren" run "$work/$name.toml" --quiet --out "$out" $flag || true
+        csv="$out/summary.csv"
+        rate=$(column delivered_per_s "$csv")
+        cpu=$(column cpu_us_per_delivery "$csv")
+        p50=$(awk -v us="$(column e2e_p50_us "$csv")" 'BEGIN { printf "%.3f", us / 1000 }')
+        sent50=$(awk -v us="$(column e2e_sent_p50_us "$csv")" 'BEGIN { printf "%.3f", us / 1000 }')
+        echo "$label run $run: $rate msg/s, $cpu µs CPU per delivered message, e2e p50 $p50 ms ($sent50 ms from actual send)"
+        echo "$rate" >>"$work/$name$flag.rates"
+        echo "$cpu" >>"$work/$name$flag.cpu"
+        echo "$p50" >>"$work/$name$flag.p50"
+        echo "$sent50" >>"$work/$name$flag.sent50"
+    done
+    printf '| %s | %s | %s | %s | %s |\n' "$label" \
+        "$(stats <"$work/$name$flag.rates")" \
+        "$(stats <"$work/$name$flag.cpu")" \
+        "$(stats <"$work/$name$flag.p50")" \
+        "$(stats <"$work/$name$flag.sent50")" >>"$results"
+done
+echo
+echo "$runs run(s) of $duration each; median (min..max):"
+cat "$results"
+echo
+echo "machine: $(nproc) CPU(s), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+first=$(find "$work" -name summary.json | head -1)
+echo "broker: RabbitMQ $(grep -m1 -o '"version": *"[^"]*"' "$first" | cut -d'"' -f4), one node, private, on loopback"
