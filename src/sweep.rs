@@ -220,6 +220,32 @@ impl SweepReport {
 }
 
 #[cfg(test)]
+impl SweepReport {
+    /// A report over `steps` (already judged) for tests: one node, 1+1, 5 s steps.
+    pub(crate) fn example(steps: Vec<StepResult>, objective: Objective) -> Self {
+        Self {
+            scenario: "sweep <test>".into(),
+            description: String::new(),
+            warren_version: "0".into(),
+            started_at: "now".into(),
+            broker_version: Some("3.10".into()),
+            broker_nodes: 1,
+            publishers: 1,
+            consumers: 1,
+            queue_type: "classic".into(),
+            body_bytes: "100".into(),
+            step_duration_s: 5.0,
+            objective,
+            planned_rates: steps.iter().map(|s| s.target_per_s).collect(),
+            capacity_per_s: capacity(&steps),
+            steps,
+            stopped_early: None,
+            interrupted: false,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -348,25 +374,7 @@ mod tests {
     #[test]
     fn the_answer_names_the_rate_and_the_objective() {
         let done = sweep(vec![step(12000.0, 12000.0, 2.0, 0)]);
-        let report = SweepReport {
-            scenario: "s".into(),
-            description: String::new(),
-            warren_version: String::new(),
-            started_at: String::new(),
-            broker_version: None,
-            broker_nodes: 1,
-            publishers: 1,
-            consumers: 1,
-            queue_type: "classic".into(),
-            body_bytes: "100".into(),
-            step_duration_s: 5.0,
-            objective: OBJECTIVE,
-            planned_rates: vec![12000.0],
-            capacity_per_s: capacity(&done),
-            steps: done,
-            stopped_early: None,
-            interrupted: false,
-        };
+        let report = SweepReport::example(done, OBJECTIVE);
         assert!(
             report
                 .answer()

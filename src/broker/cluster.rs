@@ -203,13 +203,13 @@ impl ManagedCluster {
         }
         let seed = self.nodes[0].spec.name.clone();
         let timeout = Duration::from_secs(60);
-        for node in &self.nodes[1..] {
-            let name = &node.spec.name;
-            self.ctl.run(name, &["stop_app"], timeout).await?;
-            self.ctl
-                .run(name, &["join_cluster", &seed], timeout)
-                .await?;
-            self.ctl.run(name, &["start_app"], timeout).await?;
+        for index in 1..self.nodes.len() {
+            let name = self.nodes[index].spec.name.clone();
+            self.ctl.run(&name, &["stop_app"], timeout).await?;
+            if let Err(error) = self.ctl.run(&name, &["join_cluster", &seed], timeout).await {
+                return Err(self.join_failed(&name, error));
+            }
+            self.ctl.run(&name, &["start_app"], timeout).await?;
         }
         let status = self.ctl.cluster_status(&seed).await?;
         if status.running_nodes.len() != self.nodes.len() {
@@ -219,6 +219,22 @@ impl ManagedCluster {
             });
         }
         Ok(())
+    }
+
+    /// A failed join, with what the seed node's VM was doing: whether it still runs, and
+    /// the end of its logs (a seed that died after answering AMQP shows why here).
+    fn join_failed(&mut self, joiner: &str, error: BrokerError) -> BrokerError {
+        let seed = &mut self.nodes[0];
+        let state = if seed.is_running() {
+            "the seed node's VM is running"
+        } else {
+            "the seed node's VM has exited"
+        };
+        BrokerError::NodeFailed {
+            node: seed.spec.name.clone(),
+            reason: format!("{joiner} could not join it ({state}): {error}"),
+            log: super::node::log_tail(&seed.spec.dir, 30),
+        }
     }
 
     /// The folder holding the nodes' data and logs.

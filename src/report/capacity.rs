@@ -262,27 +262,12 @@ mod tests {
                 },
             },
         };
-        SweepReport {
-            scenario: "sweep <test>".into(),
-            description: String::new(),
-            warren_version: "0".into(),
-            started_at: "now".into(),
-            broker_version: Some("3.10".into()),
-            broker_nodes: 1,
-            publishers: 1,
-            consumers: 1,
-            queue_type: "classic".into(),
-            body_bytes: "100".into(),
-            step_duration_s: 5.0,
-            objective: Objective {
+        SweepReport::example(
+            vec![step(1, 1000.0, true), step(2, 2000.0, false)],
+            Objective {
                 p99_e2e_ms: Some(50.0),
             },
-            planned_rates: vec![1000.0, 2000.0],
-            steps: vec![step(1, 1000.0, true), step(2, 2000.0, false)],
-            capacity_per_s: Some(1000.0),
-            stopped_early: None,
-            interrupted: false,
-        }
+        )
     }
 
     #[test]
