@@ -42,6 +42,7 @@ pub enum Command {
     /// Serve a Toxiproxy-compatible HTTP API (Toxiproxy 2.x) with warren's proxy engine, until Ctrl-C
     Toxiproxy(ToxiproxyArgs),
     /// Rebuild report.html, the CSV files and junit.xml of a run folder from its summary.json
+    /// (of a sweep folder: report.html and capacity.csv from its sweep.json)
     Report(ReportArgs),
     /// Compare two runs side by side; with --fail-on-regression, exit 1 when the second is worse
     Compare(CompareArgs),
@@ -50,7 +51,7 @@ pub enum Command {
 /// `warren report`
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// A run folder (holding summary.json)
+    /// A run folder (holding summary.json) or a sweep folder (holding sweep.json)
     pub run: PathBuf,
 }
 

@@ -1,5 +1,6 @@
 //! `warren report RUN_DIR`: rebuilds report.html, the CSV files and junit.xml of a run
-//! folder from its summary.json (after an upgrade of warren, or a lost file).
+//! folder from its summary.json (after an upgrade of warren, or a lost file); for a sweep's
+//! folder, report.html and capacity.csv from its sweep.json.
 
 use anyhow::Context;
 
@@ -29,6 +30,10 @@ pub fn load(run: &std::path::Path) -> anyhow::Result<RunReport> {
 /// # Errors
 /// A usage error for a folder without summary.json, an I/O error when writing fails.
 pub fn rebuild(args: &ReportArgs) -> anyhow::Result<Exit> {
+    let sweep = args.run.join("sweep.json");
+    if sweep.exists() {
+        return rebuild_sweep(&args.run, &sweep);
+    }
     let report = load(&args.run)?;
     let formats = [ReportFormat::Html, ReportFormat::Csv, ReportFormat::Junit];
     std::fs::create_dir_all(&args.run)?;
@@ -44,6 +49,19 @@ pub fn rebuild(args: &ReportArgs) -> anyhow::Result<Exit> {
         summary_csv.display(),
         args.run.display()
     );
+    Ok(Exit::Success)
+}
+
+/// A sweep's folder: report.html and capacity.csv from sweep.json (the steps' own folders
+/// are run folders, rebuilt one by one).
+fn rebuild_sweep(dir: &std::path::Path, path: &std::path::Path) -> anyhow::Result<Exit> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("{}: cannot read: {e}", path.display())))?;
+    let report: crate::sweep::SweepReport = serde_json::from_str(&text)
+        .map_err(|e| UsageError(format!("{}: not a warren sweep: {e}", path.display())))?;
+    super::sweep::write(dir, &report, &[ReportFormat::Csv, ReportFormat::Html])
+        .with_context(|| format!("writing to {}", dir.display()))?;
+    println!("rebuilt report.html and capacity.csv in {}", dir.display());
     Ok(Exit::Success)
 }
 

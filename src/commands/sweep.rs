@@ -251,7 +251,14 @@ fn step_line(step: &StepResult) -> String {
 }
 
 /// capacity.csv (csv), sweep.json (json) and report.html (html), as the formats ask.
-fn write(dir: &Path, report: &SweepReport, formats: &[ReportFormat]) -> std::io::Result<()> {
+///
+/// # Errors
+/// The I/O error of the first file that could not be written.
+pub(super) fn write(
+    dir: &Path,
+    report: &SweepReport,
+    formats: &[ReportFormat],
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     if formats.contains(&ReportFormat::Csv) {
         std::fs::write(dir.join("capacity.csv"), capacity::csv(report))?;

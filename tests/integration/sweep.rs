@@ -71,6 +71,21 @@ fn a_three_step_sweep_writes_a_row_per_step_a_chart_and_the_answer() {
     }
     let runs = std::fs::read_to_string(out.join("runs.csv")).unwrap();
     assert_eq!(runs.lines().count(), 4, "one runs.csv row per step");
+    // `warren report` rebuilds the sweep's page and table from sweep.json.
+    std::fs::remove_file(out.join("report.html")).unwrap();
+    std::fs::remove_file(out.join("capacity.csv")).unwrap();
+    let mut rebuild = warren();
+    rebuild.arg("report").arg(&out);
+    let (code, stdout, stderr) = output(rebuild);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("report.html")).unwrap(),
+        html
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("capacity.csv")).unwrap(),
+        csv
+    );
     scratch.assert_clean();
 }
 
