@@ -19,7 +19,7 @@ multiple_ack_every = 50
 [sweep]
 rates = [300, 600, 1200]
 step_duration = "5s"
-p99_e2e_ms = 250
+p99_e2e_ms = 1000
 "#;
 
 #[test]
