@@ -294,12 +294,9 @@ impl ManagedCluster {
         name_part: &str,
         reason: &str,
     ) -> Result<usize, BrokerError> {
-        let node = self.first_running_node().await?;
         let timeout = Duration::from_secs(30);
-        let listing = self
-            .ctl
-            .run(
-                &node,
+        let (node, listing) = self
+            .ctl_on_any_node(
                 &[
                     "list_connections",
                     "pid",
@@ -325,16 +322,32 @@ impl ManagedCluster {
         Ok(closed)
     }
 
-    /// The name of a running node, as rabbitmqctl cluster_status lists them.
-    async fn first_running_node(&mut self) -> Result<String, BrokerError> {
-        let status = self.status().await?;
-        status
-            .running_nodes
-            .first()
-            .cloned()
-            .ok_or(BrokerError::NotRunning {
-                node: "any node".into(),
-            })
+    /// Runs rabbitmqctl `args` on the first node that answers, trying the running ones
+    /// (not paused, not cut off by a partition) in order; returns that node and the output.
+    /// One rabbitmqctl call where a node answers: each call starts an Erlang VM, seconds
+    /// on a loaded machine, and a fault waiting on it is late by that much.
+    async fn ctl_on_any_node(
+        &mut self,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<(String, String), BrokerError> {
+        let mut last = BrokerError::NotRunning {
+            node: "any node".into(),
+        };
+        for index in 0..self.nodes.len() {
+            if self.cut.contains(&index)
+                || !self.nodes[index].is_running()
+                || self.nodes[index].is_paused()
+            {
+                continue;
+            }
+            let name = self.nodes[index].spec.name.clone();
+            match self.ctl.run(&name, args, timeout).await {
+                Ok(output) => return Ok((name, output)),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// The node leading `queue`: its leader (quorum, stream) or the node holding it (classic).
@@ -342,11 +355,8 @@ impl ManagedCluster {
     /// # Errors
     /// [`BrokerError::Ctl`] when rabbitmqctl fails or does not list the queue.
     pub async fn queue_leader(&mut self, queue: &str) -> Result<String, BrokerError> {
-        let node = self.first_running_node().await?;
-        let listing = self
-            .ctl
-            .run(
-                &node,
+        let (node, listing) = self
+            .ctl_on_any_node(
                 &[
                     "list_queues",
                     "name",

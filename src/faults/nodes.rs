@@ -93,14 +93,38 @@ impl NodeFaults {
         }
     }
 
-    /// Makes a node fault: the action, the wait of `lasting` (cut short by `cancel`), then
-    /// what undoes it. Returns the node it hit.
+    /// The node a node fault will hit, resolved now (`None` for a rolling restart, which
+    /// hits every node). Resolving the leader asks the broker, which takes a moment: the
+    /// fault is recorded as begun once its node is known.
+    ///
+    /// # Errors
+    /// [`NodeFaultError`] when the leader cannot be found or the action is not a node fault.
+    pub async fn target(&self, action: &FaultAction) -> Result<Option<usize>, NodeFaultError> {
+        match action {
+            FaultAction::RollingRestart => Ok(None),
+            FaultAction::Down { .. } | FaultAction::Toxic { .. } => {
+                Err(NodeFaultError::Unsupported("not a node fault".into()))
+            }
+            FaultAction::BrokerRestart { node }
+            | FaultAction::BrokerKill { node }
+            | FaultAction::BrokerPause { node }
+            | FaultAction::MemoryAlarm { node }
+            | FaultAction::DiskAlarm { node }
+            | FaultAction::NodeKill { node }
+            | FaultAction::Partition { node } => self.resolve(*node).await.map(Some),
+        }
+    }
+
+    /// Makes a node fault on `target` (from [`Self::target`]): the action, the wait of
+    /// `lasting` (cut short by `cancel`), then what undoes it. Returns the node it hit
+    /// (the number of nodes for a rolling restart).
     ///
     /// # Errors
     /// [`NodeFaultError`] from the broker or a command.
     pub async fn run(
         &self,
         action: &FaultAction,
+        target: Option<usize>,
         lasting: Option<Duration>,
         cancel: &CancellationToken,
     ) -> Result<usize, NodeFaultError> {
@@ -109,33 +133,32 @@ impl NodeFaults {
                 .rolling_restart(lasting.unwrap_or_default(), cancel)
                 .await;
         }
-        let (node, first, then): (NodeSelector, Step, Option<Step>) = match action {
-            FaultAction::BrokerRestart { node } if lasting.is_some() => {
-                (*node, Step::Stop, Some(Step::Start))
+        let (first, then): (Step, Option<Step>) = match action {
+            FaultAction::BrokerRestart { .. } if lasting.is_some() => {
+                (Step::Stop, Some(Step::Start))
             }
-            FaultAction::BrokerRestart { node } => (*node, Step::Restart, None),
-            FaultAction::BrokerKill { node } => (*node, Step::Kill, Some(Step::Start)),
-            FaultAction::BrokerPause { node } => (*node, Step::Pause, Some(Step::Resume)),
-            FaultAction::MemoryAlarm { node } => (
-                *node,
+            FaultAction::BrokerRestart { .. } => (Step::Restart, None),
+            FaultAction::BrokerKill { .. } => (Step::Kill, Some(Step::Start)),
+            FaultAction::BrokerPause { .. } => (Step::Pause, Some(Step::Resume)),
+            FaultAction::MemoryAlarm { .. } => (
                 Step::Ctl(&["set_vm_memory_high_watermark", ALARM_WATERMARK]),
                 Some(Step::Ctl(&[
                     "set_vm_memory_high_watermark",
                     NORMAL_WATERMARK,
                 ])),
             ),
-            FaultAction::DiskAlarm { node } => (
-                *node,
+            FaultAction::DiskAlarm { .. } => (
                 Step::Ctl(&["set_disk_free_limit", ALARM_DISK_LIMIT]),
                 Some(Step::Ctl(&["set_disk_free_limit", NORMAL_DISK_LIMIT])),
             ),
-            FaultAction::NodeKill { node } => (*node, Step::Kill, lasting.map(|_| Step::Start)),
-            FaultAction::Partition { node } => (*node, Step::Cut, Some(Step::Heal)),
+            FaultAction::NodeKill { .. } => (Step::Kill, lasting.map(|_| Step::Start)),
+            FaultAction::Partition { .. } => (Step::Cut, Some(Step::Heal)),
             FaultAction::Down { .. } | FaultAction::Toxic { .. } | FaultAction::RollingRestart => {
                 return Err(NodeFaultError::Unsupported("not a node fault".into()));
             }
         };
-        let index = self.resolve(node).await?;
+        let index = target
+            .ok_or_else(|| NodeFaultError::Unsupported("a node fault without a node".into()))?;
         self.step(first, index, cancel).await?;
         if let Some(then) = then {
             self.pending().push((index, then));

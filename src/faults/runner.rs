@@ -160,10 +160,26 @@ async fn run_one(
         () = cancel.cancelled() => return record,
         () = tokio::time::sleep_until((start + occurrence.start).into()) => {}
     }
+    // A node fault begins once its node is known: finding the leader asks the broker,
+    // which can take seconds on a loaded machine, and the fault is not in effect meanwhile.
+    let target = match &occurrence.action {
+        FaultAction::Down { .. } | FaultAction::Toxic { .. } => Ok(None),
+        action => tokio::select! {
+            () = cancel.cancelled() => return record,
+            target = nodes.target(action) => target,
+        },
+    };
     record.started_ns = clock.now_ns();
     if let Some(announce) = announce {
         announce.began(start.elapsed().as_secs_f64(), &record.label, &record.action);
     }
+    let target = match target {
+        Ok(target) => target,
+        Err(error) => {
+            record.outcome = format!("failed: {error}");
+            return record;
+        }
+    };
     match &occurrence.action {
         FaultAction::Down { .. } | FaultAction::Toxic { .. } => {
             let Some(network) = network else {
@@ -183,7 +199,7 @@ async fn run_one(
                 Err(error) => record.outcome = format!("failed: {error}"),
             }
         }
-        action => match nodes.run(action, occurrence.lasting, &cancel).await {
+        action => match nodes.run(action, target, occurrence.lasting, &cancel).await {
             Ok(node) => {
                 record.node = (!matches!(action, FaultAction::RollingRestart)).then_some(node);
                 let never_taken_back =

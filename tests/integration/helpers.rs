@@ -8,6 +8,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
+/// Held by every test that runs a 3-node cluster, so two of them never share the 2-core
+/// CI machine: six Erlang VMs and two warrens there made rabbitmqctl take tens of
+/// seconds, and faults that wait on it ran late. A panicking holder does not block the rest.
+pub fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static CLUSTERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    CLUSTERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A folder of one test, removed when the test ends.
 pub struct Scratch {
     pub path: PathBuf,

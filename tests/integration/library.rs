@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::helpers::{Scratch, output};
+use crate::helpers::{Scratch, one_cluster_at_a_time, output};
 
 fn scenarios() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
@@ -143,6 +143,7 @@ fn flow_control() {
 /// The quorum claim, three times over: a leader killed with kill -9 loses no confirmed message.
 #[test]
 fn quorum_leader_kill_loses_no_confirmed_message_in_three_runs() {
+    let _cluster = one_cluster_at_a_time();
     for round in 1..=3 {
         let summary = holds_its_documented_verdict("quorum-leader-kill");
         assert_eq!(
@@ -155,6 +156,7 @@ fn quorum_leader_kill_loses_no_confirmed_message_in_three_runs() {
 
 #[test]
 fn quorum_rolling_restart() {
+    let _cluster = one_cluster_at_a_time();
     holds_its_documented_verdict("quorum-rolling-restart");
 }
 
@@ -162,10 +164,18 @@ fn quorum_rolling_restart() {
 /// nothing confirmed is lost; pause_minority closed the cut-off node's client connections.
 #[test]
 fn quorum_partition() {
+    let _cluster = one_cluster_at_a_time();
     let summary = holds_its_documented_verdict("quorum-partition");
     assert_eq!(summary["verdict"]["totals"]["lost_confirmed"], 0);
     let fault = &summary["faults"]["faults"][0];
     assert!(fault["node"].is_u64(), "{fault}");
+    // The recorded window is the partition itself: it begins once the leader is found
+    // (a rabbitmqctl call), not when the lookup began, and lasts its `for` of 15 s.
+    let lasted = fault["end_s"].as_f64().unwrap() - fault["start_s"].as_f64().unwrap();
+    assert!(
+        (15.0..16.0).contains(&lasted),
+        "the partition lasted its 15 s from when it was made: {fault}"
+    );
     let events = summary["events"].as_array().unwrap();
     assert!(
         events.iter().any(|e| e["kind"] == "connection_lost")
