@@ -13,6 +13,8 @@
 # Usage: benches/e2e.sh [DURATION] [RUNS] [SETUP...]   (needs rabbitmq-server: scripts/install.sh)
 #   SETUP: b1x1, b1x1:--no-verify, b4x4, b4x4:--no-verify, b1x1-5k (default: all five)
 # Every run's folder stays under target/e2e-bench/ (summary.json, report.html, ...).
+# WARREN=path/to/warren measures that binary instead of this tree's release build (to
+# compare two versions on the same node in one sitting).
 set -euo pipefail
 
 duration=${1:-20s}
@@ -21,10 +23,10 @@ setups=("${@:3}")
 [[ ${#setups[@]} -gt 0 ]] || setups=("b1x1:" "b1x1:--no-verify" "b4x4:" "b4x4:--no-verify" "b1x1-5k:")
 root=$(cd "$(dirname "$0")/.." && pwd)
 work="$root/target/e2e-bench"
-warren="$root/target/release/warren"
+warren=${WARREN:-$root/target/release/warren}
 state="$work/broker.json"
 
-cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+[[ -n "${WARREN:-}" ]] || cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 rm -rf "$work"
 mkdir -p "$work"
 chmod 755 "$work"

@@ -16,6 +16,7 @@ use super::inflight::{InFlight, Window};
 use super::link::Link;
 use super::message::{self, HEADER_LEN, Header};
 use super::pacing::{Pace, Sizes};
+use super::precise_timer::PreciseTimer;
 use super::progress::PublisherCounters;
 use super::topology::Topology;
 use crate::amqp::{AmqpChannel, Failure, FailureKind, PublishOutcome, PublishTarget, within};
@@ -39,6 +40,10 @@ const UNCONFIRMED_PIPELINE: usize = 256;
 /// every nack burst up to the cap and back to the start after a second without nacks: a
 /// broker that refuses messages (a full queue, a queue without a leader) is not asked
 /// again at once.
+/// The shortest sleep between two sends of a paced publisher: messages due sooner are sent
+/// together on the next wake-up, at most this late. Below 10,000 msg/s per publisher every
+/// message gets its own wake-up at its due time; above, wake-ups stay at 10,000 a second.
+const WAKE_QUANTUM_NS: u64 = 100_000;
 const NACK_BACKOFF_START: Duration = Duration::from_millis(10);
 const NACK_BACKOFF_CAP: Duration = Duration::from_secs(1);
 
@@ -118,6 +123,8 @@ struct Publisher {
     /// No message is sent before this clock reading (a nack backoff).
     hold_until_ns: u64,
     nack_backoff: Duration,
+    /// Wakes the publisher when its next message is due, to the microsecond.
+    timer: PreciseTimer,
 }
 
 /// Runs a publisher until its messages are all answered, it gives up, or `cancel` fires.
@@ -153,6 +160,7 @@ pub async fn run(setup: PublisherSetup) -> PublisherReport {
         activity: Activity::default(),
         hold_until_ns: 0,
         nack_backoff: NACK_BACKOFF_START,
+        timer: PreciseTimer::new(),
         setup,
     };
     publisher.run().await;
@@ -318,7 +326,7 @@ impl Publisher {
                         Err(failure) => return End::Failed(failure),
                     }
                 }
-                () = sleep_until(wake), if wake.is_some() => {}
+                () = self.timer.sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
                 _ = tick.tick() => {
                     let now_ns = self.setup.clock.now_ns();
                     self.recorder.tick(now_ns);
@@ -388,10 +396,17 @@ impl Publisher {
         }
     }
 
-    /// When to wake up to send the next new message (or to stop on time).
-    fn next_wake(&self, has_room: bool, now_ns: u64) -> Option<tokio::time::Instant> {
+    /// When to wake up to send the next new message (or to stop on time), at the earliest
+    /// one quantum after `now_ns`.
+    fn next_wake(&self, has_room: bool, now_ns: u64) -> Option<Instant> {
+        let earliest = self.setup.clock.instant_at(now_ns + WAKE_QUANTUM_NS);
+        self.next_due(has_room, now_ns).map(|due| due.max(earliest))
+    }
+
+    /// When the next thing is due: the end of a backoff, the next message, the deadline.
+    fn next_due(&self, has_room: bool, now_ns: u64) -> Option<Instant> {
         if has_room && self.hold_until_ns > now_ns {
-            return Some(self.setup.clock.instant_at(self.hold_until_ns).into());
+            return Some(self.setup.clock.instant_at(self.hold_until_ns));
         }
         if !self.generating || !has_room || !self.retry.is_empty() {
             return None;
@@ -402,9 +417,9 @@ impl Publisher {
             .due_ns(u64::from(self.next_seq))
             .map(|ns| self.setup.clock.instant_at(ns));
         match (due, self.setup.deadline) {
-            (Some(due), Some(deadline)) => Some(due.min(deadline).into()),
-            (Some(due), None) => Some(due.into()),
-            (None, Some(deadline)) if Instant::now() >= deadline => Some(deadline.into()),
+            (Some(due), Some(deadline)) => Some(due.min(deadline)),
+            (Some(due), None) => Some(due),
+            (None, Some(deadline)) if Instant::now() >= deadline => Some(deadline),
             _ => None,
         }
     }
