@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::link::Link;
 use super::message::{self, DecodeError};
+use super::precise_timer::PreciseTimer;
 use super::progress::ConsumerCounters;
 use super::topology::Topology;
 use crate::amqp::{AmqpChannel, Deliveries, Delivery, Failure, FailureKind, StreamStart, within};
@@ -231,6 +232,11 @@ impl Consumer {
         let mut acks = FuturesUnordered::new();
         let flush = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(flush);
+        let mut delay = self
+            .setup
+            .plan
+            .processing_delay
+            .map(|delay| (delay, PreciseTimer::new()));
         // Hands quiet seconds over too.
         let mut second = tokio::time::interval(Duration::from_secs(1));
         second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -262,8 +268,10 @@ impl Consumer {
                         self.stream_next = Some(StreamStart::Offset(offset + 1));
                     }
                     self.handle(delivery);
-                    if let Some(delay) = self.setup.plan.processing_delay {
-                        tokio::time::sleep(delay).await;
+                    if let Some((delay, timer)) = &mut delay {
+                        // To the microsecond: tokio's timer would round a 200 µs delay up
+                        // to the next millisecond tick.
+                        timer.sleep_until(std::time::Instant::now() + *delay).await;
                     }
                     since_open += 1;
                     if crash_every.is_some_and(|k| since_open >= k) {

@@ -298,6 +298,30 @@ async fn a_consumer_crashing_without_acks_causes_redeliveries_and_no_loss() {
     scratch.assert_clean();
 }
 
+/// A processing delay under a millisecond is that long: 4,000 messages with 100 µs each
+/// take far less than the 4 s that a millisecond-grained timer (tokio's) would make of
+/// them. Not a speed target: the bound is four times what the delay asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_millisecond_processing_delay_is_not_rounded_up_to_a_millisecond() {
+    let scratch = Scratch::new("processing-delay");
+    let outcome = run_on_a_fresh_node(
+        &scratch,
+        "name = \"processing-delay\"\nmessages = 4000\n[publishers]\nsize = 100\n[consumers]\nprefetch = 100\nmultiple_ack_every = 10\nprocessing_delay = \"100us\"\n",
+    )
+    .await;
+    assert_exactly_once(&outcome.verdict.totals, 4000);
+    eprintln!(
+        "4,000 deliveries with 100 µs each: {:?}",
+        outcome.delivering
+    );
+    assert!(
+        outcome.delivering < Duration::from_secs(4),
+        "4,000 deliveries at 100 µs each took {:?}",
+        outcome.delivering
+    );
+    scratch.assert_clean();
+}
+
 /// A graceful close by the broker loses nothing: every byte it sent reaches the client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_ack_loses_nothing_when_the_broker_closes_the_consumer_connection() {
