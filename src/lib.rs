@@ -14,6 +14,7 @@ pub mod faults;
 pub mod gates;
 pub mod ledger;
 pub mod metrics;
+pub mod precise_timer;
 pub mod redact;
 pub mod report;
 pub mod scenario;

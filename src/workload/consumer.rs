@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::link::Link;
 use super::message::{self, DecodeError};
-use super::precise_timer::PreciseTimer;
 use super::progress::ConsumerCounters;
 use super::topology::Topology;
 use crate::amqp::{AmqpChannel, Deliveries, Delivery, Failure, FailureKind, StreamStart, within};
@@ -23,6 +22,7 @@ use crate::ledger::DeliveryShard;
 use crate::metrics::Clock;
 use crate::metrics::activity::Activity;
 use crate::metrics::series::{Recorder, Sample};
+use crate::precise_timer::PreciseTimer;
 use crate::scenario::{AckMode, ConsumerPlan, QueueType};
 use tokio::sync::mpsc::UnboundedSender;
 

@@ -9,7 +9,6 @@ mod inflight;
 mod link;
 pub mod message;
 pub mod pacing;
-mod precise_timer;
 pub mod progress;
 pub mod publisher;
 pub mod topology;

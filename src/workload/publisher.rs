@@ -16,7 +16,6 @@ use super::inflight::{InFlight, Window};
 use super::link::Link;
 use super::message::{self, HEADER_LEN, Header};
 use super::pacing::{Pace, Sizes};
-use super::precise_timer::PreciseTimer;
 use super::progress::PublisherCounters;
 use super::topology::Topology;
 use crate::amqp::{AmqpChannel, Failure, FailureKind, PublishOutcome, PublishTarget, within};
@@ -25,6 +24,7 @@ use crate::ledger::PublishLedger;
 use crate::metrics::Clock;
 use crate::metrics::activity::Activity;
 use crate::metrics::series::{Recorder, Sample};
+use crate::precise_timer::PreciseTimer;
 use crate::scenario::{OnFailure, PublisherPlan};
 use tokio::sync::mpsc::UnboundedSender;
 

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::faults::toxics::{
     Dice, Stream, Toxic, ToxicKind, bandwidth, latency, limit_data, slicer,
 };
+use crate::precise_timer::PreciseTimer;
 
 /// The toxics of a proxy, as every link sees them.
 pub type ToxicList = Arc<Vec<Toxic>>;
@@ -152,6 +153,8 @@ async fn write(
 ) -> OwnedWriteHalf {
     let mut toxics = shared.toxics.clone();
     let mut dice = Dice::new(shared.seed ^ stream as u64 ^ 0x5eed);
+    // Made when a toxic first waits: most links never do.
+    let mut timer = LazyTimer::default();
     // Bytes passed since the current limit_data toxic took effect.
     let mut limit: Option<(String, u64)> = None;
     loop {
@@ -180,7 +183,7 @@ async fn write(
             loop {
                 tokio::select! {
                     () = shared.closing.cancelled() => return to,
-                    () = tokio::time::sleep_until(due) => break,
+                    () = timer.get().sleep_until(due.into_std()) => break,
                     changed = toxics.changed() => {
                         if changed.is_err() || !shared.active(stream).iter().any(|t| matches!(t.kind, ToxicKind::Latency { .. })) {
                             break;
@@ -208,7 +211,7 @@ async fn write(
             data = &data[..allowed];
             reached = limit_reached;
         }
-        if !send(&mut to, data, stream, shared, &mut dice).await {
+        if !send(&mut to, data, stream, shared, &mut dice, &mut timer).await {
             return to;
         }
         if reached {
@@ -244,6 +247,7 @@ async fn send(
     stream: Stream,
     shared: &Shared,
     dice: &mut Dice,
+    timer: &mut LazyTimer,
 ) -> bool {
     let mut offset = 0;
     while offset < data.len() {
@@ -278,11 +282,21 @@ async fn send(
         if !pause.is_zero() && offset < data.len() + usize::from(rate.is_some()) {
             tokio::select! {
                 () = shared.closing.cancelled() => return false,
-                () = tokio::time::sleep(pause) => {}
+                () = timer.get().sleep_until(std::time::Instant::now() + pause) => {}
             }
         }
     }
     true
+}
+
+/// A [`PreciseTimer`] made on first use.
+#[derive(Default)]
+struct LazyTimer(Option<PreciseTimer>);
+
+impl LazyTimer {
+    fn get(&mut self) -> &mut PreciseTimer {
+        self.0.get_or_insert_with(PreciseTimer::new)
+    }
 }
 
 /// Link-wide timers: reset_peer resets the connection, and a timeout toxic with a timeout

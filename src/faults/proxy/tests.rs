@@ -224,6 +224,37 @@ async fn bandwidth_slows_the_transfer() {
     );
 }
 
+/// The pause after each small piece is as long as the rate says, not a timer's tick: 100
+/// echoes of 100 B at 1,000 KB/s ask 0.1 ms each; a millisecond-grained timer would make
+/// that at least 100 ms in all.
+#[tokio::test]
+async fn bandwidth_pauses_are_not_rounded_up_to_a_millisecond() {
+    let registry = Registry::new();
+    let listen = proxy(&registry, "p").await;
+    registry
+        .add_toxic(
+            "p",
+            toxic(
+                "bandwidth_downstream",
+                ToxicKind::Bandwidth { rate_kbps: 1000 },
+                Stream::Downstream,
+            ),
+        )
+        .await
+        .unwrap();
+    let mut client = TcpStream::connect(&listen).await.unwrap();
+    let started = Instant::now();
+    for _ in 0..100 {
+        assert!(echo(&mut client, &[7u8; 100], LONG).await.is_some());
+    }
+    eprintln!("100 echoes through 0.1 ms pauses: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "100 pauses of 0.1 ms took {:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn slicer_cuts_data_into_small_pieces() {
     let registry = Registry::new();

@@ -1,8 +1,8 @@
-//! A sleep with microsecond precision for pacing. tokio's timer wheel has a resolution of
-//! one millisecond, so a publisher paced at 5,000 msg/s woke on each millisecond tick and
-//! sent five messages in a burst: a quarter of a millisecond late on average, and each
-//! burst queued behind itself in the broker. A Linux timerfd wakes the runtime's poll at
-//! the due time itself (high-resolution timers, no timer slack).
+//! A sleep with microsecond precision, for pacing, processing delays and toxics. tokio's
+//! timer wheel has a resolution of one millisecond: a publisher paced at 5,000 msg/s woke
+//! on each millisecond tick and sent five messages in a burst, and a 0.1 ms pause took
+//! more than a millisecond. A Linux timerfd wakes the runtime's poll at the due time itself
+//! (high-resolution timers, no timer slack).
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
