@@ -14,10 +14,13 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-/// One timer, reused for every sleep of one task (a sleep re-arms it).
+/// One timer, reused for every sleep of one task (a sleep re-arms it). Its timerfd is
+/// made at the first sleep, so a task that never waits costs nothing.
+#[derive(Default)]
 pub struct PreciseTimer {
-    /// `None` where the system gives no timerfd: tokio's timer then.
-    fd: Option<AsyncFd<OwnedTimer>>,
+    /// Unset until the first sleep; then `None` where the system gives no timerfd (tokio's
+    /// timer is used instead).
+    fd: Option<Option<AsyncFd<OwnedTimer>>>,
 }
 
 /// A timerfd as tokio's poller takes it (nix's `TimerFd` implements `AsFd` only).
@@ -42,6 +45,10 @@ impl PreciseTimer {
     /// A timer on the monotonic clock (the clock of [`Instant`]); tokio's own timer where
     /// the system refuses a timerfd.
     pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn make_fd() -> Option<AsyncFd<OwnedTimer>> {
         let fd = TimerFd::new(
             ClockId::CLOCK_MONOTONIC,
             TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
@@ -51,7 +58,7 @@ impl PreciseTimer {
         if let Err(error) = &fd {
             tracing::debug!(%error, "no timerfd: pacing on tokio's millisecond timer");
         }
-        Self { fd: fd.ok() }
+        fd.ok()
     }
 
     /// Returns at `at` (a wake-up later: tens of microseconds), or at once when it has passed.
@@ -63,7 +70,7 @@ impl PreciseTimer {
         else {
             return;
         };
-        let Some(fd) = &self.fd else {
+        let Some(fd) = self.fd.get_or_insert_with(Self::make_fd).as_ref() else {
             return tokio::time::sleep_until(at.into()).await;
         };
         // A zero expiration would disarm the timer; `delay` is never zero here.
@@ -84,12 +91,6 @@ impl PreciseTimer {
                 return;
             }
         }
-    }
-}
-
-impl Default for PreciseTimer {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

@@ -232,11 +232,7 @@ impl Consumer {
         let mut acks = FuturesUnordered::new();
         let flush = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(flush);
-        let mut delay = self
-            .setup
-            .plan
-            .processing_delay
-            .map(|delay| (delay, PreciseTimer::new()));
+        let mut timer = PreciseTimer::new();
         // Hands quiet seconds over too.
         let mut second = tokio::time::interval(Duration::from_secs(1));
         second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -268,10 +264,10 @@ impl Consumer {
                         self.stream_next = Some(StreamStart::Offset(offset + 1));
                     }
                     self.handle(delivery);
-                    if let Some((delay, timer)) = &mut delay {
+                    if let Some(delay) = self.setup.plan.processing_delay {
                         // To the microsecond: tokio's timer would round a 200 µs delay up
                         // to the next millisecond tick.
-                        timer.sleep_until(std::time::Instant::now() + *delay).await;
+                        timer.sleep_until(std::time::Instant::now() + delay).await;
                     }
                     since_open += 1;
                     if crash_every.is_some_and(|k| since_open >= k) {

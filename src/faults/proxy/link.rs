@@ -153,8 +153,7 @@ async fn write(
 ) -> OwnedWriteHalf {
     let mut toxics = shared.toxics.clone();
     let mut dice = Dice::new(shared.seed ^ stream as u64 ^ 0x5eed);
-    // Made when a toxic first waits: most links never do.
-    let mut timer = LazyTimer::default();
+    let mut timer = PreciseTimer::new();
     // Bytes passed since the current limit_data toxic took effect.
     let mut limit: Option<(String, u64)> = None;
     loop {
@@ -183,7 +182,7 @@ async fn write(
             loop {
                 tokio::select! {
                     () = shared.closing.cancelled() => return to,
-                    () = timer.get().sleep_until(due.into_std()) => break,
+                    () = timer.sleep_until(due.into_std()) => break,
                     changed = toxics.changed() => {
                         if changed.is_err() || !shared.active(stream).iter().any(|t| matches!(t.kind, ToxicKind::Latency { .. })) {
                             break;
@@ -247,7 +246,7 @@ async fn send(
     stream: Stream,
     shared: &Shared,
     dice: &mut Dice,
-    timer: &mut LazyTimer,
+    timer: &mut PreciseTimer,
 ) -> bool {
     let mut offset = 0;
     while offset < data.len() {
@@ -282,21 +281,11 @@ async fn send(
         if !pause.is_zero() && offset < data.len() + usize::from(rate.is_some()) {
             tokio::select! {
                 () = shared.closing.cancelled() => return false,
-                () = timer.get().sleep_until(std::time::Instant::now() + pause) => {}
+                () = timer.sleep_until(std::time::Instant::now() + pause) => {}
             }
         }
     }
     true
-}
-
-/// A [`PreciseTimer`] made on first use.
-#[derive(Default)]
-struct LazyTimer(Option<PreciseTimer>);
-
-impl LazyTimer {
-    fn get(&mut self) -> &mut PreciseTimer {
-        self.0.get_or_insert_with(PreciseTimer::new)
-    }
 }
 
 /// Link-wide timers: reset_peer resets the connection, and a timeout toxic with a timeout
