@@ -85,6 +85,10 @@ impl Epmd {
             let _ = child.start_kill();
             let _ = child.try_wait();
         }
+        kill_strays(self.port);
+        // A VM killed while it was starting one may still be daemonizing it.
+        std::thread::sleep(Duration::from_millis(250));
+        kill_strays(self.port);
     }
 
     /// Stops epmd and reaps it.
@@ -98,10 +102,40 @@ impl Epmd {
                 signal(self.pid, nix::sys::signal::Signal::SIGKILL);
             }
         }
+        kill_strays(self.port);
     }
 
     /// Leaves epmd running after warren exits (for `warren broker up --detach`).
     pub fn detach(&mut self) {
         self.child.take();
+    }
+}
+
+/// Kills every `epmd -daemon` serving `port` (its environment has `ERL_EPMD_PORT=port`):
+/// an Erlang VM of ours that was still starting when our epmd went (a cancelled start)
+/// finds no port mapper and starts one of its own, which daemonizes out of every process
+/// group we signal and would outlive the run.
+fn kill_strays(port: u16) {
+    let wanted = format!("ERL_EPMD_PORT={port}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let is_epmd = std::fs::read_to_string(entry.path().join("comm"))
+            .is_ok_and(|comm| comm.trim_end() == "epmd");
+        if !is_epmd {
+            continue;
+        }
+        let serves_port = std::fs::read(entry.path().join("environ")).is_ok_and(|environ| {
+            environ
+                .split(|b| *b == 0)
+                .any(|var| var == wanted.as_bytes())
+        });
+        if serves_port {
+            signal(pid, nix::sys::signal::Signal::SIGKILL);
+        }
     }
 }

@@ -100,7 +100,8 @@ impl Drop for Scratch {
     }
 }
 
-/// Live (non-zombie) processes whose command line or working folder mentions `dir`.
+/// Live (non-zombie) processes whose command line, working folder or environment mentions
+/// `dir`.
 pub fn processes_mentioning(dir: &Path) -> Vec<(u32, String)> {
     let needle = dir.to_string_lossy().into_owned();
     let me = std::process::id();
@@ -125,7 +126,12 @@ pub fn processes_mentioning(dir: &Path) -> Vec<(u32, String)> {
         let cwd = std::fs::read_link(entry.path().join("cwd"))
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if cmdline.contains(&needle) || cwd.starts_with(&needle) {
+        // A daemon (an `epmd -daemon` some Erlang VM of ours started) has neither: its
+        // environment still names our folder.
+        let environ = std::fs::read(entry.path().join("environ"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        if cmdline.contains(&needle) || cwd.starts_with(&needle) || environ.contains(&needle) {
             found.push((pid, format!("{cmdline} (cwd {cwd})")));
         }
     }
