@@ -49,9 +49,6 @@ pub(crate) struct ReaderHandler {
     /// send `true` if due to network I/O failure
     /// send `false` if other reasons
     shutdown_notifier: broadcast::Sender<bool>,
-
-    /// warren: the server sent connection.close; read until it closes the socket.
-    closed_by_server: bool,
 }
 
 impl ReaderHandler {
@@ -71,7 +68,6 @@ impl ReaderHandler {
             callback: None,
             channel_manager: ChannelManager::new(channel_max),
             shutdown_notifier,
-            closed_by_server: false,
         }
     }
 
@@ -154,7 +150,6 @@ impl ReaderHandler {
                 }
                 // respond to server if no callback registered or callback succeed
                 self.amqp_connection.set_is_open(false);
-                self.closed_by_server = true;
                 self.outgoing_tx
                     .send((DEFAULT_CONN_CHANNEL, CloseOk.into_frame()))
                     .await?;
@@ -288,21 +283,15 @@ impl ReaderHandler {
                                 break;
                             }
                             // normal close
-                            // warren: after the server's connection.close, frames other
-                            // writers of the server queued before it may still follow
-                            // (RabbitMQ's channel writers flush deliveries after the
-                            // reader sent close); read on until the server closes the
-                            // socket, so an auto-acked delivery it sent is not dropped.
-                            if !self.amqp_connection.is_open() && !self.closed_by_server {
+                            if !self.amqp_connection.is_open() {
                                 #[cfg(feature="traces")]
                                 info!("connection {} is closed, shutting down socket I/O handlers", self.amqp_connection);
                                 break;
                             }
                         },
                         Err(err) => {
-                            // notify network failure (warren: unless the server closed
-                            // the connection and then its socket, as it does)
-                            is_network_failure = !self.closed_by_server;
+                            // notify network failure
+                            is_network_failure = true;
                             #[cfg(feature="traces")]
                             error!("socket will be closed due to failure of reading frame, cause: {}", err);
                             break;
