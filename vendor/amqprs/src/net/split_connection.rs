@@ -286,23 +286,6 @@ impl BufIoWriter {
         frame: Frame,
         frame_max: LongUint,
     ) -> Result<usize> {
-        self.buffer_frame(channel, frame, frame_max).await?;
-        self.flush_buffered().await
-    }
-
-    /// warren: bytes serialized and not yet written; the writer adds frames that are
-    /// already queued before it flushes, so a burst of publishes is one write.
-    pub fn buffered(&self) -> usize {
-        self.buffer.len()
-    }
-
-    /// warren: serializes a frame into the write buffer without writing it.
-    pub async fn buffer_frame(
-        &mut self,
-        channel: AmqpChannelId,
-        frame: Frame,
-        frame_max: LongUint,
-    ) -> Result<()> {
         // TODO: tracing
         #[cfg(feature = "traces")]
         trace!("SENT on channel {}: {}", channel, frame);
@@ -318,11 +301,6 @@ impl BufIoWriter {
         } else {
             self.serialize_frame_into_buffer(channel, frame).await?;
         }
-        Ok(())
-    }
-
-    /// warren: writes every buffered frame.
-    pub async fn flush_buffered(&mut self) -> Result<usize> {
         // flush whole buffer
         self.stream.write_all(&self.buffer).await?;
 

@@ -14,9 +14,6 @@ use crate::{
 
 use super::{BufIoWriter, OutgoingMessage};
 
-/// warren: how many bytes of queued frames one write may carry.
-const COALESCE_UP_TO: usize = 64 * 1024;
-
 pub(crate) struct WriterHandler {
     stream: BufIoWriter,
     /// receiver half to forward outgoing messages from AMQ connection/channel to server
@@ -57,24 +54,7 @@ impl WriterHandler {
                         None => break,
                         Some(v) => v,
                     };
-                    // warren: the frames already queued behind this one go out in the same
-                    // write (up to COALESCE_UP_TO bytes): one system call for a burst of
-                    // publishes instead of one each. A frame alone is written at once.
-                    let frame_max = self.amqp_connection.frame_max();
-                    let mut buffered = self.stream.buffer_frame(channel_id, frame, frame_max).await;
-                    while buffered.is_ok() && self.stream.buffered() < COALESCE_UP_TO {
-                        match self.outgoing_rx.try_recv() {
-                            Ok((channel_id, frame)) => {
-                                buffered = self.stream.buffer_frame(channel_id, frame, frame_max).await;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    let written = match buffered {
-                        Ok(()) => self.stream.flush_buffered().await.map(|_| ()),
-                        Err(err) => Err(err),
-                    };
-                    if let Err(err) = written {
+                    if let Err(err) = self.stream.write_frame(channel_id, frame, self.amqp_connection.frame_max()).await {
                         #[cfg(feature="tracing")]
                         error!("failed to send frame over connection {}, cause: {}", self.amqp_connection, err);
                         break;
