@@ -199,8 +199,9 @@ async fn reset_peer_resets_the_connection() {
     );
 }
 
-#[tokio::test]
-async fn bandwidth_slows_the_transfer() {
+/// A client connected through a proxy whose downstream is limited to `rate_kbps`; the
+/// registry must live as long as the client uses the proxy.
+async fn behind_bandwidth(rate_kbps: u64) -> (std::sync::Arc<Registry>, TcpStream) {
     let registry = Registry::new();
     let listen = proxy(&registry, "p").await;
     registry
@@ -208,13 +209,19 @@ async fn bandwidth_slows_the_transfer() {
             "p",
             toxic(
                 "bandwidth_downstream",
-                ToxicKind::Bandwidth { rate_kbps: 10 },
+                ToxicKind::Bandwidth { rate_kbps },
                 Stream::Downstream,
             ),
         )
         .await
         .unwrap();
-    let mut client = TcpStream::connect(&listen).await.unwrap();
+    let client = TcpStream::connect(&listen).await.unwrap();
+    (registry, client)
+}
+
+#[tokio::test]
+async fn bandwidth_slows_the_transfer() {
+    let (_registry, mut client) = behind_bandwidth(10).await;
     let started = Instant::now();
     assert!(echo(&mut client, &[7u8; 4000], LONG).await.is_some());
     assert!(
@@ -229,20 +236,7 @@ async fn bandwidth_slows_the_transfer() {
 /// that at least 100 ms in all.
 #[tokio::test]
 async fn bandwidth_pauses_are_not_rounded_up_to_a_millisecond() {
-    let registry = Registry::new();
-    let listen = proxy(&registry, "p").await;
-    registry
-        .add_toxic(
-            "p",
-            toxic(
-                "bandwidth_downstream",
-                ToxicKind::Bandwidth { rate_kbps: 1000 },
-                Stream::Downstream,
-            ),
-        )
-        .await
-        .unwrap();
-    let mut client = TcpStream::connect(&listen).await.unwrap();
+    let (_registry, mut client) = behind_bandwidth(1000).await;
     let started = Instant::now();
     for _ in 0..100 {
         assert!(echo(&mut client, &[7u8; 100], LONG).await.is_some());
