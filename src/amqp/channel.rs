@@ -2,85 +2,23 @@
 //! client error classified into what the caller must do about it.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use futures_util::{Stream, StreamExt};
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+use amqprs::callbacks::ChannelCallback;
+use amqprs::channel::{
+    BasicAckArguments, BasicConsumeArguments, BasicPublishArguments, BasicQosArguments, Channel,
+    ConfirmSelectArguments, ConsumerMessage, ExchangeDeclareArguments, ExchangeDeleteArguments,
+    QueueBindArguments, QueueDeclareArguments, QueueDeleteArguments,
 };
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, ErrorKind, ExchangeKind};
+use amqprs::{Ack, BasicProperties, Cancel, CloseChannel, FieldTable, FieldValue, Nack, Return};
+use futures_util::Stream;
+use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::redact::redact;
+use super::confirms::{Answer, Confirms};
+use super::connection::ConnectionState;
+use super::failure::{CLOSE_WITHIN, EndReason, Failure};
 use crate::scenario::{ExchangeKind as PlanExchangeKind, QueueArgument, QueueType};
-
-/// How long a polite close may wait for the broker's answer.
-pub const CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Runs a channel or connection operation that must answer within `limit`: a broker that
-/// is silent (paused, or behind a network that drops bytes) counts as a lost connection.
-///
-/// # Errors
-/// The operation's own [`Failure`], or `ConnectionLost` when it did not answer in time.
-pub async fn within<T>(
-    limit: std::time::Duration,
-    what: &str,
-    operation: impl std::future::Future<Output = Result<T, Failure>>,
-) -> Result<T, Failure> {
-    match tokio::time::timeout(limit, operation).await {
-        Ok(result) => result,
-        Err(_) => Err(Failure {
-            kind: FailureKind::ConnectionLost,
-            message: format!("no answer to {what} within {} s", limit.as_secs()),
-        }),
-    }
-}
-
-/// What a failure means for the task that saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// The connection is gone (I/O error, missed heartbeats, closed by the broker): reconnect.
-    ConnectionLost,
-    /// Only the channel is gone (a channel error): open another on the same connection.
-    ChannelClosed,
-    /// The broker refused an operation for good (wrong arguments, access): do not retry.
-    Refused,
-}
-
-/// A classified client error, with credentials redacted from its message.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct Failure {
-    pub kind: FailureKind,
-    pub message: String,
-}
-
-impl From<lapin::Error> for Failure {
-    fn from(error: lapin::Error) -> Self {
-        let kind = match error.kind() {
-            ErrorKind::ProtocolError(amqp) => {
-                let code = amqp.get_id();
-                if error.is_amqp_hard_error() || code == 320 {
-                    FailureKind::ConnectionLost
-                } else if (403..=406).contains(&code) {
-                    FailureKind::Refused
-                } else {
-                    FailureKind::ChannelClosed
-                }
-            }
-            ErrorKind::InvalidChannelState(..)
-            | ErrorKind::InvalidChannel(_)
-            | ErrorKind::ChannelsLimitReached => FailureKind::ChannelClosed,
-            ErrorKind::AuthProviderError(_) => FailureKind::Refused,
-            _ => FailureKind::ConnectionLost,
-        };
-        Failure {
-            kind,
-            message: redact(&error.to_string()),
-        }
-    }
-}
 
 /// How the broker answered one publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,24 +36,21 @@ pub enum PublishOutcome {
 /// Where and how every message of a publisher goes.
 #[derive(Debug, Clone)]
 pub struct PublishTarget {
-    exchange: ShortString,
-    routing_key: ShortString,
-    mandatory: bool,
+    arguments: BasicPublishArguments,
     properties: BasicProperties,
 }
 
 impl PublishTarget {
     /// Publishes to `exchange` with `routing_key`; `persistent` sets delivery mode 2.
     pub fn new(exchange: &str, routing_key: &str, mandatory: bool, persistent: bool) -> Self {
-        let properties = if persistent {
-            BasicProperties::default().with_delivery_mode(2)
-        } else {
-            BasicProperties::default()
-        };
+        let mut properties = BasicProperties::default();
+        if persistent {
+            properties.with_persistence(true);
+        }
         Self {
-            exchange: exchange.into(),
-            routing_key: routing_key.into(),
-            mandatory,
+            arguments: BasicPublishArguments::new(exchange, routing_key)
+                .mandatory(mandatory)
+                .finish(),
             properties,
         }
     }
@@ -150,20 +85,109 @@ pub enum StreamStart {
 }
 
 /// The `x-stream-offset` header of a delivery from a stream queue.
-fn stream_offset(properties: &BasicProperties) -> Option<u64> {
-    let headers = properties.headers().as_ref()?;
-    match headers.inner().get("x-stream-offset")? {
-        AMQPValue::LongLongInt(v) => u64::try_from(*v).ok(),
-        AMQPValue::LongUInt(v) => Some(u64::from(*v)),
-        AMQPValue::LongInt(v) => u64::try_from(*v).ok(),
-        AMQPValue::Timestamp(v) => Some(*v),
+fn stream_offset(properties: Option<&BasicProperties>) -> Option<u64> {
+    let headers = properties?.headers()?;
+    match headers.get(&"x-stream-offset".try_into().ok()?)? {
+        FieldValue::l(v) => u64::try_from(*v).ok(),
+        FieldValue::i(v) => Some(u64::from(*v)),
+        FieldValue::I(v) => u64::try_from(*v).ok(),
+        FieldValue::T(v) => Some(*v),
         _ => None,
     }
 }
 
-/// A consumer's deliveries, as a stream; it ends when the consumer is cancelled.
+/// What a channel shares with the client's callbacks for it.
+#[derive(Debug)]
+struct ChannelState {
+    /// Publishes waiting for the broker's confirm, and returned bodies.
+    confirms: Mutex<Confirms>,
+    /// Publisher confirms are on.
+    confirming: AtomicBool,
+    /// Why the broker closed the channel, once it has.
+    ended: EndReason,
+    /// The broker cancelled the consumer on this channel (basic.cancel).
+    cancelled: AtomicBool,
+    /// The connection the channel is on.
+    connection: Arc<ConnectionState>,
+}
+
+impl ChannelState {
+    fn confirms(&self) -> std::sync::MutexGuard<'_, Confirms> {
+        self.confirms.lock().expect("confirms lock")
+    }
+}
+
+/// The client's callbacks for one channel: they record confirms, returns, cancellations
+/// and the broker's close. The client drops them when the channel ends, for whatever
+/// reason; every publish still waiting then learns that no answer is coming.
+struct ChannelEvents(Arc<ChannelState>);
+
+impl Drop for ChannelEvents {
+    fn drop(&mut self) {
+        self.0.confirms().abandon_all();
+    }
+}
+
+#[async_trait::async_trait]
+impl ChannelCallback for ChannelEvents {
+    async fn close(
+        &mut self,
+        _channel: &Channel,
+        close: CloseChannel,
+    ) -> Result<(), amqprs::error::Error> {
+        self.0.ended.record(Failure::from_channel_close(
+            close.reply_code(),
+            close.reply_text(),
+        ));
+        Ok(())
+    }
+
+    async fn cancel(
+        &mut self,
+        _channel: &Channel,
+        _cancel: Cancel,
+    ) -> Result<(), amqprs::error::Error> {
+        self.0.cancelled.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn flow(
+        &mut self,
+        _channel: &Channel,
+        active: bool,
+    ) -> Result<bool, amqprs::error::Error> {
+        Ok(active)
+    }
+
+    async fn publish_ack(&mut self, _channel: &Channel, ack: Ack) {
+        self.0
+            .confirms()
+            .answer(ack.delivery_tag(), ack.mutiple(), Answer::Ack);
+    }
+
+    async fn publish_nack(&mut self, _channel: &Channel, nack: Nack) {
+        self.0
+            .confirms()
+            .answer(nack.delivery_tag(), nack.multiple(), Answer::Nack);
+    }
+
+    async fn publish_return(
+        &mut self,
+        _channel: &Channel,
+        _ret: Return,
+        _properties: BasicProperties,
+        content: Vec<u8>,
+    ) {
+        self.0.confirms().returned(content);
+    }
+}
+
+/// A consumer's deliveries, as a stream. It ends after the broker cancels the consumer;
+/// when the channel or connection fails, the failure comes first.
 pub struct Deliveries {
-    inner: lapin::Consumer,
+    inner: UnboundedReceiver<ConsumerMessage>,
+    channel: AmqpChannel,
+    ended: bool,
 }
 
 impl Stream for Deliveries {
@@ -173,17 +197,27 @@ impl Stream for Deliveries {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
-        self.inner.poll_next_unpin(cx).map(|item| {
-            item.map(|result| {
-                result
-                    .map(|d| Delivery {
-                        tag: d.delivery_tag,
-                        redelivered: d.redelivered,
-                        stream_offset: stream_offset(&d.properties),
-                        body: d.data,
-                    })
-                    .map_err(Failure::from)
-            })
+        if self.ended {
+            return std::task::Poll::Ready(None);
+        }
+        self.inner.poll_recv(cx).map(|message| match message {
+            Some(message) => {
+                let deliver = message.deliver;
+                Some(Ok(Delivery {
+                    tag: deliver.as_ref().map_or(0, |d| d.delivery_tag()),
+                    redelivered: deliver.as_ref().is_some_and(|d| d.redelivered()),
+                    stream_offset: stream_offset(message.basic_properties.as_ref()),
+                    body: message.content.unwrap_or_default(),
+                }))
+            }
+            None => {
+                self.ended = true;
+                if self.channel.state.cancelled.load(Ordering::Acquire) {
+                    None
+                } else {
+                    Some(Err(self.channel.why_ended()))
+                }
+            }
         })
     }
 }
@@ -192,11 +226,80 @@ impl Stream for Deliveries {
 #[derive(Clone)]
 pub struct AmqpChannel {
     inner: Channel,
+    state: Arc<ChannelState>,
 }
 
 impl AmqpChannel {
-    pub(super) fn new(inner: Channel) -> Self {
-        Self { inner }
+    /// Wraps a freshly opened channel and registers the callbacks that track it.
+    pub(super) async fn open(
+        inner: Channel,
+        connection: Arc<ConnectionState>,
+    ) -> Result<Self, Failure> {
+        let state = Arc::new(ChannelState {
+            confirms: Mutex::new(Confirms::default()),
+            confirming: AtomicBool::new(false),
+            ended: EndReason::default(),
+            cancelled: AtomicBool::new(false),
+            connection,
+        });
+        let channel = Self { inner, state };
+        channel
+            .inner
+            .register_callback(ChannelEvents(channel.state.clone()))
+            .await
+            .map_err(|e| channel.failure(&e))?;
+        Ok(channel)
+    }
+
+    /// Why the channel cannot be used now, if it cannot: checked before each operation,
+    /// since the client would write frames to a channel the broker has closed (which the
+    /// broker answers by closing the whole connection).
+    fn usable(&self) -> Result<(), Failure> {
+        if self.inner.is_connection_open() && self.inner.is_open() {
+            Ok(())
+        } else {
+            Err(self.why_ended())
+        }
+    }
+
+    /// Why the channel ended: the broker's channel or connection close when it sent one,
+    /// else a lost connection or a closed channel.
+    fn why_ended(&self) -> Failure {
+        if let Some(failure) = self.state.ended.get() {
+            return failure;
+        }
+        if let Some(failure) = self.state.connection.ended.get() {
+            return failure;
+        }
+        if self.inner.is_connection_open() {
+            Failure::channel_closed("the channel closed")
+        } else {
+            Failure::connection_lost("the connection was lost")
+        }
+    }
+
+    /// Classifies a client error: the recorded reason of an ended channel or connection
+    /// comes first, since the client's own error then only says that a request went
+    /// unanswered.
+    fn failure(&self, error: &amqprs::error::Error) -> Failure {
+        use amqprs::error::Error;
+        if let Some(failure) = self.state.ended.get() {
+            return failure;
+        }
+        if let Some(failure) = self.state.connection.ended.get() {
+            return failure;
+        }
+        let text = error.to_string();
+        if !self.inner.is_connection_open() {
+            return Failure::connection_lost(text);
+        }
+        match error {
+            Error::ChannelUseError(_)
+            | Error::ChannelOpenError(_)
+            | Error::ChannelCloseError(_) => Failure::channel_closed(text),
+            _ if !self.inner.is_open() => Failure::channel_closed(text),
+            _ => Failure::connection_lost(text),
+        }
     }
 
     /// Turns publisher confirms on.
@@ -204,10 +307,13 @@ impl AmqpChannel {
     /// # Errors
     /// A classified [`Failure`].
     pub async fn confirm_select(&self) -> Result<(), Failure> {
-        Ok(self
-            .inner
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?)
+        self.usable()?;
+        self.inner
+            .confirm_select(ConfirmSelectArguments::default())
+            .await
+            .map_err(|e| self.failure(&e))?;
+        self.state.confirming.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Limits unacknowledged deliveries on this channel (0 = unlimited).
@@ -215,10 +321,11 @@ impl AmqpChannel {
     /// # Errors
     /// A classified [`Failure`].
     pub async fn qos(&self, prefetch: u16) -> Result<(), Failure> {
-        Ok(self
-            .inner
-            .basic_qos(prefetch, BasicQosOptions::default())
-            .await?)
+        self.usable()?;
+        self.inner
+            .basic_qos(BasicQosArguments::new(0, prefetch, false))
+            .await
+            .map_err(|e| self.failure(&e))
     }
 
     /// Declares the queue (idempotent with the same arguments); returns its ready message count.
@@ -226,35 +333,29 @@ impl AmqpChannel {
     /// # Errors
     /// A classified [`Failure`]; different arguments than an existing queue's are `Refused`.
     pub async fn declare_queue(&self, spec: &QueueSpec) -> Result<u32, Failure> {
-        let mut arguments = FieldTable::default();
+        let mut arguments = FieldTable::new();
         let type_name = match spec.queue_type {
             QueueType::Classic => None,
             QueueType::Quorum => Some("quorum"),
             QueueType::Stream => Some("stream"),
         };
         if let Some(name) = type_name {
-            arguments.insert("x-queue-type".into(), AMQPValue::LongString(name.into()));
+            insert(&mut arguments, "x-queue-type", text_value(name)?)?;
         }
         for (key, value) in &spec.arguments {
             let value = match value {
-                QueueArgument::Bool(b) => AMQPValue::Boolean(*b),
-                QueueArgument::Int(i) => AMQPValue::LongLongInt(*i),
-                QueueArgument::Float(f) => AMQPValue::Double(*f),
-                QueueArgument::Text(s) => {
-                    AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
-                }
+                QueueArgument::Bool(b) => FieldValue::t(*b),
+                QueueArgument::Int(i) => FieldValue::l(*i),
+                QueueArgument::Float(f) => FieldValue::d(*f),
+                QueueArgument::Text(s) => text_value(s)?,
             };
-            arguments.insert(key.as_str().into(), value);
+            insert(&mut arguments, key, value)?;
         }
-        let options = QueueDeclareOptions {
-            durable: spec.durable,
-            ..QueueDeclareOptions::default()
-        };
-        let queue = self
-            .inner
-            .queue_declare(spec.name.as_str().into(), options, arguments)
-            .await?;
-        Ok(queue.message_count())
+        let declare = QueueDeclareArguments::new(&spec.name)
+            .durable(spec.durable)
+            .arguments(arguments)
+            .finish();
+        self.queue_declare(declare).await
     }
 
     /// Ready messages in an existing queue (a passive declare).
@@ -262,15 +363,18 @@ impl AmqpChannel {
     /// # Errors
     /// A classified [`Failure`]; a missing queue is `Refused` (and closes the channel).
     pub async fn ready_messages(&self, queue: &str) -> Result<u32, Failure> {
-        let options = QueueDeclareOptions {
-            passive: true,
-            ..QueueDeclareOptions::default()
-        };
-        let queue = self
+        self.queue_declare(QueueDeclareArguments::new(queue).passive(true).finish())
+            .await
+    }
+
+    async fn queue_declare(&self, declare: QueueDeclareArguments) -> Result<u32, Failure> {
+        self.usable()?;
+        let declared = self
             .inner
-            .queue_declare(queue.into(), options, FieldTable::default())
-            .await?;
-        Ok(queue.message_count())
+            .queue_declare(declare)
+            .await
+            .map_err(|e| self.failure(&e))?;
+        Ok(declared.map_or(0, |(_, ready, _)| ready))
     }
 
     /// Declares an exchange and binds the queue to it with `routing_key`.
@@ -286,28 +390,25 @@ impl AmqpChannel {
         routing_key: &str,
     ) -> Result<(), Failure> {
         let kind = match kind {
-            PlanExchangeKind::Direct => ExchangeKind::Direct,
-            PlanExchangeKind::Fanout => ExchangeKind::Fanout,
-            PlanExchangeKind::Topic => ExchangeKind::Topic,
-            PlanExchangeKind::Headers => ExchangeKind::Headers,
+            PlanExchangeKind::Direct => "direct",
+            PlanExchangeKind::Fanout => "fanout",
+            PlanExchangeKind::Topic => "topic",
+            PlanExchangeKind::Headers => "headers",
         };
-        let options = ExchangeDeclareOptions {
-            durable,
-            ..ExchangeDeclareOptions::default()
-        };
+        self.usable()?;
         self.inner
-            .exchange_declare(exchange.into(), kind, options, FieldTable::default())
-            .await?;
-        self.inner
-            .queue_bind(
-                queue.into(),
-                exchange.into(),
-                routing_key.into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
+            .exchange_declare(
+                ExchangeDeclareArguments::new(exchange, kind)
+                    .durable(durable)
+                    .finish(),
             )
-            .await?;
-        Ok(())
+            .await
+            .map_err(|e| self.failure(&e))?;
+        self.usable()?;
+        self.inner
+            .queue_bind(QueueBindArguments::new(queue, exchange, routing_key))
+            .await
+            .map_err(|e| self.failure(&e))
     }
 
     /// Deletes a queue; returns how many messages it still held.
@@ -315,10 +416,13 @@ impl AmqpChannel {
     /// # Errors
     /// A classified [`Failure`].
     pub async fn delete_queue(&self, queue: &str) -> Result<u32, Failure> {
-        Ok(self
+        self.usable()?;
+        let deleted = self
             .inner
-            .queue_delete(queue.into(), QueueDeleteOptions::default())
-            .await?)
+            .queue_delete(QueueDeleteArguments::new(queue))
+            .await
+            .map_err(|e| self.failure(&e))?;
+        Ok(deleted.unwrap_or(0))
     }
 
     /// Deletes an exchange.
@@ -326,13 +430,11 @@ impl AmqpChannel {
     /// # Errors
     /// A classified [`Failure`].
     pub async fn delete_exchange(&self, exchange: &str) -> Result<(), Failure> {
-        Ok(self
-            .inner
-            .exchange_delete(
-                exchange.into(),
-                lapin::options::ExchangeDeleteOptions::default(),
-            )
-            .await?)
+        self.usable()?;
+        self.inner
+            .exchange_delete(ExchangeDeleteArguments::new(exchange))
+            .await
+            .map_err(|e| self.failure(&e))
     }
 
     /// Publishes one message and waits for the broker's answer (or, without confirms, for
@@ -346,26 +448,34 @@ impl AmqpChannel {
         target: &PublishTarget,
         body: &[u8],
     ) -> Result<PublishOutcome, Failure> {
-        let options = BasicPublishOptions {
-            mandatory: target.mandatory,
-            immediate: false,
+        self.usable()?;
+        // The tag is taken and the frame queued in the same poll, so concurrent publishes
+        // go out in the order they are first polled, each with its own tag. `unconstrained`
+        // keeps tokio's cooperative budget from deferring the queueing: a publish deferred
+        // that way would be polled again only after publishes created after it, which would
+        // then go out first, with each other's tags.
+        let answer = self
+            .state
+            .confirming
+            .load(Ordering::Acquire)
+            .then(|| self.state.confirms().expect());
+        tokio::task::unconstrained(self.inner.basic_publish(
+            target.properties.clone(),
+            body.to_vec(),
+            target.arguments.clone(),
+        ))
+        .await
+        .map_err(|e| self.failure(&e))?;
+        let Some(answer) = answer else {
+            return Ok(PublishOutcome::Sent);
         };
-        let confirm = self
-            .inner
-            .basic_publish(
-                target.exchange.clone(),
-                target.routing_key.clone(),
-                options,
-                body,
-                target.properties.clone(),
-            )
-            .await?;
-        Ok(match confirm.await? {
-            Confirmation::Ack(None) => PublishOutcome::Acked,
-            Confirmation::Nack(None) => PublishOutcome::Nacked,
-            Confirmation::Ack(Some(_)) => PublishOutcome::Returned { acked: true },
-            Confirmation::Nack(Some(_)) => PublishOutcome::Returned { acked: false },
-            Confirmation::NotRequested => PublishOutcome::Sent,
+        let answer = answer.await.map_err(|_| self.why_ended())?;
+        let returned = self.state.confirms().take_return(body);
+        Ok(match (answer, returned) {
+            (Answer::Ack, false) => PublishOutcome::Acked,
+            (Answer::Nack, false) => PublishOutcome::Nacked,
+            (Answer::Ack, true) => PublishOutcome::Returned { acked: true },
+            (Answer::Nack, true) => PublishOutcome::Returned { acked: false },
         })
     }
 
@@ -373,10 +483,13 @@ impl AmqpChannel {
     /// with confirms off, this is the only way to see them.
     ///
     /// # Errors
-    /// A classified [`Failure`].
+    /// A classified [`Failure`] when the channel has ended.
     pub async fn take_returned(&self) -> Result<Vec<Vec<u8>>, Failure> {
-        let returned = self.inner.wait_for_confirms().await?;
-        Ok(returned.into_iter().map(|m| m.delivery.data).collect())
+        let returned = self.state.confirms().take_all_returned();
+        if returned.is_empty() {
+            self.usable()?;
+        }
+        Ok(returned)
     }
 
     /// Starts consuming; `no_ack` is automatic acknowledgement (at-most-once); `from` is
@@ -391,29 +504,32 @@ impl AmqpChannel {
         no_ack: bool,
         from: Option<StreamStart>,
     ) -> Result<Deliveries, Failure> {
-        let options = BasicConsumeOptions {
-            no_ack,
-            ..BasicConsumeOptions::default()
-        };
-        let mut arguments = FieldTable::default();
+        let mut arguments = FieldTable::new();
         match from {
             None => {}
             Some(StreamStart::First) => {
-                arguments.insert(
-                    "x-stream-offset".into(),
-                    AMQPValue::LongString("first".into()),
-                );
+                insert(&mut arguments, "x-stream-offset", text_value("first")?)?;
             }
             Some(StreamStart::Offset(offset)) => {
                 let offset = i64::try_from(offset).unwrap_or(i64::MAX);
-                arguments.insert("x-stream-offset".into(), AMQPValue::LongLongInt(offset));
+                insert(&mut arguments, "x-stream-offset", FieldValue::l(offset))?;
             }
         }
-        let inner = self
+        let consume = BasicConsumeArguments::new(queue, tag)
+            .manual_ack(!no_ack)
+            .arguments(arguments)
+            .finish();
+        self.usable()?;
+        let (_, inner) = self
             .inner
-            .basic_consume(queue.into(), tag.into(), options, arguments)
-            .await?;
-        Ok(Deliveries { inner })
+            .basic_consume_rx(consume)
+            .await
+            .map_err(|e| self.failure(&e))?;
+        Ok(Deliveries {
+            inner,
+            channel: self.clone(),
+            ended: false,
+        })
     }
 
     /// Acknowledges `tag` (and, with `multiple`, every earlier unacknowledged delivery).
@@ -421,20 +537,47 @@ impl AmqpChannel {
     /// # Errors
     /// A classified [`Failure`].
     pub async fn ack(&self, tag: u64, multiple: bool) -> Result<(), Failure> {
-        Ok(self
-            .inner
-            .basic_ack(tag, BasicAckOptions { multiple })
-            .await?)
+        self.usable()?;
+        // Queued in the first poll, as publishes are: acks handed out in order go out in
+        // order (a multiple ack overtaken by a later one would ack an unknown tag).
+        tokio::task::unconstrained(self.inner.basic_ack(BasicAckArguments::new(tag, multiple)))
+            .await
+            .map_err(|e| self.failure(&e))
     }
 
     /// True while the channel is usable.
     pub fn is_open(&self) -> bool {
-        self.inner.status().connected()
+        self.inner.is_connection_open() && self.inner.is_open()
     }
 
     /// Closes the channel; errors are ignored, and a broker that does not answer within
     /// [`CLOSE_WITHIN`] is not waited for. Unacknowledged deliveries go back to the queue.
     pub async fn close(&self) {
-        let _ = tokio::time::timeout(CLOSE_WITHIN, self.inner.close(200, "warren".into())).await;
+        let _ = tokio::time::timeout(CLOSE_WITHIN, self.inner.clone().close()).await;
+    }
+}
+
+/// A long-string field value; `Refused` if it does not fit one.
+fn text_value(text: &str) -> Result<FieldValue, Failure> {
+    text.to_string()
+        .try_into()
+        .map(FieldValue::S)
+        .map_err(|_| refused(format!("{text:?} does not fit an AMQP long string")))
+}
+
+/// Adds `key` to an argument table; `Refused` if it is longer than a field name may be.
+fn insert(table: &mut FieldTable, key: &str, value: FieldValue) -> Result<(), Failure> {
+    let name = key
+        .to_string()
+        .try_into()
+        .map_err(|_| refused(format!("argument name {key:?} is longer than 255 bytes")))?;
+    table.insert(name, value);
+    Ok(())
+}
+
+fn refused(message: String) -> Failure {
+    Failure {
+        kind: super::failure::FailureKind::Refused,
+        message,
     }
 }

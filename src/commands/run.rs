@@ -337,7 +337,7 @@ async fn session(
         }
     }
     console.line(format!(
-        "connected with lapin to {connected} of {} nodes",
+        "connected with amqprs to {connected} of {} nodes",
         nodes.len()
     ));
     Ok(BrokerReport {

@@ -61,7 +61,7 @@ pub fn nonzero(c: &mut Checker<'_>, path: &str, value: Option<DurationValue>) ->
     }
 }
 
-/// An AMQP heartbeat: whole seconds from 0 (off) to 65535.
+/// An AMQP heartbeat: whole seconds from 0 (the broker's own, 60 s on a default RabbitMQ) to 65535.
 pub fn heartbeat(c: &mut Checker<'_>, path: &str, value: Option<DurationValue>) -> Duration {
     const DEFAULT: Duration = Duration::from_secs(5);
     match value {
@@ -71,7 +71,7 @@ pub fn heartbeat(c: &mut Checker<'_>, path: &str, value: Option<DurationValue>) 
             c.error(
                 path,
                 format!(
-                    " = {:?}: AMQP heartbeats are whole seconds up to 65535, like \"5s\" (\"0s\" turns them off)",
+                    " = {:?}: AMQP heartbeats are whole seconds up to 65535, like \"5s\" (\"0s\" takes the broker's)",
                     format_duration(d)
                 ),
             );

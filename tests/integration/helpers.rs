@@ -144,7 +144,7 @@ pub fn warren() -> Command {
     command
         .env_remove("WARREN_STATE_FILE")
         .env_remove("WARREN_RABBITMQ_BIN")
-        .env("RUST_LOG", "warn,lapin=off");
+        .env("RUST_LOG", "warn");
     command
 }
 

@@ -18,7 +18,7 @@ fn run_brings_up_a_node_reports_its_version_and_tears_it_down() {
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("RabbitMQ 3."), "{stdout}");
     assert!(
-        stdout.contains("connected with lapin to 1 of 1 nodes"),
+        stdout.contains("connected with amqprs to 1 of 1 nodes"),
         "{stdout}"
     );
     assert!(stdout.contains("broker torn down"), "{stdout}");

@@ -643,3 +643,26 @@ async fn connection_blocked_and_unblocked_are_recorded() {
     cluster.shutdown().await;
     scratch.assert_clean();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_a_refusal_not_an_unreachable_broker() {
+    let scratch = Scratch::new("refused");
+    let cluster = node(&scratch).await;
+    let uri = cluster.uris()[0].expose().to_string();
+    assert!(uri.contains("guest:guest@"), "{uri}");
+    let wrong: BrokerUri = uri.replace("guest:guest@", "guest:wrong@").parse().unwrap();
+    let error = warren::amqp::connect(&wrong, "refused", Duration::from_secs(10))
+        .await
+        .err()
+        .expect("a wrong password is refused");
+    cluster.shutdown().await;
+    // The broker explains a refused login only to clients that announce
+    // authentication_failure_close; without it, this looks like a broker that hung up.
+    assert!(
+        matches!(error, warren::amqp::AmqpError::Refused { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("ACCESS_REFUSED"), "{error}");
+    assert!(!error.to_string().contains("wrong"), "{error}");
+    scratch.assert_clean();
+}

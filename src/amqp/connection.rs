@@ -1,0 +1,275 @@
+//! Connections: opening one from a broker URI (amqp or amqps), its blocked / unblocked /
+//! failed events, channels, and a polite close.
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use amq_protocol::uri::{AMQPScheme, AMQPUri};
+use amqprs::callbacks::ConnectionCallback;
+use amqprs::connection::{Connection, OpenConnectionArguments};
+use amqprs::tls::TlsAdaptor;
+use amqprs::{Close, channel::Channel};
+use tokio::sync::mpsc;
+
+use super::channel::AmqpChannel;
+use super::failure::{CLOSE_WITHIN, EndReason, Failure};
+use crate::redact::{BrokerUri, redact};
+
+/// Why a connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum AmqpError {
+    /// Nothing accepted a TCP connection, or it did not answer as an AMQP broker.
+    #[error("{uri}: {reason}")]
+    Unreachable { uri: String, reason: String },
+    /// The broker answered, and refused the connection (credentials, vhost, limits).
+    #[error("{uri}: the broker refused the connection: {reason}")]
+    Refused { uri: String, reason: String },
+    /// No answer within the time allowed.
+    #[error("{uri}: no answer within {seconds} s")]
+    TimedOut { uri: String, seconds: u64 },
+}
+
+/// How to open a connection.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Shown in the broker's connection list (`rabbitmqctl list_connections user_provided_name`).
+    pub name: String,
+    /// AMQP heartbeat; zero turns heartbeats off.
+    pub heartbeat: Duration,
+    /// How long connecting may take.
+    pub timeout: Duration,
+}
+
+/// Something the broker told a connection, outside any channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    /// connection.blocked (a resource alarm): publishing stalls.
+    Blocked(String),
+    /// connection.unblocked.
+    Unblocked,
+    /// The connection failed.
+    Failed(String),
+}
+
+/// What a connection shares with its channels and the client's callbacks.
+#[derive(Debug, Default)]
+pub(super) struct ConnectionState {
+    /// Why the broker closed the connection, once it has.
+    pub(super) ended: EndReason,
+}
+
+/// The client's callbacks for one connection: they turn the broker's connection.close,
+/// blocked and unblocked into [`ConnectionEvent`]s.
+struct ConnectionEvents {
+    state: Arc<ConnectionState>,
+    events: mpsc::UnboundedSender<ConnectionEvent>,
+}
+
+#[async_trait::async_trait]
+impl ConnectionCallback for ConnectionEvents {
+    async fn close(
+        &mut self,
+        _connection: &Connection,
+        close: Close,
+    ) -> Result<(), amqprs::error::Error> {
+        let failure = Failure::from_connection_close(close.reply_code(), close.reply_text());
+        let _ = self
+            .events
+            .send(ConnectionEvent::Failed(failure.message.clone()));
+        self.state.ended.record(failure);
+        Ok(())
+    }
+
+    async fn blocked(&mut self, _connection: &Connection, reason: String) {
+        let _ = self.events.send(ConnectionEvent::Blocked(reason));
+    }
+
+    async fn unblocked(&mut self, _connection: &Connection) {
+        let _ = self.events.send(ConnectionEvent::Unblocked);
+    }
+
+    async fn secret_updated(&mut self, _connection: &Connection) {}
+}
+
+/// An open AMQP connection.
+pub struct AmqpConnection {
+    inner: Connection,
+    state: Arc<ConnectionState>,
+    events: Mutex<Option<mpsc::UnboundedReceiver<ConnectionEvent>>>,
+}
+
+/// Opens an AMQP connection with default options, named `name`.
+///
+/// # Errors
+/// [`AmqpError`] naming the redacted URI and what went wrong.
+pub async fn connect(
+    uri: &BrokerUri,
+    name: &str,
+    timeout: Duration,
+) -> Result<AmqpConnection, AmqpError> {
+    connect_with(
+        uri,
+        &ConnectOptions {
+            name: name.to_string(),
+            heartbeat: Duration::from_secs(10),
+            timeout,
+        },
+    )
+    .await
+}
+
+/// Opens an AMQP connection.
+///
+/// # Errors
+/// [`AmqpError`] naming the redacted URI and what went wrong.
+pub async fn connect_with(
+    uri: &BrokerUri,
+    options: &ConnectOptions,
+) -> Result<AmqpConnection, AmqpError> {
+    let unreachable = |reason: String| AmqpError::Unreachable {
+        uri: uri.redacted(),
+        reason: redact(&reason),
+    };
+    let parsed = AMQPUri::from_str(uri.expose()).map_err(unreachable)?;
+    let authority = &parsed.authority;
+    let heartbeat = options.heartbeat.as_secs().min(u64::from(u16::MAX)) as u16;
+    let mut arguments = OpenConnectionArguments::new(
+        &authority.host,
+        authority.port,
+        &authority.userinfo.username,
+        &authority.userinfo.password,
+    );
+    arguments
+        .virtual_host(&parsed.vhost)
+        .heartbeat(heartbeat)
+        .connection_name(&options.name);
+    if parsed.scheme == AMQPScheme::AMQPS {
+        arguments.tls_adaptor(tls_adaptor(&authority.host).map_err(unreachable)?);
+    }
+    let inner = match tokio::time::timeout(options.timeout, Connection::open(&arguments)).await {
+        Err(_) => {
+            return Err(AmqpError::TimedOut {
+                uri: uri.redacted(),
+                seconds: options.timeout.as_secs(),
+            });
+        }
+        Ok(Err(error)) => {
+            let reason = redact(&error.to_string());
+            let refused = reason.contains("ACCESS_REFUSED")
+                || reason.contains("NOT_ALLOWED")
+                || reason.contains("403")
+                || reason.contains("530");
+            return Err(if refused {
+                AmqpError::Refused {
+                    uri: uri.redacted(),
+                    reason,
+                }
+            } else {
+                unreachable(reason)
+            });
+        }
+        Ok(Ok(inner)) => inner,
+    };
+    let state = Arc::new(ConnectionState::default());
+    let (sender, receiver) = mpsc::unbounded_channel();
+    let callbacks = ConnectionEvents {
+        state: state.clone(),
+        events: sender.clone(),
+    };
+    if let Err(error) = inner.register_callback(callbacks).await {
+        return Err(unreachable(error.to_string()));
+    }
+    // A connection lost without the broker's connection.close (a broken socket, missed
+    // heartbeats) only shows here.
+    let watched = inner.clone();
+    tokio::spawn(async move {
+        if watched.listen_network_io_failure().await {
+            let _ = sender.send(ConnectionEvent::Failed(
+                "the connection was lost (network error or missed heartbeats)".into(),
+            ));
+        }
+    });
+    Ok(AmqpConnection {
+        inner,
+        state,
+        events: Mutex::new(Some(receiver)),
+    })
+}
+
+/// TLS for amqps: the system's trusted roots, the URI's host as the server name.
+fn tls_adaptor(host: &str) -> Result<TlsAdaptor, String> {
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for certificate in found.certs {
+        let _ = roots.add(certificate);
+    }
+    if roots.is_empty() {
+        return Err("amqps: no trusted root certificates found on this system".into());
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("amqps: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsAdaptor::new(
+        tokio_rustls::TlsConnector::from(Arc::new(config)),
+        host.to_string(),
+    ))
+}
+
+impl AmqpConnection {
+    /// Opens a channel.
+    ///
+    /// # Errors
+    /// A [`Failure`] classified from the client's error.
+    pub async fn open_channel(&self) -> Result<AmqpChannel, Failure> {
+        if let Some(failure) = self.state.ended.get() {
+            return Err(failure);
+        }
+        let channel: Channel = self.inner.open_channel(None).await.map_err(|error| {
+            self.state.ended.get().unwrap_or_else(|| {
+                if self.inner.is_open() {
+                    Failure::channel_closed(error.to_string())
+                } else {
+                    Failure::connection_lost(error.to_string())
+                }
+            })
+        })?;
+        AmqpChannel::open(channel, self.state.clone()).await
+    }
+
+    /// Checks that a channel can be opened and closed on this connection.
+    ///
+    /// # Errors
+    /// The client's error, as text with credentials redacted.
+    pub async fn check_channel(&self) -> Result<(), String> {
+        let channel = self.open_channel().await.map_err(|e| e.message)?;
+        channel.close().await;
+        Ok(())
+    }
+
+    /// True while the connection is usable.
+    pub fn is_connected(&self) -> bool {
+        self.inner.is_open()
+    }
+
+    /// The stream of blocked / unblocked / failed events of this connection. There is one
+    /// such stream per connection: later calls get an empty one.
+    pub fn events(&self) -> impl futures_util::Stream<Item = ConnectionEvent> + Send + 'static {
+        let receiver = self.events.lock().expect("events lock").take();
+        futures_util::stream::unfold(receiver, |receiver| async move {
+            let mut receiver = receiver?;
+            let event = receiver.recv().await?;
+            Some((event, Some(receiver)))
+        })
+    }
+
+    /// Closes the connection politely; errors are ignored (the broker may be gone).
+    pub async fn close(&self) {
+        if self.inner.is_open() {
+            let _ = tokio::time::timeout(CLOSE_WITHIN, self.inner.clone().close()).await;
+        }
+    }
+}
