@@ -6,12 +6,16 @@
 #   1+1 and 4+4 publishers+consumers as fast as possible, with and without --no-verify;
 #   1+1 at a fixed 5,000 msg/s, for the end-to-end latency the harness adds.
 # Each run lasts DURATION (20 s) and is repeated RUNS (3) times; the table gives the median
-# and the spread (min..max) of delivered msg/s, of warren's CPU per delivered message
+# and the spread (min..max) of delivered msg/s, of the client's CPU per delivered message
 # ((user + system CPU of the warren process during the workload) / deliveries) and of the
 # p50 end-to-end latency.
 #
 # Usage: benches/e2e.sh [DURATION] [RUNS] [SETUP...]   (needs rabbitmq-server: scripts/install.sh)
-#   SETUP: b1x1, b1x1:--no-verify, b4x4, b4x4:--no-verify, b1x1-5k (default: all five)
+#   SETUP: b1x1, b1x1:--no-verify, b4x4, b4x4:--no-verify, b1x1-5k (default: all five);
+#   java1x1, java4x4, java1x1-5k: the same setups driven by the Java reference client
+#   (benches/java-reference/Reference.java: the RabbitMQ Java client with PerfTest's loop),
+#   on the same node, for a same-machine reference; it needs a JDK and Debian's
+#   librabbitmq-client-java (installed through apt when missing and run as root).
 # Every run's folder stays under target/e2e-bench/ (summary.json, report.html, ...).
 # WARREN=path/to/warren measures that binary instead of this tree's release build (to
 # compare two versions on the same node in one sitting).
@@ -72,6 +76,35 @@ scenario b1x1 1 1
 scenario b4x4 4 4
 scenario b1x1-5k 1 1 5000
 
+# The Java reference client, compiled once when a java setup is asked for.
+java_cp=/usr/share/java/amqp-client.jar:/usr/share/java/slf4j-api.jar:/usr/share/java/slf4j-nop.jar:$work/java
+if [[ " ${setups[*]} " == *" java"* ]]; then
+    if ! command -v javac >/dev/null || [[ ! -f /usr/share/java/amqp-client.jar ]]; then
+        [[ $(id -u) == 0 ]] || { echo "e2e.sh: the java setups need: apt-get install openjdk-17-jdk-headless librabbitmq-client-java" >&2; exit 2; }
+        apt-get install -y -q openjdk-17-jdk-headless librabbitmq-client-java >"$work/apt.log"
+    fi
+    mkdir -p "$work/java"
+    javac -d "$work/java" -cp "$java_cp" "$root/benches/java-reference/Reference.java"
+fi
+
+# Runs setup NAME (FLAG: a warren option) once, leaving summary.csv in folder OUT.
+run_setup() { # name flag out
+    case $1 in
+    java*)
+        local shape=${1#java} rate=0 seconds
+        [[ $shape == *-5k ]] && rate=5000
+        shape=${shape%-5k}
+        seconds=$(awk -v d="$duration" 'BEGIN { n = d + 0; if (d ~ /ms$/) n /= 1000; else if (d ~ /m$/) n *= 60; print n }')
+        mkdir -p "$3"
+        java -cp "$java_cp" Reference "$uri" "${shape%x*}" "${shape#*x}" "$rate" "$seconds" "$3/summary.csv" || true
+        ;;
+    *)
+        # shellcheck disable=SC2086
+        "$warren" run "$work/$1.toml" --quiet --out "$3" $2 || true
+        ;;
+    esac
+}
+
 # column NAME of a summary.csv row
 column() {
     awk -F, -v name="$1" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) c = i } NR == 2 { print $c }' "$2"
@@ -85,7 +118,7 @@ stats() {
 }
 
 results="$work/results.md"
-echo "| setup | delivered msg/s | warren CPU µs per delivered msg | e2e p50 ms (from intended send) | e2e p50 ms (from actual send) |" >"$results"
+echo "| setup | delivered msg/s | client CPU µs per delivered msg | e2e p50 ms (from intended send) | e2e p50 ms (from actual send) |" >"$results"
 echo "|---|---|---|---|---|" >>"$results"
 for setup in "${setups[@]}"; do
     [[ $setup == *:* ]] || setup="$setup:"
@@ -98,8 +131,7 @@ for setup in "${setups[@]}"; do
     : >"$work/$name$flag.sent50"
     for run in $(seq 1 "$runs"); do
         out="$work/$name$flag-$run"
-        # shellcheck disable=SC2086
-        "$warren" run "$work/$name.toml" --quiet --out "$out" $flag || true
+        run_setup "$name" "$flag" "$out"
         csv="$out/summary.csv"
         rate=$(column delivered_per_s "$csv")
         cpu=$(column cpu_us_per_delivery "$csv")
