@@ -255,7 +255,7 @@ impl AmqpChannel {
     /// since the client would write frames to a channel the broker has closed (which the
     /// broker answers by closing the whole connection).
     fn usable(&self) -> Result<(), Failure> {
-        if self.inner.is_connection_open() && self.inner.is_open() {
+        if self.is_open() {
             Ok(())
         } else {
             Err(self.why_ended())
@@ -265,10 +265,7 @@ impl AmqpChannel {
     /// Why the channel ended: the broker's channel or connection close when it sent one,
     /// else a lost connection or a closed channel.
     fn why_ended(&self) -> Failure {
-        if let Some(failure) = self.state.ended.get() {
-            return failure;
-        }
-        if let Some(failure) = self.state.connection.ended.get() {
+        if let Some(failure) = self.recorded_end() {
             return failure;
         }
         if self.inner.is_connection_open() {
@@ -278,15 +275,20 @@ impl AmqpChannel {
         }
     }
 
+    /// The broker's channel close, else its connection close, if it sent one.
+    fn recorded_end(&self) -> Option<Failure> {
+        self.state
+            .ended
+            .get()
+            .or_else(|| self.state.connection.ended.get())
+    }
+
     /// Classifies a client error: the recorded reason of an ended channel or connection
     /// comes first, since the client's own error then only says that a request went
     /// unanswered.
     fn failure(&self, error: &amqprs::error::Error) -> Failure {
         use amqprs::error::Error;
-        if let Some(failure) = self.state.ended.get() {
-            return failure;
-        }
-        if let Some(failure) = self.state.connection.ended.get() {
+        if let Some(failure) = self.recorded_end() {
             return failure;
         }
         let text = error.to_string();
@@ -562,7 +564,7 @@ fn text_value(text: &str) -> Result<FieldValue, Failure> {
     text.to_string()
         .try_into()
         .map(FieldValue::S)
-        .map_err(|_| refused(format!("{text:?} does not fit an AMQP long string")))
+        .map_err(|_| Failure::refused(format!("{text:?} does not fit an AMQP long string")))
 }
 
 /// Adds `key` to an argument table; `Refused` if it is longer than a field name may be.
@@ -570,14 +572,7 @@ fn insert(table: &mut FieldTable, key: &str, value: FieldValue) -> Result<(), Fa
     let name = key
         .to_string()
         .try_into()
-        .map_err(|_| refused(format!("argument name {key:?} is longer than 255 bytes")))?;
+        .map_err(|_| Failure::refused(format!("argument name {key:?} is longer than 255 bytes")))?;
     table.insert(name, value);
     Ok(())
-}
-
-fn refused(message: String) -> Failure {
-    Failure {
-        kind: super::failure::FailureKind::Refused,
-        message,
-    }
 }

@@ -35,7 +35,7 @@ pub enum AmqpError {
 pub struct ConnectOptions {
     /// Shown in the broker's connection list (`rabbitmqctl list_connections user_provided_name`).
     pub name: String,
-    /// AMQP heartbeat; zero turns heartbeats off.
+    /// AMQP heartbeat; zero takes the broker's (amqprs cannot turn heartbeats off).
     pub heartbeat: Duration,
     /// How long connecting may take.
     pub timeout: Duration,

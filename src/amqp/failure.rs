@@ -66,6 +66,14 @@ impl Failure {
         }
     }
 
+    /// A request the broker would refuse, caught before it is sent.
+    pub(super) fn refused(message: String) -> Self {
+        Self {
+            kind: FailureKind::Refused,
+            message,
+        }
+    }
+
     /// The broker closed a channel with `code` (channel.close).
     pub(super) fn from_channel_close(code: u16, text: &str) -> Self {
         let kind = if REFUSALS.contains(&code) {
