@@ -63,10 +63,62 @@ impl Account {
         Ok(())
     }
 
+    /// True when this account can reach `dir` (search permission on it and on every
+    /// folder above it): a node's folder must lie under such a folder. Always true when
+    /// not switching, since the account is warren's own.
+    pub fn can_reach(&self, dir: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        if !self.switch {
+            return true;
+        }
+        dir.ancestors().all(|folder| {
+            let Ok(meta) = std::fs::metadata(folder) else {
+                return false;
+            };
+            let mode = meta.mode();
+            if meta.uid() == self.uid {
+                mode & 0o100 != 0
+            } else if meta.gid() == self.gid {
+                mode & 0o010 != 0
+            } else {
+                mode & 0o001 != 0
+            }
+        })
+    }
+
     /// Makes `command` run under this account.
     pub fn apply(&self, command: &mut tokio::process::Command) {
         if self.switch {
             command.uid(self.uid).gid(self.gid);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_folder_behind_a_private_one_is_out_of_reach() {
+        let base = std::env::temp_dir().join(format!("warren-reach-{}", std::process::id()));
+        let inner = base.join("inner");
+        std::fs::create_dir_all(&inner).unwrap();
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // An account that is neither owner nor group of the folders.
+        let other = Account {
+            uid: 4_000_000,
+            gid: 4_000_000,
+            switch: true,
+        };
+        assert!(!other.can_reach(&inner));
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o711)).unwrap();
+        assert!(other.can_reach(&inner));
+        let own = Account {
+            switch: false,
+            ..other
+        };
+        assert!(own.can_reach(&base.join("missing")));
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

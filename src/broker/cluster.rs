@@ -89,7 +89,7 @@ impl ManagedCluster {
                 std::io::ErrorKind::AddrNotAvailable.into(),
             )
         })?;
-        let base = make_base_dir(options.parent_dir.as_deref())?;
+        let base = make_base_dir(options.parent_dir.as_deref(), &account)?;
         let tag = base
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -583,10 +583,22 @@ impl Drop for ManagedCluster {
     }
 }
 
-/// Makes `<parent>/warren-<pid>-<n>`, readable by the node account.
-fn make_base_dir(parent: Option<&std::path::Path>) -> Result<PathBuf, BrokerError> {
+/// Makes `<parent>/warren-<pid>-<n>`, readable by the node account. The parent is the
+/// system temp folder when none is given; a TMPDIR the node account cannot reach (a
+/// private folder of root's) gives way to /tmp, where the nodes can work.
+fn make_base_dir(
+    parent: Option<&std::path::Path>,
+    account: &Account,
+) -> Result<PathBuf, BrokerError> {
     use std::os::unix::fs::DirBuilderExt;
-    let parent = parent.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+    let mut parent = parent.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+    if !account.can_reach(&parent) {
+        tracing::warn!(
+            folder = %parent.display(),
+            "the node account cannot reach this folder; node folders go to /tmp"
+        );
+        parent = PathBuf::from("/tmp");
+    }
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());

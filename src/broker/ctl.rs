@@ -85,6 +85,9 @@ impl Ctl {
             .arg("-n")
             .arg(node)
             .args(args)
+            // The caller's folder may be one the node account cannot read (root's home, a
+            // `mktemp -d`): the Erlang code server then prints `eacces` errors into stdout.
+            .current_dir(&self.home)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -127,7 +130,7 @@ impl Ctl {
                 Duration::from_secs(30),
             )
             .await?;
-        serde_json::from_str(&text).map_err(|e| BrokerError::Ctl {
+        json_document(&text).map_err(|e| BrokerError::Ctl {
             node: node.to_string(),
             command: "cluster_status --formatter json".into(),
             output: format!(
@@ -135,5 +138,51 @@ impl Ctl {
                 text.chars().take(300).collect::<String>()
             ),
         })
+    }
+}
+
+/// The first JSON object in a command's output that reads as a `T`, whatever the Erlang
+/// VM printed around it (warnings, `=ERROR REPORT====` blocks from its code server): only
+/// a line that starts with `{` can begin the document, and it must parse as a whole.
+///
+/// # Errors
+/// The parse error of the first candidate, or a message saying there was none.
+pub fn json_document<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    let mut first_error = None;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        if line.trim_start().starts_with('{') {
+            let mut values = serde_json::Deserializer::from_str(&text[offset..]).into_iter::<T>();
+            match values.next() {
+                Some(Ok(value)) => return Ok(value),
+                Some(Err(e)) => {
+                    first_error.get_or_insert_with(|| e.to_string());
+                }
+                None => {}
+            }
+        }
+        offset += line.len();
+    }
+    Err(first_error.unwrap_or_else(|| "no JSON object in the output".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_document_is_found_among_the_vm_noise() {
+        let noisy = "{erl_prim_loader,file_error}\n\"File operation error: eacces.\"\n=ERROR REPORT==== 2-Dec-2026 ===\n{\"running_nodes\":[\"a@localhost\"],\"cluster_name\":\"c\"}\nwarning: trailing words\n";
+        let status: ClusterStatus = json_document(noisy).unwrap();
+        assert_eq!(status.running_nodes, ["a@localhost"]);
+        assert_eq!(status.cluster_name, "c");
+    }
+
+    #[test]
+    fn output_without_json_is_an_error_not_a_default() {
+        assert!(json_document::<ClusterStatus>("Error: unable to perform an operation\n").is_err());
+        assert!(json_document::<ClusterStatus>("{not json\n").is_err());
+        let plain: ClusterStatus = json_document("{}").unwrap();
+        assert!(plain.running_nodes.is_empty());
     }
 }

@@ -107,6 +107,13 @@ fn an_ordinary_user_can_start_and_stop_private_nodes() {
     let binary = scratch.path.join("warren");
     std::fs::copy(env!("CARGO_BIN_EXE_warren"), &binary).unwrap();
     std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Started, like a newcomer's shell, in a folder only that user can read.
+    let private = scratch.path.join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    if as_root {
+        std::os::unix::fs::chown(&private, Some(65534), Some(65534)).unwrap();
+    }
     let wrap = |args: &[&str]| {
         let mut command = if as_root {
             let mut c = std::process::Command::new("setpriv");
@@ -117,6 +124,7 @@ fn an_ordinary_user_can_start_and_stop_private_nodes() {
             warren()
         };
         command
+            .current_dir(&private)
             .env("TMPDIR", scratch.tmp())
             .env("HOME", &scratch.path)
             .env("WARREN_STATE_FILE", scratch.path.join("state/broker.json"))

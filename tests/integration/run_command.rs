@@ -211,3 +211,36 @@ fn no_verify_counts_and_times_without_ledgers() {
     );
     scratch.assert_clean();
 }
+
+/// Regression: warren started from a folder only its user can read (root's home, any
+/// `mktemp -d`) ran rabbitmqctl as the `rabbitmq` user in that folder, whose Erlang code
+/// server then printed `eacces` errors into the JSON warren parsed, and the run failed
+/// before it began. Every child process now works in the node's own folder.
+#[test]
+fn a_run_started_in_a_folder_only_its_user_can_read_works() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Scratch::new("private-cwd");
+    let private = scratch.path.join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(private.join("s.toml"), ONE_NODE).unwrap();
+    let mut command = warren();
+    command
+        .current_dir(&private)
+        .env("TMPDIR", scratch.tmp())
+        .args(["run", "s.toml", "--out", "out"]);
+    let (code, stdout, stderr) = output(command);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(!stdout.contains("eacces"), "{stdout}");
+    let broker: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(private.join("out/broker.json")).unwrap())
+            .unwrap();
+    assert!(
+        broker["nodes"][0]["version"]
+            .as_str()
+            .unwrap()
+            .starts_with("3."),
+        "{broker}"
+    );
+    scratch.assert_clean();
+}
