@@ -113,7 +113,7 @@ struct ChannelState {
 
 impl ChannelState {
     fn confirms(&self) -> std::sync::MutexGuard<'_, Confirms> {
-        self.confirms.lock().expect("confirms lock")
+        self.confirms.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -182,12 +182,22 @@ pub async fn connect_with(
     }
     // A connection lost without the broker's connection.close (a broken socket, missed
     // heartbeats) only shows here.
+    // A protocol error (bytes that are no AMQP, a frame for a channel that is not open, a
+    // reply nobody asked for) ends the connection the same way, with its reason.
     let watched = inner.clone();
+    let watched_state = state.clone();
     tokio::spawn(async move {
         if watched.listen_network_io_failure().await {
-            let _ = sender.send(ConnectionEvent::Failed(
-                "the connection was lost (network error or missed heartbeats)".into(),
-            ));
+            let message = match watched.protocol_error() {
+                Some(reason) => {
+                    let failure =
+                        Failure::connection_lost(format!("protocol error from the broker: {reason}"));
+                    watched_state.ended.record(failure.clone());
+                    failure.message
+                }
+                None => "the connection was lost (network error or missed heartbeats)".into(),
+            };
+            let _ = sender.send(ConnectionEvent::Failed(message));
         }
     });
     Ok(AmqpConnection {
@@ -258,7 +268,7 @@ impl AmqpConnection {
     /// The stream of blocked / unblocked / failed events of this connection. There is one
     /// such stream per connection: later calls get an empty one.
     pub fn events(&self) -> impl futures_util::Stream<Item = ConnectionEvent> + Send + 'static {
-        let receiver = self.events.lock().expect("events lock").take();
+        let receiver = self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
         futures_util::stream::unfold(receiver, |receiver| async move {
             let mut receiver = receiver?;
             let event = receiver.recv().await?;

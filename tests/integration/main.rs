@@ -7,6 +7,7 @@ mod faults;
 mod helpers;
 mod library;
 mod managed_nodes;
+mod misbehaving_broker;
 mod reports;
 mod run_command;
 mod sweep;

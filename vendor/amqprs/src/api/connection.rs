@@ -54,7 +54,7 @@ use crate::{
         DEFAULT_CONN_CHANNEL, FRAME_MIN_SIZE,
     },
     net::{
-        ChannelResource, ConnManagementCommand, IncomingMessage, OutgoingMessage, ReaderHandler,
+        ChannelResource, ConnManagementCommand, ConnectionFailure, IncomingMessage, OutgoingMessage, ReaderHandler,
         RegisterChannelResource, RegisterConnectionCallback, RegisterResponder, SplitConnection,
         WriterHandler,
     },
@@ -220,7 +220,15 @@ struct SharedConnectionInner {
     outgoing_tx: mpsc::Sender<OutgoingMessage>,
     conn_mgmt_tx: mpsc::Sender<ConnManagementCommand>,
     shutdown_subscriber: broadcast::Sender<bool>,
+    /// warren: why the connection's I/O ended on a protocol error, if it did.
+    failure: Arc<ConnectionFailure>,
 }
+
+/// warren: the frame_max the client proposes when the server sets no limit (0):
+/// RabbitMQ's own default.
+const CLIENT_FRAME_MAX: LongUint = 131_072;
+/// warren: AMQP 0-9-1's frame-min-size: every peer must accept frames this large.
+const SPEC_FRAME_MIN_SIZE: LongUint = 4096;
 
 /////////////////////////////////////////////////////////////////////////////
 /// The arguments used by [`Connection::open`].
@@ -694,6 +702,7 @@ impl Connection {
         // S: 'Tune' C: `TuneOk`
         let (channel_max, frame_max, heartbeat) =
             Self::tuning_parameters(&mut io_conn, args.heartbeat).await?;
+        io_conn.set_frame_max(frame_max);
         // C: Open
         let open = Open::new(
             args.virtual_host.clone().try_into().unwrap(),
@@ -725,6 +734,7 @@ impl Connection {
             outgoing_tx,
             conn_mgmt_tx,
             shutdown_subscriber: shutdown_notifer.clone(),
+            failure: Arc::default(),
         });
 
         // open state of connection
@@ -827,19 +837,18 @@ impl Connection {
         }
 
         // get server capabilities
+        // warren: a field of another type than expected reads as absent (it panicked)
         let mut caps_table: FieldTable = start
             .server_properties
             .remove(&"capabilities".try_into().unwrap())
-            .unwrap_or_else(|| FieldValue::F(FieldTable::default()))
-            .try_into()
-            .unwrap();
+            .and_then(|value| value.try_into().ok())
+            .unwrap_or_default();
         // helper closure to get bool FieldValue
         let mut unwrap_bool_field = |key: &str| {
             let value: bool = caps_table
                 .remove(&key.try_into().unwrap())
-                .unwrap_or(FieldValue::t(false))
-                .try_into()
-                .unwrap();
+                .and_then(|value| value.try_into().ok())
+                .unwrap_or(false);
             value
         };
 
@@ -860,9 +869,8 @@ impl Connection {
             let value: LongStr = start
                 .server_properties
                 .remove(&key.try_into().unwrap())
-                .unwrap_or_else(|| FieldValue::S("unknown".try_into().unwrap()))
-                .try_into()
-                .unwrap();
+                .and_then(|value| value.try_into().ok())
+                .unwrap_or_else(|| "unknown".try_into().unwrap());
             value
         };
 
@@ -923,9 +931,19 @@ impl Connection {
             assert_ne!(0, tune.channel_max());
             assert!(tune.frame_max() >= FRAME_MIN_SIZE);
         }
-        // just accept the values from server
+        // warren: accept the server's values, but 0 means "no limit" (not a frame of
+        // at most 0 bytes, which underflowed the body split), and a frame_max below
+        // AMQP's minimum of 4096 is refused with a reason rather than used.
         let new_channel_max = tune.channel_max();
-        let new_frame_max = tune.frame_max();
+        let new_frame_max = match tune.frame_max() {
+            0 => CLIENT_FRAME_MAX,
+            max if max < SPEC_FRAME_MIN_SIZE => {
+                return Err(Error::ConnectionOpenError(format!(
+                    "the server announced frame_max {max}, below AMQP's minimum of {SPEC_FRAME_MIN_SIZE}"
+                )));
+            }
+            max => max,
+        };
 
         // C: TuneOk
         let tune_ok = TuneOk::new(new_channel_max, new_frame_max, new_heartbeat);
@@ -996,6 +1014,24 @@ impl Connection {
             .send(ConnManagementCommand::RegisterConnectionCallback(cmd))
             .await?;
         Ok(())
+    }
+
+    /// warren: ends the connection for a protocol error found in what the peer sent;
+    /// [`Connection::protocol_error`] tells the reason afterwards.
+    pub(crate) fn fail(&self, reason: String) {
+        self.shared.failure.fail(reason);
+    }
+
+    /// warren: the failure slot the reader watches.
+    pub(crate) fn failure(&self) -> Arc<ConnectionFailure> {
+        self.shared.failure.clone()
+    }
+
+    /// warren: the protocol error that ended this connection (a malformed frame, a frame
+    /// for a channel that is not open, a reply nobody asked for, content out of place),
+    /// or `None` when it ended otherwise or is still open.
+    pub fn protocol_error(&self) -> Option<String> {
+        self.shared.failure.reason()
     }
 
     pub(crate) fn set_is_open(&self, is_open: bool) {

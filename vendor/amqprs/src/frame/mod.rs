@@ -33,10 +33,11 @@ mod helpers {
                     $($class_id => {
                         match header.method_id() {
                             $($method_id => Ok(from_bytes::<$method>(content)?.into_frame()),)+
-                            _ => unimplemented!("unknown method id"),
+                            // warren: an unknown method is a corrupted frame (was unimplemented!)
+                            _ => Err(Error::Corrupted),
                         }
                     })+
-                    _ => unimplemented!("unknown class id"),
+                    _ => Err(Error::Corrupted),
                 }
             }
 
@@ -197,10 +198,7 @@ impl Frame {
             frame_type,
             channel,
             payload_size,
-        } = from_bytes(match buf.get(0..FRAME_HEADER_SIZE) {
-            Some(s) => s,
-            None => unreachable!("out of bound"),
-        })?;
+        } = from_bytes(buf.get(0..FRAME_HEADER_SIZE).ok_or(Error::Corrupted)?)?;
 
         // check full frame is received payload_size + 8 octects
         let total_size = payload_size as usize + FRAME_HEADER_SIZE + 1;
@@ -208,28 +206,23 @@ impl Frame {
             return Ok(None);
         }
         // check frame end
-        match buf.get(total_size - 1) {
-            Some(v) => {
-                // expect frame_end
-                if &FRAME_END != v {
-                    return Err(Error::Corrupted);
-                }
-            }
-            None => unreachable!("out of bound"),
-        };
+        if buf.get(total_size - 1) != Some(&FRAME_END) {
+            return Err(Error::Corrupted);
+        }
 
         // parse frame payload
         match frame_type {
+            // warren: payloads too short for what they must hold are corrupted frames
+            // (they hit unreachable! before)
             FRAME_METHOD => {
-                let header: MethodHeader =
-                    from_bytes(match buf.get(FRAME_HEADER_SIZE..FRAME_HEADER_SIZE + 4) {
-                        Some(s) => s,
-                        None => unreachable!("out of bound"),
-                    })?;
-                let method_raw = match buf.get(FRAME_HEADER_SIZE + 4..total_size - 1) {
-                    Some(s) => s,
-                    None => unreachable!("out of bound"),
-                };
+                let header: MethodHeader = from_bytes(
+                    buf.get(FRAME_HEADER_SIZE..FRAME_HEADER_SIZE + 4)
+                        .filter(|_| payload_size >= 4)
+                        .ok_or(Error::Corrupted)?,
+                )?;
+                let method_raw = buf
+                    .get(FRAME_HEADER_SIZE + 4..total_size - 1)
+                    .ok_or(Error::Corrupted)?;
 
                 let frame = decode_method_frame(header, method_raw)?;
 
@@ -239,17 +232,16 @@ impl Frame {
             FRAME_CONTENT_HEADER => {
                 let mut start = FRAME_HEADER_SIZE;
                 let mut end = start + 12;
-                let header_common: ContentHeaderCommon = from_bytes(match buf.get(start..end) {
-                    Some(s) => s,
-                    None => unreachable!("out of bound"),
-                })?;
+                if payload_size < 12 {
+                    return Err(Error::Corrupted);
+                }
+                let header_common: ContentHeaderCommon =
+                    from_bytes(buf.get(start..end).ok_or(Error::Corrupted)?)?;
 
                 start = end;
                 end = total_size - 1;
-                let basic_properties: BasicProperties = from_bytes(match buf.get(start..end) {
-                    Some(s) => s,
-                    None => unreachable!("out of bound"),
-                })?;
+                let basic_properties: BasicProperties =
+                    from_bytes(buf.get(start..end).ok_or(Error::Corrupted)?)?;
 
                 Ok(Some((
                     total_size,
@@ -263,7 +255,7 @@ impl Frame {
             FRAME_CONTENT_BODY => {
                 let start = FRAME_HEADER_SIZE;
                 let end = total_size - 1;
-                let body = buf.get(start..end).expect("should never fail");
+                let body = buf.get(start..end).ok_or(Error::Corrupted)?;
                 Ok(Some((
                     total_size,
                     channel,

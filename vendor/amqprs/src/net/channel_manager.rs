@@ -55,24 +55,20 @@ impl ChannelManager {
             // reserve channel id as requested
             Some(id) => {
                 // connection's default channel 0 is static reserved
-                if id == 0 || self.channel_id_repo.reserve(id) {
-                    match self.resource.insert(id, resource) {
-                        Some(_old) => unreachable!("implementation error"),
-                        None => id,
-                    }
+                if (id == 0 && !self.resource.contains_key(&0)) || self.channel_id_repo.reserve(id) {
+                    self.resource.insert(id, resource);
+                    id
                 } else {
                     // fail to reserve the id
                     return None;
                 }
             }
             // allocate a channel id
+            // warren: fails when every channel id up to channel_max is taken
             None => {
-                // allocate id never fail
-                let id = self.channel_id_repo.allocate();
-                match self.resource.insert(id, resource) {
-                    Some(_old) => unreachable!("implementation error"),
-                    None => id,
-                }
+                let id = self.channel_id_repo.allocate()?;
+                self.resource.insert(id, resource);
+                id
             }
         };
 
@@ -81,10 +77,10 @@ impl ChannelManager {
 
     /// remove channel resource, when channel to be closed
     pub fn remove_resource(&mut self, channel_id: &AmqpChannelId) -> Option<ChannelResource> {
-        assert!(
-            self.channel_id_repo.release(*channel_id),
-            "release a free id, implementation error"
-        );
+        // warren: releasing an id twice is harmless (it was asserted against)
+        if *channel_id != 0 {
+            self.channel_id_repo.release(*channel_id);
+        }
         // remove responder means channel is to be  closed
         self.resource.remove(channel_id)
     }

@@ -12,6 +12,8 @@ pub(crate) enum Error {
     Callback,
     PeerShutdown,
     Interrupted,
+    /// warren: the peer broke the protocol (a frame that cannot be, or not now).
+    Protocol(String),
 }
 
 impl From<io::Error> for Error {
@@ -45,6 +47,7 @@ impl fmt::Display for Error {
             Error::Callback => write!(f, "callback error"),
             Error::PeerShutdown => f.write_str("peer shutdown"),
             Error::Interrupted => f.write_str("connection interrupted"),
+            Error::Protocol(msg) => f.write_str(msg),
         }
     }
 }

@@ -51,7 +51,36 @@ pub(crate) struct ReaderHandler {
     shutdown_notifier: broadcast::Sender<bool>,
 }
 
+/// warren: the error for a reply that no request is waiting for.
+fn unasked(what: &str, channel_id: AmqpChannelId) -> Error {
+    Error::Protocol(format!(
+        "{what} on channel {channel_id}, which nobody asked for"
+    ))
+}
+
+/// warren: a frame's name for an error message, without its whole content.
+pub(crate) fn frame_name(frame: &Frame) -> String {
+    let text = format!("{frame:?}");
+    let end = text.find(['(', ' ', '{']).unwrap_or(text.len());
+    text[..end].to_string()
+}
+
 impl ReaderHandler {
+    /// warren: records why the connection ends and tells the peer (connection.close
+    /// with `code`, 501 FRAME_ERROR or 505 UNEXPECTED_FRAME), as far as the writer
+    /// still can.
+    fn protocol_error(&self, reason: String, code: ShortUint) {
+        let text = format!("{reason}");
+        let short: String = text.chars().take(200).collect();
+        if let Ok(reply_text) = short.try_into() {
+            let close = crate::frame::Close::new(code, reply_text, 0, 0);
+            let _ = self
+                .outgoing_tx
+                .try_send((DEFAULT_CONN_CHANNEL, close.into_frame()));
+        }
+        self.amqp_connection.fail(reason);
+    }
+
     pub fn new(
         stream: BufIoReader,
         amqp_connection: Connection,
@@ -87,20 +116,15 @@ impl ReaderHandler {
             }
 
             // Method frames for synchronous response
+            // warren: a reply nobody asked for is a protocol error; a reply whose caller
+            // stopped waiting (its own timeout) is dropped, not a reason to end the connection.
             Frame::OpenChannelOk(method_header, open_channel_ok) => {
                 let responder = self
                     .channel_manager
                     .remove_responder(&channel_id, method_header)
-                    .expect("responder must be registered");
-
-                responder
-                    .send(open_channel_ok.into_frame())
-                    .map_err(|err_frame| {
-                        Error::SyncChannel(format!(
-                            "failed to forward {} to connection {}",
-                            err_frame, self.amqp_connection
-                        ))
-                    })
+                    .ok_or_else(|| unasked("channel.open-ok", channel_id))?;
+                let _ = responder.send(open_channel_ok.into_frame());
+                Ok(())
             }
             Frame::CloseOk(method_header, close_ok) => {
                 self.amqp_connection.set_is_open(false);
@@ -194,30 +218,26 @@ impl ReaderHandler {
                 let responder = self
                     .channel_manager
                     .remove_responder(&channel_id, method_header)
-                    .expect("responder must be registered");
-                responder
-                    .send(update_secret_ok.into_frame())
-                    .map_err(|err_frame| {
-                        Error::SyncChannel(format!(
-                            "failed to forward {} to connection {}",
-                            err_frame, self.amqp_connection
-                        ))
-                    })
+                    .ok_or_else(|| unasked("connection.update-secret-ok", channel_id))?;
+                let _ = responder.send(update_secret_ok.into_frame());
+                Ok(())
             }
             // dispatch other frames to channel dispatcher
             _ => {
                 let dispatcher = self.channel_manager.get_dispatcher(&channel_id);
                 match dispatcher {
                     Some(dispatcher) => {
-                        dispatcher.send(frame)?;
+                        // warren: a dispatcher that already ended (its channel is closing)
+                        // drops the frame; the connection goes on.
+                        let _ = dispatcher.send(frame);
                         Ok(())
                     }
-                    None => {
-                        unreachable!(
-                            "dispatcher must be registered for channel {} of {}",
-                            channel_id, self.amqp_connection,
-                        );
-                    }
+                    // warren: was unreachable!, which killed the reader with no shutdown
+                    // signal and left the connection hanging.
+                    None => Err(Error::Protocol(format!(
+                        "{} on channel {channel_id}, which is not open",
+                        frame_name(&frame)
+                    ))),
                 }
             }
         }
@@ -225,7 +245,10 @@ impl ReaderHandler {
 
     pub async fn run_until_shutdown(mut self, heartbeat: ShortUint) {
         // max interval to consider heartbeat is timeout
+        // warren: 0 means no heartbeats at all (both sides said 0): no deadline then,
+        // instead of a deadline that has always passed.
         let max_interval: u64 = heartbeat.into();
+        let failure = self.amqp_connection.failure();
         let mut expiration = time::Instant::now() + time::Duration::from_secs(max_interval);
         let mut is_network_failure = false;
         let mut heartbeat_miss = 0;
@@ -235,17 +258,21 @@ impl ReaderHandler {
 
                 command = self.conn_mgmt_rx.recv() => {
                     let command = match command {
-                        None => {
-                            // should never happen because `ReadHandler` holds
-                            // a `Connection` itself
-                            unreachable!("connection command channel is closed, {}", self.amqp_connection)
-                        },
+                        // warren: was unreachable!; nothing can ask anything of this
+                        // connection any more, so it ends.
+                        None => break,
                         Some(v) => v,
                     };
                     match command {
                         ConnManagementCommand::RegisterChannelResource(cmd) => {
                             let id = self.channel_manager.insert_resource(cmd.channel_id, cmd.resource);
-                            cmd.acker.send(id).expect("ack to command RegisterChannelResource must succeed");
+                            // warren: the caller may have stopped waiting (its own timeout):
+                            // then nobody will use the channel, and its id is freed again.
+                            if cmd.acker.send(id).is_err() {
+                                if let Some(id) = id {
+                                    self.channel_manager.remove_resource(&id);
+                                }
+                            }
                             #[cfg(feature="traces")]
                             debug!("register channel resource on connection {}", self.amqp_connection);
 
@@ -257,7 +284,8 @@ impl ReaderHandler {
                         },
                         ConnManagementCommand::RegisterResponder(cmd) => {
                             self.channel_manager.insert_responder(&cmd.channel_id, cmd.method_header, cmd.responder);
-                            cmd.acker.send(()).expect("ack to command RegisterResponder must succeed");
+                            // warren: the caller may have stopped waiting
+                            let _ = cmd.acker.send(());
                         },
                         ConnManagementCommand::RegisterConnectionCallback(cmd) => {
                             self.callback.replace(cmd.callback);
@@ -278,6 +306,9 @@ impl ReaderHandler {
                             if let Err(err) = self.handle_frame(channel_id, frame).await {
                                 // notify network failure
                                 is_network_failure = true;
+                                if let Error::Protocol(reason) = &err {
+                                    self.protocol_error(reason.clone(), 505);
+                                }
                                 #[cfg(feature="traces")]
                                 error!("socket will be closed due to error of handling frame, cause: {}", err);
                                 break;
@@ -292,13 +323,23 @@ impl ReaderHandler {
                         Err(err) => {
                             // notify network failure
                             is_network_failure = true;
+                            // warren: bytes that are no AMQP frame are the peer's protocol
+                            // error, not a network failure of ours
+                            if let Error::Framing(reason) | Error::Serde(reason) = &err {
+                                self.protocol_error(format!("malformed frame: {reason}"), 501);
+                            }
                             #[cfg(feature="traces")]
                             error!("socket will be closed due to failure of reading frame, cause: {}", err);
                             break;
                         },
                     }
                 }
-                _ = time::sleep_until(expiration) => {
+                // warren: a channel's dispatcher found a protocol error
+                _ = failure.failed() => {
+                    is_network_failure = true;
+                    break;
+                }
+                _ = time::sleep_until(expiration), if max_interval > 0 => {
                     // heartbeat deadline is updated whenever any frame received
                     // in normal case, expiration is always in the future due to received frame or heartbeats.
                     if expiration <= time::Instant::now() {

@@ -32,7 +32,14 @@ pub(crate) struct SplitConnection {
 pub(crate) struct BufIoReader {
     stream: ReadHalf<SplitIoStream>,
     buffer: BytesMut,
+    /// warren: the largest frame the peer may send (the tuned frame_max); a frame
+    /// header announcing more is an error, not an allocation of up to 4 GiB.
+    frame_max: usize,
 }
+
+/// warren: the frame size allowed before tuning (RabbitMQ's default frame_max; its
+/// connection.start is well below it).
+const HANDSHAKE_FRAME_MAX: usize = 131_072;
 pub(crate) struct BufIoWriter {
     stream: WriteHalf<SplitIoStream>,
     buffer: BytesMut,
@@ -124,6 +131,7 @@ impl SplitConnection {
             reader: BufIoReader {
                 stream: reader,
                 buffer: read_buffer,
+                frame_max: HANDSHAKE_FRAME_MAX,
             },
             writer: BufIoWriter {
                 stream: writer,
@@ -150,12 +158,18 @@ impl SplitConnection {
             reader: BufIoReader {
                 stream: reader,
                 buffer: read_buffer,
+                frame_max: HANDSHAKE_FRAME_MAX,
             },
             writer: BufIoWriter {
                 stream: writer,
                 buffer: write_buffer,
             },
         })
+    }
+
+    /// warren: the largest frame the peer may send from now on (after tuning).
+    pub(crate) fn set_frame_max(&mut self, frame_max: LongUint) {
+        self.reader.frame_max = frame_max as usize;
     }
 
     /// split connection into reader half and writer half
@@ -258,11 +272,13 @@ impl BufIoWriter {
 
             // write body payload
             const FRAME_HEADER_AND_ENDER_SIZE: usize = FRAME_HEADER_SIZE + 1;
-            let payload_size = if cursor.remaining() > (frame_max - FRAME_HEADER_AND_ENDER_SIZE) {
-                frame_max - FRAME_HEADER_AND_ENDER_SIZE
-            } else {
-                cursor.remaining()
+            // warren: frame_max 0 means no limit; it underflowed here (and so did any
+            // frame_max below 8)
+            let most = match frame_max {
+                0 => u32::MAX as usize,
+                max => max.max(FRAME_HEADER_AND_ENDER_SIZE + 1) - FRAME_HEADER_AND_ENDER_SIZE,
             };
+            let payload_size = cursor.remaining().min(most);
             let current = cursor.position() as usize;
             self.buffer
                 .put(&cursor.get_ref()[current..current + payload_size]);
@@ -346,6 +362,17 @@ impl BufIoReader {
     // If it is incomplete data, return None;
     // If the frame syntax is corrupted, return Error.
     fn decode(&mut self) -> Result<Option<ChannelFrame>> {
+        // warren: refuse a frame larger than frame_max as soon as its header is in
+        if let Some(size) = self.buffer.get(3..FRAME_HEADER_SIZE) {
+            let payload = u32::from_be_bytes([size[0], size[1], size[2], size[3]]) as usize;
+            if payload + FRAME_HEADER_SIZE + 1 > self.frame_max {
+                return Err(Error::Framing(format!(
+                    "a frame of {} bytes, larger than frame_max {}",
+                    payload + FRAME_HEADER_SIZE + 1,
+                    self.frame_max
+                )));
+            }
+        }
         match Frame::decode(&self.buffer)? {
             Some((len, channel_id, frame)) => {
                 // discard parsed data in read buffer

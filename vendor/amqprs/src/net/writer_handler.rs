@@ -45,8 +45,10 @@ impl WriterHandler {
     pub async fn run_until_shutdown(mut self, heartbeat: ShortUint) {
         // to take in acount network delay and congestion
         // heartbeat should be sent at a interval of timeout / 2
-        let interval: u64 = (heartbeat / 2).into();
-        let mut expiration = time::Instant::now() + time::Duration::from_secs(interval);
+        // warren: in milliseconds (a heartbeat of 1 s gave an interval of 0 s, and the
+        // writer sent heartbeats without pause); 0 means no heartbeats at all.
+        let interval = time::Duration::from_millis(u64::from(heartbeat) * 500);
+        let mut expiration = time::Instant::now() + interval;
 
         loop {
             tokio::select! {
@@ -70,8 +72,14 @@ impl WriterHandler {
                             Err(_) => break,
                         }
                     }
+                    // warren: a peer that stops reading (a blackhole) blocks the write
+                    // forever; the reader's shutdown (missed heartbeats) must still end it
                     let written = match buffered {
-                        Ok(()) => self.stream.flush_buffered().await.map(|_| ()),
+                        Ok(()) => tokio::select! {
+                            biased;
+                            written = self.stream.flush_buffered() => written.map(|_| ()),
+                            _ = self.shutdown.recv() => break,
+                        },
                         Err(err) => Err(err),
                     };
                     if let Err(err) = written {
@@ -79,15 +87,21 @@ impl WriterHandler {
                         error!("failed to send frame over connection {}, cause: {}", self.amqp_connection, err);
                         break;
                     }
-                    expiration = time::Instant::now() + time::Duration::from_secs(interval);
+                    expiration = time::Instant::now() + interval;
                     #[cfg(feature="tracing")]
                     trace!("connection {} heartbeat deadline is updated to {:?}", self.amqp_connection, expiration);
                 }
-                _ = time::sleep_until(expiration) => {
+                _ = time::sleep_until(expiration), if !interval.is_zero() => {
                     if expiration <= time::Instant::now() {
-                        expiration = time::Instant::now() + time::Duration::from_secs(interval);
+                        expiration = time::Instant::now() + interval;
 
-                        if let Err(err) = self.stream.write_frame(DEFAULT_CONN_CHANNEL, Frame::HeartBeat(HeartBeat), self.amqp_connection.frame_max()).await {
+                        let frame_max = self.amqp_connection.frame_max();
+                        let written = tokio::select! {
+                            biased;
+                            written = self.stream.write_frame(DEFAULT_CONN_CHANNEL, Frame::HeartBeat(HeartBeat), frame_max) => written,
+                            _ = self.shutdown.recv() => break,
+                        };
+                        if let Err(err) = written {
                             #[cfg(feature="tracing")]
                             error!("failed to send heartbeat over connection {}, cause: {}", self.amqp_connection, err);
                             break;
@@ -110,7 +124,9 @@ impl WriterHandler {
         }
         self.amqp_connection.set_is_open(false);
 
-        if let Err(err) = self.stream.close().await {
+        // warren: a TLS close_notify cannot block forever on a peer that reads nothing
+        let closed = time::timeout(time::Duration::from_secs(1), self.stream.close()).await;
+        if let Ok(Err(err)) = closed {
             #[cfg(feature = "traces")]
             error!(
                 "failed to close i/o writer of connection {}, cause: {}",

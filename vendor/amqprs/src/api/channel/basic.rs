@@ -633,16 +633,17 @@ impl Channel {
 
             loop {
                 match consumer_rx.recv().await {
-                    Some(mut msg) => {
-                        consumer
-                            .consume(
-                                &channel,
-                                msg.deliver.take().unwrap(),
-                                msg.basic_properties.take().unwrap(),
-                                msg.content.take().unwrap(),
-                            )
-                            .await;
+                    // warren: the dispatcher only forwards whole messages; a part
+                    // missing is skipped rather than a panic
+                    Some(ConsumerMessage {
+                        deliver: Some(deliver),
+                        basic_properties: Some(properties),
+                        content: Some(content),
+                        ..
+                    }) => {
+                        consumer.consume(&channel, deliver, properties, content).await;
                     }
+                    Some(_) => {}
                     None => {
                         #[cfg(feature = "traces")]
                         debug!("exit task of async consumer {}", ctag);
@@ -680,14 +681,15 @@ impl Channel {
 
             loop {
                 match consumer_rx.blocking_recv() {
-                    Some(mut msg) => {
-                        consumer.consume(
-                            &channel,
-                            msg.deliver.take().unwrap(),
-                            msg.basic_properties.take().unwrap(),
-                            msg.content.take().unwrap(),
-                        );
+                    Some(ConsumerMessage {
+                        deliver: Some(deliver),
+                        basic_properties: Some(properties),
+                        content: Some(content),
+                        ..
+                    }) => {
+                        consumer.consume(&channel, deliver, properties, content);
                     }
+                    Some(_) => {}
                     None => {
                         #[cfg(feature = "traces")]
                         debug!("exit task of blocking consumer {}", ctag);
@@ -880,21 +882,21 @@ impl Channel {
         })? {
             Frame::GetEmpty(_, _) => return Ok(None),
             Frame::GetOk(_, get_ok) => get_ok,
-            _ => unreachable!("expect GetOk or GetEmpty"),
+            _ => return Err(Error::InternalChannelError("expected basic.get-ok or get-empty".to_string())),
         };
 
         let basic_properties = match rx.recv().await.ok_or_else(|| {
             Error::InternalChannelError("failed to receive Get ContentHeader".to_string())
         })? {
             Frame::ContentHeader(header) => header.basic_properties,
-            _ => unreachable!("expect ContentHeader"),
+            _ => return Err(Error::InternalChannelError("expected a content header".to_string())),
         };
 
         let content = match rx.recv().await.ok_or_else(|| {
             Error::InternalChannelError("failed to receive Get ContentBody".to_string())
         })? {
             Frame::ContentBody(content) => content.inner,
-            _ => unreachable!("expect ContentBody"),
+            _ => return Err(Error::InternalChannelError("expected a content body".to_string())),
         };
         Ok(Some((get_ok, basic_properties, content)))
     }

@@ -8,7 +8,6 @@ use tokio::{
 
 use crate::{
     api::{callbacks::ChannelCallback, channel::ReturnMessage},
-    channel::GetOkMessage,
     frame::{CancelOk, CloseChannelOk, ContentBody, FlowOk, Frame, MethodHeader},
     net::IncomingMessage,
     BasicProperties, Return,
@@ -16,7 +15,8 @@ use crate::{
 #[cfg(feature = "traces")]
 use tracing::{debug, error, info, trace};
 
-use super::{Channel, ConsumerMessage, DispatcherManagementCommand};
+use super::{Channel, ConsumerMessage, DispatcherManagementCommand, GetOkMessage};
+use crate::net::ConnManagementCommand;
 
 /// Assumption:
 /// Depends on total number of consumers per channel, a reasonable value
@@ -120,12 +120,9 @@ impl ChannelDispatcher {
 
     /// Return the consumer resource if it always exists, otherwise create new one.
     fn get_or_new_consumer_resource(&mut self, consumer_tag: &String) -> &mut ConsumerResource {
-        if !self.consumer_resources.contains_key(consumer_tag) {
-            let resource = ConsumerResource::new();
-            self.consumer_resources
-                .insert(consumer_tag.clone(), resource);
-        }
-        self.consumer_resources.get_mut(consumer_tag).unwrap()
+        self.consumer_resources
+            .entry(consumer_tag.clone())
+            .or_insert_with(ConsumerResource::new)
     }
 
     /// purge expired consumer resource
@@ -162,12 +159,11 @@ impl ChannelDispatcher {
     }
 
     async fn forward_deliver(&mut self, consumer_message: ConsumerMessage) {
-        let consumer_tag = consumer_message
-            .deliver
-            .as_ref()
-            .unwrap()
-            .consumer_tag()
-            .clone();
+        // warren: a message is only finished with its deliver method in it
+        let Some(deliver) = consumer_message.deliver.as_ref() else {
+            return;
+        };
+        let consumer_tag = deliver.consumer_tag().clone();
         let consumer = self.get_or_new_consumer_resource(&consumer_tag);
         match consumer.get_tx() {
             Some(consumer_tx) => {
@@ -204,27 +200,159 @@ impl ChannelDispatcher {
             error!("callback not registered on channel {}", self.channel);
         }
     }
+    /// warren: a delivery, get-ok or return starts a message whose content header and
+    /// body frames follow; everything out of that order is the peer's protocol error
+    /// (the original panicked on it with unwrap and unreachable!).
+    async fn handle_content(&mut self, frame: Frame, buffers: &mut ContentBuffers) -> Result<(), String> {
+        let channel_id = self.channel.channel_id();
+        match frame {
+            Frame::GetEmpty(_, get_empty) => {
+                if !matches!(self.state, State::Initial) {
+                    return Err(format!("basic.get-empty in the middle of a message on channel {channel_id}"));
+                }
+                let responder = self
+                    .get_content_responder
+                    .take()
+                    .ok_or_else(|| format!("basic.get-empty on channel {channel_id}, which nobody asked for"))?;
+                let _ = responder.send(get_empty.into_frame());
+            }
+            Frame::GetOk(_, get_ok) => {
+                if !matches!(self.state, State::Initial) {
+                    return Err(format!("basic.get-ok in the middle of a message on channel {channel_id}"));
+                }
+                let responder = self
+                    .get_content_responder
+                    .as_ref()
+                    .ok_or_else(|| format!("basic.get-ok on channel {channel_id}, which nobody asked for"))?;
+                let _ = responder.send(get_ok.into_frame());
+                self.state = State::GetOk;
+            }
+            Frame::Return(_, ret) => {
+                if !matches!(self.state, State::Initial) {
+                    return Err(format!("basic.return in the middle of a message on channel {channel_id}"));
+                }
+                buffers.ret.ret = Some(ret);
+                self.state = State::Return;
+            }
+            Frame::Deliver(_, deliver) => {
+                if !matches!(self.state, State::Initial) {
+                    return Err(format!("basic.deliver in the middle of a message on channel {channel_id}"));
+                }
+                buffers.message.deliver = Some(deliver);
+                self.state = State::Deliver;
+            }
+            Frame::ContentHeader(header) => {
+                let body_size = usize::try_from(header.common.body_size)
+                    .map_err(|_| format!("a content header of {} bytes on channel {channel_id}", header.common.body_size))?;
+                match self.state {
+                    State::Deliver if buffers.message.content.is_none() => {
+                        buffers.message.remaining = body_size;
+                        buffers.message.basic_properties = Some(header.basic_properties);
+                        buffers.message.content = Some(Vec::with_capacity(body_size.min(1 << 20)));
+                    }
+                    State::GetOk if buffers.getok.content.is_none() => {
+                        if let Some(responder) = self.get_content_responder.as_ref() {
+                            let _ = responder.send(header.into_frame());
+                        }
+                        buffers.getok.remaining = body_size;
+                        buffers.getok.content = Some(Vec::with_capacity(body_size.min(1 << 20)));
+                    }
+                    State::Return if buffers.ret.content.is_none() => {
+                        buffers.ret.remaining = body_size;
+                        buffers.ret.basic_properties = Some(header.basic_properties);
+                        buffers.ret.content = Some(Vec::with_capacity(body_size.min(1 << 20)));
+                    }
+                    _ => return Err(format!("a content header out of place on channel {channel_id}")),
+                }
+                self.finish_content(buffers).await;
+            }
+            Frame::ContentBody(body) => {
+                let (content, remaining) = match self.state {
+                    State::Deliver => (buffers.message.content.as_mut(), &mut buffers.message.remaining),
+                    State::GetOk => (buffers.getok.content.as_mut(), &mut buffers.getok.remaining),
+                    State::Return => (buffers.ret.content.as_mut(), &mut buffers.ret.remaining),
+                    State::Initial | State::GetEmpty => (None, &mut buffers.message.remaining),
+                };
+                let Some(content) = content else {
+                    return Err(format!("a content body out of place on channel {channel_id}"));
+                };
+                if body.inner.len() > *remaining {
+                    return Err(format!(
+                        "a content body of {} bytes where {} were left of the message on channel {channel_id}",
+                        body.inner.len(),
+                        remaining
+                    ));
+                }
+                content.extend_from_slice(&body.inner);
+                *remaining -= body.inner.len();
+                self.finish_content(buffers).await;
+            }
+            other => {
+                return Err(format!(
+                    "{} on channel {channel_id}, which a client never receives",
+                    crate::net::frame_name(&other)
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// warren: hands a message on once its header and every byte of its body are in,
+    /// and waits for the next one.
+    async fn finish_content(&mut self, buffers: &mut ContentBuffers) {
+        match self.state {
+            State::Deliver if buffers.message.content.is_some() && buffers.message.remaining == 0 => {
+                let consumer_message = ConsumerMessage {
+                    deliver: buffers.message.deliver.take(),
+                    basic_properties: buffers.message.basic_properties.take(),
+                    content: buffers.message.content.take(),
+                    remaining: 0,
+                };
+                self.state = State::Initial;
+                self.forward_deliver(consumer_message).await;
+            }
+            State::GetOk if buffers.getok.content.is_some() && buffers.getok.remaining == 0 => {
+                let content = buffers.getok.content.take().unwrap_or_default();
+                if let Some(responder) = self.get_content_responder.take() {
+                    let _ = responder.send(ContentBody::new(content).into_frame());
+                }
+                self.state = State::Initial;
+            }
+            State::Return if buffers.ret.content.is_some() && buffers.ret.remaining == 0 => {
+                let content = buffers.ret.content.take().unwrap_or_default();
+                let properties = buffers.ret.basic_properties.take().unwrap_or_default();
+                self.state = State::Initial;
+                if let Some(ret) = buffers.ret.ret.take() {
+                    self.handle_return(ret, properties, content).await;
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Spawn dispatcher task.
     pub(in crate::api) async fn spawn(mut self) {
         tokio::spawn(async move {
-            // aggregation buffer for `deliver + content` messages to a consumer
-            let mut message_buffer = ConsumerMessage {
-                deliver: None,
-                basic_properties: None,
-                content: None,
-                remaining: 0,
-            };
-            // buffer for `return + content` messages due to publish failure.
-            let mut return_buffer = ReturnMessage {
-                ret: None,
-                basic_properties: None,
-                content: None,
-                remaining: 0,
-            };
-            // buffer for `getok + content` messages
-            let mut getok_content_buffer = GetOkMessage {
-                content: None,
-                remaining: 0,
+            let mut buffers = ContentBuffers {
+                // aggregation buffer for `deliver + content` messages to a consumer
+                message: ConsumerMessage {
+                    deliver: None,
+                    basic_properties: None,
+                    content: None,
+                    remaining: 0,
+                },
+                // buffer for `return + content` messages due to publish failure.
+                ret: ReturnMessage {
+                    ret: None,
+                    basic_properties: None,
+                    content: None,
+                    remaining: 0,
+                },
+                // buffer for `getok + content` messages
+                getok: GetOkMessage {
+                    content: None,
+                    remaining: 0,
+                },
             };
 
             #[cfg(feature = "traces")]
@@ -232,21 +360,17 @@ impl ChannelDispatcher {
 
             let mut purge_timer = time::interval(CONSUMER_PURGE_INTERVAL);
             purge_timer.tick().await;
+            // warren: the protocol error that ends this channel's connection, if any
+            let mut protocol_error: Option<String> = None;
             // main loop of dispatcher
             loop {
                 tokio::select! {
                     biased;
 
-                    // the dispatcher also holds a `Channel` instance, so this
-                    // should never return `None`
                     command = self.dispatcher_mgmt_rx.recv() => {
-                        // handle command channel error
-                        let cmd = match command {
-                            None => {
-                                unreachable!("dispatcher command channel closed, {}", self.channel);
-                            },
-                            Some(v) => v,
-                        };
+                        // warren: was unreachable!; with no way left to command this
+                        // dispatcher, it ends
+                        let Some(cmd) = command else { break };
                         // handle command
                         match cmd {
                             DispatcherManagementCommand::RegisterContentConsumer(cmd) => {
@@ -255,21 +379,17 @@ impl ChannelDispatcher {
                                 let consumer = self.get_or_new_consumer_resource(&cmd.consumer_tag);
                                 consumer.register_tx(cmd.consumer_tx);
                                 // forward buffered messages
-                                while !consumer.fifo.is_empty() {
-                                    #[cfg(feature="traces")]
-                                    trace!("consumer {} total buffered messages: {}", cmd.consumer_tag, consumer.fifo.len());
-                                    let msg = consumer.pop_message().unwrap();
-                                    if let Err(_err) = consumer.get_tx().unwrap().send(msg) {
-                                        #[cfg(feature="traces")]
-                                        error!("failed to forward message to consumer {}", cmd.consumer_tag);
+                                while let Some(msg) = consumer.pop_message() {
+                                    if let Some(tx) = consumer.get_tx() {
+                                        let _ = tx.send(msg);
                                     }
                                 }
                             },
                             DispatcherManagementCommand::DeregisterContentConsumer(cmd) => {
-                                if let Some(consumer) = self.remove_consumer_resource(&cmd.consumer_tag) {
+                                if let Some(_consumer) = self.remove_consumer_resource(&cmd.consumer_tag) {
                                     #[cfg(feature="traces")]
                                     info!("deregister consumer {}, total buffered messages: {}",
-                                        cmd.consumer_tag, consumer.fifo.len()
+                                        cmd.consumer_tag, _consumer.fifo.len()
                                     );
                                 }
                             },
@@ -278,7 +398,8 @@ impl ChannelDispatcher {
                             }
                             DispatcherManagementCommand::RegisterOneshotResponder(cmd) => {
                                 self.responders.insert(cmd.method_header, cmd.responder);
-                                cmd.acker.send(()).unwrap();
+                                // warren: the caller may have stopped waiting
+                                let _ = cmd.acker.send(());
                             }
                             DispatcherManagementCommand::RegisterChannelCallback(cmd) => {
                                 self.callback.replace(cmd.callback);
@@ -290,39 +411,39 @@ impl ChannelDispatcher {
                     // only one tx half held by connection handler, once the tx half dorp
                     // it will return `None`, so exit the dispatcher
                     message = self.dispatcher_rx.recv() => {
-                        // handle message channel error
-                        let frame = match message {
-                            None => {
-                                // exit
-                                #[cfg(feature="traces")]
-                                debug!("dispatcher mpsc channel closed, channel {}", self.channel);
-                                break;
-                            },
-                            Some(v) => v,
+                        let Some(frame) = message else {
+                            #[cfg(feature="traces")]
+                            debug!("dispatcher mpsc channel closed, channel {}", self.channel);
+                            break;
                         };
-                        // handle frames
+                        let channel_id = self.channel.channel_id();
                         match frame {
                             ////////////////////////////////////////////////
                             // frames for closing channel
                             // channel.close-ok response from server
                             Frame::CloseChannelOk(method_header, close_channel_ok) => {
                                 self.channel.set_is_open(false);
-
                                 match self.responders.remove(method_header) {
-                                    Some(responder) => responder.send(close_channel_ok.into_frame()).unwrap(),
-                                    None => unreachable!("responder must be registered for {} on channel {}",
-                                    close_channel_ok.into_frame(), self.channel),
+                                    // warren: the closer may have stopped waiting (its
+                                    // own timeout); the channel is closed all the same
+                                    Some(responder) => {
+                                        let _ = responder.send(close_channel_ok.into_frame());
+                                    }
+                                    None => {
+                                        protocol_error = Some(format!(
+                                            "channel.close-ok on channel {channel_id}, which nobody was closing"
+                                        ));
+                                    }
                                 }
-                                // exit
                                 break;
                             }
                             // channel.close request from server
                             Frame::CloseChannel(_, close_channel) => {
                                 // callback
                                 if let Some(ref mut cb) = self.callback {
-                                    if let Err(err) = cb.close(&self.channel, close_channel).await {
+                                    if let Err(_err) = cb.close(&self.channel, close_channel).await {
                                       #[cfg(feature="traces")]
-                                      error!("close callback returns error on channel {}, cause: {}", self.channel, err);
+                                      error!("close callback returns error on channel {}, cause: {}", self.channel, _err);
                                       // exit immediately, no response to server
                                       break;
                                     };
@@ -332,126 +453,24 @@ impl ChannelDispatcher {
                                 }
                                 self.channel.set_is_open(false);
 
-                                // implictly respond OK to server
-                                self.channel.shared.outgoing_tx
-                                .send((self.channel.channel_id(), CloseChannelOk.into_frame()))
-                                .await.unwrap();
-                                // exit
+                                // implictly respond OK to server (warren: unless the
+                                // connection's writer is gone already)
+                                let _ = self.channel.shared.outgoing_tx
+                                    .send((channel_id, CloseChannelOk.into_frame()))
+                                    .await;
                                 break;
                             }
                             ////////////////////////////////////////////////
                             // the method frames followed by content frames
-                            Frame::GetEmpty(_, get_empty) => {
-                                self.state = State::GetEmpty;
-
-                                self.get_content_responder.take()
-                                .expect("get responder must be registered")
-                                .send(get_empty.into_frame()).unwrap();
-                            }
-                            Frame::GetOk(_, get_ok) => {
-                                self.state = State::GetOk;
-
-                                self.get_content_responder.as_ref()
-                                .expect("get responder must be registered")
-                                .send(get_ok.into_frame()).unwrap();
-                            }
-                            Frame::Return(_, ret) => {
-                                self.state = State::Return;
-                                return_buffer.ret = Some(ret);
-                            }
-                            Frame::Deliver(_, deliver) => {
-                                self.state = State::Deliver;
-                                message_buffer.deliver = Some(deliver);
-                            }
-                            Frame::ContentHeader(header) => {
-                                match self.state {
-                                    State::Deliver => {
-                                        message_buffer.remaining = header.common.body_size.try_into().unwrap();
-                                        // do not wait for content body frame if content body size is zero
-                                        if message_buffer.remaining == 0 {
-                                            let consumer_message  = ConsumerMessage {
-                                                deliver: message_buffer.deliver.take(),
-                                                basic_properties: Some(header.basic_properties),
-                                                content: Some(Vec::new()),
-                                                remaining: 0,
-                                            };
-                                            self.forward_deliver(consumer_message).await;
-                                        } else {
-                                            message_buffer.basic_properties = Some(header.basic_properties);
-                                            message_buffer.content = Some(Vec::new());
-                                        }
-                                    },
-                                    State::GetOk => {
-                                        getok_content_buffer.remaining = header.common.body_size.try_into().unwrap();
-
-                                        let responder = self.get_content_responder.as_ref().expect("get responder must be registered");
-                                        responder.send(header.into_frame()).unwrap();
-                                        // do not wait for content body frame if content body size is zero
-                                        if getok_content_buffer.remaining  == 0 {
-                                            responder.send(ContentBody::new(Vec::new()).into_frame()).unwrap();
-                                        } else {
-                                            getok_content_buffer.content = Some(Vec::new());
-                                        }
-                                    },
-                                    State::Return => {
-                                        return_buffer.remaining = header.common.body_size.try_into().unwrap();
-
-                                        if return_buffer.remaining == 0 {
-                                            // do not wait for content body frame if content body size is zero
-                                            self.handle_return(return_buffer.ret.take().unwrap(), header.basic_properties, Vec::new()).await;
-                                        } else {
-                                            return_buffer.basic_properties = Some(header.basic_properties);
-                                            return_buffer.content = Some(Vec::new());
-                                        }
-                                    },
-                                    _  => unreachable!("invalid dispatcher state"),
-                                }
-                            }
-                            Frame::ContentBody(body) => {
-                                match self.state {
-                                    State::Deliver => {
-                                        let mut content_buffer = message_buffer.content.take().unwrap();
-                                        content_buffer.extend_from_slice(&body.inner);
-                                        message_buffer.content.replace(content_buffer);
-                                        // calculate remaining size of content body
-                                        message_buffer.remaining = message_buffer.remaining.checked_sub(body.inner.len()).expect("should never overflow");
-
-                                        if message_buffer.remaining == 0 {
-                                            let consumer_message  = ConsumerMessage {
-                                                deliver: message_buffer.deliver.take(),
-                                                basic_properties: message_buffer.basic_properties.take(),
-                                                content: message_buffer.content.take(),
-                                                remaining: message_buffer.remaining,
-                                            };
-                                            self.forward_deliver(consumer_message).await;
-                                        }
-                                    }
-                                    State::GetOk => {
-                                        let mut content_buffer = getok_content_buffer.content.take().unwrap();
-                                        content_buffer.extend_from_slice(&body.inner);
-                                        getok_content_buffer.content.replace(content_buffer);
-                                        getok_content_buffer.remaining = getok_content_buffer.remaining.checked_sub(body.inner.len()).expect("should never overflow");
-                                        if getok_content_buffer.remaining == 0 {
-                                            let content = getok_content_buffer.content.take().unwrap();
-                                            self.get_content_responder.take()
-                                            .expect("get responder must be registered")
-                                            .send(ContentBody::new(content).into_frame()).unwrap();
-                                        }
-                                    },
-                                    State::Return => {
-                                        let mut content_buffer = return_buffer.content.take().unwrap();
-                                        content_buffer.extend_from_slice(&body.inner);
-                                        return_buffer.content.replace(content_buffer);
-                                        return_buffer.remaining = return_buffer.remaining.checked_sub(body.inner.len()).expect("should never overflow");
-
-                                        if return_buffer.remaining == 0 {
-                                            self.handle_return(
-                                                return_buffer.ret.take().unwrap(),
-                                                return_buffer.basic_properties.take().unwrap(),
-                                                return_buffer.content.take().unwrap()).await;
-                                        }
-                                    },
-                                    State::Initial | State::GetEmpty  => unreachable!("invalid dispatcher state on channel {}", self.channel),
+                            frame @ (Frame::GetEmpty(..)
+                            | Frame::GetOk(..)
+                            | Frame::Return(..)
+                            | Frame::Deliver(..)
+                            | Frame::ContentHeader(..)
+                            | Frame::ContentBody(..)) => {
+                                if let Err(reason) = self.handle_content(frame, &mut buffers).await {
+                                    protocol_error = Some(reason);
+                                    break;
                                 }
                             }
                             ////////////////////////////////////////////////
@@ -476,21 +495,18 @@ impl ChannelDispatcher {
                             | Frame::TxCommitOk(method_header, _)
                             | Frame::TxRollbackOk(method_header, _) => {
                                 // handle synchronous response
-                                match self.responders.remove(method_header)
-                                {
+                                match self.responders.remove(method_header) {
+                                    // warren: the caller may have stopped waiting
                                     Some(responder) => {
-                                        if let Err(response) = responder.send(frame) {
-                                            #[cfg(feature="traces")]
-                                            error!(
-                                                "failed to dispatch {} to channel {}",
-                                                response, self.channel
-                                            );
-                                        }
+                                        let _ = responder.send(frame);
                                     }
-                                    None => unreachable!(
-                                        "responder must be registered for {} on channel {}",
-                                        frame, self.channel
-                                    ),
+                                    None => {
+                                        protocol_error = Some(format!(
+                                            "{} on channel {channel_id}, which nobody asked for",
+                                            crate::net::frame_name(&frame)
+                                        ));
+                                        break;
+                                    }
                                 }
                             }
                             //////////////////////////////////////////////////////////
@@ -499,15 +515,15 @@ impl ChannelDispatcher {
                                 // callback
                                 if let Some(ref mut cb) = self.callback {
                                     match cb.flow(&self.channel, flow.active).await {
-                                      Err(err) => {
+                                      Err(_err) => {
                                         #[cfg(feature="traces")]
-                                        error!("flow callback error on channel {}, cause: '{}'.", self.channel, err);
+                                        error!("flow callback error on channel {}, cause: '{}'.", self.channel, _err);
                                       }
                                       Ok(active) => {
                                          // respond to server that we have handled the request
-                                         self.channel.shared.outgoing_tx
-                                         .send((self.channel.channel_id(), FlowOk::new(active).into_frame()))
-                                         .await.unwrap();
+                                         let _ = self.channel.shared.outgoing_tx
+                                             .send((channel_id, FlowOk::new(active).into_frame()))
+                                             .await;
                                       }
                                     };
                                 } else {
@@ -521,18 +537,20 @@ impl ChannelDispatcher {
                                     let consumer_tag = cancel.consumer_tag().clone();
                                     let no_wait = cancel.no_wait();
                                     match cb.cancel(&self.channel, cancel).await {
-                                      Err(err) => {
+                                      Err(_err) => {
                                         #[cfg(feature="traces")]
-                                        error!("cancel callback error on channel {}, cause: '{}'.", self.channel, err);
+                                        error!("cancel callback error on channel {}, cause: '{}'.", self.channel, _err);
                                       }
                                       Ok(_) => {
                                         self.remove_consumer_resource(&consumer_tag);
 
                                         // respond to server that we have handled the request
-                                        if !no_wait  {
-                                            self.channel.shared.outgoing_tx
-                                            .send((self.channel.channel_id(), CancelOk::new(consumer_tag.try_into().unwrap()).into_frame()))
-                                            .await.unwrap();
+                                        if !no_wait {
+                                            if let Ok(tag) = consumer_tag.try_into() {
+                                                let _ = self.channel.shared.outgoing_tx
+                                                    .send((channel_id, CancelOk::new(tag).into_frame()))
+                                                    .await;
+                                            }
                                         }
                                       }
                                     };
@@ -556,8 +574,16 @@ impl ChannelDispatcher {
                                 } else {
                                     #[cfg(feature="traces")]
                                     error!("callback not registered on channel {}", self.channel);
-                                }                            }
-                            _ => unreachable!("dispatcher of channel {} receive unexpected frame {}", self.channel, frame),
+                                }
+                            }
+                            // warren: was unreachable!
+                            other => {
+                                protocol_error = Some(format!(
+                                    "{} on channel {channel_id}, which a client never receives",
+                                    crate::net::frame_name(&other)
+                                ));
+                                break;
+                            }
                         }
                     }
                     // purge stale consumer resource
@@ -570,11 +596,31 @@ impl ChannelDispatcher {
                 }
             }
             self.channel.set_is_open(false);
+            if let Some(reason) = protocol_error {
+                self.channel.connection.fail(reason);
+            }
+            // warren: the dispatcher alone gives the channel's id back when it ends (the
+            // closer did, but not when it stopped waiting for close-ok, nor after the
+            // server closed the channel, so ids leaked; two releases could also free an
+            // id already handed to a new channel).
+            let _ = self
+                .channel
+                .shared
+                .conn_mgmt_tx
+                .send(ConnManagementCommand::DeregisterChannelResource(self.channel.channel_id()))
+                .await;
 
             #[cfg(feature = "traces")]
             info!("exit dispatcher of channel {}", self.channel);
         });
     }
+}
+
+/// warren: the messages being put together from a method frame and its content frames.
+struct ContentBuffers {
+    message: ConsumerMessage,
+    ret: ReturnMessage,
+    getok: GetOkMessage,
 }
 
 #[cfg(test)]

@@ -183,10 +183,8 @@ impl SharedChannelInner {
             Frame::CloseChannelOk,
             Error::ChannelCloseError
         )?;
-        // deregister channel resource from connection handler,
-        // so that dispatcher will exit automatically.
-        let cmd = ConnManagementCommand::DeregisterChannelResource(self.channel_id);
-        self.conn_mgmt_tx.send(cmd).await?;
+        // warren: the dispatcher gives the channel's id back once close-ok arrives,
+        // whether or not this call still waits for it.
         Ok(())
     }
 }

@@ -147,6 +147,16 @@ impl fmt::Display for Close {
     }
 }
 impl Close {
+    /// warren: a close with a reason, for the client's own protocol errors.
+    pub fn new(reply_code: ShortUint, reply_text: ShortStr, class_id: ShortUint, method_id: ShortUint) -> Self {
+        Self {
+            reply_code,
+            reply_text,
+            class_id,
+            method_id,
+        }
+    }
+
     pub fn reply_code(&self) -> u16 {
         self.reply_code
     }
