@@ -113,7 +113,9 @@ struct ChannelState {
 
 impl ChannelState {
     fn confirms(&self) -> std::sync::MutexGuard<'_, Confirms> {
-        self.confirms.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.confirms
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

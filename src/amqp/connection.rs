@@ -190,8 +190,9 @@ pub async fn connect_with(
         if watched.listen_network_io_failure().await {
             let message = match watched.protocol_error() {
                 Some(reason) => {
-                    let failure =
-                        Failure::connection_lost(format!("protocol error from the broker: {reason}"));
+                    let failure = Failure::connection_lost(format!(
+                        "protocol error from the broker: {reason}"
+                    ));
                     watched_state.ended.record(failure.clone());
                     failure.message
                 }
@@ -268,7 +269,11 @@ impl AmqpConnection {
     /// The stream of blocked / unblocked / failed events of this connection. There is one
     /// such stream per connection: later calls get an empty one.
     pub fn events(&self) -> impl futures_util::Stream<Item = ConnectionEvent> + Send + 'static {
-        let receiver = self.events.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let receiver = self
+            .events
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
         futures_util::stream::unfold(receiver, |receiver| async move {
             let mut receiver = receiver?;
             let event = receiver.recv().await?;

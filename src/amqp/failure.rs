@@ -102,7 +102,10 @@ pub(super) struct EndReason(Mutex<Option<Failure>>);
 impl EndReason {
     /// Records the first reason; later ones are consequences of it.
     pub(super) fn record(&self, failure: Failure) {
-        let mut reason = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut reason = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if reason.is_none() {
             *reason = Some(failure);
         }
@@ -110,7 +113,10 @@ impl EndReason {
 
     /// The recorded reason, if the channel or connection has ended.
     pub(super) fn get(&self) -> Option<Failure> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }
 

@@ -270,3 +270,32 @@ fn ctrl_c_during_faults_leaves_no_toxic_paused_node_or_alarm() {
     scratch.assert_clean();
     let _ = Path::new(&base);
 }
+
+/// Regression (the vendored client panicked here): channels closed by `crash_every` while a
+/// 3 s latency toxic and then a 3 s broker_pause hold their close-ok past warren's 2 s
+/// close wait; the late close-ok hit `unwrap()` in the client's dispatcher. The run must
+/// end with no panic and the reliable recipe's verdict: nothing confirmed is lost.
+#[test]
+fn channels_closed_during_slow_faults_never_panic_the_client() {
+    let scratch = Scratch::new("slow-close");
+    let scenario = "name = \"slow-close\"\nduration = \"14s\"\n\
+        [publishers]\nrate = 200\nconfirm = true\npersistent = true\nmandatory = true\n\
+        [consumers]\nack = \"manual\"\nprefetch = 20\ncrash_every = 40\n\
+        [[faults]]\nat = \"2s\"\nkind = \"latency\"\nlatency = \"3s\"\npath = \"consumers\"\nstream = \"both\"\nfor = \"3s\"\n\
+        [[faults]]\nat = \"7s\"\nkind = \"broker_pause\"\nfor = \"3s\"\n\
+        [gates]\nmax_lost_confirmed = 0\n";
+    let path = scratch.file("s.toml", scenario);
+    let out = scratch.path.join("out");
+    let (code, stdout, stderr) = output(scratch.warren_run(&path, &out));
+    assert!(
+        !stderr.contains("panicked") && !stdout.contains("panicked"),
+        "{stdout}\n{stderr}"
+    );
+    let verdict: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
+            .unwrap_or_else(|_| panic!("exit {code}\n{stdout}\n{stderr}"));
+    assert_eq!(totals(&verdict)["lost_confirmed"], 0, "{stdout}");
+    assert!(totals(&verdict)["delivered"].as_u64().unwrap() > 0, "{stdout}");
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    scratch.assert_clean();
+}

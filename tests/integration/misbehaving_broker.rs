@@ -386,10 +386,7 @@ fn every_misbehaviour_ends_the_connection_with_a_reason_and_no_panic() {
                     event.starts_with("protocol error from the broker: ") && event.contains(words),
                     "{name} as {role:?}: event {event:?}"
                 );
-                assert!(
-                    error.contains(words),
-                    "{name} as {role:?}: error {error:?}"
-                );
+                assert!(error.contains(words), "{name} as {role:?}: error {error:?}");
             }
         }
     }
@@ -483,8 +480,15 @@ mod arbitrary_streams {
             (any::<u16>(), any::<u16>()),
         ];
         let payload = proptest::collection::vec(any::<u8>(), 0..40);
-        (kind, channel, class_method, payload, any::<bool>(), any::<u8>()).prop_map(
-            |(kind, channel, (class, id), payload, honest, skew)| {
+        (
+            kind,
+            channel,
+            class_method,
+            payload,
+            any::<bool>(),
+            any::<u8>(),
+        )
+            .prop_map(|(kind, channel, (class, id), payload, honest, skew)| {
                 let mut body = payload;
                 if kind == 1 {
                     let mut with_method = class.to_be_bytes().to_vec();
@@ -498,8 +502,7 @@ mod arbitrary_streams {
                     out[3..7].copy_from_slice(&size.to_be_bytes());
                 }
                 out
-            },
-        )
+            })
     }
 
     fn arbitrary_stream() -> impl Strategy<Value = Vec<u8>> {

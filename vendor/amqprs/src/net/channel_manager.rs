@@ -55,7 +55,8 @@ impl ChannelManager {
             // reserve channel id as requested
             Some(id) => {
                 // connection's default channel 0 is static reserved
-                if (id == 0 && !self.resource.contains_key(&0)) || self.channel_id_repo.reserve(id) {
+                if (id == 0 && !self.resource.contains_key(&0)) || self.channel_id_repo.reserve(id)
+                {
                     self.resource.insert(id, resource);
                     id
                 } else {

@@ -42,7 +42,10 @@ impl ConnectionFailure {
 
     /// The recorded reason, if any.
     pub(crate) fn reason(&self) -> Option<String> {
-        self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Returns once [`ConnectionFailure::fail`] was called (before or after this call).

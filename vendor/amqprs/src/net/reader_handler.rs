@@ -70,8 +70,7 @@ impl ReaderHandler {
     /// with `code`, 501 FRAME_ERROR or 505 UNEXPECTED_FRAME), as far as the writer
     /// still can.
     fn protocol_error(&self, reason: String, code: ShortUint) {
-        let text = format!("{reason}");
-        let short: String = text.chars().take(200).collect();
+        let short: String = reason.chars().take(200).collect();
         if let Ok(reply_text) = short.try_into() {
             let close = crate::frame::Close::new(code, reply_text, 0, 0);
             let _ = self
@@ -129,20 +128,13 @@ impl ReaderHandler {
             Frame::CloseOk(method_header, close_ok) => {
                 self.amqp_connection.set_is_open(false);
 
-                match self
+                // warren: the closer may have stopped waiting; the connection is closed
+                // all the same
+                if let Some(responder) = self
                     .channel_manager
                     .remove_responder(&channel_id, method_header)
                 {
-                    Some(responder) => responder
-                        .send(close_ok.into_frame())
-                        .map_err(|response| Error::SyncChannel(response.to_string()))?,
-                    None => {
-                        #[cfg(feature = "traces")]
-                        warn!(
-                            "CloseOk responder not found, probably connection {} has dropped",
-                            self.amqp_connection
-                        );
-                    }
+                    let _ = responder.send(close_ok.into_frame());
                 }
 
                 #[cfg(feature = "traces")]

@@ -112,6 +112,6 @@ mod tests {
 
     #[test]
     fn test_default() {
-        assert_eq!(false, Flow::default().active);
+        assert!(!Flow::default().active);
     }
 }

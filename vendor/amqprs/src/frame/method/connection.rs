@@ -148,7 +148,12 @@ impl fmt::Display for Close {
 }
 impl Close {
     /// warren: a close with a reason, for the client's own protocol errors.
-    pub fn new(reply_code: ShortUint, reply_text: ShortStr, class_id: ShortUint, method_id: ShortUint) -> Self {
+    pub fn new(
+        reply_code: ShortUint,
+        reply_text: ShortStr,
+        class_id: ShortUint,
+        method_id: ShortUint,
+    ) -> Self {
         Self {
             reply_code,
             reply_text,
