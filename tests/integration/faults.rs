@@ -295,7 +295,10 @@ fn channels_closed_during_slow_faults_never_panic_the_client() {
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
             .unwrap_or_else(|_| panic!("exit {code}\n{stdout}\n{stderr}"));
     assert_eq!(totals(&verdict)["lost_confirmed"], 0, "{stdout}");
-    assert!(totals(&verdict)["delivered"].as_u64().unwrap() > 0, "{stdout}");
+    assert!(
+        totals(&verdict)["delivered"].as_u64().unwrap() > 0,
+        "{stdout}"
+    );
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     scratch.assert_clean();
 }
