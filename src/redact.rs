@@ -1,17 +1,36 @@
-//! Broker URIs whose passwords never reach a message, a log line or a file.
+//! Broker URIs whose passwords never reach a message, a log line or a file, parsed with a
+//! real URI parser so that the broker connected to is the one named (an IPv6 literal is
+//! that address, never `localhost`).
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
 
-use amq_protocol::uri::AMQPUri;
+use percent_encoding::percent_decode_str;
 use serde::{Serialize, Serializer};
+use url::{Host, Url};
 
 /// An AMQP URI. `Display`, `Debug` and `Serialize` show it with the password replaced by
-/// `****`; only [`BrokerUri::expose`] gives the real text, for connecting.
+/// `****`; only [`BrokerUri::expose`] and [`BrokerUri::password`] give the secret, for
+/// connecting.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BrokerUri {
+    /// The URI as written (or as rebuilt by [`BrokerUri::with_address`]).
     text: String,
-    parsed: AMQPUri,
+    /// True for `amqps`.
+    tls: bool,
+    /// Host name or address; an IPv6 address without its brackets.
+    host: String,
+    /// True when `host` is an IPv6 address.
+    ipv6: bool,
+    /// TCP port (the scheme's default when the URI gives none).
+    port: u16,
+    /// User name, percent-decoded (`guest` when the URI names none).
+    username: String,
+    /// Password, percent-decoded (`guest` when the URI gives none).
+    password: String,
+    /// Virtual host, percent-decoded (`/` when the URI has no path).
+    vhost: String,
 }
 
 /// Why a URI was refused (the message never contains the password).
@@ -32,37 +51,76 @@ impl BrokerUri {
 
     /// The URI with its password replaced by `****`.
     pub fn redacted(&self) -> String {
-        redact(&self.text)
+        redact_uri(&self.text)
     }
 
-    /// Host name or address.
+    /// Host name or address; an IPv6 address comes without brackets, ready for
+    /// `TcpStream::connect((host, port))`.
     pub fn host(&self) -> &str {
-        &self.parsed.authority.host
+        &self.host
     }
 
     /// TCP port (the scheme's default when the URI gives none).
     pub fn port(&self) -> u16 {
-        self.parsed.authority.port
+        self.port
     }
 
-    /// The same URI (credentials, vhost, options) pointing at `host:port` instead: how a
-    /// client reaches the broker through a proxy.
-    pub fn with_address(&self, host: &str, port: u16) -> BrokerUri {
-        let (scheme, rest) = self
-            .text
-            .split_once("://")
-            .expect("an AMQP URI has a scheme");
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(authority_end);
-        let userinfo = authority.rfind('@').map_or("", |at| &authority[..=at]);
-        format!("{scheme}://{userinfo}{host}:{port}{tail}")
-            .parse()
-            .expect("an address change keeps a valid URI")
+    /// `host:port`, with an IPv6 address in brackets: for messages and proxy upstreams.
+    pub fn address(&self) -> String {
+        if self.ipv6 {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// User name, percent-decoded.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    /// Password, percent-decoded: for the AMQP client only.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// Virtual host, percent-decoded.
+    pub fn vhost(&self) -> &str {
+        &self.vhost
+    }
+
+    /// The same URI (credentials, vhost) pointing at `host:port` instead: how a client
+    /// reaches the broker through a proxy. `host` is a name or an address (an IPv6 one
+    /// without brackets).
+    ///
+    /// # Errors
+    /// [`UriError`] when `host` is neither.
+    pub fn with_address(&self, host: &str, port: u16) -> Result<BrokerUri, UriError> {
+        let refuse = |reason: String| UriError {
+            uri: self.redacted(),
+            reason,
+        };
+        if !is_host(host) {
+            return Err(refuse(format!(
+                "{host:?} is neither a host name nor an address"
+            )));
+        }
+        let mut url = Url::parse(&self.text).map_err(|e| refuse(e.to_string()))?;
+        let bracketed = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        url.set_host(Some(&bracketed))
+            .map_err(|e| refuse(format!("{host:?}: {e}")))?;
+        url.set_port(Some(port))
+            .map_err(|()| refuse(format!("port {port}")))?;
+        url.as_str().parse()
     }
 
     /// True for `amqps://`.
     pub fn is_tls(&self) -> bool {
-        self.text.starts_with("amqps://")
+        self.tls
     }
 }
 
@@ -71,21 +129,78 @@ impl FromStr for BrokerUri {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let refuse = |reason: &str| UriError {
-            uri: redact(text),
+            uri: redact_uri(text),
             reason: reason.to_string(),
         };
-        if !(text.starts_with("amqp://") || text.starts_with("amqps://")) {
+        // The parser's own message may quote the input: only its kind is shown.
+        let url = Url::parse(text).map_err(|e| refuse(&format!("not a valid URI ({e})")))?;
+        let tls = match url.scheme() {
+            "amqp" => false,
+            "amqps" => true,
+            _ => {
+                return Err(refuse(
+                    "expected an AMQP URI like \"amqp://guest:guest@127.0.0.1:5672/%2f\" (scheme amqp or amqps)",
+                ));
+            }
+        };
+        let decode = |part: &str, what: &str| {
+            percent_decode_str(part)
+                .decode_utf8()
+                .map(|text| text.into_owned())
+                .map_err(|_| refuse(&format!("the {what} is not UTF-8 once percent-decoded")))
+        };
+        let (host, ipv6) = match url.host() {
+            None => return Err(refuse("the URI names no host")),
+            Some(Host::Ipv6(address)) => (address.to_string(), true),
+            Some(Host::Ipv4(address)) => (address.to_string(), false),
+            Some(Host::Domain("")) => {
+                return Err(refuse("the URI names no host"));
+            }
+            Some(Host::Domain(name)) => {
+                let name = decode(name, "host")?;
+                if name.contains(['[', ']']) || name.contains(':') {
+                    return Err(refuse("the host is neither a name nor an address"));
+                }
+                (name, false)
+            }
+        };
+        let port = url.port().unwrap_or(if tls { 5671 } else { 5672 });
+        let username = match url.username() {
+            "" => "guest".to_string(),
+            name => decode(name, "user name")?,
+        };
+        let password = match url.password() {
+            None => "guest".to_string(),
+            Some(secret) => decode(secret, "password")?,
+        };
+        let path = url.path();
+        let vhost = match path.strip_prefix('/') {
+            None => "/".to_string(),
+            Some(segment) if segment.contains('/') => {
+                return Err(refuse(
+                    "the virtual host is one path segment: write a / inside it as %2f",
+                ));
+            }
+            Some(segment) => decode(segment, "virtual host")?,
+        };
+        if url.query().is_some() || url.fragment().is_some() {
             return Err(refuse(
-                "expected an AMQP URI like \"amqp://guest:guest@127.0.0.1:5672/%2f\" (scheme amqp or amqps)",
+                "warren does not read settings from the URI (?heartbeat=...): set them in the scenario",
             ));
         }
-        let parsed = AMQPUri::from_str(text).map_err(|why| refuse(&redact(&why)))?;
-        if parsed.authority.host.is_empty() {
-            return Err(refuse("the URI names no host"));
+        remember_secret(&password);
+        if let Some(encoded) = url.password() {
+            remember_secret(encoded);
         }
         Ok(Self {
             text: text.to_string(),
-            parsed,
+            tls,
+            host,
+            ipv6,
+            port,
+            username,
+            password,
+            vhost,
         })
     }
 }
@@ -108,22 +223,81 @@ impl Serialize for BrokerUri {
     }
 }
 
-/// Replaces the password of every `scheme://user:password@host` in `text` with `****`.
-/// Text without credentials comes back unchanged, so it is safe on any message.
+/// True for an IP address (an IPv6 one without brackets) or a DNS host name: what a
+/// scenario may give as a host for clients or listeners.
+pub fn is_host(text: &str) -> bool {
+    if text.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    !text.is_empty()
+        && text.len() <= 253
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// Passwords of every URI parsed so far (decoded and as written), hidden wherever they
+/// appear in a message: an error of some library may quote one outside any URI.
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Passwords shorter than this are only hidden inside URIs: masking every "abc" in
+/// every message would garble them, and such a password is no secret anyway.
+const SHORTEST_REMEMBERED: usize = 4;
+
+fn remember_secret(secret: &str) {
+    if secret.len() < SHORTEST_REMEMBERED || secret == "guest" {
+        return;
+    }
+    let mut secrets = SECRETS.lock().unwrap_or_else(|p| p.into_inner());
+    if !secrets.iter().any(|s| s == secret) {
+        secrets.push(secret.to_string());
+        // Longest first, so a secret containing another is hidden whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+}
+
+/// Replaces the password of every `scheme://user:password@host` in `text` with `****`,
+/// and every password of a URI parsed so far wherever it appears. Text without either
+/// comes back unchanged, so it is safe on any message.
 pub fn redact(text: &str) -> String {
+    let mut out = redact_tokens(text, |c| c.is_whitespace() || matches!(c, '"' | '\'' | '`'));
+    let secrets = SECRETS.lock().unwrap_or_else(|p| p.into_inner());
+    for secret in secrets.iter() {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "****");
+        }
+    }
+    out
+}
+
+/// [`redact`] for a text that is one URI as a whole (a scenario's field, perhaps not a
+/// valid URI): its user information ends at its last `@`, whatever comes before.
+fn redact_uri(text: &str) -> String {
+    redact(&redact_tokens(text, |_| false))
+}
+
+/// Masks the password of every `://user:password@` in `text`; a URI ends where `ends`
+/// says, and its user information at the last `@` before that: a password may hold `/`,
+/// `?`, `#` or `@` (where the URI is not valid anyway), and all of it is hidden.
+fn redact_tokens(text: &str, ends: impl Fn(char) -> bool) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(scheme_end) = rest.find("://") {
         let authority_start = scheme_end + 3;
         out.push_str(&rest[..authority_start]);
         rest = &rest[authority_start..];
-        let authority_end = rest
-            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace() || c == '"')
-            .unwrap_or(rest.len());
-        let authority = &rest[..authority_end];
-        match authority.rfind('@') {
+        let token_end = rest.find(&ends).unwrap_or(rest.len());
+        let token = &rest[..token_end];
+        // The user information is what comes before the token's last '@', unless a
+        // nested "://" begins before it.
+        let userinfo_end = token.rfind('@').filter(|at| !token[..*at].contains("://"));
+        match userinfo_end {
             Some(at) => {
-                let userinfo = &authority[..at];
+                let userinfo = &token[..at];
                 match userinfo.find(':') {
                     Some(colon) => {
                         out.push_str(&userinfo[..colon]);
@@ -131,62 +305,19 @@ pub fn redact(text: &str) -> String {
                     }
                     None => out.push_str(userinfo),
                 }
-                out.push_str(&authority[at..]);
+                rest = &rest[at..];
             }
-            None => out.push_str(authority),
+            None => {
+                // No credentials: copy up to a nested "://", so a later URI is still seen.
+                let copy = token.find("://").unwrap_or(token_end);
+                out.push_str(&rest[..copy]);
+                rest = &rest[copy..];
+            }
         }
-        rest = &rest[authority_end..];
     }
     out.push_str(rest);
     out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_replaced_everywhere() {
-        assert_eq!(
-            redact("amqp://guest:s3cr3t@127.0.0.1:5672/%2f"),
-            "amqp://guest:****@127.0.0.1:5672/%2f"
-        );
-        assert_eq!(
-            redact("failed amqps://u:p%40ss@h:1 and amqp://x:y@z"),
-            "failed amqps://u:****@h:1 and amqp://x:****@z"
-        );
-        assert_eq!(redact("amqp://host:5672/"), "amqp://host:5672/");
-        assert_eq!(redact("amqp://user@host"), "amqp://user@host");
-        assert_eq!(redact("no uri here"), "no uri here");
-    }
-
-    #[test]
-    fn uris_show_redacted_and_connect_with_the_real_text() {
-        let uri: BrokerUri = "amqp://guest:hunter2@127.0.0.1:5673/%2f".parse().unwrap();
-        assert_eq!(uri.to_string(), "amqp://guest:****@127.0.0.1:5673/%2f");
-        assert!(!format!("{uri:?}").contains("hunter2"));
-        assert!(!serde_json::to_string(&uri).unwrap().contains("hunter2"));
-        assert!(uri.expose().contains("hunter2"));
-        assert_eq!(uri.port(), 5673);
-    }
-
-    #[test]
-    fn a_uri_can_point_at_a_proxy_and_keep_everything_else() {
-        let uri: BrokerUri = "amqp://u:p@rabbit:5672/vh?heartbeat=5".parse().unwrap();
-        assert_eq!(
-            uri.with_address("127.0.0.1", 25672).expose(),
-            "amqp://u:p@127.0.0.1:25672/vh?heartbeat=5"
-        );
-        let bare: BrokerUri = "amqp://host".parse().unwrap();
-        assert_eq!(bare.with_address("h", 1).expose(), "amqp://h:1");
-    }
-
-    #[test]
-    fn bad_uris_are_refused_without_their_password() {
-        let err = "http://guest:hunter2@host"
-            .parse::<BrokerUri>()
-            .unwrap_err();
-        assert!(!err.to_string().contains("hunter2"), "{err}");
-        assert!(err.to_string().contains("amqp"), "{err}");
-    }
-}
+mod tests;

@@ -1,11 +1,9 @@
 //! Connections: opening one from a broker URI (amqp or amqps), its blocked / unblocked /
 //! failed events, channels, and a polite close.
 
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use amq_protocol::uri::{AMQPScheme, AMQPUri};
 use amqprs::callbacks::ConnectionCallback;
 use amqprs::connection::{Connection, OpenConnectionArguments};
 use amqprs::tls::TlsAdaptor;
@@ -131,21 +129,17 @@ pub async fn connect_with(
         uri: uri.redacted(),
         reason: redact(&reason),
     };
-    let parsed = AMQPUri::from_str(uri.expose()).map_err(unreachable)?;
-    let authority = &parsed.authority;
     let heartbeat = options.heartbeat.as_secs().min(u64::from(u16::MAX)) as u16;
-    let mut arguments = OpenConnectionArguments::new(
-        &authority.host,
-        authority.port,
-        &authority.userinfo.username,
-        &authority.userinfo.password,
-    );
+    // The URI was parsed once, faithfully (an IPv6 literal is that address): connect to
+    // exactly what it names.
+    let mut arguments =
+        OpenConnectionArguments::new(uri.host(), uri.port(), uri.username(), uri.password());
     arguments
-        .virtual_host(&parsed.vhost)
+        .virtual_host(uri.vhost())
         .heartbeat(heartbeat)
         .connection_name(&options.name);
-    if parsed.scheme == AMQPScheme::AMQPS {
-        arguments.tls_adaptor(tls_adaptor(&authority.host).map_err(unreachable)?);
+    if uri.is_tls() {
+        arguments.tls_adaptor(tls_adaptor(uri.host()).map_err(unreachable)?);
     }
     let inner = match tokio::time::timeout(options.timeout, Connection::open(&arguments)).await {
         Err(_) => {

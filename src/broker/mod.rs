@@ -180,11 +180,7 @@ impl Broker {
     pub async fn describe(&self) -> Vec<NodeInfo> {
         let names: Vec<String> = match self {
             Broker::Managed(cluster) => cluster.specs().into_iter().map(|s| s.name).collect(),
-            Broker::External(external) => external
-                .uris
-                .iter()
-                .map(|u| format!("{}:{}", u.host(), u.port()))
-                .collect(),
+            Broker::External(external) => external.uris.iter().map(|u| u.address()).collect(),
         };
         let mut nodes = Vec::new();
         for (name, uri) in names.into_iter().zip(self.uris()) {

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use hyper::body::to_bytes;
+use hyper::body::HttpBody;
 use hyper::server::conn::Http;
 use hyper::service::service_fn;
 use hyper::{Body, Method, Request, Response, StatusCode};
@@ -45,6 +45,33 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: Can
     }
 }
 
+/// The largest request body the API reads: a populate of a few hundred proxies is a few
+/// tens of kilobytes; a body larger than this is refused with 413 before it is buffered.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Reads a request body of at most [`MAX_BODY_BYTES`], chunk by chunk: a client that
+/// announces or sends more gets 413 and the server stays up.
+async fn read_body(mut body: Body) -> Result<Vec<u8>, (u16, String)> {
+    let too_large = || {
+        (
+            413,
+            format!("request body larger than {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    if body.size_hint().lower() > MAX_BODY_BYTES as u64 {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|e| (400, e.to_string()))?;
+        if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
 /// Answers one request.
 pub async fn handle(request: Request<Body>, registry: &Registry) -> Response<Body> {
     let method = request.method().clone();
@@ -55,9 +82,9 @@ pub async fn handle(request: Request<Body>, registry: &Registry) -> Response<Bod
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect();
-    let body = match to_bytes(request.into_body()).await {
+    let body = match read_body(request.into_body()).await {
         Ok(bytes) => bytes,
-        Err(e) => return error(400, &e.to_string()),
+        Err((status, message)) => return error(status, &message),
     };
     let segments: Vec<&str> = path.iter().map(String::as_str).collect();
     let result = match (&method, segments.as_slice()) {

@@ -68,10 +68,11 @@ impl NetworkFaults {
         let mut wanted = Vec::new();
         let mut proxies = Vec::new();
         for (node, broker) in brokers.iter().enumerate() {
-            let upstream = plan.proxy.upstreams.as_ref().map_or_else(
-                || format!("{}:{}", broker.host(), broker.port()),
-                |u| u[node].clone(),
-            );
+            let upstream = plan
+                .proxy
+                .upstreams
+                .as_ref()
+                .map_or_else(|| broker.address(), |u| u[node].clone());
             let mut names = Vec::new();
             for (offset, path) in ["publishers", "consumers"].iter().enumerate() {
                 let name = format!("{tag}-{path}-{node}");
@@ -102,8 +103,17 @@ impl NetworkFaults {
         let mut publisher_uris = Vec::new();
         let mut consumer_uris = Vec::new();
         for ((publishers, consumers), broker) in proxies.iter().zip(brokers) {
-            publisher_uris.push(broker.with_address(&plan.proxy.client_host, port_of(publishers)?));
-            consumer_uris.push(broker.with_address(&plan.proxy.client_host, port_of(consumers)?));
+            let through = |port: u16| {
+                broker
+                    .with_address(&plan.proxy.client_host, port)
+                    .map_err(|e| ToxiproxyError {
+                        address: client.address().into(),
+                        what: "point clients at the proxies".into(),
+                        reason: e.to_string(),
+                    })
+            };
+            publisher_uris.push(through(port_of(publishers)?)?);
+            consumer_uris.push(through(port_of(consumers)?)?);
         }
         Ok(Self {
             client,

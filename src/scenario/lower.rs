@@ -118,6 +118,19 @@ fn proxy(c: &mut Checker<'_>, section: ProxySection, broker: &BrokerPlan) -> Pro
             None
         }
     });
+    for (field, value) in [
+        ("proxy.listen_host", &section.listen_host),
+        ("proxy.client_host", &section.client_host),
+    ] {
+        if let Some(host) = value.as_deref().filter(|h| !crate::redact::is_host(h)) {
+            c.error(
+                field,
+                format!(
+                    " = {host:?}: expected an address like \"127.0.0.1\" or \"::1\", or a host name"
+                ),
+            );
+        }
+    }
     ProxyPlan {
         toxiproxy: section.toxiproxy,
         listen_host: section.listen_host.unwrap_or_else(|| "127.0.0.1".into()),

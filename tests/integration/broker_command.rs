@@ -175,3 +175,159 @@ fn current_uid() -> String {
     let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
     line.split_whitespace().nth(1).unwrap().to_string()
 }
+
+/// A detached private node, for tests that point external scenarios at it; `down` on drop.
+struct DetachedNode<'a> {
+    scratch: &'a Scratch,
+    state: serde_json::Value,
+}
+
+impl<'a> DetachedNode<'a> {
+    fn up(scratch: &'a Scratch) -> Self {
+        let (code, stdout, stderr) = output(broker_command(scratch, &["up", "--detach"]));
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        let state = serde_json::from_str(
+            &std::fs::read_to_string(scratch.path.join("state.json")).unwrap(),
+        )
+        .unwrap();
+        Self { scratch, state }
+    }
+
+    fn port(&self) -> u64 {
+        self.state["nodes"][0]["amqp_port"].as_u64().unwrap()
+    }
+
+    /// rabbitmqctl against the node, as its own account, with its cookie and epmd.
+    fn ctl(&self, args: &[&str]) {
+        let base = self.state["base_dir"].as_str().unwrap();
+        let node = self.state["nodes"][0]["name"].as_str().unwrap();
+        let as_root = current_uid() == "0";
+        let mut command = if as_root {
+            let mut c = std::process::Command::new("setpriv");
+            c.args([
+                "--reuid",
+                "rabbitmq",
+                "--regid",
+                "rabbitmq",
+                "--clear-groups",
+            ])
+            .arg("/usr/lib/rabbitmq/bin/rabbitmqctl");
+            c
+        } else {
+            std::process::Command::new("/usr/lib/rabbitmq/bin/rabbitmqctl")
+        };
+        command
+            .current_dir(base)
+            .env("HOME", base)
+            .env("ERL_EPMD_PORT", self.state["epmd_port"].to_string())
+            .args(["-n", node])
+            .args(args);
+        let (code, stdout, stderr) = output(command);
+        assert_eq!(code, 0, "rabbitmqctl {args:?}: {stdout}{stderr}");
+    }
+}
+
+impl Drop for DetachedNode<'_> {
+    fn drop(&mut self) {
+        let _ = output(broker_command(self.scratch, &["down"]));
+    }
+}
+
+/// Regression: the URI parser read `[::1]` (any IPv6 literal) as `localhost`, so an
+/// external scenario naming another broker silently tested the local one. The node here
+/// listens on 127.0.0.1 only: a scenario naming [::1] on its port must not reach it.
+#[test]
+fn an_ipv6_literal_never_reaches_a_broker_on_another_address() {
+    let scratch = Scratch::new("ipv6-literal");
+    let node = DetachedNode::up(&scratch);
+    let port = node.port();
+    let scenario = scratch.file(
+        "s.toml",
+        &format!(
+            "name = \"ipv6\"\nduration = \"2s\"\n[broker]\nmode = \"external\"\nuris = [\"amqp://guest:guest@[::1]:{port}/%2f\"]\n"
+        ),
+    );
+    let (code, stdout, stderr) = output(scratch.warren_run(&scenario, &scratch.path.join("out")));
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(stderr.contains(&format!("[::1]:{port}")), "{stderr}");
+    // The same scenario on the node's own address runs.
+    let scenario = scratch.file(
+        "v4.toml",
+        &format!(
+            "name = \"ipv4\"\nduration = \"2s\"\n[broker]\nmode = \"external\"\nuris = [\"amqp://guest:guest@127.0.0.1:{port}/%2f\"]\n"
+        ),
+    );
+    let (code, stdout, stderr) = output(scratch.warren_run(&scenario, &scratch.path.join("out4")));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    drop(node);
+    scratch.assert_clean();
+}
+
+/// Passwords with reserved characters and percent-encodings never show: not on the
+/// console, not in any file of the run folder, not in errors. A user with such a password
+/// runs a real workload on a private node; the same URI with a wrong password fails.
+#[test]
+fn a_password_with_reserved_characters_never_shows_anywhere() {
+    let scratch = Scratch::new("password-leak");
+    let node = DetachedNode::up(&scratch);
+    let port = node.port();
+    let password = "p@ss/w?rd#%25 :é[x]";
+    node.ctl(&["add_user", "leaktest", password]);
+    node.ctl(&["set_permissions", "-p", "/", "leaktest", ".*", ".*", ".*"]);
+    let encoded = "p%40ss%2Fw%3Frd%23%2525%20%3A%C3%A9%5Bx%5D";
+    let forms = [password, encoded, "p@ss/w?rd", "%2Fw%3Frd"];
+    let check = |label: &str, text: &str| {
+        for form in forms {
+            assert!(!text.contains(form), "{label} shows {form:?}:\n{text}");
+        }
+    };
+    for (name, secret, expected) in [("right", encoded, 0), ("wrong", "n0t%2Fit%40all", 3)] {
+        let scenario = scratch.file(
+            &format!("{name}.toml"),
+            &format!(
+                "name = \"leak-{name}\"\nduration = \"2s\"\n[broker]\nmode = \"external\"\nuris = [\"amqp://leaktest:{secret}@127.0.0.1:{port}/%2f\"]\n[publishers]\nrate = 200\n"
+            ),
+        );
+        let out = scratch.path.join(format!("out-{name}"));
+        let (code, stdout, stderr) = output(scratch.warren_run(&scenario, &out));
+        assert_eq!(code, expected, "{name}: {stdout}{stderr}");
+        check("stdout", &stdout);
+        check("stderr", &stderr);
+        if name == "wrong" {
+            assert!(!stderr.contains("n0t"), "{stderr}");
+        }
+        for entry in std::fs::read_dir(&out).into_iter().flatten().flatten() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            check(
+                &entry.path().display().to_string(),
+                &String::from_utf8_lossy(&bytes),
+            );
+        }
+    }
+    // Written raw, a password with a reserved character makes the URI invalid: the error
+    // names the field and hides the password (the old scan stopped at the '/').
+    let scenario = scratch.file(
+        "raw.toml",
+        &format!(
+            "name = \"leak-raw\"\n[broker]\nmode = \"external\"\nuris = [\"amqp://leaktest:hid/den@127.0.0.1:{port}/%2f\"]\n"
+        ),
+    );
+    let mut validate = warren();
+    validate.arg("validate").arg(&scenario);
+    let (code, stdout, stderr) = output(validate);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("broker.uris[0]") || stderr.contains("broker.uris[0]"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        !stdout.contains("hid") && !stderr.contains("hid"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        !stdout.contains("den@") && !stderr.contains("den@"),
+        "{stdout}{stderr}"
+    );
+    drop(node);
+    scratch.assert_clean();
+}

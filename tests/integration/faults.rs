@@ -129,7 +129,7 @@ fn the_reliable_recipe_survives_kill_9_with_a_recovery_time() {
     let scratch = Scratch::new("kill");
     let (code, verdict, stdout) = run(
         &scratch,
-        "name = \"kill\"\nduration = \"12s\"\n[publishers]\ncount = 2\nrate = 500\nheartbeat = \"2s\"\n[consumers]\ncount = 2\nheartbeat = \"2s\"\n[[faults]]\nat = \"3s\"\nkind = \"broker_kill\"\nfor = \"1s\"\n[gates]\nmax_recovery = \"30s\"\n",
+        "name = \"kill\"\nduration = \"20s\"\n[publishers]\ncount = 2\nrate = 500\nheartbeat = \"2s\"\n[consumers]\ncount = 2\nheartbeat = \"2s\"\n[[faults]]\nat = \"3s\"\nkind = \"broker_kill\"\nfor = \"1s\"\n[gates]\nmax_recovery = \"30s\"\n",
     );
     assert_eq!(code, 0, "{stdout}");
     let t = totals(&verdict);

@@ -424,3 +424,63 @@ fn warren_toxiproxy_serves_the_api_until_ctrl_c() {
     let (code, _) = running.finish(Duration::from_secs(10));
     assert_eq!(code, 0);
 }
+
+/// Sends `head` and then up to `body_bytes` of body (a server that answered early may
+/// stop reading: write errors end the sending), and returns the response's status line.
+fn oversized_request(address: &str, head: &str, body_bytes: usize, chunked: bool) -> String {
+    let mut socket = TcpStream::connect(address).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    socket.write_all(head.as_bytes()).unwrap();
+    let block = vec![b'x'; 64 * 1024];
+    let mut sent = 0;
+    while sent < body_bytes {
+        let written = if chunked {
+            socket
+                .write_all(format!("{:x}\r\n", block.len()).as_bytes())
+                .and_then(|()| socket.write_all(&block))
+                .and_then(|()| socket.write_all(b"\r\n"))
+        } else {
+            socket.write_all(&block)
+        };
+        if written.is_err() {
+            break;
+        }
+        sent += block.len();
+    }
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = socket.read(&mut buffer) {
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&buffer[..n]);
+        if response.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&response)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A 100 MB POST (announced, or streamed in chunks) gets 413, and the server stays up.
+#[test]
+fn an_oversized_request_body_gets_413_and_the_server_stays_up() {
+    let server = Server::start();
+    let announced = format!(
+        "POST /populate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        100 * 1024 * 1024
+    );
+    let status = oversized_request(&server.address, &announced, 4 * 1024 * 1024, false);
+    assert!(status.contains(" 413"), "{status}");
+    let chunked = "POST /proxies HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let status = oversized_request(&server.address, chunked, 4 * 1024 * 1024, true);
+    assert!(status.contains(" 413"), "{status}");
+    let http = Http::new();
+    let (status, version) = call(&http, "GET", &server.url("/version"), None);
+    assert_eq!(status, 200, "{version}");
+}
