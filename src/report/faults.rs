@@ -135,27 +135,27 @@ impl FaultsReport {
                 None => record.action.clone(),
             };
             if record.applied() {
-                events.push(Event {
-                    at_ms: at_ms(record.started_ns),
-                    source: record.label.clone(),
-                    kind: EventKind::FaultStart,
-                    detail: detail.clone(),
-                });
+                events.push(Event::new(
+                    at_ms(record.started_ns),
+                    &record.label,
+                    EventKind::FaultStart,
+                    detail.clone(),
+                ));
                 if let Some(ended) = record.ended_ns {
-                    events.push(Event {
-                        at_ms: at_ms(ended),
-                        source: record.label.clone(),
-                        kind: EventKind::FaultEnd,
+                    events.push(Event::new(
+                        at_ms(ended),
+                        &record.label,
+                        EventKind::FaultEnd,
                         detail,
-                    });
+                    ));
                 }
             } else {
-                events.push(Event {
-                    at_ms: at_ms(record.started_ns),
-                    source: record.label.clone(),
-                    kind: EventKind::FaultFailed,
-                    detail: format!("{detail}: {}", record.outcome),
-                });
+                events.push(Event::new(
+                    at_ms(record.started_ns),
+                    &record.label,
+                    EventKind::FaultFailed,
+                    format!("{detail}: {}", record.outcome),
+                ));
             }
         }
         events

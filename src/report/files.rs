@@ -95,7 +95,8 @@ mod erased {
 /// The column names of events.csv.
 pub const EVENTS_CSV_HEADER: &str = "at_ms,source,kind,detail";
 
-/// events.csv: one row per event.
+/// events.csv: one row per event (repeats within a second are one row, whose detail
+/// says how many more and until when).
 pub fn events_csv(events: &[crate::events::Event]) -> String {
     let mut out = format!("{EVENTS_CSV_HEADER}\n");
     for event in events {
@@ -108,7 +109,7 @@ pub fn events_csv(events: &[crate::events::Event]) -> String {
             event.at_ms,
             csv::quote(&event.source),
             kind,
-            csv::quote(&event.detail)
+            csv::quote(&event.described())
         ));
     }
     out

@@ -347,7 +347,7 @@ fn events_table(out: &mut String, report: &RunReport) {
             e.at_ms / 1000.0,
             escape(&e.source),
             kind,
-            escape(&e.detail)
+            escape(&e.described())
         );
     }
     out.push_str("</table>\n");

@@ -88,7 +88,8 @@ pub fn rows(
                 .filter(|e| {
                     e.kind == EventKind::Reconnected && e.at_ms >= from_ms && e.at_ms < to_ms
                 })
-                .count() as u64;
+                .map(|e| e.occurrences())
+                .sum::<u64>();
             let active = faults
                 .faults
                 .iter()

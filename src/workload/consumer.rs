@@ -83,6 +83,9 @@ enum End {
     Cancelled,
     Failed(Failure),
     Crashed,
+    /// The broker cancelled the consumer (basic.cancel): its queue was deleted, or
+    /// crashed, or a stream's member went away.
+    CancelledByBroker,
 }
 
 struct Consumer {
@@ -179,6 +182,12 @@ impl Consumer {
                     channel.close().await;
                     failed_generation = None;
                 }
+                End::CancelledByBroker => {
+                    let (kind, detail) = self.why_cancelled(&channel).await;
+                    self.setup.events.record(&self.source, kind, detail);
+                    channel.close().await;
+                    failed_generation = None;
+                }
                 End::Failed(failure) => {
                     let lost = failure.kind == FailureKind::ConnectionLost;
                     self.setup.events.record(
@@ -194,6 +203,41 @@ impl Consumer {
                     failed_generation = lost.then_some(leased.generation);
                 }
             }
+        }
+    }
+
+    /// Why the broker cancelled this consumer: a passive declare of the queue gives the
+    /// broker's own words when the queue is gone (`404 NOT_FOUND - no queue ...`, or
+    /// `... has crashed and failed to restart`). The consumer then declares the queue
+    /// again, as a recovering client would; what the queue held is lost, and the verdict
+    /// counts it.
+    async fn why_cancelled(&self, channel: &AmqpChannel) -> (EventKind, String) {
+        let queue = &self.setup.topology.queue.name;
+        match within(
+            super::publisher::OPEN_WITHIN,
+            "checking the queue",
+            channel.ready_messages(queue),
+        )
+        .await
+        {
+            Err(failure) if failure.kind == FailureKind::Refused => (
+                EventKind::QueueDeleted,
+                format!(
+                    "the broker cancelled the consumer; queue {queue} is gone: {}",
+                    failure.message
+                ),
+            ),
+            Err(failure) => (
+                EventKind::ChannelClosed,
+                format!(
+                    "the broker cancelled the consumer; checking queue {queue} failed: {}",
+                    failure.message
+                ),
+            ),
+            Ok(_) => (
+                EventKind::ChannelClosed,
+                format!("the broker cancelled the consumer; queue {queue} is still there"),
+            ),
         }
     }
 
@@ -257,7 +301,7 @@ impl Consumer {
                     let delivery = match item {
                         Some(Ok(delivery)) => delivery,
                         Some(Err(failure)) => return End::Failed(failure),
-                        None => return End::Failed(Failure { kind: FailureKind::ChannelClosed, message: "the broker cancelled the consumer".into() }),
+                        None => return End::CancelledByBroker,
                     };
                     let tag = delivery.tag;
                     if let Some(offset) = delivery.stream_offset {

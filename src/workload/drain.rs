@@ -2,6 +2,7 @@
 //! confirmed one; without confirms, every published one) has been delivered, checked
 //! exactly against the consumers' ledgers, or until nothing more can come, or a timeout.
 
+use futures_util::StreamExt;
 use std::time::{Duration, Instant};
 
 use roaring::RoaringBitmap;
@@ -169,7 +170,15 @@ pub(super) async fn drain(inputs: DrainInputs<'_>) -> DrainResult {
             last_change = Instant::now();
         } else if inputs.queue_empties
             && last_change.elapsed() >= IDLE_AFTER.max(inputs.processing_delay * 3)
-            && matches!(inputs.setup.ready_messages(inputs.queue).await, Ok(0))
+            && matches!(
+                crate::amqp::within(
+                    Duration::from_secs(5),
+                    "checking the queue",
+                    inputs.setup.ready_messages(inputs.queue)
+                )
+                .await,
+                Ok(0)
+            )
         {
             return result(
                 DrainEnd::QueueEmpty,
@@ -199,18 +208,26 @@ pub(super) async fn drain(inputs: DrainInputs<'_>) -> DrainResult {
     }
 }
 
-/// Expected messages no consumer has seen yet, asked exactly of every consumer.
+/// Expected messages no consumer has seen yet, asked exactly of every consumer: all at
+/// once, within one 5 s bound. A consumer that cannot answer now (reconnecting, or its
+/// request queue full) is not waited for: asked one after another with 5 s each, 500
+/// consumers stuck reconnecting once held the drain for minutes past its timeout.
 async fn missing(
     expected: &[RoaringBitmap],
     snapshots: &[tokio::sync::mpsc::Sender<SnapshotRequest>],
 ) -> u64 {
     let mut seen: Vec<RoaringBitmap> = vec![RoaringBitmap::new(); expected.len()];
-    for sender in snapshots {
-        let (reply, answer) = oneshot::channel();
-        if sender.send(reply).await.is_err() {
-            continue;
-        }
-        if let Ok(Ok(sets)) = tokio::time::timeout(Duration::from_secs(5), answer).await {
+    let answers: Vec<_> = snapshots
+        .iter()
+        .filter_map(|sender| {
+            let (reply, answer) = oneshot::channel();
+            sender.try_send(reply).ok().map(|()| answer)
+        })
+        .collect();
+    let mut answers: futures_util::stream::FuturesUnordered<_> = answers.into_iter().collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while let Ok(Some(answer)) = tokio::time::timeout_at(deadline, answers.next()).await {
+        if let Ok(sets) = answer {
             for (producer, set) in sets.into_iter().enumerate().take(seen.len()) {
                 seen[producer] |= set;
             }

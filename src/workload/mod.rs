@@ -39,6 +39,19 @@ use topology::Topology;
 
 /// How long consumers may take to start consuming.
 const CONSUMERS_READY_WITHIN: Duration = Duration::from_secs(30);
+/// How long after `duration + drain_timeout` publishers may still run before they are
+/// cancelled (they normally end by then on their own).
+const PUBLISHERS_GRACE: Duration = Duration::from_secs(5);
+/// How long closing every connection at the end may take in all.
+const CLOSE_ALL_WITHIN: Duration = Duration::from_secs(10);
+
+/// Sleeps until `at`, or forever when there is none.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Receives live totals about once a second.
 pub type ProgressSink = Box<dyn FnMut(&ProgressLine) + Send>;
@@ -329,9 +342,26 @@ pub async fn run(
     tokio::pin!(publishers_done);
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
+    // Publishers give up retrying `drain_timeout` after the deadline; should any still
+    // run a little later (a broker that answers nothing, hundreds of them reconnecting),
+    // they are cancelled, and hand in what they have.
+    let publishers_stop = plan
+        .stop
+        .duration
+        .map(|d| tokio::time::Instant::from(start + d + plan.drain_timeout + PUBLISHERS_GRACE));
+    let mut stop_sent = false;
     let publisher_reports = loop {
         tokio::select! {
             reports = &mut publishers_done => break reports,
+            () = sleep_until_some(publishers_stop), if !stop_sent && publishers_stop.is_some() => {
+                stop_sent = true;
+                events.record(
+                    "workload",
+                    EventKind::Dropped,
+                    "publishers still busy after the drain timeout were stopped",
+                );
+                publisher_cancel.cancel();
+            }
             _ = ticker.tick() => {
                 let line = collector.line(start.elapsed(), "publishing", totals());
                 if let Some(report) = options.on_progress.as_mut() {
@@ -414,9 +444,30 @@ pub async fn run(
             None
         }
     };
-    setup.close().await;
-    for link in publisher_links.iter().chain(&consumer_links) {
-        link.close().await;
+    // Every connection closes at once, within one bound: one after another, a thousand
+    // links each allowed CLOSE_WITHIN made a teardown of minutes.
+    let closing = async {
+        setup.close().await;
+        join_all(
+            publisher_links
+                .iter()
+                .chain(&consumer_links)
+                .map(|link| link.close()),
+        )
+        .await;
+    };
+    if tokio::time::timeout(CLOSE_ALL_WITHIN, closing)
+        .await
+        .is_err()
+    {
+        events.record(
+            "workload",
+            EventKind::ConnectionLost,
+            format!(
+                "connections still closing after {} s were left to the broker",
+                CLOSE_ALL_WITHIN.as_secs()
+            ),
+        );
     }
 
     drop(sample_sink);
