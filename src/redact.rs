@@ -4,7 +4,6 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Mutex;
 
 use percent_encoding::percent_decode_str;
 use serde::{Serialize, Serializer};
@@ -188,10 +187,6 @@ impl FromStr for BrokerUri {
                 "warren does not read settings from the URI (?heartbeat=...): set them in the scenario",
             ));
         }
-        remember_secret(&password);
-        if let Some(encoded) = url.password() {
-            remember_secret(encoded);
-        }
         Ok(Self {
             text: text.to_string(),
             tls,
@@ -240,50 +235,28 @@ pub fn is_host(text: &str) -> bool {
         })
 }
 
-/// Passwords of every URI parsed so far (decoded and as written), hidden wherever they
-/// appear in a message: an error of some library may quote one outside any URI.
-static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-/// Passwords shorter than this are only hidden inside URIs: masking every "abc" in
-/// every message would garble them, and such a password is no secret anyway.
-const SHORTEST_REMEMBERED: usize = 4;
-
-fn remember_secret(secret: &str) {
-    if secret.len() < SHORTEST_REMEMBERED || secret == "guest" {
-        return;
-    }
-    let mut secrets = SECRETS.lock().unwrap_or_else(|p| p.into_inner());
-    if !secrets.iter().any(|s| s == secret) {
-        secrets.push(secret.to_string());
-        // Longest first, so a secret containing another is hidden whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    }
-}
-
-/// Replaces the password of every `scheme://user:password@host` in `text` with `****`,
-/// and every password of a URI parsed so far wherever it appears. Text without either
-/// comes back unchanged, so it is safe on any message.
+/// Replaces the password of every `scheme://user:password@host` in `text` with `****`.
+/// Text without credentials comes back unchanged, so it is safe on any message. (A
+/// password is hidden where it stands as a credential; it is not hunted for elsewhere:
+/// `warren:warren` would otherwise hide the tool's own name in every message.)
 pub fn redact(text: &str) -> String {
-    let mut out = redact_tokens(text, |c| c.is_whitespace() || matches!(c, '"' | '\'' | '`'));
-    let secrets = SECRETS.lock().unwrap_or_else(|p| p.into_inner());
-    for secret in secrets.iter() {
-        if out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), "****");
-        }
-    }
-    out
+    redact_tokens(text, false, |c| {
+        c.is_whitespace() || matches!(c, '"' | '\'' | '`')
+    })
 }
 
 /// [`redact`] for a text that is one URI as a whole (a scenario's field, perhaps not a
 /// valid URI): its user information ends at its last `@`, whatever comes before.
 fn redact_uri(text: &str) -> String {
-    redact(&redact_tokens(text, |_| false))
+    redact_tokens(text, true, |_| false)
 }
 
 /// Masks the password of every `://user:password@` in `text`; a URI ends where `ends`
 /// says, and its user information at the last `@` before that: a password may hold `/`,
 /// `?`, `#` or `@` (where the URI is not valid anyway), and all of it is hidden.
-fn redact_tokens(text: &str, ends: impl Fn(char) -> bool) -> String {
+/// With `whole`, the text is one URI: a `://` inside its user information is part of the
+/// password, not the start of another URI.
+fn redact_tokens(text: &str, whole: bool, ends: impl Fn(char) -> bool) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(scheme_end) = rest.find("://") {
@@ -294,7 +267,9 @@ fn redact_tokens(text: &str, ends: impl Fn(char) -> bool) -> String {
         let token = &rest[..token_end];
         // The user information is what comes before the token's last '@', unless a
         // nested "://" begins before it.
-        let userinfo_end = token.rfind('@').filter(|at| !token[..*at].contains("://"));
+        let userinfo_end = token
+            .rfind('@')
+            .filter(|at| whole || !token[..*at].contains("://"));
         match userinfo_end {
             Some(at) => {
                 let userinfo = &token[..at];

@@ -79,6 +79,10 @@ pub struct ConsumerReport {
     pub activity: Activity,
 }
 
+/// How long a consumer the broker cancelled waits to see whether its channel closes too
+/// (a broker shutting down) before it asks about the queue.
+const CANCEL_SETTLES_WITHIN: Duration = Duration::from_secs(1);
+
 enum End {
     Cancelled,
     Failed(Failure),
@@ -213,6 +217,19 @@ impl Consumer {
     /// counts it.
     async fn why_cancelled(&self, channel: &AmqpChannel) -> (EventKind, String) {
         let queue = &self.setup.topology.queue.name;
+        // A broker shutting down cancels consumers just before it closes their
+        // connections; asking it about the queue then holds up its shutdown (a restart
+        // took 20 s instead of 5). The question waits for that second to pass.
+        let settle = tokio::time::Instant::now() + CANCEL_SETTLES_WITHIN;
+        while channel.is_open() && tokio::time::Instant::now() < settle {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !channel.is_open() {
+            return (
+                EventKind::ChannelClosed,
+                format!("the broker cancelled the consumer and closed the channel (queue {queue})"),
+            );
+        }
         match within(
             super::publisher::OPEN_WITHIN,
             "checking the queue",

@@ -172,7 +172,10 @@ pub(super) async fn drain(inputs: DrainInputs<'_>) -> DrainResult {
             && last_change.elapsed() >= IDLE_AFTER.max(inputs.processing_delay * 3)
             && matches!(
                 crate::amqp::within(
-                    Duration::from_secs(5),
+                    inputs
+                        .timeout
+                        .saturating_sub(started.elapsed())
+                        .max(Duration::from_secs(1)),
                     "checking the queue",
                     inputs.setup.ready_messages(inputs.queue)
                 )

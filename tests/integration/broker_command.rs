@@ -241,22 +241,20 @@ fn an_ipv6_literal_never_reaches_a_broker_on_another_address() {
     let scratch = Scratch::new("ipv6-literal");
     let node = DetachedNode::up(&scratch);
     let port = node.port();
-    let scenario = scratch.file(
-        "s.toml",
-        &format!(
-            "name = \"ipv6\"\nduration = \"2s\"\n[broker]\nmode = \"external\"\nuris = [\"amqp://guest:guest@[::1]:{port}/%2f\"]\n"
-        ),
-    );
+    let external = |name: &str, host: &str| {
+        scratch.file(
+            &format!("{name}.toml"),
+            &format!(
+                "name = \"{name}\"\nduration = \"2s\"\n[broker]\nmode = \"external\"\nuris = [\"amqp://guest:guest@{host}:{port}/%2f\"]\n"
+            ),
+        )
+    };
+    let scenario = external("ipv6", "[::1]");
     let (code, stdout, stderr) = output(scratch.warren_run(&scenario, &scratch.path.join("out")));
     assert_eq!(code, 3, "{stdout}{stderr}");
     assert!(stderr.contains(&format!("[::1]:{port}")), "{stderr}");
     // The same scenario on the node's own address runs.
-    let scenario = scratch.file(
-        "v4.toml",
-        &format!(
-            "name = \"ipv4\"\nduration = \"2s\"\n[broker]\nmode = \"external\"\nuris = [\"amqp://guest:guest@127.0.0.1:{port}/%2f\"]\n"
-        ),
-    );
+    let scenario = external("ipv4", "127.0.0.1");
     let (code, stdout, stderr) = output(scratch.warren_run(&scenario, &scratch.path.join("out4")));
     assert_eq!(code, 0, "{stdout}{stderr}");
     drop(node);

@@ -265,21 +265,39 @@ enum Role {
     Consumer,
 }
 
-/// Connects to the scripted broker and sets up `role`'s channel.
-async fn client(port: u16) -> (AmqpConnection, warren::amqp::AmqpChannel) {
+/// A runtime of the test's own (one thread: every task a case spawns runs on it).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Starts a scripted broker announcing `frame_max` that sends `bad` once the client is
+/// set up; returns its port.
+async fn scripted(frame_max: u32, bad: Option<Vec<u8>>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(scripted_broker(listener, frame_max, bad));
+    port
+}
+
+/// Opens a connection to the scripted broker on `port`.
+async fn connect_to(port: u16) -> Result<AmqpConnection, warren::amqp::AmqpError> {
     let uri: BrokerUri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f")
         .parse()
         .unwrap();
-    let connection = connect_with(
-        &uri,
-        &ConnectOptions {
-            name: "scripted".into(),
-            heartbeat: Duration::from_secs(2),
-            timeout: Duration::from_secs(5),
-        },
-    )
-    .await
-    .expect("the handshake succeeds");
+    let options = ConnectOptions {
+        name: "scripted".into(),
+        heartbeat: Duration::from_secs(2),
+        timeout: Duration::from_secs(5),
+    };
+    connect_with(&uri, &options).await
+}
+
+/// Connects to the scripted broker and opens a channel.
+async fn client(port: u16) -> (AmqpConnection, warren::amqp::AmqpChannel) {
+    let connection = connect_to(port).await.expect("the handshake succeeds");
     let channel = connection.open_channel().await.expect("a channel opens");
     (connection, channel)
 }
@@ -292,14 +310,8 @@ fn run_case(name: &'static str, role: Role, bad: Misbehaviour) -> (String, Optio
     let handle = std::thread::Builder::new()
         .name(thread.clone())
         .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let port = listener.local_addr().unwrap().port();
-                tokio::spawn(scripted_broker(listener, 131_072, Some(bad.bytes())));
+            runtime().block_on(async move {
+                let port = scripted(131_072, Some(bad.bytes())).await;
                 tokio::time::timeout(BOUND, async move {
                     let (connection, channel) = client(port).await;
                     let mut events = Box::pin(connection.events());
@@ -397,14 +409,8 @@ fn every_misbehaviour_ends_the_connection_with_a_reason_and_no_panic() {
 #[test]
 fn a_broker_announcing_frame_max_zero_gets_whole_messages() {
     record_panics();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(scripted_broker(listener, 0, None));
+    runtime().block_on(async {
+        let port = scripted(0, None).await;
         let (_connection, channel) = client(port).await;
         channel.confirm_select().await.unwrap();
         let target = PublishTarget::new("", "q", false, true);
@@ -420,28 +426,9 @@ fn a_broker_announcing_frame_max_zero_gets_whole_messages() {
 /// A frame_max below AMQP's minimum is refused at connection time, with the reason.
 #[test]
 fn a_broker_announcing_a_tiny_frame_max_is_refused_with_the_reason() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(scripted_broker(listener, 7, None));
-        let uri: BrokerUri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f")
-            .parse()
-            .unwrap();
-        let error = connect_with(
-            &uri,
-            &ConnectOptions {
-                name: "tiny".into(),
-                heartbeat: Duration::from_secs(2),
-                timeout: Duration::from_secs(5),
-            },
-        )
-        .await
-        .err()
-        .expect("refused");
+    runtime().block_on(async {
+        let port = scripted(7, None).await;
+        let error = connect_to(port).await.err().expect("refused");
         assert!(error.to_string().contains("frame_max 7"), "{error}");
     });
 }
@@ -563,10 +550,7 @@ mod arbitrary_streams {
         let handle = std::thread::Builder::new()
             .name(thread.into())
             .spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
+                let runtime = runtime();
                 let config = ProptestConfig {
                     cases: 10_000,
                     failure_persistence: None,

@@ -486,7 +486,7 @@ async fn the_reliable_recipe_loses_no_confirmed_message_in_a_broker_restart() {
         "{:#?}",
         outcome.events
     );
-    assert!(t.delivered >= 10_000, "{t:?}");
+    assert!(t.delivered >= 10_000, "{t:?}\n{:#?}", outcome.events);
     assert_eq!(outcome.drain.end, DrainEnd::Complete, "{:?}", outcome.drain);
     assert_eq!(
         outcome.queue_left,
