@@ -1,7 +1,9 @@
 #!/bin/sh
 # Installs what is missing, then runs every test (unit and integration; the integration
 # tests start private RabbitMQ nodes on free ports and remove them afterwards, and render
-# the HTML report in headless Chromium, which is installed here when missing).
+# the HTML report in headless Chromium, which is installed here when missing). The
+# vendored AMQP client's own tests connect to one more private node, started here with
+# `warren broker up` and stopped when the tests end, whatever their outcome.
 set -eu
 cd "$(dirname "$0")/.."
 scripts/install.sh
@@ -12,4 +14,24 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends chromium
 fi
 . scripts/env.sh
-cargo test "$@"
+
+cargo build --quiet --bin warren
+warren_bin="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug/warren"
+state_dir="$(mktemp -d)"
+broker() { WARREN_STATE_FILE="$state_dir/broker.json" "$warren_bin" broker "$@"; }
+stop_broker() { broker down >/dev/null 2>&1 || true; rm -rf "$state_dir"; }
+trap stop_broker EXIT
+trap 'exit 130' INT TERM
+broker up --detach > "$state_dir/up.txt"
+port="$(sed -n 's|.*amqp://[^@]*@127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$state_dir/up.txt" | head -n 1)"
+if [ -z "$port" ]; then
+    echo "test.sh: the private node for the AMQP client's tests did not start:" >&2
+    cat "$state_dir/up.txt" >&2
+    exit 3
+fi
+# Upstream amqprs's test account.
+broker ctl -- add_user user bitnami >/dev/null
+broker ctl -- set_permissions -p / user '.*' '.*' '.*' >/dev/null
+echo "test.sh: the AMQP client's tests use a private node on 127.0.0.1:$port"
+
+AMQPRS_TEST_PORT="$port" cargo test "$@"

@@ -147,6 +147,17 @@ pub enum BrokerCommand {
     Status,
     /// Stop the private nodes started with `warren broker up --detach`
     Down,
+    /// Run rabbitmqctl against the first recorded node (its cookie, port mapper and
+    /// account), e.g. `warren broker ctl -- add_user alice s3cret`
+    Ctl(BrokerCtlArgs),
+}
+
+/// `warren broker ctl`
+#[derive(Debug, Args)]
+pub struct BrokerCtlArgs {
+    /// rabbitmqctl's arguments (after `--`)
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 /// `warren broker up`

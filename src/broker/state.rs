@@ -83,6 +83,22 @@ pub fn default_path() -> PathBuf {
 }
 
 impl BrokerState {
+    /// Runs rabbitmqctl `args` against the recorded node `node` (with the broker's cookie,
+    /// port mapper and account) and returns its output.
+    ///
+    /// # Errors
+    /// [`BrokerError`] when rabbitmq is not installed or the command fails.
+    pub async fn rabbitmqctl(&self, node: &str, args: &[&str]) -> Result<String, BrokerError> {
+        let ctl = super::ctl::Ctl {
+            program: super::install::RabbitInstall::locate()?.ctl,
+            home: self.base_dir.clone(),
+            epmd_port: self.epmd_port,
+            account: super::account::Account::for_nodes()?,
+        };
+        ctl.run(node, args, std::time::Duration::from_secs(60))
+            .await
+    }
+
     /// Reads the state file; `Ok(None)` when there is none.
     ///
     /// # Errors

@@ -1,5 +1,5 @@
-//! `warren broker up | status | down`: a private node or cluster for exploring by hand,
-//! recorded in a state file so that another warren process can find it.
+//! `warren broker up | status | down | ctl`: a private node or cluster for exploring by
+//! hand, recorded in a state file so that another warren process can find it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::state::{BrokerState, NodeState, default_path};
 use crate::broker::{BrokerError, ClusterOptions, ManagedCluster};
-use crate::cli::{BrokerArgs, BrokerCommand, BrokerUpArgs};
+use crate::cli::{BrokerArgs, BrokerCommand, BrokerCtlArgs, BrokerUpArgs};
 use crate::exit::Exit;
 
 /// Runs one `warren broker` subcommand.
@@ -21,7 +21,23 @@ pub async fn broker(args: BrokerArgs, cancel: CancellationToken) -> Result<Exit,
         BrokerCommand::Up(up_args) => up(up_args, &state_path, cancel).await,
         BrokerCommand::Status => status(&state_path).await,
         BrokerCommand::Down => down(&state_path).await,
+        BrokerCommand::Ctl(ctl_args) => ctl(ctl_args, &state_path).await,
     }
+}
+
+/// rabbitmqctl against the first recorded node; its output is printed as it is.
+async fn ctl(args: BrokerCtlArgs, state_path: &Path) -> Result<Exit, BrokerError> {
+    let Some(state) = BrokerState::load(state_path)? else {
+        println!("no private broker recorded ({})", state_path.display());
+        return Ok(Exit::Infrastructure);
+    };
+    let Some(node) = state.nodes.first() else {
+        return Ok(Exit::Infrastructure);
+    };
+    let words: Vec<&str> = args.args.iter().map(String::as_str).collect();
+    let output = state.rabbitmqctl(&node.name, &words).await?;
+    print!("{output}");
+    Ok(Exit::Success)
 }
 
 async fn up(

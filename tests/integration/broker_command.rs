@@ -197,33 +197,13 @@ impl<'a> DetachedNode<'a> {
         self.state["nodes"][0]["amqp_port"].as_u64().unwrap()
     }
 
-    /// rabbitmqctl against the node, as its own account, with its cookie and epmd.
+    /// rabbitmqctl against the node through `warren broker ctl` (its cookie, port mapper
+    /// and account).
     fn ctl(&self, args: &[&str]) {
-        let base = self.state["base_dir"].as_str().unwrap();
-        let node = self.state["nodes"][0]["name"].as_str().unwrap();
-        let as_root = current_uid() == "0";
-        let mut command = if as_root {
-            let mut c = std::process::Command::new("setpriv");
-            c.args([
-                "--reuid",
-                "rabbitmq",
-                "--regid",
-                "rabbitmq",
-                "--clear-groups",
-            ])
-            .arg("/usr/lib/rabbitmq/bin/rabbitmqctl");
-            c
-        } else {
-            std::process::Command::new("/usr/lib/rabbitmq/bin/rabbitmqctl")
-        };
-        command
-            .current_dir(base)
-            .env("HOME", base)
-            .env("ERL_EPMD_PORT", self.state["epmd_port"].to_string())
-            .args(["-n", node])
-            .args(args);
-        let (code, stdout, stderr) = output(command);
-        assert_eq!(code, 0, "rabbitmqctl {args:?}: {stdout}{stderr}");
+        let mut words = vec!["ctl", "--"];
+        words.extend_from_slice(args);
+        let (code, stdout, stderr) = output(broker_command(self.scratch, &words));
+        assert_eq!(code, 0, "warren broker ctl {args:?}: {stdout}{stderr}");
     }
 }
 

@@ -1385,12 +1385,16 @@ mod tests {
     use tokio::time;
 
     #[tokio::test]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_channel_open_close() {
         setup_logging();
         {
             // test close on drop
-            let args = OpenConnectionArguments::new("localhost", 5672, "user", "bitnami");
+            let args = OpenConnectionArguments::new(
+                "localhost",
+                crate::test_utils::test_port(),
+                "user",
+                "bitnami",
+            );
 
             let connection = Connection::open(&args).await.unwrap();
             {
@@ -1440,7 +1444,6 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 10)]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_multi_conn_open_close() {
         setup_logging();
 
@@ -1448,7 +1451,12 @@ mod tests {
 
         for _ in 0..10 {
             let handle = tokio::spawn(async {
-                let args = OpenConnectionArguments::new("localhost", 5672, "user", "bitnami");
+                let args = OpenConnectionArguments::new(
+                    "localhost",
+                    crate::test_utils::test_port(),
+                    "user",
+                    "bitnami",
+                );
 
                 time::sleep(time::Duration::from_millis(200)).await;
                 let connection = Connection::open(&args).await.unwrap();
@@ -1463,12 +1471,16 @@ mod tests {
     }
 
     #[tokio::test]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_connection_clone_and_drop() {
         setup_logging();
         {
             // test close on drop
-            let args = OpenConnectionArguments::new("localhost", 5672, "user", "bitnami");
+            let args = OpenConnectionArguments::new(
+                "localhost",
+                crate::test_utils::test_port(),
+                "user",
+                "bitnami",
+            );
 
             let conn1 = Connection::open(&args).await.unwrap();
             let conn2 = conn1.clone();
@@ -1482,13 +1494,17 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 10)]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_multi_channel_open_close() {
         setup_logging();
         {
-            let args = OpenConnectionArguments::new("localhost", 5672, "user", "bitnami")
-                .connection_name("test_multi_channel_open_close")
-                .finish();
+            let args = OpenConnectionArguments::new(
+                "localhost",
+                crate::test_utils::test_port(),
+                "user",
+                "bitnami",
+            )
+            .connection_name("test_multi_channel_open_close")
+            .finish();
 
             let connection = Connection::open(&args).await.unwrap();
             let mut handles = vec![];
@@ -1526,13 +1542,17 @@ mod tests {
     }
 
     #[tokio::test]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_duplicated_conn_name_is_accpeted_by_server() {
         setup_logging();
 
-        let args = OpenConnectionArguments::new("localhost", 5672, "user", "bitnami")
-            .connection_name("amq.cname-test")
-            .finish();
+        let args = OpenConnectionArguments::new(
+            "localhost",
+            crate::test_utils::test_port(),
+            "user",
+            "bitnami",
+        )
+        .connection_name("amq.cname-test")
+        .finish();
 
         let conn1 = Connection::open(&args).await.unwrap();
         let conn2 = Connection::open(&args).await.unwrap();
@@ -1542,22 +1562,26 @@ mod tests {
     }
 
     #[tokio::test]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_auth_amqplain() {
         setup_logging();
 
-        let args = OpenConnectionArguments::new("localhost", 5672, "user", "bitnami")
-            .credentials(SecurityCredentials::new_amqplain("user", "bitnami"))
-            .finish();
+        let args = OpenConnectionArguments::new(
+            "localhost",
+            crate::test_utils::test_port(),
+            "user",
+            "bitnami",
+        )
+        .credentials(SecurityCredentials::new_amqplain("user", "bitnami"))
+        .finish();
         Connection::open(&args).await.unwrap();
     }
 
     #[tokio::test]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_block_unblock() {
         setup_logging();
 
         let args = OpenConnectionArguments::default()
+            .port(crate::test_utils::test_port())
             .credentials(SecurityCredentials::new_plain("user", "bitnami"))
             .finish();
         let conn = Connection::open(&args).await.unwrap();
@@ -1567,13 +1591,17 @@ mod tests {
 
     #[tokio::test]
     #[should_panic(expected = "failed to register channel resource")]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_open_already_opened_channel() {
         setup_logging();
 
-        let args = OpenConnectionArguments::new("localhost", 5672, "user", "bitnami")
-            .credentials(SecurityCredentials::new_amqplain("user", "bitnami"))
-            .finish();
+        let args = OpenConnectionArguments::new(
+            "localhost",
+            crate::test_utils::test_port(),
+            "user",
+            "bitnami",
+        )
+        .credentials(SecurityCredentials::new_amqplain("user", "bitnami"))
+        .finish();
         let connection = Connection::open(&args).await.unwrap();
         let id = Some(9);
         let _ch1 = connection.open_channel(id).await.unwrap();

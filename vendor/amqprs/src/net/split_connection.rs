@@ -429,14 +429,14 @@ mod test {
     use tokio::sync::mpsc;
 
     #[tokio::test]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
+    #[ignore = "needs the RABBIT-CR-DEMO mechanism, which RabbitMQ enables only by configuration (upstream's docker broker)"]
     async fn test_open_amqp_connection() {
         setup_logging();
 
         let (tx_resp, mut rx_resp) = mpsc::channel(1024);
         let (tx_req, mut rx_req) = mpsc::channel(1024);
 
-        let (mut reader, mut writer) = SplitConnection::open("localhost:5672")
+        let (mut reader, mut writer) = SplitConnection::open(&crate::test_utils::test_address())
             .await
             .unwrap()
             .into_split();
@@ -520,9 +520,10 @@ mod test {
     }
 
     #[tokio::test]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_connection_open_close() {
-        let mut connection = SplitConnection::open("localhost:5672").await.unwrap();
+        let mut connection = SplitConnection::open(&crate::test_utils::test_address())
+            .await
+            .unwrap();
 
         connection.write(&ProtocolHeader::default()).await.unwrap();
         let (channel_id, _frame) = connection.read_frame().await.unwrap();
@@ -532,9 +533,8 @@ mod test {
     }
 
     #[tokio::test]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_split_open_close() {
-        let (mut reader, mut writer) = SplitConnection::open("localhost:5672")
+        let (mut reader, mut writer) = SplitConnection::open(&crate::test_utils::test_address())
             .await
             .unwrap()
             .into_split();

@@ -991,13 +991,17 @@ mod tests {
     use super::{BasicConsumeArguments, BasicPublishArguments, BasicQosArguments};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 5)]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_basic_consume_auto_ack() {
         setup_logging();
 
-        let args = OpenConnectionArguments::new("localhost", 5672, "user", "bitnami")
-            .connection_name("test_basic_consume_auto_ack")
-            .finish();
+        let args = OpenConnectionArguments::new(
+            "localhost",
+            crate::test_utils::test_port(),
+            "user",
+            "bitnami",
+        )
+        .connection_name("test_basic_consume_auto_ack")
+        .finish();
         let connection = Connection::open(&args).await.unwrap();
 
         {
@@ -1032,13 +1036,17 @@ mod tests {
     }
 
     #[tokio::test]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_basic_consume_manual_ack() {
         setup_logging();
         {
-            let args = OpenConnectionArguments::new("localhost", 5672, "user", "bitnami")
-                .connection_name("test_basic_consume_manual_ack")
-                .finish();
+            let args = OpenConnectionArguments::new(
+                "localhost",
+                crate::test_utils::test_port(),
+                "user",
+                "bitnami",
+            )
+            .connection_name("test_basic_consume_manual_ack")
+            .finish();
 
             let connection = Connection::open(&args).await.unwrap();
 
@@ -1069,13 +1077,17 @@ mod tests {
     }
 
     #[tokio::test]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_basic_publish() {
         setup_logging();
         {
-            let args = OpenConnectionArguments::new("localhost", 5672, "user", "bitnami")
-                .connection_name("test_basic_publish")
-                .finish();
+            let args = OpenConnectionArguments::new(
+                "localhost",
+                crate::test_utils::test_port(),
+                "user",
+                "bitnami",
+            )
+            .connection_name("test_basic_publish")
+            .finish();
 
             let connection = Connection::open(&args).await.unwrap();
 
@@ -1108,11 +1120,15 @@ mod tests {
     }
 
     #[tokio::test]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_basic_qos() {
         setup_logging();
 
-        let args = OpenConnectionArguments::new("localhost", 5672, "user", "bitnami");
+        let args = OpenConnectionArguments::new(
+            "localhost",
+            crate::test_utils::test_port(),
+            "user",
+            "bitnami",
+        );
         let connection = Connection::open(&args).await.unwrap();
         connection
             .register_callback(DefaultConnectionCallback)

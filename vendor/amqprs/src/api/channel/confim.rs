@@ -70,11 +70,15 @@ mod tests {
     use super::ConfirmSelectArguments;
 
     #[tokio::test]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_publish_confirm_mode() {
         setup_logging();
 
-        let args = OpenConnectionArguments::new("localhost", 5672, "user", "bitnami");
+        let args = OpenConnectionArguments::new(
+            "localhost",
+            crate::test_utils::test_port(),
+            "user",
+            "bitnami",
+        );
 
         let connection = Connection::open(&args).await.unwrap();
         connection

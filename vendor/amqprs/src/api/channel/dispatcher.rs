@@ -668,11 +668,15 @@ mod tests {
     use super::{CONSUMER_EXPIRY_PERIOD, CONSUMER_PURGE_INTERVAL};
 
     #[tokio::test]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_purge_consumer_resource() {
         setup_logging();
 
-        let args = OpenConnectionArguments::new("localhost", 5672, "user", "bitnami");
+        let args = OpenConnectionArguments::new(
+            "localhost",
+            crate::test_utils::test_port(),
+            "user",
+            "bitnami",
+        );
         let connection = Connection::open(&args).await.unwrap();
 
         let exchange_name = "amq.topic";

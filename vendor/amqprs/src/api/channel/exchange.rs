@@ -604,9 +604,13 @@ mod tests {
     }
 
     #[tokio::test]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_exchange_declare() {
-        let args = OpenConnectionArguments::new("localhost", 5672, "user", "bitnami");
+        let args = OpenConnectionArguments::new(
+            "localhost",
+            crate::test_utils::test_port(),
+            "user",
+            "bitnami",
+        );
 
         let connection = Connection::open(&args).await.unwrap();
         connection
@@ -631,9 +635,13 @@ mod tests {
 
     #[tokio::test]
     #[should_panic = "InternalChannelError(\"channel closed\")"]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_exchange_delete() {
-        let args = OpenConnectionArguments::new("localhost", 5672, "user", "bitnami");
+        let args = OpenConnectionArguments::new(
+            "localhost",
+            crate::test_utils::test_port(),
+            "user",
+            "bitnami",
+        );
 
         let connection = Connection::open(&args).await.unwrap();
         connection
@@ -651,10 +659,14 @@ mod tests {
     }
 
     #[tokio::test]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_exchange_bind_unbind() {
         test_utils::setup_logging();
-        let args = OpenConnectionArguments::new("localhost", 5672, "user", "bitnami");
+        let args = OpenConnectionArguments::new(
+            "localhost",
+            crate::test_utils::test_port(),
+            "user",
+            "bitnami",
+        );
 
         let connection = Connection::open(&args).await.unwrap();
         connection

@@ -441,13 +441,17 @@ mod tests {
     }
 
     #[tokio::test]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_channel_clone_and_drop() {
         // open one channel, clone it, and drop both, check
         setup_logging();
 
         // test close on drop
-        let args = OpenConnectionArguments::new("localhost", 5672, "user", "bitnami");
+        let args = OpenConnectionArguments::new(
+            "localhost",
+            crate::test_utils::test_port(),
+            "user",
+            "bitnami",
+        );
 
         let conn = Connection::open(&args).await.unwrap();
         {

@@ -100,9 +100,13 @@ mod tests {
     };
 
     #[tokio::test]
-    #[ignore = "needs the upstream test broker (user/bitnami on localhost:5672); see WARREN.md"]
     async fn test_tx_apis() {
-        let args = OpenConnectionArguments::new("localhost", 5672, "user", "bitnami");
+        let args = OpenConnectionArguments::new(
+            "localhost",
+            crate::test_utils::test_port(),
+            "user",
+            "bitnami",
+        );
 
         let connection = Connection::open(&args).await.unwrap();
         connection
