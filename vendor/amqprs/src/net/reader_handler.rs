@@ -241,6 +241,10 @@ impl ReaderHandler {
         // instead of a deadline that has always passed.
         let max_interval: u64 = heartbeat.into();
         let failure = self.amqp_connection.failure();
+        // One wake-up future for the whole loop: a new one each turn registered and
+        // removed a waiter under a lock every time the reader waited for bytes.
+        let failed = failure.failed();
+        tokio::pin!(failed);
         let mut expiration = time::Instant::now() + time::Duration::from_secs(max_interval);
         let mut is_network_failure = false;
         let mut heartbeat_miss = 0;
@@ -327,7 +331,7 @@ impl ReaderHandler {
                     }
                 }
                 // warren: a channel's dispatcher found a protocol error
-                _ = failure.failed() => {
+                _ = &mut failed => {
                     is_network_failure = true;
                     break;
                 }

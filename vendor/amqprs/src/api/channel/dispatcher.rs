@@ -119,10 +119,17 @@ impl ChannelDispatcher {
     }
 
     /// Return the consumer resource if it always exists, otherwise create new one.
-    fn get_or_new_consumer_resource(&mut self, consumer_tag: &str) -> &mut ConsumerResource {
-        self.consumer_resources
-            .entry(consumer_tag.to_string())
-            .or_insert_with(ConsumerResource::new)
+    fn get_or_new_consumer_resource(
+        &mut self,
+        consumer_tag: &str,
+    ) -> Option<&mut ConsumerResource> {
+        // warren: no String allocated per delivery for the lookup (entry() would), and no
+        // unwrap(): the resource is inserted when missing, then looked up.
+        if !self.consumer_resources.contains_key(consumer_tag) {
+            self.consumer_resources
+                .insert(consumer_tag.to_string(), ConsumerResource::new());
+        }
+        self.consumer_resources.get_mut(consumer_tag)
     }
 
     /// purge expired consumer resource
@@ -164,7 +171,9 @@ impl ChannelDispatcher {
             return;
         };
         let consumer_tag = deliver.consumer_tag().clone();
-        let consumer = self.get_or_new_consumer_resource(&consumer_tag);
+        let Some(consumer) = self.get_or_new_consumer_resource(&consumer_tag) else {
+            return;
+        };
         match consumer.get_tx() {
             Some(consumer_tx) => {
                 if (consumer_tx.send(consumer_message)).is_err() {
@@ -401,12 +410,13 @@ impl ChannelDispatcher {
                             DispatcherManagementCommand::RegisterContentConsumer(cmd) => {
                                 #[cfg(feature="traces")]
                                 info!("register consumer {}", cmd.consumer_tag);
-                                let consumer = self.get_or_new_consumer_resource(&cmd.consumer_tag);
-                                consumer.register_tx(cmd.consumer_tx);
-                                // forward buffered messages
-                                while let Some(msg) = consumer.pop_message() {
-                                    if let Some(tx) = consumer.get_tx() {
-                                        let _ = tx.send(msg);
+                                if let Some(consumer) = self.get_or_new_consumer_resource(&cmd.consumer_tag) {
+                                    consumer.register_tx(cmd.consumer_tx);
+                                    // forward buffered messages
+                                    while let Some(msg) = consumer.pop_message() {
+                                        if let Some(tx) = consumer.get_tx() {
+                                            let _ = tx.send(msg);
+                                        }
                                     }
                                 }
                             },
