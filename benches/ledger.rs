@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use warren::ledger::{DeliveryShard, PublishLedger, decide};
+use warren::ledger::{DeliveryShard, Evidence, PublishLedger, decide};
 use warren::metrics::latency::Latencies;
 use warren::workload::message::{self, HEADER_LEN, Header};
 
@@ -110,7 +110,17 @@ fn verdict(c: &mut Criterion, count: u32, label: &str) {
         let publishers = [published];
         let shards = [shard];
         group.bench_function(pattern.name(), |b| {
-            b.iter(|| black_box(decide(&publishers, &shards, true, true)));
+            b.iter(|| {
+                black_box(decide(
+                    Evidence {
+                        publishers: &publishers,
+                        consumers: &shards,
+                        ..Evidence::default()
+                    },
+                    true,
+                    true,
+                ))
+            });
         });
     }
     group.finish();

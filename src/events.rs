@@ -50,6 +50,14 @@ pub enum EventKind {
     /// The run's queue is gone (deleted, or crashed and not restarted): the broker
     /// cancelled its consumers, and its reason for the queue follows.
     QueueDeleted,
+    /// A consumer's delivery tags skipped: deliveries were lost on the way (only a
+    /// network that drops bytes mid-stream does that); it reopened its channel.
+    StreamHole,
+    /// A consumer received nothing for its stall timeout while its queue held ready
+    /// messages; it reopened its channel.
+    ConsumerStalled,
+    /// The final read of the queue after the drain: what it found.
+    FinalRead,
 }
 
 /// One event.

@@ -68,6 +68,11 @@ pub fn evaluate(gates: &Gates, facts: &Facts<'_>) -> Vec<GateResult> {
         gates.max_lost_unconfirmed,
         totals.lost_unconfirmed,
     );
+    at_most(
+        "max_dead_lettered",
+        gates.max_dead_lettered,
+        totals.dead_lettered,
+    );
     at_most("max_duplicates", gates.max_duplicates, totals.duplicated);
     at_most("max_reordered", gates.max_reordered, totals.reordered);
     at_most(
@@ -144,7 +149,7 @@ pub fn evaluate(gates: &Gates, facts: &Facts<'_>) -> Vec<GateResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::{DeliveryShard, PublishLedger, decide};
+    use crate::ledger::{DeliveryShard, Evidence, PublishLedger, decide};
 
     fn verdict(lost: u32) -> Verdict {
         let mut ledger = PublishLedger::new(0);
@@ -156,13 +161,22 @@ mod tests {
         for seq in lost..10 {
             shard.record(0, u64::from(seq), false, 0, false);
         }
-        decide(&[ledger], &[shard], true, false)
+        decide(
+            Evidence {
+                publishers: &[ledger],
+                consumers: &[shard],
+                ..Evidence::default()
+            },
+            true,
+            false,
+        )
     }
 
     fn gates() -> Gates {
         Gates {
             max_lost_confirmed: Some(0),
             max_lost_unconfirmed: None,
+            max_dead_lettered: Some(0),
             max_duplicates: Some(0),
             max_reordered: None,
             p99_e2e_ms: Some(10.0),
@@ -185,7 +199,7 @@ mod tests {
         };
         let results = evaluate(&gates(), &facts);
         assert!(results.iter().all(|r| r.passed), "{results:?}");
-        assert_eq!(results.len(), 6);
+        assert_eq!(results.len(), 7);
     }
 
     #[test]

@@ -65,6 +65,15 @@ pub struct QueueSpec {
     pub arguments: BTreeMap<String, QueueArgument>,
 }
 
+/// What a passive declare tells of a queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStatus {
+    /// Messages ready for delivery (not those delivered and unacknowledged).
+    pub ready: u32,
+    /// Consumers subscribed to it.
+    pub consumers: u32,
+}
+
 /// One delivered message.
 #[derive(Debug)]
 pub struct Delivery {
@@ -73,6 +82,10 @@ pub struct Delivery {
     pub body: Vec<u8>,
     /// Its offset in a stream queue (the `x-stream-offset` header); `None` elsewhere.
     pub stream_offset: Option<u64>,
+    /// Why it was dead-lettered the last time (the `reason` of the first `x-death`
+    /// entry: `maxlen`, `expired`, `rejected`, `delivery_limit`); read only by a
+    /// consumer of dead letters.
+    pub death_reason: Option<String>,
 }
 
 /// Where a consumer of a stream queue starts reading.
@@ -92,6 +105,22 @@ fn stream_offset(properties: Option<&BasicProperties>) -> Option<u64> {
         FieldValue::i(v) => Some(u64::from(*v)),
         FieldValue::I(v) => u64::try_from(*v).ok(),
         FieldValue::T(v) => Some(*v),
+        _ => None,
+    }
+}
+
+/// The reason of the latest dead-lettering: the first table of the `x-death` header.
+fn death_reason(properties: Option<&BasicProperties>) -> Option<String> {
+    let headers = properties?.headers()?;
+    let FieldValue::A(deaths) = headers.get(&"x-death".try_into().ok()?)? else {
+        return None;
+    };
+    let deaths: Vec<FieldValue> = deaths.clone().into();
+    let Some(FieldValue::F(latest)) = deaths.first() else {
+        return None;
+    };
+    match latest.get(&"reason".try_into().ok()?)? {
+        FieldValue::S(reason) => Some(reason.to_string()),
         _ => None,
     }
 }
@@ -190,6 +219,8 @@ pub struct Deliveries {
     inner: UnboundedReceiver<ConsumerMessage>,
     channel: AmqpChannel,
     ended: bool,
+    /// Read each delivery's `x-death` reason (dead letters only: it costs a header lookup).
+    death_reasons: bool,
 }
 
 impl Stream for Deliveries {
@@ -209,6 +240,11 @@ impl Stream for Deliveries {
                     tag: deliver.as_ref().map_or(0, |d| d.delivery_tag()),
                     redelivered: deliver.as_ref().is_some_and(|d| d.redelivered()),
                     stream_offset: stream_offset(message.basic_properties.as_ref()),
+                    death_reason: if self.death_reasons {
+                        death_reason(message.basic_properties.as_ref())
+                    } else {
+                        None
+                    },
                     body: message.content.unwrap_or_default(),
                 }))
             }
@@ -367,18 +403,37 @@ impl AmqpChannel {
     /// # Errors
     /// A classified [`Failure`]; a missing queue is `Refused` (and closes the channel).
     pub async fn ready_messages(&self, queue: &str) -> Result<u32, Failure> {
-        self.queue_declare(QueueDeclareArguments::new(queue).passive(true).finish())
+        Ok(self.queue_status(queue).await?.ready)
+    }
+
+    /// Ready messages and consumers of an existing queue (a passive declare).
+    ///
+    /// # Errors
+    /// As [`Self::ready_messages`].
+    pub async fn queue_status(&self, queue: &str) -> Result<QueueStatus, Failure> {
+        self.declare_for_status(QueueDeclareArguments::new(queue).passive(true).finish())
             .await
     }
 
     async fn queue_declare(&self, declare: QueueDeclareArguments) -> Result<u32, Failure> {
+        Ok(self.declare_for_status(declare).await?.ready)
+    }
+
+    async fn declare_for_status(
+        &self,
+        declare: QueueDeclareArguments,
+    ) -> Result<QueueStatus, Failure> {
         self.usable()?;
         let declared = self
             .inner
             .queue_declare(declare)
             .await
             .map_err(|e| self.failure(&e))?;
-        Ok(declared.map_or(0, |(_, ready, _)| ready))
+        Ok(
+            declared.map_or(QueueStatus::default(), |(_, ready, consumers)| {
+                QueueStatus { ready, consumers }
+            }),
+        )
     }
 
     /// Declares an exchange and binds the queue to it with `routing_key`.
@@ -533,7 +588,23 @@ impl AmqpChannel {
             inner,
             channel: self.clone(),
             ended: false,
+            death_reasons: false,
         })
+    }
+
+    /// Consumes dead letters from `queue` with manual acknowledgements; each delivery
+    /// says why it was dead-lettered.
+    ///
+    /// # Errors
+    /// A classified [`Failure`].
+    pub async fn consume_dead_letters(
+        &self,
+        queue: &str,
+        tag: &str,
+    ) -> Result<Deliveries, Failure> {
+        let mut deliveries = self.consume(queue, tag, false, None).await?;
+        deliveries.death_reasons = true;
+        Ok(deliveries)
     }
 
     /// Acknowledges `tag` (and, with `multiple`, every earlier unacknowledged delivery).

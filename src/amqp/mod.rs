@@ -11,7 +11,8 @@ mod failure;
 mod probe;
 
 pub use channel::{
-    AmqpChannel, Deliveries, Delivery, PublishOutcome, PublishTarget, QueueSpec, StreamStart,
+    AmqpChannel, Deliveries, Delivery, PublishOutcome, PublishTarget, QueueSpec, QueueStatus,
+    StreamStart,
 };
 pub use connection::{
     AmqpConnection, AmqpError, ConnectOptions, ConnectionEvent, connect, connect_with,

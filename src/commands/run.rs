@@ -87,6 +87,9 @@ async fn execute(
         console.line(format!("  {}", plan.description));
     }
     console.line(format!("  {}", summary(&plan)));
+    for warning in &plan.warnings {
+        console.line(format!("warning: {warning}"));
+    }
     if let Some(sweep) = &plan.sweep {
         let step_duration = args.duration.unwrap_or(sweep.step_duration);
         let steps = super::sweep::Steps {

@@ -12,6 +12,9 @@ pub fn validate(args: &ValidateArgs) -> Exit {
             Ok(plan) => {
                 valid += 1;
                 println!("{}: ok ({})", path.display(), plan.name);
+                for warning in &plan.warnings {
+                    eprintln!("warning: {warning}");
+                }
             }
             Err(error) => eprintln!("{error}"),
         }

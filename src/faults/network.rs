@@ -253,6 +253,10 @@ impl NetworkFaults {
     }
 }
 
+/// How much longer than its fault a blackhole's latency toxic holds bytes: it is removed
+/// at the fault's end, long before.
+const BLACKHOLE_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A scenario toxic in the engine's (and Toxiproxy's) units.
 pub fn engine_toxic(toxic: &Toxic) -> ToxicKind {
     let ms = |d: std::time::Duration| d.as_millis() as u64;
@@ -267,6 +271,13 @@ pub fn engine_toxic(toxic: &Toxic) -> ToxicKind {
         },
         Toxic::Timeout { timeout } => ToxicKind::Timeout {
             timeout_ms: ms(timeout),
+        },
+        // A latency far longer than the fault holds every byte until the toxic is removed
+        // at the fault's end, and removing a toxic never drops what it holds (Toxiproxy's
+        // promise, and the embedded proxy's).
+        Toxic::Blackhole { hold } => ToxicKind::Latency {
+            latency_ms: ms(hold * 2 + BLACKHOLE_MARGIN),
+            jitter_ms: 0,
         },
         Toxic::ResetPeer { timeout } => ToxicKind::ResetPeer {
             timeout_ms: ms(timeout),

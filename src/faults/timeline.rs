@@ -16,7 +16,9 @@ use crate::workload::pacing::splitmix;
 /// One fault, at one time.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Occurrence {
-    /// "faults[2] #1" or "chaos #4": where it comes from.
+    /// The fault's name in the scenario, or its kind and parameters ("blackhole consumers
+    /// 2s", "broker_restart node 0"), with " #2" for the second occurrence of a repeating
+    /// fault, and "chaos #4 ..." for a chaos draw; unique within a run.
     pub label: String,
     /// From the start of publishing.
     pub start: Duration,
@@ -96,7 +98,8 @@ fn describe_toxic(toxic: &Toxic) -> String {
         ),
         Toxic::Bandwidth { rate_kbps } => format!("bandwidth {rate_kbps} KB/s"),
         Toxic::SlowClose { delay } => format!("slow_close {}", format_duration(*delay)),
-        Toxic::Timeout { timeout } if timeout.is_zero() => "timeout (blackhole)".into(),
+        Toxic::Timeout { timeout } if timeout.is_zero() => "timeout (bytes dropped)".into(),
+        Toxic::Blackhole { hold } => format!("blackhole {}", format_duration(*hold)),
         Toxic::Timeout { timeout } => format!("timeout {}", format_duration(*timeout)),
         Toxic::ResetPeer { timeout } => format!("reset_peer after {}", format_duration(*timeout)),
         Toxic::Slicer {
@@ -140,10 +143,14 @@ pub fn timeline(plan: &Plan) -> Vec<Occurrence> {
             if !fits {
                 break;
             }
+            let name = fault
+                .name
+                .clone()
+                .unwrap_or_else(|| short_label(&fault.action, schedule.lasting));
             let label = if repeats == 1 {
-                format!("faults[{index}]")
+                name
             } else {
-                format!("faults[{index}] #{}", k + 1)
+                format!("{name} #{}", k + 1)
             };
             out.push(Occurrence {
                 label,
@@ -162,7 +169,51 @@ pub fn timeline(plan: &Plan) -> Vec<Occurrence> {
         ));
     }
     out.sort_by(|a, b| a.start.cmp(&b.start).then_with(|| a.label.cmp(&b.label)));
+    // Two faults alike get the same label: the later ones are numbered.
+    let mut seen: Vec<String> = Vec::new();
+    for occurrence in &mut out {
+        let alike = seen.iter().filter(|l| **l == occurrence.label).count();
+        seen.push(occurrence.label.clone());
+        if alike > 0 {
+            occurrence.label = format!("{} ({})", occurrence.label, alike + 1);
+        }
+    }
     out
+}
+
+/// A fault's label from its kind and parameters: "blackhole consumers 2s", "latency 100ms
+/// publishers 4.6s", "broker_restart node 0".
+pub fn short_label(action: &FaultAction, lasting: Option<Duration>) -> String {
+    let what = match action {
+        FaultAction::Down { path } => format!("down {}", serde_name(path)),
+        FaultAction::Toxic { toxic, path, .. } => {
+            let kind = match toxic {
+                Toxic::Latency { latency, .. } => format!("latency {}", format_duration(*latency)),
+                Toxic::Bandwidth { rate_kbps } => format!("bandwidth {rate_kbps}KB/s"),
+                Toxic::SlowClose { .. } => "slow_close".into(),
+                Toxic::Timeout { .. } => "timeout".into(),
+                Toxic::Blackhole { .. } => "blackhole".into(),
+                Toxic::ResetPeer { .. } => "reset_peer".into(),
+                Toxic::Slicer { .. } => "slicer".into(),
+                Toxic::LimitData { bytes } => format!("limit_data {bytes}B"),
+            };
+            format!("{kind} {}", serde_name(path))
+        }
+        FaultAction::RollingRestart => "rolling_restart".into(),
+        FaultAction::BrokerRestart { node } => {
+            format!("broker_restart node {}", describe_node(node))
+        }
+        FaultAction::BrokerKill { node } => format!("broker_kill node {}", describe_node(node)),
+        FaultAction::BrokerPause { node } => format!("broker_pause node {}", describe_node(node)),
+        FaultAction::MemoryAlarm { node } => format!("memory_alarm node {}", describe_node(node)),
+        FaultAction::DiskAlarm { node } => format!("disk_alarm node {}", describe_node(node)),
+        FaultAction::NodeKill { node } => format!("node_kill node {}", describe_node(node)),
+        FaultAction::Partition { node } => format!("partition node {}", describe_node(node)),
+    };
+    match lasting {
+        Some(lasting) => format!("{what} {}", format_duration(lasting)),
+        None => what,
+    }
 }
 
 /// A seeded amount in `0..=spread`, one per (fault, occurrence).
@@ -212,11 +263,16 @@ fn chaos_schedule(chaos: &ChaosPlan, seed: u64, end: Duration, nodes: usize) -> 
         } else {
             NodeSelector::Index(0)
         };
+        let action = chaos_action(kind, path, node, chaos.lasting);
         out.push(Occurrence {
-            label: format!("chaos #{}", k + 1),
+            label: format!(
+                "chaos #{} {}",
+                k + 1,
+                short_label(&action, Some(chaos.lasting))
+            ),
             start,
             lasting: Some(chaos.lasting),
-            action: chaos_action(kind, path, node),
+            action,
         });
         k += 1;
     }
@@ -224,7 +280,7 @@ fn chaos_schedule(chaos: &ChaosPlan, seed: u64, end: Duration, nodes: usize) -> 
 }
 
 /// The action a chaos draw of `kind` takes, with moderate default parameters.
-fn chaos_action(kind: K, path: TrafficPath, node: NodeSelector) -> FaultAction {
+fn chaos_action(kind: K, path: TrafficPath, node: NodeSelector, lasting: Duration) -> FaultAction {
     let toxic = |toxic| FaultAction::Toxic {
         toxic,
         path,
@@ -243,6 +299,7 @@ fn chaos_action(kind: K, path: TrafficPath, node: NodeSelector) -> FaultAction {
         K::Timeout => toxic(Toxic::Timeout {
             timeout: Duration::ZERO,
         }),
+        K::Blackhole => toxic(Toxic::Blackhole { hold: lasting }),
         K::ResetPeer => toxic(Toxic::ResetPeer {
             timeout: Duration::ZERO,
         }),
@@ -318,7 +375,28 @@ mod tests {
                 "{occurrence:?}"
             );
         }
-        assert_eq!(t[1].label, "faults[0] #2");
+        assert_eq!(t[1].label, "broker_pause node 0 3s #2");
+    }
+
+    #[test]
+    fn faults_are_labelled_by_their_name_or_kind_never_by_index() {
+        let p = plan(
+            "name = \"l\"\nduration = \"60s\"\n[chaos]\nkinds = { blackhole = 1 }\nevery = \"50s\"\nfor = \"2s\"\n[[faults]]\nkind = \"blackhole\"\npath = \"consumers\"\nat = \"5s\"\nfor = \"2s\"\n[[faults]]\nkind = \"blackhole\"\npath = \"consumers\"\nat = \"10s\"\nfor = \"2s\"\n[[faults]]\nname = \"the big one\"\nkind = \"broker_restart\"\nat = \"20s\"\n[[faults]]\nkind = \"latency\"\nlatency = \"100ms\"\npath = \"publishers\"\nat = \"30s\"\nfor = \"4.6s\"\n",
+        );
+        let labels: Vec<String> = timeline(&p).into_iter().map(|o| o.label).collect();
+        assert_eq!(
+            labels[..4],
+            [
+                "blackhole consumers 2s",
+                "blackhole consumers 2s (2)",
+                "the big one",
+                "latency 100ms publishers 4600ms",
+            ]
+        );
+        assert!(
+            labels[4].starts_with("chaos #1 blackhole ") && labels[4].ends_with(" 2s"),
+            "{labels:?}"
+        );
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! Sequence bookkeeping and the verdict: every publish and delivery of a run, per producer,
 //! in compact sets owned by the task that records them, merged exactly at the end.
 
+pub mod dead_letters;
 pub mod delivery;
 pub mod publish;
 pub mod seqset;
 pub mod verdict;
 
+pub use dead_letters::{DeadLetterShard, DeathReason};
 pub use delivery::DeliveryShard;
 pub use publish::PublishLedger;
 pub use seqset::SeqSet;
-pub use verdict::{Counts, ProducerVerdict, Verdict, decide};
+pub use verdict::{Counts, Evidence, ProducerVerdict, Verdict, decide};

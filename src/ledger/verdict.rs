@@ -6,6 +6,7 @@
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
+use super::dead_letters::{DeadLetterShard, DeathReason};
 use super::delivery::{DeliveryShard, SAMPLES};
 use super::publish::PublishLedger;
 
@@ -23,9 +24,30 @@ pub struct Counts {
     pub indeterminate: u64,
     /// Copies published again after a failure.
     pub republished: u64,
-    /// Distinct sequence numbers delivered at least once.
+    /// Distinct sequence numbers delivered at least once to a live consumer.
     pub delivered: u64,
-    /// Confirmed, not returned, never delivered: the broker broke its promise.
+    /// Never delivered to a live consumer, but found in the queue by the final read: the
+    /// broker kept them; they were stranded (a stalled consumer, a stream that lost
+    /// frames), not lost.
+    #[serde(default)]
+    pub stranded: u64,
+    /// Moved to the run's dead-letter queue by the broker (a queue policy, a delivery
+    /// limit), whether or not a consumer had it before without acknowledging it: kept,
+    /// not lost, but never processed. Split by reason below.
+    #[serde(default)]
+    pub dead_lettered: u64,
+    #[serde(default)]
+    pub dead_lettered_maxlen: u64,
+    #[serde(default)]
+    pub dead_lettered_expired: u64,
+    #[serde(default)]
+    pub dead_lettered_rejected: u64,
+    #[serde(default)]
+    pub dead_lettered_delivery_limit: u64,
+    #[serde(default)]
+    pub dead_lettered_other: u64,
+    /// Confirmed, not returned, neither delivered nor found by the final read: the broker
+    /// broke its promise.
     pub lost_confirmed: u64,
     /// Never confirmed (or no confirms asked), not returned, never delivered: the client's risk.
     pub lost_unconfirmed: u64,
@@ -51,6 +73,10 @@ pub struct ProducerVerdict {
     pub counts: Counts,
     pub first_lost_confirmed: Vec<u32>,
     pub first_lost_unconfirmed: Vec<u32>,
+    #[serde(default)]
+    pub first_stranded: Vec<u32>,
+    #[serde(default)]
+    pub first_dead_lettered: Vec<u32>,
     /// (sequence number, deliveries)
     pub first_duplicated: Vec<(u32, u32)>,
     /// (sequence number, highest seen before it)
@@ -63,6 +89,8 @@ pub struct ProducerSets {
     pub lost_confirmed: RoaringBitmap,
     pub lost_unconfirmed: RoaringBitmap,
     pub recovered: RoaringBitmap,
+    pub stranded: RoaringBitmap,
+    pub dead_lettered: RoaringBitmap,
     /// Sequence number → number of deliveries, for those delivered more than once.
     pub duplicated: Vec<(u32, u32)>,
 }
@@ -113,20 +141,45 @@ impl Verdict {
     }
 }
 
+/// Everything a run recorded about its messages.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Evidence<'a> {
+    /// What each publisher sent and what the broker answered.
+    pub publishers: &'a [PublishLedger],
+    /// What each live consumer received.
+    pub consumers: &'a [DeliveryShard],
+    /// What the final read of the queue found, if one ran.
+    pub final_read: Option<&'a DeliveryShard>,
+    /// What the run's dead-letter queue received, if warren read one.
+    pub dead_letters: Option<&'a DeadLetterShard>,
+}
+
 /// Merges the ledgers and classifies every message.
-pub fn decide(
-    publishers: &[PublishLedger],
-    shards: &[DeliveryShard],
-    confirms: bool,
-    order_checked: bool,
-) -> Verdict {
+pub fn decide(evidence: Evidence<'_>, confirms: bool, order_checked: bool) -> Verdict {
+    let Evidence {
+        publishers,
+        consumers: shards,
+        final_read,
+        dead_letters,
+    } = evidence;
+    let dead_shards = dead_letters.map_or(&[][..], |d| d.by_reason.as_slice());
     let producer_count = publishers
         .len()
         .max(shards.iter().map(|s| s.producers.len()).max().unwrap_or(0));
     let mut verdict = Verdict {
         totals: Counts::default(),
-        foreign: shards.iter().map(|s| s.foreign).sum(),
-        corrupted: shards.iter().map(|s| s.corrupted).sum(),
+        foreign: shards
+            .iter()
+            .chain(final_read)
+            .chain(dead_shards)
+            .map(|s| s.foreign)
+            .sum(),
+        corrupted: shards
+            .iter()
+            .chain(final_read)
+            .chain(dead_shards)
+            .map(|s| s.corrupted)
+            .sum(),
         deliveries: shards.iter().map(|s| s.deliveries).sum(),
         confirms,
         verified: true,
@@ -134,14 +187,29 @@ pub fn decide(
         producers: Vec::with_capacity(producer_count),
         sets: Vec::with_capacity(producer_count),
     };
-    verdict.totals.unexpected = shards.iter().map(|s| s.unexpected).sum();
+    verdict.totals.unexpected = shards
+        .iter()
+        .chain(final_read)
+        .chain(dead_shards)
+        .map(|s| s.unexpected)
+        .sum();
     let empty = PublishLedger::default();
     for producer in 0..producer_count {
         let ledger = publishers
             .iter()
             .find(|l| l.producer as usize == producer)
             .unwrap_or(&empty);
-        let (producer_verdict, sets) = decide_producer(producer as u32, ledger, shards, confirms);
+        let (producer_verdict, sets) = decide_producer(
+            producer as u32,
+            ledger,
+            Evidence {
+                publishers: &[],
+                consumers: shards,
+                final_read,
+                dead_letters,
+            },
+            confirms,
+        );
         add(&mut verdict.totals, &producer_verdict.counts);
         verdict.producers.push(producer_verdict);
         verdict.sets.push(sets);
@@ -157,6 +225,13 @@ fn add(total: &mut Counts, c: &Counts) {
     total.indeterminate += c.indeterminate;
     total.republished += c.republished;
     total.delivered += c.delivered;
+    total.stranded += c.stranded;
+    total.dead_lettered += c.dead_lettered;
+    total.dead_lettered_maxlen += c.dead_lettered_maxlen;
+    total.dead_lettered_expired += c.dead_lettered_expired;
+    total.dead_lettered_rejected += c.dead_lettered_rejected;
+    total.dead_lettered_delivery_limit += c.dead_lettered_delivery_limit;
+    total.dead_lettered_other += c.dead_lettered_other;
     total.lost_confirmed += c.lost_confirmed;
     total.lost_unconfirmed += c.lost_unconfirmed;
     total.recovered += c.recovered;
@@ -170,9 +245,15 @@ fn add(total: &mut Counts, c: &Counts) {
 fn decide_producer(
     producer: u32,
     ledger: &PublishLedger,
-    shards: &[DeliveryShard],
+    evidence: Evidence<'_>,
     confirms: bool,
 ) -> (ProducerVerdict, ProducerSets) {
+    let Evidence {
+        consumers: shards,
+        final_read,
+        dead_letters,
+        ..
+    } = evidence;
     let mut attempted = RoaringBitmap::new();
     attempted.insert_range(0..ledger.attempted);
     let confirmed = ledger.confirmed.to_bitmap();
@@ -196,6 +277,24 @@ fn decide_producer(
         reordered += deliveries.reordered;
         first_reordered.extend(deliveries.reorder_samples.iter().copied());
     }
+    // The final read: what it found beyond the live deliveries was stranded; what it found
+    // again is a duplicate (the broker redelivered what a consumer had not acknowledged).
+    let mut found = RoaringBitmap::new();
+    if let Some(deliveries) = final_read.and_then(|s| s.producers.get(producer as usize)) {
+        found = deliveries.seen.to_bitmap();
+        extra.extend((&delivered & &found).iter());
+        extra.extend_from_slice(&deliveries.again);
+        redelivered.extend_from_slice(&deliveries.redelivered);
+    }
+    // Dead letters: kept by the broker, moved aside; not lost.
+    let dead = dead_letters.map_or_else(RoaringBitmap::new, |d| d.seen(producer as usize));
+    let dead_by_reason = |reason: DeathReason| -> u64 {
+        dead_letters
+            .and_then(|d| d.of(reason))
+            .and_then(|s| s.producers.get(producer as usize))
+            .map_or(0, |p| (&p.seen.to_bitmap() & &attempted).len())
+    };
+    let kept = &(&delivered | &found) | &dead;
     first_reordered.truncate(SAMPLES);
     extra.sort_unstable();
     redelivered.sort_unstable();
@@ -210,10 +309,11 @@ fn decide_producer(
         }
     }
 
-    let unexpected = &delivered - &attempted;
+    let unexpected = &kept - &attempted;
+    let stranded = &(&found - &delivered) & &attempted;
     let promised = &confirmed - &returned;
     let lost_confirmed = if confirms {
-        &promised - &delivered
+        &promised - &kept
     } else {
         RoaringBitmap::new()
     };
@@ -222,9 +322,9 @@ fn decide_producer(
     } else {
         &attempted - &returned
     };
-    let lost_unconfirmed = &unconfirmed - &delivered;
+    let lost_unconfirmed = &unconfirmed - &kept;
     let recovered = if confirms {
-        &unconfirmed & &delivered
+        &unconfirmed & &kept
     } else {
         RoaringBitmap::new()
     };
@@ -237,6 +337,13 @@ fn decide_producer(
         indeterminate: ledger.indeterminate.len(),
         republished: ledger.republished,
         delivered: (&delivered & &attempted).len(),
+        stranded: stranded.len(),
+        dead_lettered: (&dead & &attempted).len(),
+        dead_lettered_maxlen: dead_by_reason(DeathReason::Maxlen),
+        dead_lettered_expired: dead_by_reason(DeathReason::Expired),
+        dead_lettered_rejected: dead_by_reason(DeathReason::Rejected),
+        dead_lettered_delivery_limit: dead_by_reason(DeathReason::DeliveryLimit),
+        dead_lettered_other: dead_by_reason(DeathReason::Other),
         lost_confirmed: lost_confirmed.len(),
         lost_unconfirmed: lost_unconfirmed.len(),
         recovered: recovered.len(),
@@ -251,6 +358,8 @@ fn decide_producer(
         counts,
         first_lost_confirmed: lost_confirmed.iter().take(SAMPLES).collect(),
         first_lost_unconfirmed: lost_unconfirmed.iter().take(SAMPLES).collect(),
+        first_stranded: stranded.iter().take(SAMPLES).collect(),
+        first_dead_lettered: (&dead & &attempted).iter().take(SAMPLES).collect(),
         first_duplicated: duplicated
             .iter()
             .take(SAMPLES)
@@ -262,6 +371,8 @@ fn decide_producer(
         lost_confirmed,
         lost_unconfirmed,
         recovered,
+        stranded,
+        dead_lettered: &dead & &attempted,
         duplicated: duplicated
             .into_iter()
             .map(|(seq, extras)| (seq, extras + 1))
@@ -306,7 +417,15 @@ mod tests {
         for seq in 0..100 {
             shard.record(0, seq, false, 0, true);
         }
-        let verdict = decide(&[ledger], &[shard], true, true);
+        let verdict = decide(
+            Evidence {
+                publishers: &[ledger],
+                consumers: &[shard],
+                ..Evidence::default()
+            },
+            true,
+            true,
+        );
         assert_eq!(verdict.totals.delivered, 100);
         assert_eq!(
             verdict.totals.lost_confirmed
@@ -324,7 +443,15 @@ mod tests {
         for seq in [0, 1, 2, 7] {
             shard.record(0, seq, false, 0, false);
         }
-        let verdict = decide(&[ledger], &[shard], true, false);
+        let verdict = decide(
+            Evidence {
+                publishers: &[ledger],
+                consumers: &[shard],
+                ..Evidence::default()
+            },
+            true,
+            false,
+        );
         assert_eq!(
             verdict.sets[0].lost_confirmed.iter().collect::<Vec<_>>(),
             vec![3, 4]
@@ -345,7 +472,15 @@ mod tests {
         let ledger = published(0, 5, []);
         let mut shard = DeliveryShard::new(1);
         shard.record(0, 0, false, 0, false);
-        let verdict = decide(&[ledger], &[shard], false, false);
+        let verdict = decide(
+            Evidence {
+                publishers: &[ledger],
+                consumers: &[shard],
+                ..Evidence::default()
+            },
+            false,
+            false,
+        );
         assert_eq!(
             (
                 verdict.totals.lost_confirmed,
@@ -368,7 +503,15 @@ mod tests {
         b.record(0, 2, false, 0, false);
         b.record(0, 2, false, 0, false); // a second copy without the flag
         b.record(0, 2, true, 0, false); // and a redelivery
-        let verdict = decide(&[ledger], &[a, b], true, false);
+        let verdict = decide(
+            Evidence {
+                publishers: &[ledger],
+                consumers: &[a, b],
+                ..Evidence::default()
+            },
+            true,
+            false,
+        );
         let t = &verdict.totals;
         assert_eq!(
             (
@@ -395,12 +538,54 @@ mod tests {
         shard.record(4, 0, false, 0, false);
         shard.record_foreign();
         shard.record_corrupted();
-        let verdict = decide(&[ledger], &[shard], true, false);
+        let verdict = decide(
+            Evidence {
+                publishers: &[ledger],
+                consumers: &[shard],
+                ..Evidence::default()
+            },
+            true,
+            false,
+        );
         assert_eq!(verdict.totals.unexpected, 2);
         assert_eq!(
             (verdict.foreign, verdict.corrupted, verdict.deliveries),
             (1, 1, 6)
         );
         assert_eq!(verdict.totals.delivered, 2);
+    }
+
+    #[test]
+    fn what_only_the_final_read_found_was_stranded_not_lost() {
+        let mut ledger = published(0, 10, 0..8); // 8 and 9 never confirmed
+        ledger.returned.insert(7);
+        let mut live = DeliveryShard::new(1);
+        for seq in 0..4 {
+            live.record(0, seq, false, 0, true);
+        }
+        let mut final_read = DeliveryShard::new(1);
+        // 3 was delivered but not acknowledged, so the broker had it again.
+        for seq in [3, 4, 5, 9] {
+            final_read.record(0, seq, seq == 3, 0, false);
+        }
+        let verdict = decide(
+            Evidence {
+                publishers: &[ledger],
+                consumers: &[live],
+                final_read: Some(&final_read),
+                dead_letters: None,
+            },
+            true,
+            true,
+        );
+        let sets = &verdict.sets[0];
+        assert_eq!(sets.stranded.iter().collect::<Vec<_>>(), vec![4, 5, 9]);
+        assert_eq!(sets.lost_confirmed.iter().collect::<Vec<_>>(), vec![6]);
+        assert_eq!(sets.lost_unconfirmed.iter().collect::<Vec<_>>(), vec![8]);
+        assert_eq!(sets.recovered.iter().collect::<Vec<_>>(), vec![9]);
+        let t = &verdict.totals;
+        assert_eq!((t.delivered, t.stranded), (4, 3));
+        assert_eq!((t.duplicated, t.duplicated_redelivered), (1, 1));
+        assert_eq!(t.reordered, 0);
     }
 }

@@ -47,7 +47,12 @@ pub fn render(report: &RunReport) -> String {
     }
     let _ = writeln!(
         out,
-        "  lost (confirmed)    {:>6}  the broker confirmed them and no consumer got them",
+        "  stranded            {:>6}  kept by the broker, never delivered to a live consumer",
+        t.stranded
+    );
+    let _ = writeln!(
+        out,
+        "  lost (confirmed)    {:>6}  confirmed, and neither delivered nor found in the queue",
         t.lost_confirmed
     );
     let _ = writeln!(
@@ -80,7 +85,35 @@ pub fn render(report: &RunReport) -> String {
             t.unexpected, v.foreign, v.corrupted
         );
     }
+    if v.confirms || t.dead_lettered > 0 {
+        dead_letter_line(&mut out, t);
+    }
+    for reason in &report.loss_explanations {
+        let _ = writeln!(out, "  could explain the losses: {reason}");
+    }
+    final_read_line(&mut out, report);
     for producer in &report.verdict.producers {
+        if !producer.first_stranded.is_empty() {
+            let _ = writeln!(
+                out,
+                "    publisher {} stranded: {:?}{}",
+                producer.producer,
+                producer.first_stranded,
+                more(producer.counts.stranded, producer.first_stranded.len())
+            );
+        }
+        if !producer.first_dead_lettered.is_empty() {
+            let _ = writeln!(
+                out,
+                "    publisher {} dead-lettered: {:?}{}",
+                producer.producer,
+                producer.first_dead_lettered,
+                more(
+                    producer.counts.dead_lettered,
+                    producer.first_dead_lettered.len()
+                )
+            );
+        }
         if !producer.first_lost_confirmed.is_empty() {
             let _ = writeln!(
                 out,
@@ -132,10 +165,16 @@ fn gates_and_figures(out: &mut String, report: &RunReport) {
         .map_or("as fast as possible".to_string(), |r| {
             format!("target {r} msg/s")
         });
+    let t = &report.verdict.totals;
     let _ = writeln!(
         out,
-        "throughput: published {:.0} msg/s over {:.1} s, delivered {:.0} msg/s ({target})",
-        th.published_per_s, th.publishing_s, th.delivered_per_s
+        "throughput: published {:.0} msg/s over {:.1} s ({target}); delivered {} of {} distinct messages, {:.0} msg/s over the {:.1} s deliveries lasted",
+        th.published_per_s,
+        th.publishing_s,
+        t.delivered,
+        t.attempted,
+        th.delivered_per_s,
+        th.delivering_s
     );
     latency_line(out, "publish→confirm", &report.latency.confirm);
     latency_line(
@@ -256,5 +295,57 @@ fn latency_line(out: &mut String, name: &str, p: &Percentiles) {
         ms(p.p999_us),
         ms(p.max_us),
         p.count
+    );
+}
+
+/// What the final read found and what the queue held at the end.
+fn final_read_line(out: &mut String, report: &RunReport) {
+    let read = &report.final_read;
+    let left = report
+        .queue_left
+        .map_or("unknown".to_string(), |n| n.to_string());
+    if read.ran {
+        let others = match read.consumers_left {
+            Some(n) if n > 1 => format!(", {} other consumer(s) still held deliveries", n - 1),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  final read: {} deliveries in {:.1} s, {}{others}; left in the queue: {left}",
+            read.deliveries,
+            read.duration_ms as f64 / 1_000.0,
+            read.outcome
+        );
+    } else if !read.outcome.is_empty() {
+        let _ = writeln!(
+            out,
+            "  final read: not run ({}); left in the queue: {left}",
+            read.outcome
+        );
+    }
+}
+
+/// Dead-lettered messages and why.
+fn dead_letter_line(out: &mut String, t: &crate::ledger::Counts) {
+    let split: Vec<String> = [
+        ("maxlen", t.dead_lettered_maxlen),
+        ("expired", t.dead_lettered_expired),
+        ("rejected", t.dead_lettered_rejected),
+        ("delivery_limit", t.dead_lettered_delivery_limit),
+        ("other", t.dead_lettered_other),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(reason, n)| format!("{reason} {n}"))
+    .collect();
+    let why = if split.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", split.join(", "))
+    };
+    let _ = writeln!(
+        out,
+        "  dead-lettered       {:>6}  moved aside by the broker, never processed{why}",
+        t.dead_lettered
     );
 }

@@ -39,7 +39,7 @@ pub fn write(
         std::fs::write(
             dir.join("verdict.json"),
             json(
-                &serde_json::json!({ "verdict": report.verdict, "gates": report.gates, "passed": report.passed, "interrupted": report.interrupted }),
+                &serde_json::json!({ "verdict": report.verdict, "final_read": report.final_read, "queue_left": report.queue_left, "loss_explanations": report.loss_explanations, "gates": report.gates, "passed": report.passed, "interrupted": report.interrupted }),
             ),
         )?;
         std::fs::write(dir.join("events.json"), json(&report.events))?;

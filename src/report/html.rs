@@ -72,14 +72,28 @@ fn verdict_table(out: &mut String, report: &RunReport) {
     out.push_str(
         "<h2>Verdict</h2><table><tr><th>term</th><th>messages</th><th>meaning</th></tr>\n",
     );
-    let rows: [(&str, u64, &str); 12] = [
+    let rows: [(&str, u64, &str); 14] = [
         ("published", t.attempted, "distinct messages published"),
         ("confirmed", t.confirmed, "acknowledged by the broker"),
-        ("delivered", t.delivered, "distinct messages delivered"),
+        (
+            "delivered",
+            t.delivered,
+            "distinct messages delivered to a live consumer",
+        ),
+        (
+            "stranded",
+            t.stranded,
+            "kept by the broker, never delivered to a live consumer: found by the final read",
+        ),
+        (
+            "dead-lettered",
+            t.dead_lettered,
+            "moved to the dead-letter queue by the broker (length limit, expiry, delivery limit): never processed",
+        ),
         (
             "lost (confirmed)",
             t.lost_confirmed,
-            "confirmed, never delivered: the broker broke its promise",
+            "confirmed, and neither delivered nor found in the queue: the broker broke its promise",
         ),
         (
             "lost (unconfirmed)",
@@ -130,13 +144,42 @@ fn verdict_table(out: &mut String, report: &RunReport) {
         );
     }
     out.push_str("</table>\n");
+    for reason in &report.loss_explanations {
+        let _ = writeln!(
+            out,
+            "<p class=\"fail\">could explain the losses: {}</p>",
+            escape(reason)
+        );
+    }
+    let read = &report.final_read;
+    let left = report
+        .queue_left
+        .map_or("unknown".to_string(), |n| n.to_string());
+    if read.ran {
+        let _ = writeln!(
+            out,
+            "<p>final read: {} deliveries in {:.1} s, {} · left in the queue: {left}</p>",
+            read.deliveries,
+            read.duration_ms as f64 / 1_000.0,
+            escape(&read.outcome)
+        );
+    } else if !read.outcome.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p>final read: not run ({}) · left in the queue: {left}</p>",
+            escape(&read.outcome)
+        );
+    }
     let th = &report.throughput;
     let _ = writeln!(
         out,
-        "<p>published {:.0} msg/s over {:.1} s, delivered {:.0} msg/s{} · drain: {} · warren's CPU {:.1} µs per delivery</p>",
+        "<p>published {:.0} msg/s over {:.1} s, delivered {} of {} distinct messages, {:.0} msg/s over the {:.1} s deliveries lasted{} · drain: {} · warren's CPU {:.1} µs per delivery</p>",
         th.published_per_s,
         th.publishing_s,
+        t.delivered,
+        t.attempted,
         th.delivered_per_s,
+        th.delivering_s,
         th.target_per_s
             .map_or(String::from(" (as fast as possible)"), |r| format!(
                 " (target {r} msg/s)"

@@ -20,12 +20,14 @@ pub fn render(report: &RunReport) -> String {
     let suite = format!("warren.{}", report.scenario);
     let t = &report.verdict.totals;
     let accounting = format!(
-        "published {}, confirmed {}, delivered {}, lost_confirmed {}, lost_unconfirmed {}, recovered {}, duplicated {} (redelivered {}, republished {}), reordered {}, returned {}, unexpected {}, foreign {}, corrupted {}",
+        "published {}, confirmed {}, delivered {}, lost_confirmed {}, lost_unconfirmed {}, stranded {}, dead_lettered {}, recovered {}, duplicated {} (redelivered {}, republished {}), reordered {}, returned {}, unexpected {}, foreign {}, corrupted {}",
         t.attempted,
         t.confirmed,
         t.delivered,
         t.lost_confirmed,
         t.lost_unconfirmed,
+        t.stranded,
+        t.dead_lettered,
         t.recovered,
         t.duplicated,
         t.duplicated_redelivered,

@@ -4,6 +4,7 @@
 pub mod capacity;
 pub mod console;
 pub mod csv;
+pub mod explain;
 pub mod faults;
 pub mod files;
 pub mod hlog;
@@ -19,7 +20,7 @@ use crate::broker::NodeInfo;
 use crate::events::Event;
 use crate::gates::GateResult;
 use crate::ledger::Verdict;
-use crate::workload::{CpuTime, DrainResult, WorkloadOutcome};
+use crate::workload::{CpuTime, DrainResult, FinalReadReport, WorkloadOutcome};
 
 /// A latency distribution, summarized (microseconds).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -170,7 +171,16 @@ pub struct RunReport {
     pub broker_version: Option<String>,
     pub nodes: Vec<NodeInfo>,
     pub queue: String,
+    /// Messages left in the queue at its deletion, after the final read (None when it was
+    /// kept or the broker did not say).
     pub queue_left: Option<u32>,
+    /// The final read of the queue after the drain.
+    #[serde(default)]
+    pub final_read: FinalReadReport,
+    /// Settings of the scenario that could explain its losses (a queue policy, transient
+    /// messages), so a promise RabbitMQ never made is not read as a broken one.
+    #[serde(default)]
+    pub loss_explanations: Vec<String>,
     pub publishers: u32,
     pub consumers: u32,
     pub elapsed_s: f64,
@@ -279,6 +289,8 @@ impl RunReport {
             nodes: context.nodes,
             queue: outcome.queue.clone(),
             queue_left: outcome.queue_left,
+            final_read: outcome.final_read.clone(),
+            loss_explanations: explain::losses(plan, &outcome.verdict.totals),
             publishers: plan.publishers.count,
             consumers: plan.consumers.count,
             elapsed_s: outcome.elapsed.as_secs_f64(),

@@ -141,8 +141,13 @@ pub(super) fn consumers(c: &mut Checker<'_>, section: ConsumersSection) -> Consu
         crash_every,
         connections: client_connections(c, "consumers", count, section.connections, None),
         heartbeat: heartbeat(c, "consumers.heartbeat", section.heartbeat),
+        stall_timeout: nonzero(c, "consumers.stall_timeout", section.stall_timeout)
+            .unwrap_or(DEFAULT_STALL_TIMEOUT),
     }
 }
+
+/// How long a consumer may receive nothing while its queue holds ready messages.
+const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connections shared by `count` clients (one channel each): one per client by default.
 fn client_connections(

@@ -53,6 +53,8 @@ pub struct Checker<'a> {
     source: &'a Source,
     spans: &'a FieldSpans,
     found: Vec<Diagnostic>,
+    /// Things that are allowed but probably not meant.
+    warnings: Vec<Diagnostic>,
 }
 
 impl<'a> Checker<'a> {
@@ -62,7 +64,20 @@ impl<'a> Checker<'a> {
             source,
             spans,
             found: Vec::new(),
+            warnings: Vec::new(),
         }
+    }
+
+    /// Records something allowed that is probably not what the author meant; it is shown,
+    /// and refuses nothing.
+    pub fn warn(&mut self, field: &str, message: impl fmt::Display) {
+        let offset = self.spans.value_offset(field);
+        self.warnings.push(Diagnostic {
+            file: self.source.name.clone(),
+            location: self.source.location(offset),
+            field: field.to_string(),
+            message: message.to_string(),
+        });
     }
 
     /// Records a problem with the value of `field` (or with the field's absence).
@@ -110,13 +125,15 @@ impl<'a> Checker<'a> {
         self.found.is_empty()
     }
 
-    /// Ends the collection: `Ok` when clean, else every diagnostic in file order.
+    /// Ends the collection: `Ok` with the warnings when clean, else every diagnostic in
+    /// file order.
     ///
     /// # Errors
     /// Returns the diagnostics found, sorted by position.
-    pub fn finish(mut self) -> Result<(), Diagnostics> {
+    pub fn finish(mut self) -> Result<Vec<Diagnostic>, Diagnostics> {
         if self.found.is_empty() {
-            return Ok(());
+            self.warnings.sort_by_key(|d| d.location);
+            return Ok(self.warnings);
         }
         self.found.sort_by_key(|d| d.location);
         self.found.dedup();

@@ -21,7 +21,7 @@ pub(super) struct RunLength {
     pub from_cli: bool,
 }
 
-const SCHEDULE: &[&str] = &["kind", "at", "every", "jitter", "count", "for"];
+const SCHEDULE: &[&str] = &["name", "kind", "at", "every", "jitter", "count", "for"];
 
 /// The parameters each kind takes besides its schedule.
 fn parameters(kind: K) -> &'static [&'static str] {
@@ -31,6 +31,7 @@ fn parameters(kind: K) -> &'static [&'static str] {
         K::Bandwidth => &["path", "stream", "toxicity", "rate"],
         K::SlowClose => &["path", "stream", "toxicity", "delay"],
         K::Timeout | K::ResetPeer => &["path", "stream", "toxicity", "timeout"],
+        K::Blackhole => &["path", "stream", "toxicity"],
         K::Slicer => &[
             "path",
             "stream",
@@ -93,6 +94,24 @@ pub(super) fn faults(
     broker: &BrokerPlan,
     run: RunLength,
 ) -> Vec<FaultPlan> {
+    let mut names: Vec<String> = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let Some(name) = &entry.name else { continue };
+        let path = format!("faults[{i}].name");
+        if name.trim().is_empty() || name.chars().count() > 60 || name.chars().any(char::is_control)
+        {
+            c.error(
+                &path,
+                format!(" = {name:?}: expected 1 to 60 characters, no line breaks"),
+            );
+        } else if names.contains(name) {
+            c.error(
+                &path,
+                format!(" = {name:?}: another fault has this name; names must be unique"),
+            );
+        }
+        names.push(name.clone());
+    }
     entries
         .into_iter()
         .enumerate()
@@ -130,7 +149,11 @@ fn fault(
     }
     let schedule = schedule(c, path, &entry, kind, run)?;
     let action = action(c, path, &entry, kind, broker)?;
-    Some(FaultPlan { schedule, action })
+    Some(FaultPlan {
+        name: entry.name,
+        schedule,
+        action,
+    })
 }
 
 fn schedule(
@@ -240,7 +263,12 @@ fn action(
         );
     };
     let traffic = entry.path.unwrap_or(TrafficPath::All);
-    let stream = entry.stream.unwrap_or(StreamDirection::Downstream);
+    // An outage stops both directions; a toxic acts on what comes back, as Toxiproxy's do.
+    let stream = entry.stream.unwrap_or(if kind == K::Blackhole {
+        StreamDirection::Both
+    } else {
+        StreamDirection::Downstream
+    });
     let toxicity = match entry.toxicity {
         Some(t) if (0.0..=1.0).contains(&t) => t,
         Some(t) => {
@@ -304,6 +332,9 @@ fn action(
         }),
         K::ResetPeer => toxic(Toxic::ResetPeer {
             timeout: entry.timeout.map_or(zero, |t| t.0),
+        }),
+        K::Blackhole => toxic(Toxic::Blackhole {
+            hold: entry.lasting.map_or(zero, |t| t.0),
         }),
         K::Slicer => {
             let Some(average) = entry.average_size.map(|s| s.0) else {
@@ -535,6 +566,7 @@ fn all_kind_names() -> Vec<String> {
         K::Bandwidth,
         K::SlowClose,
         K::Timeout,
+        K::Blackhole,
         K::ResetPeer,
         K::Slicer,
         K::LimitData,

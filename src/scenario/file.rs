@@ -30,6 +30,10 @@ pub struct ScenarioFile {
     pub seed: Option<i64>,
     /// How long to wait for confirmed messages to arrive after publishing stops.
     pub drain_timeout: Option<DurationValue>,
+    /// Whether missing messages are looked for in the queue once the drain is over.
+    pub final_read: Option<bool>,
+    /// How long that final read may take.
+    pub final_read_timeout: Option<DurationValue>,
     /// `[broker]`
     pub broker: BrokerSection,
     /// `[topology]`
@@ -87,6 +91,8 @@ pub struct BrokerSection {
 pub struct TopologySection {
     pub queue: Option<QueueSection>,
     pub exchange: Option<ExchangeSection>,
+    /// Declare and read a dead-letter exchange and queue of the run.
+    pub dead_letter: Option<bool>,
 }
 
 /// `topology.queue`
@@ -190,6 +196,7 @@ pub struct ConsumersSection {
     pub crash_every: Option<i64>,
     pub connections: Option<i64>,
     pub heartbeat: Option<DurationValue>,
+    pub stall_timeout: Option<DurationValue>,
 }
 
 /// One `[[faults]]` entry. Every kind's parameters are listed; `lower` refuses the ones a
@@ -197,6 +204,8 @@ pub struct ConsumersSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultEntry {
+    /// What the fault is called in the console, the report, events and CSV.
+    pub name: Option<String>,
     pub kind: Option<FaultKindName>,
     pub at: Option<DurationValue>,
     pub every: Option<DurationValue>,
@@ -267,6 +276,7 @@ pub struct ChaosSection {
 pub struct GatesSection {
     pub max_lost_confirmed: Option<i64>,
     pub max_lost_unconfirmed: Option<i64>,
+    pub max_dead_lettered: Option<i64>,
     pub max_duplicates: Option<i64>,
     pub max_reordered: Option<i64>,
     pub p99_e2e_ms: Option<f64>,

@@ -18,6 +18,8 @@ use super::plan::*;
 use crate::redact::BrokerUri;
 
 const DEFAULT_DURATION: Duration = Duration::from_secs(60);
+/// How long the final read of the queue may take unless the scenario says.
+const DEFAULT_FINAL_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Turns a parsed file into a plan, recording every problem in `c`. The plan returned
 /// is only meaningful when `c` stays clean.
@@ -42,8 +44,15 @@ pub(super) fn lower(
         })
     });
     let drain_timeout = file.drain_timeout.map_or(Duration::from_secs(30), |d| d.0);
+    let final_read_timeout = nonzero(c, "final_read_timeout", file.final_read_timeout)
+        .unwrap_or(DEFAULT_FINAL_READ_TIMEOUT);
     let broker = broker(c, file.broker);
     let topology = topology(c, file.topology);
+    // A kept queue is left as the run left it unless the scenario asks for the read.
+    let final_read = file
+        .final_read
+        .unwrap_or(!topology.keep)
+        .then_some(final_read_timeout);
     let publishers = publishers(c, file.publishers);
     let consumers = consumers(c, file.consumers);
     stream_consumers(c, &topology, &consumers);
@@ -55,10 +64,11 @@ pub(super) fn lower(
     let chaos = file
         .chaos
         .and_then(|section| chaos(c, section, &broker, length));
-    let gates = gates(c, file.gates, &publishers);
+    let gates = gates(c, file.gates, &publishers, &topology);
     let sweep = file.sweep.and_then(|section| sweep(c, section));
     let report = report(c, file.report);
     let proxy = proxy(c, file.proxy, &broker);
+    dropping_toxics(c, &faults, chaos.as_ref(), &publishers, &consumers);
     Plan {
         source: path.to_path_buf(),
         name,
@@ -66,6 +76,7 @@ pub(super) fn lower(
         seed,
         stop,
         drain_timeout,
+        final_read,
         broker,
         topology,
         publishers,
@@ -76,6 +87,74 @@ pub(super) fn lower(
         sweep,
         report,
         proxy,
+        warnings: Vec::new(),
+    }
+}
+
+/// Warns where a `timeout` toxic drops bytes for less time than heartbeats take to notice:
+/// the connection lives on with a hole in its stream, which no real network makes
+/// (TCP retransmits). That models a middlebox that drops bytes, not an outage.
+fn dropping_toxics(
+    c: &mut Checker<'_>,
+    faults: &[FaultPlan],
+    chaos: Option<&ChaosPlan>,
+    publishers: &PublisherPlan,
+    consumers: &ConsumerPlan,
+) {
+    let warning = |path: TrafficPath, lasting: Duration| -> Option<String> {
+        let (role, heartbeat, effect) = match path {
+            TrafficPath::Publishers => (
+                "publishers",
+                publishers.heartbeat,
+                "a publish dropped mid-stream shifts the broker's confirms onto other messages",
+            ),
+            _ => (
+                "consumers",
+                consumers.heartbeat,
+                "deliveries dropped mid-stream leave a hole the consumer must detect",
+            ),
+        };
+        let detected = heartbeat * 2;
+        (heartbeat.is_zero() || lasting < detected).then(|| {
+            format!(
+                "kind = \"timeout\" drops bytes for {} on the {role}' path, shorter than heartbeat detection ({}): the connection survives with bytes missing mid-stream, which a real network never does ({effect}); for an outage use kind = \"blackhole\"",
+                super::units::format_duration(lasting),
+                super::units::format_duration(detected),
+            )
+        })
+    };
+    for (i, fault) in faults.iter().enumerate() {
+        let FaultAction::Toxic {
+            toxic: Toxic::Timeout { timeout },
+            path,
+            ..
+        } = fault.action
+        else {
+            continue;
+        };
+        let Some(lasting) = fault.schedule.lasting else {
+            continue;
+        };
+        // A timeout that closes the connection before the fault ends leaves no hole.
+        if !timeout.is_zero() && timeout < lasting {
+            continue;
+        }
+        let paths: &[TrafficPath] = match path {
+            TrafficPath::All => &[TrafficPath::Publishers, TrafficPath::Consumers],
+            ref one => std::slice::from_ref(one),
+        };
+        for one in paths {
+            if let Some(message) = warning(*one, lasting) {
+                c.warn(&format!("faults[{i}].kind"), message);
+            }
+        }
+    }
+    if let Some(chaos) = chaos.filter(|c| c.kinds.contains_key(&FaultKindName::Timeout)) {
+        for one in [TrafficPath::Publishers, TrafficPath::Consumers] {
+            if let Some(message) = warning(one, chaos.lasting) {
+                c.warn("chaos.kinds.timeout", message);
+            }
+        }
     }
 }
 
@@ -360,7 +439,25 @@ fn topology(c: &mut Checker<'_>, section: TopologySection) -> TopologyPlan {
             "a named exchange",
         );
     }
+    let own_dead_letters = arguments.contains_key("x-dead-letter-exchange");
+    let dead_letter = match section.dead_letter {
+        Some(true) if queue_type == QueueType::Stream => {
+            c.error(
+                "topology.dead_letter",
+                " = true: a stream never dead-letters; remove it",
+            );
+            false
+        }
+        Some(true) if own_dead_letters => {
+            c.error("topology.dead_letter", " = true: the queue names its own x-dead-letter-exchange, which warren does not read; remove one of the two");
+            false
+        }
+        Some(on) => on,
+        // A queue the scenario names may exist already, with other arguments.
+        None => queue_type != QueueType::Stream && !own_dead_letters && queue.name.is_none(),
+    };
     TopologyPlan {
+        dead_letter,
         queue_name: queue.name,
         queue_type,
         durable: queue.durable.unwrap_or(true),
@@ -373,7 +470,12 @@ fn topology(c: &mut Checker<'_>, section: TopologySection) -> TopologyPlan {
     }
 }
 
-fn gates(c: &mut Checker<'_>, section: GatesSection, publishers: &PublisherPlan) -> Gates {
+fn gates(
+    c: &mut Checker<'_>,
+    section: GatesSection,
+    publishers: &PublisherPlan,
+    topology: &TopologyPlan,
+) -> Gates {
     let limit = |c: &mut Checker<'_>, name: &str, value: Option<i64>| {
         value.map(|v| {
             whole(
@@ -389,6 +491,12 @@ fn gates(c: &mut Checker<'_>, section: GatesSection, publishers: &PublisherPlan)
     };
     let max_lost_confirmed = limit(c, "max_lost_confirmed", section.max_lost_confirmed).or(Some(0));
     let max_lost_unconfirmed = limit(c, "max_lost_unconfirmed", section.max_lost_unconfirmed);
+    // Checked by default wherever warren reads the dead letters.
+    let max_dead_lettered = limit(c, "max_dead_lettered", section.max_dead_lettered)
+        .or(topology.dead_letter.then_some(0));
+    if section.max_dead_lettered.is_some() && !topology.dead_letter {
+        c.error("gates.max_dead_lettered", "can never be checked: warren reads no dead-letter queue in this run (topology.dead_letter is off for a stream, a named queue, or a queue with its own x-dead-letter-exchange)");
+    }
     let max_duplicates = limit(c, "max_duplicates", section.max_duplicates);
     let max_reordered = limit(c, "max_reordered", section.max_reordered);
     let p99_e2e_ms = positive(c, "gates.p99_e2e_ms", section.p99_e2e_ms, "milliseconds");
@@ -419,6 +527,7 @@ fn gates(c: &mut Checker<'_>, section: GatesSection, publishers: &PublisherPlan)
     Gates {
         max_lost_confirmed,
         max_lost_unconfirmed,
+        max_dead_lettered,
         max_duplicates,
         max_reordered,
         p99_e2e_ms,

@@ -82,13 +82,13 @@ pub fn parse(path: &Path, text: &str, overrides: Overrides) -> Result<Plan, Diag
         }
         return checker
             .finish()
-            .map(|()| unreachable!("syntax errors were recorded"));
+            .map(|_| unreachable!("syntax errors were recorded"));
     }
     let spans = FieldSpans::index(&document);
     let mut checker = Checker::new(&source, &spans);
     let file = read_sections(document, &mut checker);
-    let plan = lower::lower(file, path, overrides, &mut checker);
-    checker.finish()?;
+    let mut plan = lower::lower(file, path, overrides, &mut checker);
+    plan.warnings = checker.finish()?.iter().map(ToString::to_string).collect();
     Ok(plan)
 }
 
@@ -101,6 +101,8 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "messages",
     "seed",
     "drain_timeout",
+    "final_read",
+    "final_read_timeout",
     "broker",
     "topology",
     "publishers",
@@ -127,6 +129,8 @@ fn read_sections(document: Spanned<DeTable<'_>>, checker: &mut Checker<'_>) -> S
             "messages" => file.messages = field(value, name, checker),
             "seed" => file.seed = field(value, name, checker),
             "drain_timeout" => file.drain_timeout = field(value, name, checker),
+            "final_read" => file.final_read = field(value, name, checker),
+            "final_read_timeout" => file.final_read_timeout = field(value, name, checker),
             "broker" => file.broker = field(value, name, checker).unwrap_or_default(),
             "topology" => file.topology = field(value, name, checker).unwrap_or_default(),
             "publishers" => file.publishers = field(value, name, checker).unwrap_or_default(),

@@ -24,6 +24,9 @@ pub struct Plan {
     pub stop: StopCondition,
     /// How long to wait after publishing for confirmed messages to be delivered.
     pub drain_timeout: Duration,
+    /// After the drain, how long a final read of the queue may take to find the messages
+    /// still missing (`None`: no final read, the queue is left as it is).
+    pub final_read: Option<Duration>,
     /// Which broker the run uses.
     pub broker: BrokerPlan,
     /// What is declared on the broker.
@@ -38,6 +41,10 @@ pub struct Plan {
     pub chaos: Option<ChaosPlan>,
     /// Thresholds that decide the exit code.
     pub gates: Gates,
+    /// Allowed, but probably not meant (`file:line:column: field: why`); shown by
+    /// `warren validate` and `warren run`.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
     /// A capacity sweep instead of one run, if any.
     pub sweep: Option<SweepPlan>,
     /// Where and how results are written.
@@ -98,6 +105,7 @@ impl FaultKindName {
                 | FaultKindName::Bandwidth
                 | FaultKindName::SlowClose
                 | FaultKindName::Timeout
+                | FaultKindName::Blackhole
                 | FaultKindName::ResetPeer
                 | FaultKindName::Slicer
                 | FaultKindName::LimitData
@@ -213,6 +221,9 @@ pub struct TopologyPlan {
     pub exchange_durable: bool,
     /// Routing key; unset means the queue name.
     pub routing_key: Option<String>,
+    /// The queue dead-letters into an exchange and queue of the run, which warren reads:
+    /// a message the broker dropped by policy is then found, and counted as dead-lettered.
+    pub dead_letter: bool,
 }
 
 /// A queue x-argument value.
@@ -287,6 +298,9 @@ pub struct ConsumerPlan {
     /// Connections the consumers share.
     pub connections: u32,
     pub heartbeat: Duration,
+    /// A consumer that receives nothing this long while its queue holds ready messages
+    /// is stalled (its deliveries were lost on the way): it reopens its channel.
+    pub stall_timeout: Duration,
 }
 
 /// Every fault kind a scenario can name.
@@ -298,6 +312,7 @@ pub enum FaultKindName {
     Bandwidth,
     SlowClose,
     Timeout,
+    Blackhole,
     ResetPeer,
     Slicer,
     LimitData,
@@ -370,9 +385,15 @@ pub enum Toxic {
     SlowClose {
         delay: Duration,
     },
-    /// 0 = blackhole until removed.
+    /// Drops every byte (Toxiproxy's timeout toxic); closes the connection after
+    /// `timeout`, or never when it is 0.
     Timeout {
         timeout: Duration,
+    },
+    /// Holds every byte for `hold` (the fault's length) and lets them flow when it ends,
+    /// as after a real outage: TCP retransmits, nothing is lost in mid-stream.
+    Blackhole {
+        hold: Duration,
     },
     ResetPeer {
         timeout: Duration,
@@ -431,6 +452,8 @@ pub enum FaultAction {
 /// One `[[faults]]` entry, checked.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FaultPlan {
+    /// The scenario's name for it; unset, it is labelled by its kind and parameters.
+    pub name: Option<String>,
     pub schedule: Schedule,
     pub action: FaultAction,
 }
@@ -451,6 +474,8 @@ pub struct ChaosPlan {
 pub struct Gates {
     pub max_lost_confirmed: Option<u64>,
     pub max_lost_unconfirmed: Option<u64>,
+    /// Messages the broker moved to the dead-letter queue (never processed).
+    pub max_dead_lettered: Option<u64>,
     pub max_duplicates: Option<u64>,
     pub max_reordered: Option<u64>,
     pub p99_e2e_ms: Option<f64>,

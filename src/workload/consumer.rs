@@ -37,6 +37,11 @@ pub struct Sabotage {
     pub drop_every: Option<u64>,
     /// Record every Kth delivery twice.
     pub double_every: Option<u64>,
+    /// After K deliveries, stop reading: what comes after is neither recorded nor
+    /// acknowledged (a consumer that hangs), for the final read to find.
+    pub stop_after: Option<u64>,
+    /// Panic at the Kth delivery (a task that dies without handing back its ledger).
+    pub panic_at: Option<u64>,
 }
 
 /// A request for the sequence numbers this consumer has seen so far, per producer.
@@ -87,6 +92,11 @@ enum End {
     Cancelled,
     Failed(Failure),
     Crashed,
+    /// Delivery tags skipped this many deliveries: they were lost on the way.
+    Hole(u64),
+    /// Nothing arrived for the stall timeout while the queue held ready messages (or the
+    /// broker did not answer the question).
+    Stalled(String),
     /// The broker cancelled the consumer (basic.cancel): its queue was deleted, or
     /// crashed, or a stream's member went away.
     CancelledByBroker,
@@ -182,6 +192,24 @@ impl Consumer {
                         &self.source,
                         EventKind::ConsumerCrash,
                         "channel closed without acknowledging",
+                    );
+                    channel.close().await;
+                    failed_generation = None;
+                }
+                End::Hole(missing) => {
+                    self.setup.events.record(
+                        &self.source,
+                        EventKind::StreamHole,
+                        format!("{missing} deliveries never arrived; reopening the channel so the broker delivers them again"),
+                    );
+                    channel.close().await;
+                    failed_generation = None;
+                }
+                End::Stalled(why) => {
+                    self.setup.events.record(
+                        &self.source,
+                        EventKind::ConsumerStalled,
+                        format!("{why}; reopening the channel"),
                     );
                     channel.close().await;
                     failed_generation = None;
@@ -290,6 +318,10 @@ impl Consumer {
         let mut unacked: u64 = 0;
         let mut last_tag = 0;
         let mut since_open: u64 = 0;
+        // Delivery tags on a channel are consecutive from 1: a skip is a hole in the stream.
+        let mut next_tag: u64 = 1;
+        let mut last_arrival = tokio::time::Instant::now();
+        let stall_timeout = self.setup.plan.stall_timeout;
         let mut acks = FuturesUnordered::new();
         let flush = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(flush);
@@ -320,11 +352,33 @@ impl Consumer {
                         Some(Err(failure)) => return End::Failed(failure),
                         None => return End::CancelledByBroker,
                     };
+                    last_arrival = tokio::time::Instant::now();
+                    if self.stopped() {
+                        continue;
+                    }
                     let tag = delivery.tag;
+                    let hole = tag.saturating_sub(next_tag);
+                    next_tag = tag + 1;
                     if let Some(offset) = delivery.stream_offset {
                         self.stream_next = Some(StreamStart::Offset(offset + 1));
                     }
                     self.handle(delivery);
+                    if hole > 0 && manual {
+                        // Never acknowledge across the hole: what came before it, then this
+                        // one alone; the broker redelivers the missing ones on a new channel.
+                        if unacked > 0 {
+                            let _ = channel.ack(last_tag, true).await;
+                        }
+                        let _ = channel.ack(tag, false).await;
+                        return End::Hole(hole);
+                    }
+                    if hole > 0 {
+                        self.setup.events.record(
+                            &self.source,
+                            EventKind::StreamHole,
+                            format!("{hole} deliveries never arrived (automatic acknowledgement: the broker will not deliver them again)"),
+                        );
+                    }
                     if let Some(delay) = self.setup.plan.processing_delay {
                         // To the microsecond: tokio's timer would round a 200 µs delay up
                         // to the next millisecond tick.
@@ -350,8 +404,48 @@ impl Consumer {
                     acks.push(channel.ack(last_tag, true));
                     unacked = 0;
                 }
-                _ = second.tick() => self.recorder.tick(self.setup.clock.now_ns()),
+                _ = second.tick() => {
+                    self.recorder.tick(self.setup.clock.now_ns());
+                    if manual && !self.stopped() && last_arrival.elapsed() >= stall_timeout {
+                        if let Some(why) = self.stalled(channel, stall_timeout).await {
+                            return End::Stalled(why);
+                        }
+                        last_arrival = tokio::time::Instant::now();
+                    }
+                }
             }
+        }
+    }
+
+    /// Whether the sabotage made this consumer stop reading.
+    fn stopped(&self) -> bool {
+        self.setup
+            .sabotage
+            .stop_after
+            .is_some_and(|k| self.shard.deliveries >= k)
+    }
+
+    /// After a quiet `stall_timeout`: why this consumer is stalled, if it is (its queue
+    /// holds ready messages the broker does not send it, or the broker does not answer).
+    async fn stalled(&self, channel: &AmqpChannel, stall_timeout: Duration) -> Option<String> {
+        let queue = &self.setup.topology.queue.name;
+        let quiet = stall_timeout.as_secs_f64();
+        match within(
+            stall_timeout.min(super::publisher::OPEN_WITHIN),
+            "checking the queue",
+            channel.queue_status(queue),
+        )
+        .await
+        {
+            Ok(status) if status.ready > 0 => Some(format!(
+                "nothing arrived for {quiet:.1} s while queue {queue} held {} ready message(s)",
+                status.ready
+            )),
+            Ok(_) => None,
+            Err(failure) => Some(format!(
+                "nothing arrived for {quiet:.1} s and checking queue {queue} failed: {}",
+                failure.message
+            )),
         }
     }
 
@@ -365,6 +459,11 @@ impl Consumer {
             Ok(header) => {
                 let count = self.shard.deliveries + 1;
                 let sabotage = self.setup.sabotage;
+                assert!(
+                    sabotage.panic_at != Some(count),
+                    "sabotage: consumer {} panics at delivery {count}",
+                    self.setup.index
+                );
                 if sabotage.drop_every.is_some_and(|k| count % k == 0) {
                     self.shard.deliveries += 1;
                     self.report_dropped.push((header.producer, header.seq));

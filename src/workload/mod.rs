@@ -4,7 +4,9 @@
 //! and histograms and return them; nothing is shared on the hot path.
 
 pub mod consumer;
+mod dead_letter_reader;
 mod drain;
+pub mod final_read;
 mod inflight;
 mod link;
 pub mod message;
@@ -22,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use consumer::Sabotage;
 pub use drain::{DrainEnd, DrainResult};
+pub use final_read::FinalReadReport;
 pub use progress::Totals;
 
 use crate::amqp::{AmqpChannel, Failure, FailureKind, within};
@@ -32,6 +35,7 @@ use crate::metrics::series::{Sample, Series};
 use crate::metrics::{Clock, Latencies};
 use crate::redact::BrokerUri;
 use crate::scenario::{AckMode, BodySize, Plan};
+use final_read::FinalRead;
 use link::Link;
 use pacing::{Pace, Sizes};
 use progress::{ConsumerCounters, PublisherCounters};
@@ -42,6 +46,8 @@ const CONSUMERS_READY_WITHIN: Duration = Duration::from_secs(30);
 /// How long after `duration + drain_timeout` publishers may still run before they are
 /// cancelled (they normally end by then on their own).
 const PUBLISHERS_GRACE: Duration = Duration::from_secs(5);
+/// How long reading the rest of the dead-letter queue may take at the end.
+const DEAD_LETTERS_FINISH_WITHIN: Duration = Duration::from_secs(10);
 /// How long closing every connection at the end may take in all.
 const CLOSE_ALL_WITHIN: Duration = Duration::from_secs(10);
 
@@ -154,6 +160,37 @@ pub enum WorkloadError {
     ConsumersNotReady,
     #[error("interrupted before the workload started")]
     Interrupted,
+    /// A task ended without handing back its ledger: the verdict would have a hole, so
+    /// there is none.
+    #[error("{task} failed without handing back its ledger: {reason}")]
+    TaskFailed { task: String, reason: String },
+}
+
+/// The results of tasks that must all hand theirs back: the first that did not is named
+/// (`role` and its index) with its panic message.
+fn every_report<T>(
+    role: &str,
+    results: Vec<Result<T, tokio::task::JoinError>>,
+) -> Result<Vec<T>, WorkloadError> {
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(index, result)| {
+            result.map_err(|error| WorkloadError::TaskFailed {
+                task: format!("{role} {index}"),
+                reason: if error.is_panic() {
+                    let panic = error.into_panic();
+                    panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                        .map_or_else(|| "panicked".into(), |m| format!("panicked: {m}"))
+                } else {
+                    "cancelled".into()
+                },
+            })
+        })
+        .collect()
 }
 
 /// Process CPU time (user + system) spent during the workload.
@@ -184,6 +221,8 @@ pub struct WorkloadOutcome {
     pub interrupted: bool,
     /// Messages left in the queue when it was deleted (None when kept or unknown).
     pub queue_left: Option<u32>,
+    /// The final read of the queue after the drain, and what it found.
+    pub final_read: FinalReadReport,
     /// Memory the ledgers held at the end, in bytes.
     pub ledger_bytes: u64,
     /// When confirms and first deliveries came (gaps), per task, for recovery times.
@@ -274,13 +313,41 @@ pub async fn run(
             verify: !options.no_verify,
         })));
     }
+    // The dead-letter queue is read from the start, so the drain counts what the broker
+    // moved there as found.
+    let dead_stop = CancellationToken::new();
+    let dead_letter_reader = match &topology.dead_letters {
+        Some(dead) if !options.no_verify => {
+            let (snapshot_tx, snapshots) = mpsc::channel(1);
+            snapshot_senders.push(snapshot_tx);
+            Some(tokio::spawn(dead_letter_reader::run(
+                dead_letter_reader::DeadLetterSetup {
+                    uris: uris.clone(),
+                    dead_letters: dead.clone(),
+                    run_id,
+                    producers,
+                    heartbeat: plan.consumers.heartbeat,
+                    connection_name: format!("warren {} dead letters", plan.name),
+                    events: events.clone(),
+                    stop: dead_stop.clone(),
+                    finish_within: DEAD_LETTERS_FINISH_WITHIN,
+                    snapshots,
+                },
+            )))
+        }
+        _ => None,
+    };
     let all_ready = tokio::select! {
         () = cancel.cancelled() => false,
         result = tokio::time::timeout(CONSUMERS_READY_WITHIN, join_all(ready)) => result.is_ok_and(|r| r.iter().all(Result::is_ok)),
     };
     if !all_ready {
         consumer_cancel.cancel();
+        dead_stop.cancel();
         join_all(consumer_handles).await;
+        if let Some(reader) = dead_letter_reader {
+            let _ = reader.await;
+        }
         return Err(if cancel.is_cancelled() {
             WorkloadError::Interrupted
         } else {
@@ -370,10 +437,12 @@ pub async fn run(
             }
         }
     };
-    let publisher_reports: Vec<_> = publisher_reports
-        .into_iter()
-        .filter_map(Result::ok)
-        .collect();
+    // A publisher that did not hand back its ledger fails the run, after the teardown.
+    let (publisher_reports, publisher_failure) = match every_report("publisher", publisher_reports)
+    {
+        Ok(reports) => (reports, None),
+        Err(error) => (Vec::new(), Some(error)),
+    };
     let publishing_ended = publisher_reports
         .iter()
         .filter_map(|r| r.publishing_ended)
@@ -424,11 +493,54 @@ pub async fn run(
     events.record("workload", EventKind::DrainEnd, drain.describe());
 
     consumer_cancel.cancel();
-    let consumer_reports: Vec<_> = join_all(consumer_handles)
-        .await
-        .into_iter()
-        .filter_map(Result::ok)
-        .collect();
+    let consumer_reports = every_report("consumer", join_all(consumer_handles).await);
+    // Closing the consumers' connections hands back to the queue whatever they held
+    // unacknowledged, for the final read to find.
+    close_all(&consumer_links, &events, "consumers").await;
+    let final_read = match (&consumer_reports, &publisher_failure) {
+        (Ok(reports), None) => {
+            let missing = drain.missing > 0 && !options.no_verify;
+            let why_not = if plan.final_read.is_none() {
+                Some("off in the scenario")
+            } else if topology.queue.queue_type == crate::scenario::QueueType::Stream {
+                Some("a stream is not read to empty")
+            } else if cancel.is_cancelled() {
+                Some("interrupted")
+            } else if !missing {
+                Some("nothing was missing")
+            } else {
+                None
+            };
+            match why_not {
+                Some(why) => FinalRead::skipped(producers, why),
+                None if reports.is_empty() => FinalRead::skipped(producers, "no consumer"),
+                None => {
+                    final_read::read(final_read::FinalReadSetup {
+                        uris: uris.clone(),
+                        topology: &topology,
+                        run_id,
+                        producers,
+                        timeout: plan.final_read.unwrap_or_default(),
+                        heartbeat: plan.consumers.heartbeat,
+                        connection_name: format!("warren {} final read", plan.name),
+                        events: events.clone(),
+                        cancel,
+                    })
+                    .await
+                }
+            }
+        }
+        _ => FinalRead::skipped(producers, "a task failed"),
+    };
+    dead_stop.cancel();
+    let dead_letters = match dead_letter_reader {
+        Some(reader) => Some(
+            every_report("dead-letter reader", vec![reader.await])
+                .map(|mut shards| shards.remove(0)),
+        ),
+        None => None,
+    }
+    .transpose();
     let queue_left = match within(Duration::from_secs(20), "queue.delete", async {
         topology.delete(&setup.channel().await?).await
     })
@@ -444,38 +556,21 @@ pub async fn run(
             None
         }
     };
-    // Every connection closes at once, within one bound: one after another, a thousand
-    // links each allowed CLOSE_WITHIN made a teardown of minutes.
-    let closing = async {
-        setup.close().await;
-        join_all(
-            publisher_links
-                .iter()
-                .chain(&consumer_links)
-                .map(|link| link.close()),
-        )
-        .await;
-    };
-    if tokio::time::timeout(CLOSE_ALL_WITHIN, closing)
-        .await
-        .is_err()
-    {
-        events.record(
-            "workload",
-            EventKind::ConnectionLost,
-            format!(
-                "connections still closing after {} s were left to the broker",
-                CLOSE_ALL_WITHIN.as_secs()
-            ),
-        );
-    }
+    setup.close().await;
+    close_all(&publisher_links, &events, "publishers").await;
 
     drop(sample_sink);
+    if let Some(error) = publisher_failure {
+        return Err(error);
+    }
+    let consumer_reports = consumer_reports?;
+    let dead_letters = dead_letters?;
     let series = collector.finish().await;
     let latencies = series.total_latencies();
     let shards: Vec<_> = consumer_reports.iter().map(|r| r.shard.clone()).collect();
     let ledger_bytes = ledgers.iter().map(|l| l.memory_bytes()).sum::<u64>()
-        + shards.iter().map(|s| s.memory_bytes()).sum::<u64>();
+        + shards.iter().map(|s| s.memory_bytes()).sum::<u64>()
+        + dead_letters.as_ref().map_or(0, |d| d.memory_bytes());
     let verdict = if options.no_verify {
         let t = totals();
         Verdict::unverified(
@@ -491,8 +586,12 @@ pub async fn run(
         )
     } else {
         decide(
-            &ledgers,
-            &shards,
+            crate::ledger::Evidence {
+                publishers: &ledgers,
+                consumers: &shards,
+                final_read: final_read.report.ran.then_some(&final_read.shard),
+                dead_letters: dead_letters.as_ref(),
+            },
             plan.publishers.confirm,
             plan.consumers.count == 1 && plan.consumers.ack == AckMode::Manual,
         )
@@ -522,6 +621,7 @@ pub async fn run(
         },
         interrupted: cancel.is_cancelled(),
         queue_left,
+        final_read: final_read.report,
         ledger_bytes,
         confirm_activity: publisher_reports
             .iter()
@@ -622,7 +722,7 @@ async fn open_setup(
     within(
         Duration::from_secs(30),
         "declaring the topology",
-        topology.declare(&channel),
+        topology.declare_all(&channel),
     )
     .await
     .map_err(failed)?;
@@ -631,6 +731,25 @@ async fn open_setup(
         cancel: cancel.clone(),
         current: tokio::sync::Mutex::new(Some(channel)),
     })
+}
+
+/// Closes every connection of `links` at once, within one bound: one after another, a
+/// thousand links each allowed CLOSE_WITHIN made a teardown of minutes.
+async fn close_all(links: &[Arc<Link>], events: &EventLog, role: &str) {
+    let closing = join_all(links.iter().map(|link| link.close()));
+    if tokio::time::timeout(CLOSE_ALL_WITHIN, closing)
+        .await
+        .is_err()
+    {
+        events.record(
+            "workload",
+            EventKind::ConnectionLost,
+            format!(
+                "{role} connections still closing after {} s were left to the broker",
+                CLOSE_ALL_WITHIN.as_secs()
+            ),
+        );
+    }
 }
 
 fn links(

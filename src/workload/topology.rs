@@ -3,7 +3,7 @@
 //! unless the scenario keeps it.
 
 use crate::amqp::{AmqpChannel, Failure, QueueSpec};
-use crate::scenario::{ExchangeKind, Plan};
+use crate::scenario::{ExchangeKind, Plan, QueueArgument, QueueType};
 
 /// What is declared on the broker.
 #[derive(Debug, Clone)]
@@ -16,6 +16,35 @@ pub struct Topology {
     pub routing_key: String,
     /// Leave queue (and exchange) on the broker after the run.
     pub keep: bool,
+    /// Where the queue dead-letters, when warren reads its dead letters.
+    pub dead_letters: Option<DeadLetters>,
+}
+
+/// The run's dead-letter exchange (fanout) and the queue bound to it, both named after
+/// the run's queue.
+#[derive(Debug, Clone)]
+pub struct DeadLetters {
+    pub exchange: String,
+    pub queue: QueueSpec,
+}
+
+impl DeadLetters {
+    /// Declares the queue, the exchange and the binding.
+    ///
+    /// # Errors
+    /// A classified [`Failure`].
+    pub async fn declare(&self, channel: &AmqpChannel) -> Result<(), Failure> {
+        channel.declare_queue(&self.queue).await?;
+        channel
+            .declare_exchange_and_bind(
+                &self.exchange,
+                ExchangeKind::Fanout,
+                self.queue.durable,
+                &self.queue.name,
+                "",
+            )
+            .await
+    }
 }
 
 impl Topology {
@@ -27,14 +56,37 @@ impl Topology {
             .queue_name
             .clone()
             .unwrap_or_else(|| format!("warren-{}-{:08x}", plan.name, run_id as u32));
+        let dead_letters = t.dead_letter.then(|| DeadLetters {
+            exchange: format!("{name}.dead-letters"),
+            // Replicated like the queue it serves: a quorum queue's dead letters must
+            // survive the loss of the node a classic queue would live on.
+            queue: QueueSpec {
+                name: format!("{name}.dead-letters"),
+                queue_type: if t.queue_type == QueueType::Quorum {
+                    QueueType::Quorum
+                } else {
+                    QueueType::Classic
+                },
+                durable: t.durable,
+                arguments: Default::default(),
+            },
+        });
+        let mut arguments = t.arguments.clone();
+        if let Some(dead) = &dead_letters {
+            arguments.insert(
+                "x-dead-letter-exchange".into(),
+                QueueArgument::Text(dead.exchange.clone()),
+            );
+        }
         Self {
             routing_key: t.routing_key.clone().unwrap_or_else(|| name.clone()),
             queue: QueueSpec {
                 name,
                 queue_type: t.queue_type,
                 durable: t.durable,
-                arguments: t.arguments.clone(),
+                arguments,
             },
+            dead_letters,
             exchange: t.exchange.clone(),
             exchange_kind: t.exchange_kind,
             exchange_durable: t.exchange_durable,
@@ -62,6 +114,20 @@ impl Topology {
         Ok(())
     }
 
+    /// Declares everything: the dead-letter exchange and queue first (so nothing is
+    /// dead-lettered before they exist), then what [`Self::declare`] does. Publishers and
+    /// consumers only declare their queue: the dead-letter queue is the bookkeeping's,
+    /// and a failure to declare it (its node down) must not stop them.
+    ///
+    /// # Errors
+    /// A classified [`Failure`].
+    pub async fn declare_all(&self, channel: &AmqpChannel) -> Result<(), Failure> {
+        if let Some(dead) = &self.dead_letters {
+            dead.declare(channel).await?;
+        }
+        self.declare(channel).await
+    }
+
     /// Deletes what `declare` made, unless kept; returns the messages left in the queue.
     ///
     /// # Errors
@@ -73,6 +139,10 @@ impl Topology {
         let left = channel.delete_queue(&self.queue.name).await?;
         if !self.exchange.is_empty() {
             channel.delete_exchange(&self.exchange).await?;
+        }
+        if let Some(dead) = &self.dead_letters {
+            channel.delete_queue(&dead.queue.name).await?;
+            channel.delete_exchange(&dead.exchange).await?;
         }
         Ok(Some(left))
     }

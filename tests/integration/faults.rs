@@ -37,7 +37,7 @@ fn latency_on_the_publishers_path_shows_in_publish_to_confirm_latency() {
     let scratch = Scratch::new("latency");
     let (code, verdict, stdout) = run(
         &scratch,
-        "name = \"latency\"\nduration = \"5s\"\n[publishers]\nrate = 200\n[[faults]]\nat = \"200ms\"\nkind = \"latency\"\nlatency = \"100ms\"\npath = \"publishers\"\nstream = \"both\"\nfor = \"4600ms\"\n",
+        "name = \"latency\"\nduration = \"5s\"\n[publishers]\nrate = 200\n[[faults]]\nname = \"slow link\"\nat = \"200ms\"\nkind = \"latency\"\nlatency = \"100ms\"\npath = \"publishers\"\nstream = \"both\"\nfor = \"4600ms\"\n",
     );
     assert_eq!(code, 0, "{stdout}");
     let p50_us = verdict["latency"]["confirm"]["p50_us"].as_u64().unwrap();
@@ -47,13 +47,13 @@ fn latency_on_the_publishers_path_shows_in_publish_to_confirm_latency() {
         "publish→confirm p50 {p50_us} µs under 100 ms of latency each way"
     );
     assert!(
-        stdout.contains("fault faults[0] begins: latency 100ms"),
+        stdout.contains("fault slow link begins: latency 100ms"),
         "{stdout}"
     );
     let csv = std::fs::read_to_string(scratch.path.join("out/events.csv")).unwrap();
     assert!(csv.starts_with("at_ms,source,kind,detail\n"), "{csv}");
     assert!(
-        csv.contains(",faults[0],fault_start,") && csv.contains(",faults[0],fault_end,"),
+        csv.contains(",slow link,fault_start,") && csv.contains(",slow link,fault_end,"),
         "{csv}"
     );
     scratch.assert_clean();
@@ -75,7 +75,7 @@ fn clients_reconnect_after_down_and_count_the_resets_of_reset_peer() {
         "{:#?}",
         verdict["events"]
     );
-    let down_end = ends.iter().find(|e| e["source"] == "faults[0]").unwrap()["at_ms"]
+    let down_end = ends.iter().find(|e| e["source"] == "down all 2s").unwrap()["at_ms"]
         .as_f64()
         .unwrap();
     // An event stands for those coalesced into it within its second: the last of them counts.
@@ -88,7 +88,10 @@ fn clients_reconnect_after_down_and_count_the_resets_of_reset_peer() {
         .iter()
         .any(|e| latest(e) >= down_end);
     assert!(reconnected_after_down, "{:#?}", verdict["events"]);
-    let reset_start = starts.iter().find(|e| e["source"] == "faults[1]").unwrap()["at_ms"]
+    let reset_start = starts
+        .iter()
+        .find(|e| e["source"] == "reset_peer consumers 1s")
+        .unwrap()["at_ms"]
         .as_f64()
         .unwrap();
     let mut broken = events(&verdict, "connection_lost");
@@ -177,7 +180,7 @@ fn a_paused_broker_stalls_confirms_and_a_memory_alarm_blocks_publishers_until_it
         .as_array()
         .unwrap()
         .iter()
-        .find(|f| f["label"] == "faults[1]")
+        .find(|f| f["label"] == "memory_alarm node 0 2s")
         .unwrap()
         .clone();
     assert!(
@@ -228,7 +231,10 @@ fn ctrl_c_during_faults_leaves_no_toxic_paused_node_or_alarm() {
     );
     let path = scratch.file("s.toml", &scenario);
     let mut running = Running::spawn(scratch.warren_run(&path, &scratch.path.join("out")));
-    running.wait_for_line("fault faults[2] begins", Duration::from_secs(60));
+    running.wait_for_line(
+        "fault broker_pause node 0 50s begins",
+        Duration::from_secs(60),
+    );
     running.signal("INT");
     let (code, lines) = running.finish(Duration::from_secs(90));
     assert_eq!(code, 130, "{lines:#?}");

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, against real RabbitMQ nodes started from the local
 //! rabbitmq-server install. Each test uses its own folders and free ports.
 
+mod attribution;
 mod bad_scenarios;
 mod broker_command;
 mod faults;

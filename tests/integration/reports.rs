@@ -98,7 +98,7 @@ fn a_run_folder_holds_every_output_and_each_reads_back() {
     let series = std::fs::read_to_string(a.join("timeseries.csv")).unwrap();
     assert!(series.lines().count() >= 5, "{series}");
     assert!(
-        series.lines().any(|l| l.ends_with(",faults[0]")),
+        series.lines().any(|l| l.ends_with(",latency 30ms all 1s")),
         "{series}"
     );
 

@@ -230,6 +230,7 @@ async fn the_checker_reports_exactly_what_a_consumer_dropped_or_doubled() {
     let sabotage = Sabotage {
         drop_every: Some(97),
         double_every: Some(89),
+        ..Sabotage::default()
     };
     let (handle, _) = start(&plan, &cluster, sabotage);
     let outcome = handle.await.unwrap();
@@ -694,5 +695,84 @@ async fn a_wrong_password_is_a_refusal_not_an_unreachable_broker() {
     );
     assert!(error.to_string().contains("ACCESS_REFUSED"), "{error}");
     assert!(!error.to_string().contains("wrong"), "{error}");
+    scratch.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_hung_consumer_held_is_stranded_and_found_by_the_final_read() {
+    let scratch = Scratch::new("stranded");
+    let cluster = node(&scratch).await;
+    let text = "name = \"stranded\"\nmessages = 3_000\ndrain_timeout = \"2s\"\n[publishers]\nsize = 100\n[consumers]\nprefetch = 50\n";
+    let sabotage = Sabotage {
+        stop_after: Some(1_000),
+        ..Sabotage::default()
+    };
+    let (handle, _) = start(&plan(text), &cluster, sabotage);
+    let outcome = handle.await.unwrap();
+    let t = &outcome.verdict.totals;
+    eprintln!("{}: {:?} {:?}", module_path!(), t, outcome.final_read);
+    assert_eq!(
+        (t.attempted, t.confirmed, t.delivered, t.stranded),
+        (3_000, 3_000, 1_000, 2_000)
+    );
+    assert_eq!((t.lost_confirmed, t.lost_unconfirmed), (0, 0));
+    // One publisher, one consumer: it recorded the first 1,000 and hung.
+    assert_eq!(
+        outcome.verdict.sets[0].stranded.iter().collect::<Vec<_>>(),
+        (1_000..3_000).collect::<Vec<u32>>()
+    );
+    assert!(outcome.final_read.ran && outcome.final_read.emptied);
+    assert!(outcome.final_read.deliveries >= 2_000);
+    assert_eq!(outcome.queue_left, Some(0));
+    assert!(
+        outcome
+            .events
+            .iter()
+            .any(|e| e.kind == EventKind::FinalRead),
+        "{:#?}",
+        outcome.events
+    );
+
+    // Without the final read, the same messages can only be called lost, and stay queued.
+    let (handle, _) = start(
+        &plan(&format!("final_read = false\n{text}")),
+        &cluster,
+        sabotage,
+    );
+    let outcome = handle.await.unwrap();
+    let t = &outcome.verdict.totals;
+    eprintln!("{}: {:?} {:?}", module_path!(), t, outcome.final_read);
+    assert_eq!(
+        (t.delivered, t.stranded, t.lost_confirmed),
+        (1_000, 0, 2_000)
+    );
+    assert!(!outcome.final_read.ran);
+    assert_eq!(outcome.queue_left, Some(2_000));
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_panics_fails_the_run_naming_the_task() {
+    let scratch = Scratch::new("panic");
+    let cluster = node(&scratch).await;
+    let plan = plan("name = \"panic\"\nmessages = 500\n[publishers]\nsize = 100\n");
+    let options = WorkloadOptions {
+        sabotage: Sabotage {
+            panic_at: Some(10),
+            ..Sabotage::default()
+        },
+        ..WorkloadOptions::default()
+    };
+    let result = workload::run(&plan, &cluster.uris(), options, &CancellationToken::new()).await;
+    let error = match result {
+        Ok(outcome) => panic!("a verdict with a hole: {:?}", outcome.verdict.totals),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("consumer 0") && error.contains("panics at delivery 10"),
+        "{error}"
+    );
+    cluster.shutdown().await;
     scratch.assert_clean();
 }

@@ -1,0 +1,238 @@
+//! The reader of the run's dead-letter queue: from the start of the run to its end it takes
+//! every message the broker moved aside (a length limit, an expiry, a delivery limit),
+//! records it by its `x-death` reason, and tells the drain what it has seen. When the run
+//! stops it, it reads the queue to empty before handing its record back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::consumer::SnapshotRequest;
+use super::link::Link;
+use super::message::{self, DecodeError};
+use super::topology::DeadLetters;
+use crate::amqp::{AmqpChannel, Deliveries, Delivery, Failure, FailureKind, within};
+use crate::events::{EventKind, EventLog};
+use crate::ledger::{DeadLetterShard, DeathReason};
+use crate::redact::BrokerUri;
+
+/// Dead letters held unacknowledged at most.
+const PREFETCH: u16 = 500;
+/// Acknowledged together once this many have arrived, or after [`QUIET`].
+const ACK_EVERY: u64 = 100;
+/// A quiet moment: acknowledgements go out, and when stopping, the queue is checked.
+const QUIET: Duration = Duration::from_millis(250);
+/// How long one question to the broker may take.
+const ASK_WITHIN: Duration = Duration::from_secs(5);
+const SOURCE: &str = "dead-letter reader";
+
+/// What the reader needs.
+pub struct DeadLetterSetup {
+    /// The broker itself, never a proxy: the reader is bookkeeping, not under test.
+    pub uris: Arc<[BrokerUri]>,
+    /// What it reads (and declares again after a reconnection: a broker restart may
+    /// have lost them).
+    pub dead_letters: DeadLetters,
+    pub run_id: u64,
+    pub producers: u32,
+    pub heartbeat: Duration,
+    pub connection_name: String,
+    pub events: EventLog,
+    /// Fired when the run is over: read what is left, then stop.
+    pub stop: CancellationToken,
+    /// How long reading what is left may take.
+    pub finish_within: Duration,
+    /// The drain's questions: what has been dead-lettered so far.
+    pub snapshots: mpsc::Receiver<SnapshotRequest>,
+}
+
+/// Reads dead letters until stopped, then to empty; returns what it found.
+pub async fn run(mut setup: DeadLetterSetup) -> DeadLetterShard {
+    let link = Link::new(
+        setup.connection_name.clone(),
+        setup.uris.clone(),
+        0,
+        setup.heartbeat,
+        setup.events.clone(),
+    );
+    let mut reader = Reader {
+        shard: DeadLetterShard::new(setup.producers),
+        run_id: setup.run_id,
+    };
+    let never = CancellationToken::new();
+    let mut failed_generation = None;
+    let mut emptied = false;
+    while !setup.stop.is_cancelled() {
+        let leased = tokio::select! {
+            () = setup.stop.cancelled() => break,
+            leased = link.lease(failed_generation, &never) => leased,
+        };
+        let Some(leased) = leased else { break };
+        let opened = within(ASK_WITHIN, "opening the dead-letter queue", async {
+            let channel = leased.connection.open_channel().await?;
+            channel.qos(PREFETCH).await?;
+            setup.dead_letters.declare(&channel).await?;
+            let deliveries = channel
+                .consume_dead_letters(&setup.dead_letters.queue.name, "warren-dead-letters")
+                .await?;
+            Ok((channel, deliveries))
+        })
+        .await;
+        let failure = match opened {
+            Ok((channel, deliveries)) => {
+                let result = reader.session(&channel, deliveries, &mut setup).await;
+                channel.close().await;
+                match result {
+                    Ok(()) => {
+                        emptied = true;
+                        break;
+                    }
+                    Err(failure) => failure,
+                }
+            }
+            Err(failure) => failure,
+        };
+        setup
+            .events
+            .record(SOURCE, EventKind::ChannelClosed, failure.message);
+        failed_generation = Some(leased.generation);
+        tokio::select! {
+            () = setup.stop.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    // Stopped while reconnecting: one more pass reads what is left.
+    if !emptied {
+        let finish = async {
+            let leased = link.lease(None, &never).await?;
+            let channel = leased.connection.open_channel().await.ok()?;
+            channel.qos(PREFETCH).await.ok()?;
+            let deliveries = channel
+                .consume_dead_letters(&setup.dead_letters.queue.name, "warren-dead-letters-last")
+                .await
+                .ok()?;
+            let result = reader
+                .read_to_empty(&channel, deliveries, &setup.dead_letters.queue.name)
+                .await;
+            channel.close().await;
+            result.ok()
+        };
+        let _ = tokio::time::timeout(setup.finish_within, finish).await;
+    }
+    link.close().await;
+    reader.shard
+}
+
+struct Reader {
+    shard: DeadLetterShard,
+    run_id: u64,
+}
+
+impl Reader {
+    /// Takes dead letters and answers the drain until stopped; then reads to empty.
+    /// `Ok` when the queue was read to empty after the stop.
+    async fn session(
+        &mut self,
+        channel: &AmqpChannel,
+        mut deliveries: Deliveries,
+        setup: &mut DeadLetterSetup,
+    ) -> Result<(), Failure> {
+        let mut unacked = 0u64;
+        let mut last_tag = 0u64;
+        loop {
+            tokio::select! {
+                () = setup.stop.cancelled() => {
+                    if unacked > 0 {
+                        channel.ack(last_tag, true).await?;
+                    }
+                    return tokio::time::timeout(
+                        setup.finish_within,
+                        self.read_to_empty(channel, deliveries, &setup.dead_letters.queue.name),
+                    )
+                    .await
+                    .unwrap_or(Ok(()));
+                }
+                Some(request) = setup.snapshots.recv() => {
+                    let _ = request.send(self.shard.snapshot());
+                }
+                item = tokio::time::timeout(QUIET, deliveries.next()) => match item {
+                    Ok(Some(Ok(delivery))) => {
+                        last_tag = delivery.tag;
+                        self.record(&delivery);
+                        unacked += 1;
+                        if unacked >= ACK_EVERY {
+                            channel.ack(last_tag, true).await?;
+                            unacked = 0;
+                        }
+                    }
+                    Ok(Some(Err(failure))) => return Err(failure),
+                    Ok(None) => return Err(Failure {
+                        kind: FailureKind::ChannelClosed,
+                        message: format!(
+                            "the broker cancelled the consumer of {}",
+                            setup.dead_letters.queue.name
+                        ),
+                    }),
+                    Err(_quiet) if unacked > 0 => {
+                        channel.ack(last_tag, true).await?;
+                        unacked = 0;
+                    }
+                    Err(_quiet) => {}
+                },
+            }
+        }
+    }
+
+    /// Reads until a quiet moment finds the queue without ready messages.
+    async fn read_to_empty(
+        &mut self,
+        channel: &AmqpChannel,
+        mut deliveries: Deliveries,
+        queue: &str,
+    ) -> Result<(), Failure> {
+        let mut unacked = 0u64;
+        let mut last_tag = 0u64;
+        loop {
+            match tokio::time::timeout(QUIET, deliveries.next()).await {
+                Ok(Some(Ok(delivery))) => {
+                    last_tag = delivery.tag;
+                    self.record(&delivery);
+                    unacked += 1;
+                }
+                Ok(Some(Err(failure))) => return Err(failure),
+                Ok(None) => return Ok(()),
+                Err(_quiet) => {
+                    if unacked > 0 {
+                        channel.ack(last_tag, true).await?;
+                        unacked = 0;
+                    }
+                    let status = within(
+                        ASK_WITHIN,
+                        "asking about the queue",
+                        channel.queue_status(queue),
+                    )
+                    .await?;
+                    if status.ready == 0 {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, delivery: &Delivery) {
+        let shard = self
+            .shard
+            .reason(DeathReason::from_header(delivery.death_reason.as_deref()));
+        match message::decode(&delivery.body, self.run_id) {
+            Ok(header) => {
+                shard.record(header.producer, header.seq, false, header.attempt, false);
+            }
+            Err(DecodeError::Corrupted) => shard.record_corrupted(),
+            Err(DecodeError::Foreign | DecodeError::OtherRun) => shard.record_foreign(),
+        }
+    }
+}

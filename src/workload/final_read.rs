@@ -1,0 +1,271 @@
+//! The final read, as Jepsen's total-queue checker ends: once publishing and the drain are
+//! over and messages are still missing, the consumers' connections are closed (the broker
+//! requeues what they held unacknowledged) and the run's queue is read to empty over a
+//! fresh connection. A message only this read finds was stranded (held by the broker,
+//! never delivered to a live consumer), not lost.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use super::link::Link;
+use super::message::{self, DecodeError};
+use super::topology::Topology;
+use crate::amqp::{AmqpChannel, Deliveries, Failure, FailureKind, QueueStatus, within};
+use crate::events::{EventKind, EventLog};
+use crate::ledger::DeliveryShard;
+use crate::redact::BrokerUri;
+
+/// Deliveries the final reader holds unacknowledged at most.
+const PREFETCH: u16 = 1_000;
+/// Acknowledged together (multiple) once this many have arrived.
+const ACK_EVERY: u64 = 250;
+/// Without a delivery for this long, the reader asks the broker whether the queue is empty.
+const QUIET: Duration = Duration::from_millis(250);
+/// How long one question to the broker may take.
+const ASK_WITHIN: Duration = Duration::from_secs(5);
+const SOURCE: &str = "final read";
+
+/// What the final read needs.
+pub struct FinalReadSetup<'a> {
+    /// The broker itself (never a proxy: faults are over, and the read must not be faulted).
+    pub uris: Arc<[BrokerUri]>,
+    pub topology: &'a Topology,
+    pub run_id: u64,
+    pub producers: u32,
+    /// How long the whole read may take.
+    pub timeout: Duration,
+    pub heartbeat: Duration,
+    pub connection_name: String,
+    pub events: EventLog,
+    pub cancel: &'a CancellationToken,
+}
+
+/// How the final read went (verdict.json, summary.json and the report show it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinalReadReport {
+    /// Whether a final read ran (off in the scenario, not needed, or not possible).
+    pub ran: bool,
+    /// Every delivery it received, whatever it was.
+    pub deliveries: u64,
+    /// It ended with no ready message and no other consumer left on the queue.
+    pub emptied: bool,
+    /// How long it took.
+    pub duration_ms: u64,
+    /// Ready messages left in the queue after it (unknown when the broker did not say).
+    pub ready_left: Option<u32>,
+    /// Consumers besides the reader still on the queue at its end: their unacknowledged
+    /// deliveries are neither read nor counted in `ready_left`.
+    pub consumers_left: Option<u32>,
+    /// Why it ended, in words.
+    pub outcome: String,
+}
+
+/// The final read's deliveries and report.
+pub struct FinalRead {
+    pub shard: DeliveryShard,
+    pub report: FinalReadReport,
+}
+
+impl FinalRead {
+    /// No final read: nothing found, and `why` in the report.
+    pub fn skipped(producers: u32, why: &str) -> Self {
+        Self {
+            shard: DeliveryShard::new(producers),
+            report: FinalReadReport {
+                outcome: why.into(),
+                ..FinalReadReport::default()
+            },
+        }
+    }
+}
+
+/// Reads the run's queue to empty within the setup's timeout.
+pub async fn read(setup: FinalReadSetup<'_>) -> FinalRead {
+    let started = Instant::now();
+    let link = Link::new(
+        setup.connection_name.clone(),
+        setup.uris.clone(),
+        0,
+        setup.heartbeat,
+        setup.events.clone(),
+    );
+    let mut reader = Reader {
+        shard: DeliveryShard::new(setup.producers),
+        run_id: setup.run_id,
+        last_status: None,
+    };
+    let deadline = tokio::time::Instant::now() + setup.timeout;
+    let outcome = tokio::select! {
+        () = setup.cancel.cancelled() => Err("interrupted".to_string()),
+        () = tokio::time::sleep_until(deadline) => Err(format!(
+            "timed out after {} s",
+            setup.timeout.as_secs_f64()
+        )),
+        result = reader.run(&link, &setup) => result.map_err(|f| f.message),
+    };
+    // What is left, asked on a channel of its own (the reader's may be gone).
+    let status = within(ASK_WITHIN, "asking about the queue", async {
+        let leased = link
+            .lease(None, setup.cancel)
+            .await
+            .ok_or_else(|| Failure {
+                kind: FailureKind::ConnectionLost,
+                message: "interrupted".into(),
+            })?;
+        let channel = leased.connection.open_channel().await?;
+        let status = channel.queue_status(&setup.topology.queue.name).await;
+        channel.close().await;
+        status
+    })
+    .await
+    .ok()
+    .or(reader.last_status);
+    link.close().await;
+    let emptied = outcome.is_ok();
+    let report = FinalReadReport {
+        ran: true,
+        deliveries: reader.shard.deliveries,
+        emptied,
+        duration_ms: started.elapsed().as_millis() as u64,
+        ready_left: status.map(|s| s.ready),
+        consumers_left: status.map(|s| s.consumers),
+        outcome: match outcome {
+            Ok(()) => "the queue was read to empty".into(),
+            Err(why) => why,
+        },
+    };
+    setup.events.record(
+        SOURCE,
+        EventKind::FinalRead,
+        format!(
+            "{} deliveries in {} ms; {}",
+            report.deliveries, report.duration_ms, report.outcome
+        ),
+    );
+    FinalRead {
+        shard: reader.shard,
+        report,
+    }
+}
+
+struct Reader {
+    shard: DeliveryShard,
+    run_id: u64,
+    /// The broker's last answer about the queue.
+    last_status: Option<QueueStatus>,
+}
+
+impl Reader {
+    /// Consumes until the queue is empty and nobody else holds its messages; reconnects
+    /// when the connection fails (the caller's deadline bounds it all).
+    async fn run(&mut self, link: &Link, setup: &FinalReadSetup<'_>) -> Result<(), Failure> {
+        let queue = &setup.topology.queue.name;
+        let mut failed_generation = None;
+        loop {
+            let Some(leased) = link.lease(failed_generation, setup.cancel).await else {
+                return Err(Failure {
+                    kind: FailureKind::ConnectionLost,
+                    message: "interrupted".into(),
+                });
+            };
+            let opened = within(ASK_WITHIN, "opening the final read", async {
+                let channel = leased.connection.open_channel().await?;
+                channel.qos(PREFETCH).await?;
+                let deliveries = channel
+                    .consume(queue, "warren-final-read", false, None)
+                    .await?;
+                Ok((channel, deliveries))
+            })
+            .await;
+            let result = match opened {
+                Ok((channel, deliveries)) => {
+                    let result = self.drain(&channel, deliveries, queue).await;
+                    channel.close().await;
+                    result
+                }
+                Err(failure) => Err(failure),
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(failure) if failure.kind == FailureKind::Refused => return Err(failure),
+                Err(failure) => {
+                    setup
+                        .events
+                        .record(SOURCE, EventKind::ConnectionLost, failure.message.clone());
+                    failed_generation = Some(leased.generation);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Takes deliveries until a quiet moment finds the queue empty with no other consumer.
+    async fn drain(
+        &mut self,
+        channel: &AmqpChannel,
+        mut deliveries: Deliveries,
+        queue: &str,
+    ) -> Result<(), Failure> {
+        let mut unacked = 0u64;
+        let mut last_tag = 0u64;
+        loop {
+            match tokio::time::timeout(QUIET, deliveries.next()).await {
+                Ok(Some(Ok(delivery))) => {
+                    self.record(&delivery.body, delivery.redelivered);
+                    unacked += 1;
+                    last_tag = delivery.tag;
+                    if unacked >= ACK_EVERY {
+                        channel.ack(last_tag, true).await?;
+                        unacked = 0;
+                    }
+                }
+                Ok(Some(Err(failure))) => return Err(failure),
+                Ok(None) => {
+                    return Err(Failure {
+                        kind: FailureKind::Refused,
+                        message: format!("the broker cancelled the final read of queue {queue}"),
+                    });
+                }
+                Err(_quiet) => {
+                    if unacked > 0 {
+                        channel.ack(last_tag, true).await?;
+                        unacked = 0;
+                    }
+                    let status = within(
+                        ASK_WITHIN,
+                        "asking about the queue",
+                        channel.queue_status(queue),
+                    )
+                    .await?;
+                    self.last_status = Some(status);
+                    // The reader itself is one of the consumers.
+                    if status.ready == 0 && status.consumers <= 1 {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records one delivery: the final reader never reorders or crashes, so order is not
+    /// checked and duplicates are the broker's redeliveries.
+    fn record(&mut self, body: &[u8], redelivered: bool) {
+        match message::decode(body, self.run_id) {
+            Ok(header) => {
+                self.shard.record(
+                    header.producer,
+                    header.seq,
+                    redelivered,
+                    header.attempt,
+                    false,
+                );
+            }
+            Err(DecodeError::Corrupted) => self.shard.record_corrupted(),
+            Err(DecodeError::Foreign | DecodeError::OtherRun) => self.shard.record_foreign(),
+        }
+    }
+}
