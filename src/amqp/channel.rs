@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use amqprs::callbacks::ChannelCallback;
 use amqprs::channel::{
-    BasicAckArguments, BasicConsumeArguments, BasicPublishArguments, BasicQosArguments, Channel,
-    ConfirmSelectArguments, ConsumerMessage, ExchangeDeclareArguments, ExchangeDeleteArguments,
-    QueueBindArguments, QueueDeclareArguments, QueueDeleteArguments,
+    BasicAckArguments, BasicConsumeArguments, BasicPublishArguments, BasicQosArguments,
+    BasicRejectArguments, Channel, ConfirmSelectArguments, ConsumerMessage,
+    ExchangeDeclareArguments, ExchangeDeleteArguments, QueueBindArguments, QueueDeclareArguments,
+    QueueDeleteArguments,
 };
 use amqprs::{Ack, BasicProperties, Cancel, CloseChannel, FieldTable, FieldValue, Nack, Return};
 use futures_util::Stream;
@@ -618,6 +619,20 @@ impl AmqpChannel {
         tokio::task::unconstrained(self.inner.basic_ack(BasicAckArguments::new(tag, multiple)))
             .await
             .map_err(|e| self.failure(&e))
+    }
+
+    /// Rejects `tag` without requeueing it: the broker dead-letters it (or drops it).
+    ///
+    /// # Errors
+    /// A classified [`Failure`].
+    pub async fn reject(&self, tag: u64) -> Result<(), Failure> {
+        self.usable()?;
+        tokio::task::unconstrained(
+            self.inner
+                .basic_reject(BasicRejectArguments::new(tag, false)),
+        )
+        .await
+        .map_err(|e| self.failure(&e))
     }
 
     /// True while the channel is usable.

@@ -407,3 +407,95 @@ fn unsupported_format_versions_are_refused() {
             .contains("t.toml:1:11: version = 2: this warren reads scenario format version 1")
     );
 }
+
+#[test]
+fn the_final_read_is_on_unless_the_queue_is_kept_or_the_scenario_says() {
+    assert_eq!(
+        plan("name = \"x\"\n").final_read,
+        Some(Duration::from_secs(30))
+    );
+    let kept = plan("name = \"x\"\n[topology]\nqueue = { keep = true }\n");
+    assert_eq!(kept.final_read, None);
+    let asked = plan(
+        "name = \"x\"\nfinal_read = true\nfinal_read_timeout = \"5s\"\n[topology]\nqueue = { keep = true }\n",
+    );
+    assert_eq!(asked.final_read, Some(Duration::from_secs(5)));
+    assert_eq!(plan("name = \"x\"\nfinal_read = false\n").final_read, None);
+    assert_eq!(
+        plan("name = \"x\"\n").consumers.stall_timeout,
+        Duration::from_secs(5)
+    );
+}
+
+#[test]
+fn dead_letters_are_read_for_warren_s_own_queues_only() {
+    let own = plan("name = \"x\"\n");
+    assert!(own.topology.dead_letter);
+    assert_eq!(own.gates.max_dead_lettered, Some(0));
+    for text in [
+        "name = \"x\"\n[topology]\nqueue = { name = \"orders\" }\n",
+        "name = \"x\"\n[topology]\nqueue = { type = \"stream\" }\n",
+        "name = \"x\"\n[topology]\nqueue = { arguments = { \"x-dead-letter-exchange\" = \"mine\" } }\n",
+        "name = \"x\"\n[topology]\ndead_letter = false\n",
+    ] {
+        let p = plan(text);
+        assert!(!p.topology.dead_letter, "{text}");
+        assert_eq!(p.gates.max_dead_lettered, None, "{text}");
+    }
+    let named =
+        plan("name = \"x\"\n[topology]\nqueue = { name = \"orders\" }\ndead_letter = true\n");
+    assert!(named.topology.dead_letter);
+    let error = problems(
+        "name = \"x\"\n[topology]\nqueue = { arguments = { \"x-dead-letter-exchange\" = \"mine\" } }\ndead_letter = true\n",
+    );
+    assert!(error.contains("t.toml:4:15: topology.dead_letter = true: the queue names its own x-dead-letter-exchange"), "{error}");
+}
+
+#[test]
+fn a_blackhole_holds_both_ways_and_a_short_dropping_timeout_is_warned_about() {
+    let p = plan(
+        "name = \"x\"\nduration = \"20s\"\n[[faults]]\nkind = \"blackhole\"\nat = \"5s\"\nfor = \"2s\"\n",
+    );
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    match p.faults[0].action {
+        FaultAction::Toxic {
+            toxic: Toxic::Blackhole { hold },
+            stream,
+            ..
+        } => {
+            assert_eq!(hold, Duration::from_secs(2));
+            assert_eq!(stream, StreamDirection::Both);
+        }
+        other => panic!("{other:?}"),
+    }
+    let short = "name = \"x\"\nduration = \"20s\"\n[consumers]\nheartbeat = \"10s\"\n[[faults]]\nkind = \"timeout\"\npath = \"consumers\"\nat = \"5s\"\nfor = \"2s\"\n";
+    let warned = plan(short);
+    assert_eq!(warned.warnings.len(), 1, "{:?}", warned.warnings);
+    assert!(
+        warned.warnings[0].starts_with("t.toml:6:8: faults[0].kind: kind = \"timeout\" drops bytes for 2s on the consumers' path, shorter than heartbeat detection (20s)"),
+        "{}",
+        warned.warnings[0]
+    );
+    // Long enough for heartbeats to notice, or closing the connection first: no warning.
+    assert!(
+        plan(
+            &short
+                .replace("for = \"2s\"", "for = \"12s\"")
+                .replace("heartbeat = \"10s\"", "heartbeat = \"5s\"")
+        )
+        .warnings
+        .is_empty()
+    );
+    assert!(
+        plan(&short.replace("at = \"5s\"", "at = \"5s\"\ntimeout = \"1s\""))
+            .warnings
+            .is_empty()
+    );
+    // Both paths: one warning each.
+    assert_eq!(
+        plan(&short.replace("path = \"consumers\"", "path = \"all\""))
+            .warnings
+            .len(),
+        2
+    );
+}

@@ -42,6 +42,9 @@ pub struct Sabotage {
     pub stop_after: Option<u64>,
     /// Panic at the Kth delivery (a task that dies without handing back its ledger).
     pub panic_at: Option<u64>,
+    /// Reject every Kth delivery without requeueing (and without recording it): the
+    /// broker dead-letters it.
+    pub reject_every: Option<u64>,
 }
 
 /// A request for the sequence numbers this consumer has seen so far, per producer.
@@ -75,9 +78,10 @@ pub struct ConsumerSetup {
 /// What a consumer hands back when it ends.
 pub struct ConsumerReport {
     pub shard: DeliveryShard,
-    /// Deliveries the sabotage dropped or doubled: (producer, sequence number).
+    /// Deliveries the sabotage dropped, doubled or rejected: (producer, sequence number).
     pub sabotaged_dropped: Vec<(u32, u64)>,
     pub sabotaged_doubled: Vec<(u32, u64)>,
+    pub sabotaged_rejected: Vec<(u32, u64)>,
     /// Clock reading of the last delivery of one of this run's messages (0 if none).
     pub last_delivery_ns: u64,
     /// When first deliveries came (gaps only), for recovery times.
@@ -109,6 +113,7 @@ struct Consumer {
     recorder: Recorder,
     report_dropped: Vec<(u32, u64)>,
     report_doubled: Vec<(u32, u64)>,
+    report_rejected: Vec<(u32, u64)>,
     fresh: u64,
     last_delivery_ns: u64,
     activity: Activity,
@@ -129,6 +134,7 @@ pub async fn run(setup: ConsumerSetup) -> ConsumerReport {
         ),
         report_dropped: Vec::new(),
         report_doubled: Vec::new(),
+        report_rejected: Vec::new(),
         fresh: 0,
         last_delivery_ns: 0,
         activity: Activity::default(),
@@ -142,6 +148,7 @@ pub async fn run(setup: ConsumerSetup) -> ConsumerReport {
         shard: consumer.shard,
         sabotaged_dropped: consumer.report_dropped,
         sabotaged_doubled: consumer.report_doubled,
+        sabotaged_rejected: consumer.report_rejected,
         last_delivery_ns: consumer.last_delivery_ns,
         activity: consumer.activity,
     }
@@ -362,7 +369,13 @@ impl Consumer {
                     if let Some(offset) = delivery.stream_offset {
                         self.stream_next = Some(StreamStart::Offset(offset + 1));
                     }
-                    self.handle(delivery);
+                    if !self.handle(delivery) {
+                        // The sabotage only: off the hot path.
+                        if let Err(failure) = channel.reject(tag).await {
+                            return End::Failed(failure);
+                        }
+                        continue;
+                    }
                     if hole > 0 && manual {
                         // Never acknowledge across the hole: what came before it, then this
                         // one alone; the broker redelivers the missing ones on a new channel.
@@ -449,9 +462,10 @@ impl Consumer {
         }
     }
 
-    /// Records one delivery in the shard and the latency histograms.
+    /// Records one delivery in the shard and the latency histograms. False when the
+    /// sabotage rejects it instead.
     #[inline]
-    fn handle(&mut self, delivery: Delivery) {
+    fn handle(&mut self, delivery: Delivery) -> bool {
         let now_ns = self.setup.clock.now_ns();
         self.recorder.tick(now_ns);
         self.recorder.counts.deliveries += 1;
@@ -464,6 +478,11 @@ impl Consumer {
                     "sabotage: consumer {} panics at delivery {count}",
                     self.setup.index
                 );
+                if sabotage.reject_every.is_some_and(|k| count % k == 0) {
+                    self.shard.deliveries += 1;
+                    self.report_rejected.push((header.producer, header.seq));
+                    return false;
+                }
                 if sabotage.drop_every.is_some_and(|k| count % k == 0) {
                     self.shard.deliveries += 1;
                     self.report_dropped.push((header.producer, header.seq));
@@ -510,5 +529,6 @@ impl Consumer {
         }
         self.setup.counters.deliveries.set(self.shard.deliveries);
         self.setup.counters.fresh.set(self.fresh);
+        true
     }
 }

@@ -235,6 +235,7 @@ pub struct WorkloadOutcome {
     /// What the sabotage did, for the checker's self-test.
     pub sabotaged_dropped: Vec<(u32, u64)>,
     pub sabotaged_doubled: Vec<(u32, u64)>,
+    pub sabotaged_rejected: Vec<(u32, u64)>,
 }
 
 /// Runs the plan's publishers and consumers against `uris` and decides the verdict.
@@ -640,6 +641,10 @@ pub async fn run(
         sabotaged_doubled: consumer_reports
             .iter()
             .flat_map(|r| r.sabotaged_doubled.iter().copied())
+            .collect(),
+        sabotaged_rejected: consumer_reports
+            .iter()
+            .flat_map(|r| r.sabotaged_rejected.iter().copied())
             .collect(),
     })
 }

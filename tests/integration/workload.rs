@@ -776,3 +776,127 @@ async fn a_task_that_panics_fails_the_run_naming_the_task() {
     cluster.shutdown().await;
     scratch.assert_clean();
 }
+
+/// Runs `text` to its end on `cluster` with `sabotage`; returns what was measured.
+async fn run_with(cluster: &ManagedCluster, text: &str, sabotage: Sabotage) -> WorkloadOutcome {
+    let (handle, _) = start(&plan(text), cluster, sabotage);
+    let outcome = handle.await.unwrap();
+    eprintln!(
+        "{}: {:?} {:?}",
+        module_path!(),
+        outcome.verdict.totals,
+        outcome.final_read
+    );
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checker_finds_exactly_what_a_consumer_rejected_in_the_dead_letters() {
+    let scratch = Scratch::new("rejected");
+    let cluster = node(&scratch).await;
+    let text = "name = \"rejected\"\nmessages = 2_000\n[publishers]\nsize = 100\n";
+    let sabotage = Sabotage {
+        reject_every: Some(37),
+        ..Sabotage::default()
+    };
+    let outcome = run_with(&cluster, text, sabotage).await;
+    let mut rejected: Vec<u32> = outcome
+        .sabotaged_rejected
+        .iter()
+        .map(|(_, seq)| *seq as u32)
+        .collect();
+    rejected.sort_unstable();
+    assert!(rejected.len() >= 50, "{} rejected", rejected.len());
+    let t = &outcome.verdict.totals;
+    assert_eq!(
+        outcome.verdict.sets[0]
+            .dead_lettered
+            .iter()
+            .collect::<Vec<_>>(),
+        rejected,
+        "exactly the rejected ones are dead-lettered"
+    );
+    assert_eq!(t.dead_lettered_rejected, rejected.len() as u64);
+    assert_eq!((t.lost_confirmed, t.stranded), (0, 0));
+    assert_eq!(t.delivered + t.dead_lettered, 2_000, "{t:?}");
+    let report = report(&plan(text), outcome);
+    let gate = report
+        .gates
+        .iter()
+        .find(|g| g.name == "max_dead_lettered")
+        .expect("checked by default");
+    assert!(!gate.passed, "{gate:?}");
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_dead_letters_its_oldest_messages_and_without_a_dead_letter_queue_they_are_lost()
+ {
+    let scratch = Scratch::new("maxlen");
+    let cluster = node(&scratch).await;
+    let text = "name = \"maxlen\"\nmessages = 2_000\ndrain_timeout = \"5s\"\n[topology]\nqueue = { arguments = { \"x-max-length\" = 100 } }\n[publishers]\nrate = 1000\nsize = 100\n[consumers]\nprefetch = 10\nprocessing_delay = \"5ms\"\n";
+    let outcome = run_with(&cluster, text, Sabotage::default()).await;
+    let t = outcome.verdict.totals.clone();
+    assert!(t.dead_lettered_maxlen > 100, "{t:?}");
+    assert_eq!(t.dead_lettered, t.dead_lettered_maxlen, "{t:?}");
+    assert_eq!((t.lost_confirmed, t.lost_unconfirmed), (0, 0), "{t:?}");
+    assert_eq!(t.delivered + t.dead_lettered, t.attempted, "{t:?}");
+
+    let off = text.replace("[topology]\n", "[topology]\ndead_letter = false\n");
+    let outcome = run_with(&cluster, &off, Sabotage::default()).await;
+    let t = outcome.verdict.totals.clone();
+    assert_eq!(t.dead_lettered, 0);
+    assert!(t.lost_confirmed > 100, "dropped with nowhere to go: {t:?}");
+    let report = report(&plan(&off), outcome);
+    assert!(
+        report
+            .loss_explanations
+            .iter()
+            .any(|e| e.starts_with("x-max-length = 100 (overflow drop-head)")),
+        "{:?}",
+        report.loss_explanations
+    );
+    assert!(
+        warren::report::console::render(&report).contains("could explain the losses: x-max-length"),
+    );
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_queue_dead_letters_what_crashing_consumers_never_finish() {
+    let scratch = Scratch::new("delivery-limit");
+    let cluster = node(&scratch).await;
+    let text = "name = \"delivery-limit\"\nmessages = 200\ndrain_timeout = \"20s\"\n[topology]\nqueue = { type = \"quorum\", arguments = { \"x-delivery-limit\" = 2 } }\n[publishers]\nsize = 100\n[consumers]\nprefetch = 10\ncrash_every = 1\n";
+    let outcome = run_with(&cluster, text, Sabotage::default()).await;
+    let t = &outcome.verdict.totals;
+    assert_eq!(
+        (t.dead_lettered, t.dead_lettered_delivery_limit),
+        (200, 200),
+        "{t:?}"
+    );
+    assert_eq!((t.lost_confirmed, t.lost_unconfirmed), (0, 0), "{t:?}");
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmed_transient_messages_are_lost_in_a_restart_and_the_report_says_why() {
+    let scratch = Scratch::new("transient-restart");
+    let text = "name = \"transient-restart\"\nduration = \"6s\"\ndrain_timeout = \"10s\"\n[publishers]\npersistent = false\nrate = 1000\nsize = 100\nheartbeat = \"2s\"\n[consumers]\nprocessing_delay = \"3ms\"\nheartbeat = \"2s\"\n";
+    let (plan, outcome) = restarted_mid_run(&scratch, text, 500).await;
+    let t = outcome.verdict.totals.clone();
+    eprintln!("{}: {:?}", module_path!(), t);
+    assert!(t.lost_confirmed > 0, "{t:?}");
+    let report = report(&plan, outcome);
+    assert!(
+        report
+            .loss_explanations
+            .iter()
+            .any(|e| e.starts_with("the messages were transient")),
+        "{:?}",
+        report.loss_explanations
+    );
+    scratch.assert_clean();
+}
