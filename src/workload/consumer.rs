@@ -116,6 +116,8 @@ struct Consumer {
     report_rejected: Vec<(u32, u64)>,
     fresh: u64,
     last_delivery_ns: u64,
+    /// Clock reading of the last delivery of any kind, for the stall check.
+    last_arrival_ns: u64,
     activity: Activity,
     /// Where the next subscription reads from, on a stream queue: the first offset at
     /// the start, then the one after the last delivery (a stream never redelivers; the
@@ -137,6 +139,7 @@ pub async fn run(setup: ConsumerSetup) -> ConsumerReport {
         report_rejected: Vec::new(),
         fresh: 0,
         last_delivery_ns: 0,
+        last_arrival_ns: 0,
         activity: Activity::default(),
         stream_next: (setup.topology.queue.queue_type == QueueType::Stream)
             .then_some(StreamStart::First),
@@ -327,7 +330,9 @@ impl Consumer {
         let mut since_open: u64 = 0;
         // Delivery tags on a channel are consecutive from 1: a skip is a hole in the stream.
         let mut next_tag: u64 = 1;
-        let mut last_arrival = tokio::time::Instant::now();
+        // When something last arrived, on the run's clock (`handle` reads it anyway).
+        self.last_arrival_ns = self.setup.clock.now_ns();
+        let stall_ns = self.setup.plan.stall_timeout.as_nanos() as u64;
         let stall_timeout = self.setup.plan.stall_timeout;
         let mut acks = FuturesUnordered::new();
         let flush = tokio::time::sleep(Duration::from_secs(3600));
@@ -359,8 +364,8 @@ impl Consumer {
                         Some(Err(failure)) => return End::Failed(failure),
                         None => return End::CancelledByBroker,
                     };
-                    last_arrival = tokio::time::Instant::now();
                     if self.stopped() {
+                        self.last_arrival_ns = self.setup.clock.now_ns();
                         continue;
                     }
                     let tag = delivery.tag;
@@ -418,12 +423,13 @@ impl Consumer {
                     unacked = 0;
                 }
                 _ = second.tick() => {
-                    self.recorder.tick(self.setup.clock.now_ns());
-                    if manual && !self.stopped() && last_arrival.elapsed() >= stall_timeout {
+                    let now_ns = self.setup.clock.now_ns();
+                    self.recorder.tick(now_ns);
+                    if manual && !self.stopped() && now_ns.saturating_sub(self.last_arrival_ns) >= stall_ns {
                         if let Some(why) = self.stalled(channel, stall_timeout).await {
                             return End::Stalled(why);
                         }
-                        last_arrival = tokio::time::Instant::now();
+                        self.last_arrival_ns = self.setup.clock.now_ns();
                     }
                 }
             }
@@ -467,6 +473,7 @@ impl Consumer {
     #[inline]
     fn handle(&mut self, delivery: Delivery) -> bool {
         let now_ns = self.setup.clock.now_ns();
+        self.last_arrival_ns = now_ns;
         self.recorder.tick(now_ns);
         self.recorder.counts.deliveries += 1;
         match message::decode(&delivery.body, self.setup.run_id) {

@@ -18,6 +18,7 @@ use crate::amqp::{AmqpChannel, Deliveries, Failure, FailureKind, QueueStatus, wi
 use crate::events::{EventKind, EventLog};
 use crate::ledger::DeliveryShard;
 use crate::redact::BrokerUri;
+use crate::scenario::{Plan, QueueType};
 
 /// Deliveries the final reader holds unacknowledged at most.
 const PREFETCH: u16 = 1_000;
@@ -80,6 +81,38 @@ impl FinalRead {
                 ..FinalReadReport::default()
             },
         }
+    }
+}
+
+/// What decides whether a final read runs.
+pub struct Occasion<'a> {
+    pub plan: &'a Plan,
+    pub queue_type: QueueType,
+    pub interrupted: bool,
+    /// Expected messages the drain did not see delivered.
+    pub missing: u64,
+    /// Ledgers were kept (not `--no-verify`): what the read finds can be classified.
+    pub verified: bool,
+    /// Consumers that handed back their ledgers.
+    pub consumers: usize,
+}
+
+/// Why no final read is needed or possible, or `None` when one should run.
+pub fn why_not(occasion: Occasion<'_>) -> Option<&'static str> {
+    if occasion.plan.final_read.is_none() {
+        Some("off in the scenario")
+    } else if occasion.queue_type == QueueType::Stream {
+        Some("a stream is not read to empty")
+    } else if occasion.interrupted {
+        Some("interrupted")
+    } else if !occasion.verified {
+        Some("verification off")
+    } else if occasion.missing == 0 {
+        Some("nothing was missing")
+    } else if occasion.consumers == 0 {
+        Some("no consumer")
+    } else {
+        None
     }
 }
 

@@ -500,21 +500,16 @@ pub async fn run(
     close_all(&consumer_links, &events, "consumers").await;
     let final_read = match (&consumer_reports, &publisher_failure) {
         (Ok(reports), None) => {
-            let missing = drain.missing > 0 && !options.no_verify;
-            let why_not = if plan.final_read.is_none() {
-                Some("off in the scenario")
-            } else if topology.queue.queue_type == crate::scenario::QueueType::Stream {
-                Some("a stream is not read to empty")
-            } else if cancel.is_cancelled() {
-                Some("interrupted")
-            } else if !missing {
-                Some("nothing was missing")
-            } else {
-                None
-            };
+            let why_not = final_read::why_not(final_read::Occasion {
+                plan,
+                queue_type: topology.queue.queue_type,
+                interrupted: cancel.is_cancelled(),
+                missing: drain.missing,
+                verified: !options.no_verify,
+                consumers: reports.len(),
+            });
             match why_not {
                 Some(why) => FinalRead::skipped(producers, why),
-                None if reports.is_empty() => FinalRead::skipped(producers, "no consumer"),
                 None => {
                     final_read::read(final_read::FinalReadSetup {
                         uris: uris.clone(),
