@@ -74,19 +74,30 @@ pub fn describe_action(action: &FaultAction) -> String {
                 serde_name(stream)
             )
         }
-        FaultAction::BrokerRestart { node } => {
-            format!("broker_restart node {}", describe_node(node))
-        }
-        FaultAction::BrokerKill { node } => format!("broker_kill node {}", describe_node(node)),
-        FaultAction::BrokerPause { node } => format!("broker_pause node {}", describe_node(node)),
-        FaultAction::MemoryAlarm { node } => format!("memory_alarm node {}", describe_node(node)),
-        FaultAction::DiskAlarm { node } => format!("disk_alarm node {}", describe_node(node)),
-        FaultAction::NodeKill { node } => format!("node_kill node {}", describe_node(node)),
         FaultAction::RollingRestart => "rolling_restart of every node".into(),
         FaultAction::Partition { node } => {
             format!("partition node {} from the others", describe_node(node))
         }
+        node_fault => on_node(node_fault).unwrap_or_default(),
     }
+}
+
+/// "broker_kill node leader": a fault on one node, named by its kind; `None` for the
+/// others.
+fn on_node(action: &FaultAction) -> Option<String> {
+    let (kind, node) = match action {
+        FaultAction::BrokerRestart { node } => ("broker_restart", node),
+        FaultAction::BrokerKill { node } => ("broker_kill", node),
+        FaultAction::BrokerPause { node } => ("broker_pause", node),
+        FaultAction::MemoryAlarm { node } => ("memory_alarm", node),
+        FaultAction::DiskAlarm { node } => ("disk_alarm", node),
+        FaultAction::NodeKill { node } => ("node_kill", node),
+        FaultAction::Partition { node } => ("partition", node),
+        FaultAction::Down { .. } | FaultAction::Toxic { .. } | FaultAction::RollingRestart => {
+            return None;
+        }
+    };
+    Some(format!("{kind} node {}", describe_node(node)))
 }
 
 fn describe_toxic(toxic: &Toxic) -> String {
@@ -200,15 +211,7 @@ pub fn short_label(action: &FaultAction, lasting: Option<Duration>) -> String {
             format!("{kind} {}", serde_name(path))
         }
         FaultAction::RollingRestart => "rolling_restart".into(),
-        FaultAction::BrokerRestart { node } => {
-            format!("broker_restart node {}", describe_node(node))
-        }
-        FaultAction::BrokerKill { node } => format!("broker_kill node {}", describe_node(node)),
-        FaultAction::BrokerPause { node } => format!("broker_pause node {}", describe_node(node)),
-        FaultAction::MemoryAlarm { node } => format!("memory_alarm node {}", describe_node(node)),
-        FaultAction::DiskAlarm { node } => format!("disk_alarm node {}", describe_node(node)),
-        FaultAction::NodeKill { node } => format!("node_kill node {}", describe_node(node)),
-        FaultAction::Partition { node } => format!("partition node {}", describe_node(node)),
+        node_fault => on_node(node_fault).unwrap_or_default(),
     };
     match lasting {
         Some(lasting) => format!("{what} {}", format_duration(lasting)),

@@ -410,6 +410,24 @@ mod tests {
         ledger
     }
 
+    /// The verdict of live consumers alone (no final read, no dead letters).
+    fn live_only(
+        ledger: PublishLedger,
+        consumers: &[DeliveryShard],
+        confirms: bool,
+        order: bool,
+    ) -> Verdict {
+        decide(
+            Evidence {
+                publishers: &[ledger],
+                consumers,
+                ..Evidence::default()
+            },
+            confirms,
+            order,
+        )
+    }
+
     #[test]
     fn everything_delivered_once_is_clean() {
         let ledger = published(0, 100, 0..100);
@@ -417,15 +435,7 @@ mod tests {
         for seq in 0..100 {
             shard.record(0, seq, false, 0, true);
         }
-        let verdict = decide(
-            Evidence {
-                publishers: &[ledger],
-                consumers: &[shard],
-                ..Evidence::default()
-            },
-            true,
-            true,
-        );
+        let verdict = live_only(ledger, &[shard], true, true);
         assert_eq!(verdict.totals.delivered, 100);
         assert_eq!(
             verdict.totals.lost_confirmed
@@ -443,15 +453,7 @@ mod tests {
         for seq in [0, 1, 2, 7] {
             shard.record(0, seq, false, 0, false);
         }
-        let verdict = decide(
-            Evidence {
-                publishers: &[ledger],
-                consumers: &[shard],
-                ..Evidence::default()
-            },
-            true,
-            false,
-        );
+        let verdict = live_only(ledger, &[shard], true, false);
         assert_eq!(
             verdict.sets[0].lost_confirmed.iter().collect::<Vec<_>>(),
             vec![3, 4]
@@ -472,15 +474,7 @@ mod tests {
         let ledger = published(0, 5, []);
         let mut shard = DeliveryShard::new(1);
         shard.record(0, 0, false, 0, false);
-        let verdict = decide(
-            Evidence {
-                publishers: &[ledger],
-                consumers: &[shard],
-                ..Evidence::default()
-            },
-            false,
-            false,
-        );
+        let verdict = live_only(ledger, &[shard], false, false);
         assert_eq!(
             (
                 verdict.totals.lost_confirmed,
@@ -503,15 +497,7 @@ mod tests {
         b.record(0, 2, false, 0, false);
         b.record(0, 2, false, 0, false); // a second copy without the flag
         b.record(0, 2, true, 0, false); // and a redelivery
-        let verdict = decide(
-            Evidence {
-                publishers: &[ledger],
-                consumers: &[a, b],
-                ..Evidence::default()
-            },
-            true,
-            false,
-        );
+        let verdict = live_only(ledger, &[a, b], true, false);
         let t = &verdict.totals;
         assert_eq!(
             (
@@ -538,15 +524,7 @@ mod tests {
         shard.record(4, 0, false, 0, false);
         shard.record_foreign();
         shard.record_corrupted();
-        let verdict = decide(
-            Evidence {
-                publishers: &[ledger],
-                consumers: &[shard],
-                ..Evidence::default()
-            },
-            true,
-            false,
-        );
+        let verdict = live_only(ledger, &[shard], true, false);
         assert_eq!(verdict.totals.unexpected, 2);
         assert_eq!(
             (verdict.foreign, verdict.corrupted, verdict.deliveries),

@@ -186,41 +186,19 @@ impl Reader {
         }
     }
 
-    /// Reads until a quiet moment finds the queue without ready messages.
+    /// Reads until a quiet moment finds the queue without ready messages (the consumer
+    /// that read it during the run may still be counted as it closes).
     async fn read_to_empty(
         &mut self,
         channel: &AmqpChannel,
-        mut deliveries: Deliveries,
+        deliveries: Deliveries,
         queue: &str,
     ) -> Result<(), Failure> {
-        let mut unacked = 0u64;
-        let mut last_tag = 0u64;
-        loop {
-            match tokio::time::timeout(QUIET, deliveries.next()).await {
-                Ok(Some(Ok(delivery))) => {
-                    last_tag = delivery.tag;
-                    self.record(&delivery);
-                    unacked += 1;
-                }
-                Ok(Some(Err(failure))) => return Err(failure),
-                Ok(None) => return Ok(()),
-                Err(_quiet) => {
-                    if unacked > 0 {
-                        channel.ack(last_tag, true).await?;
-                        unacked = 0;
-                    }
-                    let status = within(
-                        ASK_WITHIN,
-                        "asking about the queue",
-                        channel.queue_status(queue),
-                    )
-                    .await?;
-                    if status.ready == 0 {
-                        return Ok(());
-                    }
-                }
-            }
-        }
+        super::final_read::read_to_empty(channel, deliveries, queue, u32::MAX, |delivery| {
+            self.record(delivery)
+        })
+        .await
+        .map(|_| ())
     }
 
     fn record(&mut self, delivery: &Delivery) {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::link::Link;
 use super::message::{self, DecodeError};
 use super::topology::Topology;
-use crate::amqp::{AmqpChannel, Deliveries, Failure, FailureKind, QueueStatus, within};
+use crate::amqp::{AmqpChannel, Deliveries, Delivery, Failure, FailureKind, QueueStatus, within};
 use crate::events::{EventKind, EventLog};
 use crate::ledger::DeliveryShard;
 use crate::redact::BrokerUri;
@@ -240,47 +240,20 @@ impl Reader {
     async fn drain(
         &mut self,
         channel: &AmqpChannel,
-        mut deliveries: Deliveries,
+        deliveries: Deliveries,
         queue: &str,
     ) -> Result<(), Failure> {
-        let mut unacked = 0u64;
-        let mut last_tag = 0u64;
-        loop {
-            match tokio::time::timeout(QUIET, deliveries.next()).await {
-                Ok(Some(Ok(delivery))) => {
-                    self.record(&delivery.body, delivery.redelivered);
-                    unacked += 1;
-                    last_tag = delivery.tag;
-                    if unacked >= ACK_EVERY {
-                        channel.ack(last_tag, true).await?;
-                        unacked = 0;
-                    }
-                }
-                Ok(Some(Err(failure))) => return Err(failure),
-                Ok(None) => {
-                    return Err(Failure {
-                        kind: FailureKind::Refused,
-                        message: format!("the broker cancelled the final read of queue {queue}"),
-                    });
-                }
-                Err(_quiet) => {
-                    if unacked > 0 {
-                        channel.ack(last_tag, true).await?;
-                        unacked = 0;
-                    }
-                    let status = within(
-                        ASK_WITHIN,
-                        "asking about the queue",
-                        channel.queue_status(queue),
-                    )
-                    .await?;
-                    self.last_status = Some(status);
-                    // The reader itself is one of the consumers.
-                    if status.ready == 0 && status.consumers <= 1 {
-                        return Ok(());
-                    }
-                }
+        // The reader itself is one of the consumers.
+        let status = read_to_empty(channel, deliveries, queue, 1, |delivery| {
+            self.record(&delivery.body, delivery.redelivered);
+        })
+        .await;
+        match status {
+            Ok(status) => {
+                self.last_status = Some(status);
+                Ok(())
             }
+            Err(failure) => Err(failure),
         }
     }
 
@@ -299,6 +272,59 @@ impl Reader {
             }
             Err(DecodeError::Corrupted) => self.shard.record_corrupted(),
             Err(DecodeError::Foreign | DecodeError::OtherRun) => self.shard.record_foreign(),
+        }
+    }
+}
+
+/// Takes deliveries from `queue`, acknowledging them in batches, until a quiet moment finds
+/// it without a ready message and with at most `consumers` consumers on it (the reader's
+/// own included); returns what the broker said then. Shared by the final read and the
+/// dead-letter reader.
+///
+/// # Errors
+/// The channel's failure; the broker cancelling the consumer is `Refused`.
+pub(super) async fn read_to_empty(
+    channel: &AmqpChannel,
+    mut deliveries: Deliveries,
+    queue: &str,
+    consumers: u32,
+    mut record: impl FnMut(&Delivery),
+) -> Result<QueueStatus, Failure> {
+    let mut unacked = 0u64;
+    let mut last_tag = 0u64;
+    loop {
+        match tokio::time::timeout(QUIET, deliveries.next()).await {
+            Ok(Some(Ok(delivery))) => {
+                record(&delivery);
+                unacked += 1;
+                last_tag = delivery.tag;
+                if unacked >= ACK_EVERY {
+                    channel.ack(last_tag, true).await?;
+                    unacked = 0;
+                }
+            }
+            Ok(Some(Err(failure))) => return Err(failure),
+            Ok(None) => {
+                return Err(Failure {
+                    kind: FailureKind::Refused,
+                    message: format!("the broker cancelled the reader of queue {queue}"),
+                });
+            }
+            Err(_quiet) => {
+                if unacked > 0 {
+                    channel.ack(last_tag, true).await?;
+                    unacked = 0;
+                }
+                let status = within(
+                    ASK_WITHIN,
+                    "asking about the queue",
+                    channel.queue_status(queue),
+                )
+                .await?;
+                if status.ready == 0 && status.consumers <= consumers {
+                    return Ok(status);
+                }
+            }
         }
     }
 }
