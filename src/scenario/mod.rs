@@ -11,6 +11,7 @@ mod lower;
 pub mod plan;
 pub mod source;
 pub mod units;
+mod warnings;
 
 use std::path::Path;
 use std::time::Duration;

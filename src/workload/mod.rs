@@ -13,6 +13,7 @@ pub mod message;
 pub mod pacing;
 pub mod progress;
 pub mod publisher;
+mod setup;
 pub mod topology;
 
 use std::sync::Arc;
@@ -27,7 +28,7 @@ pub use drain::{DrainEnd, DrainResult};
 pub use final_read::FinalReadReport;
 pub use progress::Totals;
 
-use crate::amqp::{AmqpChannel, Failure, FailureKind, within};
+use crate::amqp::{Failure, within};
 use crate::events::{Event, EventKind, EventLog};
 use crate::ledger::{Verdict, decide};
 use crate::metrics::activity::Activity;
@@ -39,6 +40,8 @@ use final_read::FinalRead;
 use link::Link;
 use pacing::{Pace, Sizes};
 use progress::{ConsumerCounters, PublisherCounters};
+pub(crate) use setup::SetupChannel;
+use setup::open_setup;
 use topology::Topology;
 
 /// How long consumers may take to start consuming.
@@ -641,95 +644,6 @@ pub async fn run(
             .iter()
             .flat_map(|r| r.sabotaged_rejected.iter().copied())
             .collect(),
-    })
-}
-
-/// The coordinator's own channel: declares the topology, checks the queue while draining,
-/// deletes the topology at the end. A fault may close it mid-run (a broker restart, a
-/// dropped network): it is opened again, on a new connection if need be, when next used.
-pub(crate) struct SetupChannel {
-    link: Arc<Link>,
-    cancel: CancellationToken,
-    current: tokio::sync::Mutex<Option<AmqpChannel>>,
-}
-
-impl SetupChannel {
-    /// How long getting a usable channel may take before the caller's step is skipped.
-    const REOPEN_WITHIN: Duration = Duration::from_secs(10);
-
-    /// An open channel: the current one, or a new one.
-    ///
-    /// # Errors
-    /// No connection or channel within [`Self::REOPEN_WITHIN`], or the run was interrupted.
-    pub async fn channel(&self) -> Result<AmqpChannel, Failure> {
-        let mut current = self.current.lock().await;
-        if let Some(channel) = current.as_ref().filter(|c| c.is_open()) {
-            return Ok(channel.clone());
-        }
-        let channel = within(Self::REOPEN_WITHIN, "reopening the setup channel", async {
-            let leased = self
-                .link
-                .lease(None, &self.cancel)
-                .await
-                .ok_or_else(|| Failure {
-                    kind: FailureKind::ConnectionLost,
-                    message: "interrupted".into(),
-                })?;
-            leased.connection.open_channel().await
-        })
-        .await?;
-        *current = Some(channel.clone());
-        Ok(channel)
-    }
-
-    /// Ready messages in `queue`.
-    ///
-    /// # Errors
-    /// As [`Self::channel`], or the broker's answer to a passive declare.
-    pub async fn ready_messages(&self, queue: &str) -> Result<u32, Failure> {
-        self.channel().await?.ready_messages(queue).await
-    }
-
-    /// Closes the channel and its connection.
-    async fn close(&self) {
-        if let Some(channel) = self.current.lock().await.take() {
-            channel.close().await;
-        }
-        self.link.close().await;
-    }
-}
-
-async fn open_setup(
-    link: Arc<Link>,
-    topology: &Topology,
-    cancel: &CancellationToken,
-) -> Result<SetupChannel, WorkloadError> {
-    let failed = |failure: Failure| WorkloadError::Topology {
-        queue: topology.queue.name.clone(),
-        failure,
-    };
-    let leased = link
-        .lease(None, cancel)
-        .await
-        .ok_or(WorkloadError::Interrupted)?;
-    let channel = within(
-        Duration::from_secs(30),
-        "opening the setup channel",
-        leased.connection.open_channel(),
-    )
-    .await
-    .map_err(failed)?;
-    within(
-        Duration::from_secs(30),
-        "declaring the topology",
-        topology.declare_all(&channel),
-    )
-    .await
-    .map_err(failed)?;
-    Ok(SetupChannel {
-        link,
-        cancel: cancel.clone(),
-        current: tokio::sync::Mutex::new(Some(channel)),
     })
 }
 
