@@ -95,12 +95,9 @@ const CANCEL_SETTLES_WITHIN: Duration = Duration::from_secs(1);
 enum End {
     Cancelled,
     Failed(Failure),
-    Crashed,
-    /// Delivery tags skipped this many deliveries: they were lost on the way.
-    Hole(u64),
-    /// Nothing arrived for the stall timeout while the queue held ready messages (or the
-    /// broker did not answer the question).
-    Stalled(String),
+    /// The channel is given up on purpose and a new one opened, for the reason recorded:
+    /// a crash (`crash_every`), a hole in the delivery tags, a stall.
+    Reopen(EventKind, String),
     /// The broker cancelled the consumer (basic.cancel): its queue was deleted, or
     /// crashed, or a stream's member went away.
     CancelledByBroker,
@@ -197,30 +194,8 @@ impl Consumer {
                     channel.close().await;
                     return;
                 }
-                End::Crashed => {
-                    self.setup.events.record(
-                        &self.source,
-                        EventKind::ConsumerCrash,
-                        "channel closed without acknowledging",
-                    );
-                    channel.close().await;
-                    failed_generation = None;
-                }
-                End::Hole(missing) => {
-                    self.setup.events.record(
-                        &self.source,
-                        EventKind::StreamHole,
-                        format!("{missing} deliveries never arrived; reopening the channel so the broker delivers them again"),
-                    );
-                    channel.close().await;
-                    failed_generation = None;
-                }
-                End::Stalled(why) => {
-                    self.setup.events.record(
-                        &self.source,
-                        EventKind::ConsumerStalled,
-                        format!("{why}; reopening the channel"),
-                    );
+                End::Reopen(kind, detail) => {
+                    self.setup.events.record(&self.source, kind, detail);
                     channel.close().await;
                     failed_generation = None;
                 }
@@ -388,7 +363,10 @@ impl Consumer {
                             let _ = channel.ack(last_tag, true).await;
                         }
                         let _ = channel.ack(tag, false).await;
-                        return End::Hole(hole);
+                        return End::Reopen(
+                            EventKind::StreamHole,
+                            format!("{hole} deliveries never arrived; reopening the channel so the broker delivers them again"),
+                        );
                     }
                     if hole > 0 {
                         self.setup.events.record(
@@ -404,7 +382,10 @@ impl Consumer {
                     }
                     since_open += 1;
                     if crash_every.is_some_and(|k| since_open >= k) {
-                        return End::Crashed;
+                        return End::Reopen(
+                            EventKind::ConsumerCrash,
+                            "channel closed without acknowledging".into(),
+                        );
                     }
                     if manual {
                         if unacked == 0 {
@@ -427,7 +408,10 @@ impl Consumer {
                     self.recorder.tick(now_ns);
                     if manual && !self.stopped() && now_ns.saturating_sub(self.last_arrival_ns) >= stall_ns {
                         if let Some(why) = self.stalled(channel, stall_timeout).await {
-                            return End::Stalled(why);
+                            return End::Reopen(
+                                EventKind::ConsumerStalled,
+                                format!("{why}; reopening the channel"),
+                            );
                         }
                         self.last_arrival_ns = self.setup.clock.now_ns();
                     }
