@@ -113,8 +113,8 @@ fn verdict(c: &mut Criterion, count: u32, label: &str) {
             b.iter(|| {
                 black_box(decide(
                     Evidence {
-                        publishers: &publishers,
-                        consumers: &shards,
+                        publishers: &publishers.iter().collect::<Vec<_>>(),
+                        consumers: &shards.iter().collect::<Vec<_>>(),
                         ..Evidence::default()
                     },
                     true,

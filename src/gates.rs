@@ -163,8 +163,8 @@ mod tests {
         }
         decide(
             Evidence {
-                publishers: &[ledger],
-                consumers: &[shard],
+                publishers: &[&ledger],
+                consumers: &[&shard],
                 ..Evidence::default()
             },
             true,

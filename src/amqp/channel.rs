@@ -10,7 +10,7 @@ use amqprs::channel::{
     BasicAckArguments, BasicConsumeArguments, BasicPublishArguments, BasicQosArguments,
     BasicRejectArguments, Channel, ConfirmSelectArguments, ConsumerMessage,
     ExchangeDeclareArguments, ExchangeDeleteArguments, QueueBindArguments, QueueDeclareArguments,
-    QueueDeleteArguments,
+    QueueDeleteArguments, QueueUnbindArguments,
 };
 use amqprs::{Ack, BasicProperties, Cancel, CloseChannel, FieldTable, FieldValue, Nack, Return};
 use futures_util::Stream;
@@ -87,6 +87,8 @@ pub struct Delivery {
     /// entry: `maxlen`, `expired`, `rejected`, `delivery_limit`); read only by a
     /// consumer of dead letters.
     pub death_reason: Option<String>,
+    /// The queue it was dead-lettered from the last time (the `queue` of that entry).
+    pub death_queue: Option<String>,
 }
 
 /// Where a consumer of a stream queue starts reading.
@@ -110,20 +112,28 @@ fn stream_offset(properties: Option<&BasicProperties>) -> Option<u64> {
     }
 }
 
-/// The reason of the latest dead-lettering: the first table of the `x-death` header.
-fn death_reason(properties: Option<&BasicProperties>) -> Option<String> {
-    let headers = properties?.headers()?;
-    let FieldValue::A(deaths) = headers.get(&"x-death".try_into().ok()?)? else {
-        return None;
+/// The reason and queue of the latest dead-lettering: the first table of the `x-death`
+/// header.
+fn death(properties: Option<&BasicProperties>) -> (Option<String>, Option<String>) {
+    let latest = || {
+        let headers = properties?.headers()?;
+        let FieldValue::A(deaths) = headers.get(&"x-death".try_into().ok()?)? else {
+            return None;
+        };
+        let deaths: Vec<FieldValue> = deaths.clone().into();
+        match deaths.into_iter().next() {
+            Some(FieldValue::F(latest)) => Some(latest),
+            _ => None,
+        }
     };
-    let deaths: Vec<FieldValue> = deaths.clone().into();
-    let Some(FieldValue::F(latest)) = deaths.first() else {
-        return None;
+    let Some(latest) = latest() else {
+        return (None, None);
     };
-    match latest.get(&"reason".try_into().ok()?)? {
-        FieldValue::S(reason) => Some(reason.to_string()),
+    let text = |key: &str| match latest.get(&key.try_into().ok()?)? {
+        FieldValue::S(text) => Some(text.to_string()),
         _ => None,
-    }
+    };
+    (text("reason"), text("queue"))
 }
 
 /// What a channel shares with the client's callbacks for it.
@@ -237,15 +247,17 @@ impl Stream for Deliveries {
         self.inner.poll_recv(cx).map(|message| match message {
             Some(message) => {
                 let deliver = message.deliver;
+                let (death_reason, death_queue) = if self.death_reasons {
+                    death(message.basic_properties.as_ref())
+                } else {
+                    (None, None)
+                };
                 Some(Ok(Delivery {
                     tag: deliver.as_ref().map_or(0, |d| d.delivery_tag()),
                     redelivered: deliver.as_ref().is_some_and(|d| d.redelivered()),
                     stream_offset: stream_offset(message.basic_properties.as_ref()),
-                    death_reason: if self.death_reasons {
-                        death_reason(message.basic_properties.as_ref())
-                    } else {
-                        None
-                    },
+                    death_reason,
+                    death_queue,
                     body: message.content.unwrap_or_default(),
                 }))
             }
@@ -467,6 +479,24 @@ impl AmqpChannel {
         self.usable()?;
         self.inner
             .queue_bind(QueueBindArguments::new(queue, exchange, routing_key))
+            .await
+            .map_err(|e| self.failure(&e))
+    }
+
+    /// Removes the binding of `queue` to `exchange` with `routing_key` (what an operator
+    /// does by mistake, in a test).
+    ///
+    /// # Errors
+    /// A classified [`Failure`].
+    pub async fn unbind_queue(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Result<(), Failure> {
+        self.usable()?;
+        self.inner
+            .queue_unbind(QueueUnbindArguments::new(queue, exchange, routing_key))
             .await
             .map_err(|e| self.failure(&e))
     }

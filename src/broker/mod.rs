@@ -176,12 +176,18 @@ impl Broker {
         }
     }
 
-    /// Each node with what it says about itself.
-    pub async fn describe(&self) -> Vec<NodeInfo> {
-        let names: Vec<String> = match self {
+    /// Each node's name, in the order of [`Self::uris`]: the Erlang node name of a
+    /// managed node, host:port of an external one.
+    pub fn node_names(&self) -> Vec<String> {
+        match self {
             Broker::Managed(cluster) => cluster.specs().into_iter().map(|s| s.name).collect(),
             Broker::External(external) => external.uris.iter().map(|u| u.address()).collect(),
-        };
+        }
+    }
+
+    /// Each node with what it says about itself.
+    pub async fn describe(&self) -> Vec<NodeInfo> {
+        let names = self.node_names();
         let mut nodes = Vec::new();
         for (name, uri) in names.into_iter().zip(self.uris()) {
             let info = if uri.is_tls() {

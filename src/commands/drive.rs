@@ -39,7 +39,8 @@ pub async fn drive(
     cancel: &CancellationToken,
 ) -> (Broker, anyhow::Result<Driven>) {
     let run_id = random_run_id();
-    let queue = Topology::from_plan(plan, run_id).queue.name;
+    // `node = "leader"` faults aim at the leader of the run's first queue.
+    let queue = Topology::from_plan(plan, run_id).queues[0].name.clone();
     let occurrences = timeline(plan);
     if !occurrences.is_empty() {
         console.line(format!(
@@ -73,6 +74,7 @@ pub async fn drive(
         BrokerPlan::Managed(_) => None,
     };
     let uris = broker.uris();
+    let node_names = broker.node_names();
     let broker = Arc::new(Mutex::new(broker));
     let nodes = Arc::new(NodeFaults::new(broker.clone(), commands, queue, plan.seed));
     let progress = Arc::new(Progress::new(style, console.quiet, plan.stop.duration));
@@ -88,6 +90,7 @@ pub async fn drive(
         on_start: Some(started_tx),
         run_id: Some(run_id),
         no_verify,
+        node_names,
         ..WorkloadOptions::default()
     };
     let (outcome, faults) = tokio::join!(

@@ -4,11 +4,13 @@
 pub mod dead_letters;
 pub mod delivery;
 pub mod publish;
+pub mod queues;
 pub mod seqset;
 pub mod verdict;
 
 pub use dead_letters::{DeadLetterShard, DeathReason};
 pub use delivery::DeliveryShard;
 pub use publish::PublishLedger;
+pub use queues::{QueueEvidence, QueueRecords, QueueVerdict, decide_queues};
 pub use seqset::SeqSet;
 pub use verdict::{Counts, Evidence, ProducerVerdict, Verdict, decide};

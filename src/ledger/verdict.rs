@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::dead_letters::{DeadLetterShard, DeathReason};
 use super::delivery::{DeliveryShard, SAMPLES};
 use super::publish::PublishLedger;
+use super::queues::QueueVerdict;
 
 /// Counts over the whole run (or one producer).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,8 +99,12 @@ pub struct ProducerSets {
 /// The whole verdict.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verdict {
-    /// Totals over all producers.
+    /// Totals over all producers (with several queues, over every queue: a message
+    /// routed to k queues counts k times).
     pub totals: Counts,
+    /// Distinct messages published, each once however many queues it was routed to.
+    #[serde(default)]
+    pub published: u64,
     /// Bodies that were not this run's messages.
     pub foreign: u64,
     /// Bodies whose checksum did not match.
@@ -115,7 +120,12 @@ pub struct Verdict {
     /// Whether order was promised and therefore checked (one consumer).
     pub order_checked: bool,
     pub producers: Vec<ProducerVerdict>,
-    /// Complete sets per producer (not serialized: they can be large).
+    /// The verdict of each queue of the run (empty in the verdict of one queue): a
+    /// message routed to several queues is judged in each; the totals above are the sum.
+    #[serde(default)]
+    pub queues: Vec<QueueVerdict>,
+    /// Complete sets per producer, in the order of `producers` (not serialized: they can
+    /// be large).
     #[serde(skip)]
     pub sets: Vec<ProducerSets>,
 }
@@ -128,6 +138,7 @@ impl Verdict {
     /// The verdict of a run without ledgers (`--no-verify`): counts only.
     pub fn unverified(totals: Counts, deliveries: u64, confirms: bool) -> Self {
         Self {
+            published: totals.attempted,
             totals,
             foreign: 0,
             corrupted: 0,
@@ -136,6 +147,7 @@ impl Verdict {
             verified: false,
             order_checked: false,
             producers: Vec::new(),
+            queues: Vec::new(),
             sets: Vec::new(),
         }
     }
@@ -144,10 +156,11 @@ impl Verdict {
 /// Everything a run recorded about its messages.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Evidence<'a> {
-    /// What each publisher sent and what the broker answered.
-    pub publishers: &'a [PublishLedger],
+    /// What each publisher whose messages were routed here sent, and what the broker
+    /// answered.
+    pub publishers: &'a [&'a PublishLedger],
     /// What each live consumer received.
-    pub consumers: &'a [DeliveryShard],
+    pub consumers: &'a [&'a DeliveryShard],
     /// What the final read of the queue found, if one ran.
     pub final_read: Option<&'a DeliveryShard>,
     /// What the run's dead-letter queue received, if warren read one.
@@ -163,19 +176,18 @@ pub fn decide(evidence: Evidence<'_>, confirms: bool, order_checked: bool) -> Ve
         dead_letters,
     } = evidence;
     let dead_shards = dead_letters.map_or(&[][..], |d| d.by_reason.as_slice());
-    let producer_count = publishers
-        .len()
-        .max(shards.iter().map(|s| s.producers.len()).max().unwrap_or(0));
+    let shards_iter = || shards.iter().copied();
+    let producers = producers_in(evidence);
+    let producer_count = producers.len();
     let mut verdict = Verdict {
         totals: Counts::default(),
-        foreign: shards
-            .iter()
+        published: publishers.iter().map(|l| u64::from(l.attempted)).sum(),
+        foreign: shards_iter()
             .chain(final_read)
             .chain(dead_shards)
             .map(|s| s.foreign)
             .sum(),
-        corrupted: shards
-            .iter()
+        corrupted: shards_iter()
             .chain(final_read)
             .chain(dead_shards)
             .map(|s| s.corrupted)
@@ -185,19 +197,20 @@ pub fn decide(evidence: Evidence<'_>, confirms: bool, order_checked: bool) -> Ve
         verified: true,
         order_checked,
         producers: Vec::with_capacity(producer_count),
+        queues: Vec::new(),
         sets: Vec::with_capacity(producer_count),
     };
-    verdict.totals.unexpected = shards
-        .iter()
+    verdict.totals.unexpected = shards_iter()
         .chain(final_read)
         .chain(dead_shards)
         .map(|s| s.unexpected)
         .sum();
     let empty = PublishLedger::default();
-    for producer in 0..producer_count {
+    for producer in producers {
         let ledger = publishers
             .iter()
             .find(|l| l.producer as usize == producer)
+            .copied()
             .unwrap_or(&empty);
         let (producer_verdict, sets) = decide_producer(
             producer as u32,
@@ -217,7 +230,40 @@ pub fn decide(evidence: Evidence<'_>, confirms: bool, order_checked: bool) -> Ve
     verdict
 }
 
-fn add(total: &mut Counts, c: &Counts) {
+/// The producers a verdict speaks of, ascending: those whose messages were routed here,
+/// and any other whose messages arrived anyway (unexpected here).
+fn producers_in(evidence: Evidence<'_>) -> Vec<usize> {
+    let mut producers: Vec<usize> = evidence
+        .publishers
+        .iter()
+        .map(|l| l.producer as usize)
+        .collect();
+    let dead_shards = evidence
+        .dead_letters
+        .map_or(&[][..], |d| d.by_reason.as_slice());
+    for shard in evidence
+        .consumers
+        .iter()
+        .copied()
+        .chain(evidence.final_read)
+        .chain(dead_shards)
+    {
+        producers.extend(
+            shard
+                .producers
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| !p.seen.is_empty())
+                .map(|(producer, _)| producer),
+        );
+    }
+    producers.sort_unstable();
+    producers.dedup();
+    producers
+}
+
+/// Adds `c` to `total`, field by field.
+pub(super) fn add(total: &mut Counts, c: &Counts) {
     total.attempted += c.attempted;
     total.confirmed += c.confirmed;
     total.nacked += c.nacked;
@@ -419,8 +465,8 @@ mod tests {
     ) -> Verdict {
         decide(
             Evidence {
-                publishers: &[ledger],
-                consumers,
+                publishers: &[&ledger],
+                consumers: &consumers.iter().collect::<Vec<_>>(),
                 ..Evidence::default()
             },
             confirms,
@@ -548,8 +594,8 @@ mod tests {
         }
         let verdict = decide(
             Evidence {
-                publishers: &[ledger],
-                consumers: &[live],
+                publishers: &[&ledger],
+                consumers: &[&live],
                 final_read: Some(&final_read),
                 dead_letters: None,
             },

@@ -49,6 +49,9 @@ impl Counts {
 pub struct Sample {
     /// Seconds since the start of publishing (0 for what came before).
     pub index: u32,
+    /// The queue a consumer's second belongs to (an index into the run's queues); `None`
+    /// for a publisher.
+    pub queue: Option<u32>,
     pub counts: Counts,
     pub latencies: Latencies,
 }
@@ -64,6 +67,8 @@ pub struct Recorder {
     /// This second's latencies.
     pub latencies: Latencies,
     sink: UnboundedSender<Sample>,
+    /// The consumer's queue, for per-queue results.
+    queue: Option<u32>,
 }
 
 impl Recorder {
@@ -76,7 +81,14 @@ impl Recorder {
             counts: Counts::default(),
             latencies: Latencies::default(),
             sink,
+            queue: None,
         }
+    }
+
+    /// The same recorder, tagging its seconds with the queue its consumer reads.
+    pub fn for_queue(mut self, queue: u32) -> Self {
+        self.queue = Some(queue);
+        self
     }
 
     /// Hands the current second over if it has ended by `now_ns`. Cheap when it has not.
@@ -95,6 +107,7 @@ impl Recorder {
         }
         let sample = Sample {
             index: self.index,
+            queue: self.queue,
             counts: std::mem::take(&mut self.counts),
             latencies: std::mem::take(&mut self.latencies),
         };
@@ -107,18 +120,53 @@ impl Recorder {
     }
 }
 
-/// All tasks' seconds, added up.
+/// All tasks' seconds, added up; and, for a run of several queues, each queue's.
 #[derive(Debug, Clone, Default)]
 pub struct Series {
     seconds: BTreeMap<u32, (Counts, Latencies)>,
+    /// Per queue (index), its consumers' seconds: counts per second, latencies for the
+    /// whole run (a histogram per queue and second would cost megabytes per queue).
+    queues: BTreeMap<u32, QueueSeries>,
+}
+
+/// One queue's deliveries: counts per second and the whole run's latencies.
+#[derive(Debug, Clone, Default)]
+pub struct QueueSeries {
+    pub seconds: BTreeMap<u32, Counts>,
+    pub latencies: Latencies,
+}
+
+impl QueueSeries {
+    /// The whole run's counts of this queue.
+    pub fn total_counts(&self) -> Counts {
+        let mut total = Counts::default();
+        for counts in self.seconds.values() {
+            total.add(counts);
+        }
+        total
+    }
 }
 
 impl Series {
     /// Adds one task's second.
     pub fn add(&mut self, sample: Sample) {
+        if let Some(queue) = sample.queue {
+            let of_queue = self.queues.entry(queue).or_default();
+            of_queue
+                .seconds
+                .entry(sample.index)
+                .or_default()
+                .add(&sample.counts);
+            of_queue.latencies.add(&sample.latencies);
+        }
         let (counts, latencies) = self.seconds.entry(sample.index).or_default();
         counts.add(&sample.counts);
         latencies.add(&sample.latencies);
+    }
+
+    /// The deliveries of queue `queue` (empty when none came).
+    pub fn queue(&self, queue: u32) -> QueueSeries {
+        self.queues.get(&queue).cloned().unwrap_or_default()
     }
 
     /// Every second from 0 to the last one with data, empty ones included.

@@ -17,8 +17,15 @@ pub fn render(report: &RunReport) -> String {
     let _ = writeln!(
         out,
         "  published    {:>10}  distinct messages ({} republished copies)",
-        t.attempted, t.republished
+        v.published, t.republished
     );
+    if v.published != t.attempted {
+        let _ = writeln!(
+            out,
+            "  routed       {:>10}  queue copies: each count below is per queue",
+            t.attempted
+        );
+    }
     if v.confirms {
         let _ = writeln!(
             out,
@@ -92,6 +99,7 @@ pub fn render(report: &RunReport) -> String {
         let _ = writeln!(out, "  could explain the losses: {reason}");
     }
     final_read_line(&mut out, report);
+    queues_table(&mut out, report);
     for producer in &report.verdict.producers {
         if !producer.first_stranded.is_empty() {
             let _ = writeln!(
@@ -165,14 +173,12 @@ fn gates_and_figures(out: &mut String, report: &RunReport) {
         .map_or("as fast as possible".to_string(), |r| {
             format!("target {r} msg/s")
         });
-    let t = &report.verdict.totals;
     let _ = writeln!(
         out,
-        "throughput: published {:.0} msg/s over {:.1} s ({target}); delivered {} of {} distinct messages, {:.0} msg/s over the {:.1} s deliveries lasted",
+        "throughput: published {:.0} msg/s over {:.1} s ({target}); delivered {}, {:.0} msg/s over the {:.1} s deliveries lasted",
         th.published_per_s,
         th.publishing_s,
-        t.delivered,
-        t.attempted,
+        report.delivered_of(),
         th.delivered_per_s,
         th.delivering_s
     );
@@ -296,6 +302,68 @@ fn latency_line(out: &mut String, name: &str, p: &Percentiles) {
         ms(p.max_us),
         p.count
     );
+}
+
+/// Queues shown on the console at most; queues.csv has every one.
+const QUEUES_SHOWN: usize = 12;
+
+/// One line per queue, for a run of several: those with something wrong first.
+fn queues_table(out: &mut String, report: &RunReport) {
+    if report.queues.len() < 2 {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  {} queues (counts are per queue: a message routed to k queues counts k times):",
+        report.queues.len()
+    );
+    let name_width = report
+        .queues
+        .iter()
+        .map(|q| q.name.len())
+        .max()
+        .unwrap_or(0);
+    let node_width = report
+        .queues
+        .iter()
+        .map(|q| q.node.as_deref().map_or(1, str::len))
+        .max()
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "    {:<name_width$} {:<node_width$} {:>10} {:>9} {:>9} {:>6} {:>6} {:>8}",
+        "queue", "node", "delivered", "msg/s", "p99 ms", "lost", "dup", "stranded"
+    );
+    let trouble = |q: &super::queues::QueueReport| {
+        let t = &q.totals;
+        t.lost_confirmed + t.lost_unconfirmed + t.duplicated + t.stranded + t.dead_lettered
+    };
+    let mut order: Vec<&super::queues::QueueReport> = report.queues.iter().collect();
+    order.sort_by_key(|q| std::cmp::Reverse(trouble(q) > 0));
+    for q in order.iter().take(QUEUES_SHOWN) {
+        let t = &q.totals;
+        let _ = writeln!(
+            out,
+            "    {:<name_width$} {:<node_width$} {:>10} {:>9.1} {:>9} {:>6} {:>6} {:>8}",
+            q.name,
+            q.node.as_deref().unwrap_or("-"),
+            t.delivered,
+            q.delivered_per_s,
+            q.e2e
+                .p99_ms()
+                .map_or("-".to_string(), |ms| format!("{ms:.2}")),
+            t.lost_confirmed + t.lost_unconfirmed,
+            t.duplicated,
+            t.stranded
+        );
+    }
+    if report.queues.len() > QUEUES_SHOWN {
+        let _ = writeln!(
+            out,
+            "    … {} more in queues.csv",
+            report.queues.len() - QUEUES_SHOWN
+        );
+    }
 }
 
 /// What the final read found and what the queue held at the end.

@@ -1,6 +1,6 @@
 //! The files of a run folder, in the formats the scenario asks for:
 //! - json: summary.json (the whole report), verdict.json, events.json;
-//! - csv: summary.csv, timeseries.csv, events.csv, and a row appended to runs.csv beside
+//! - csv: summary.csv, timeseries.csv, events.csv, queues.csv, and a row appended to runs.csv beside
 //!   the run folder;
 //! - hlog: latency.hlog (HdrHistogram interval log), latency.hgrm and confirm.hgrm;
 //! - html: report.html;
@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use super::{RunReport, csv, hlog, html, junit, timeseries};
+use super::{RunReport, csv, hlog, html, junit, queues, timeseries};
 use crate::metrics::Latencies;
 use crate::metrics::series::Series;
 use crate::scenario::ReportFormat;
@@ -51,6 +51,7 @@ pub fn write(
             timeseries::csv(&report.timeseries),
         )?;
         std::fs::write(dir.join("events.csv"), events_csv(&report.events))?;
+        std::fs::write(dir.join("queues.csv"), queues::csv(&report.queues))?;
         let runs = dir.parent().unwrap_or(Path::new(".")).join("runs.csv");
         if let Some(warning) = csv::append_to_runs(&runs, report)? {
             warnings.push(warning);

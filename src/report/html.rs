@@ -52,6 +52,7 @@ pub fn render(report: &RunReport) -> String {
     }
     gates_table(&mut out, report);
     charts(&mut out, report);
+    super::html_queues::section(&mut out, report, &fault_windows(report));
     latency_table(&mut out, report);
     faults_table(&mut out, report);
     events_table(&mut out, report);
@@ -73,7 +74,15 @@ fn verdict_table(out: &mut String, report: &RunReport) {
         "<h2>Verdict</h2><table><tr><th>term</th><th>messages</th><th>meaning</th></tr>\n",
     );
     let rows: [(&str, u64, &str); 14] = [
-        ("published", t.attempted, "distinct messages published"),
+        (
+            "published",
+            t.attempted,
+            if v.published == t.attempted {
+                "distinct messages published"
+            } else {
+                "copies routed to the queues (a message routed to k queues counts k times)"
+            },
+        ),
         ("confirmed", t.confirmed, "acknowledged by the broker"),
         (
             "delivered",
@@ -173,11 +182,10 @@ fn verdict_table(out: &mut String, report: &RunReport) {
     let th = &report.throughput;
     let _ = writeln!(
         out,
-        "<p>published {:.0} msg/s over {:.1} s, delivered {} of {} distinct messages, {:.0} msg/s over the {:.1} s deliveries lasted{} · drain: {} · warren's CPU {:.1} µs per delivery</p>",
+        "<p>published {:.0} msg/s over {:.1} s, delivered {}, {:.0} msg/s over the {:.1} s deliveries lasted{} · drain: {} · warren's CPU {:.1} µs per delivery</p>",
         th.published_per_s,
         th.publishing_s,
-        t.delivered,
-        t.attempted,
+        escape(&report.delivered_of()),
         th.delivered_per_s,
         th.delivering_s,
         th.target_per_s
@@ -210,8 +218,9 @@ fn gates_table(out: &mut String, report: &RunReport) {
     out.push_str("</table>\n");
 }
 
-fn charts(out: &mut String, report: &RunReport) {
-    let windows: Vec<Window> = report
+/// The applied faults, as shaded windows of the time charts.
+fn fault_windows(report: &RunReport) -> Vec<Window> {
+    report
         .faults
         .faults
         .iter()
@@ -228,7 +237,11 @@ fn charts(out: &mut String, report: &RunReport) {
                 label: f.label.clone(),
             })
         })
-        .collect();
+        .collect()
+}
+
+fn charts(out: &mut String, report: &RunReport) {
+    let windows = fault_windows(report);
     let rows = &report.timeseries;
     let x = |r: &super::timeseries::SecondRow| f64::from(r.second) + 0.5;
     let throughput = Chart::new(

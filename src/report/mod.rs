@@ -9,7 +9,9 @@ pub mod faults;
 pub mod files;
 pub mod hlog;
 pub mod html;
+pub mod html_queues;
 pub mod junit;
+pub mod queues;
 pub mod svg;
 pub mod timeseries;
 
@@ -170,8 +172,12 @@ pub struct RunReport {
     pub started_at: String,
     pub broker_version: Option<String>,
     pub nodes: Vec<NodeInfo>,
+    /// The first queue's name (the only one's, in a run of one queue).
     pub queue: String,
-    /// Messages left in the queue at its deletion, after the final read (None when it was
+    /// Every queue of the run: node, throughput, latency and verdict.
+    #[serde(default)]
+    pub queues: Vec<queues::QueueReport>,
+    /// Messages left in the queues at their deletion, after the final read (None when it was
     /// kept or the broker did not say).
     pub queue_left: Option<u32>,
     /// The final read of the queue after the drain.
@@ -205,6 +211,20 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// "N of M distinct messages", or, when messages were routed to several queues,
+    /// "N of M queue copies (P distinct messages)": delivered counts one per queue.
+    pub fn delivered_of(&self) -> String {
+        let t = &self.verdict.totals;
+        if self.verdict.published == t.attempted {
+            format!("{} of {} distinct messages", t.delivered, t.attempted)
+        } else {
+            format!(
+                "{} of {} queue copies ({} distinct messages)",
+                t.delivered, t.attempted, self.verdict.published
+            )
+        }
+    }
+
     /// The exit code this run earns: 130 interrupted, 0 every gate passed, 1 otherwise.
     pub fn exit(&self) -> crate::exit::Exit {
         if self.interrupted {
@@ -245,7 +265,7 @@ impl RunReport {
         };
         let throughput = Throughput {
             target_per_s: plan.publishers.rate,
-            published_per_s: per_s(totals.attempted, outcome.publishing.as_secs_f64()),
+            published_per_s: per_s(outcome.verdict.published, outcome.publishing.as_secs_f64()),
             delivered_per_s: per_s(totals.delivered, outcome.delivering.as_secs_f64()),
             publishing_s: outcome.publishing.as_secs_f64(),
             delivering_s: outcome.delivering.as_secs_f64(),
@@ -288,6 +308,10 @@ impl RunReport {
             broker_version: context.nodes.iter().find_map(|n| n.version.clone()),
             nodes: context.nodes,
             queue: outcome.queue.clone(),
+            queues: queues::build(
+                outcome,
+                &crate::scenario::serde_name(&plan.topology.queue_type),
+            ),
             queue_left: outcome.queue_left,
             final_read: outcome.final_read.clone(),
             loss_explanations: explain::losses(plan, &outcome.verdict.totals),

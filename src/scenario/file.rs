@@ -91,6 +91,8 @@ pub struct BrokerSection {
 pub struct TopologySection {
     pub queue: Option<QueueSection>,
     pub exchange: Option<ExchangeSection>,
+    /// How many queues are made from the `queue` template.
+    pub queues: Option<i64>,
     /// Declare and read a dead-letter exchange and queue of the run.
     pub dead_letter: Option<bool>,
 }
@@ -115,6 +117,7 @@ pub struct ExchangeSection {
     pub kind: Option<ExchangeKind>,
     pub durable: Option<bool>,
     pub routing_key: Option<String>,
+    pub bindings: Option<Vec<String>>,
 }
 
 /// `[publishers]`

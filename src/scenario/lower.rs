@@ -1,7 +1,6 @@
 //! Lowering: the scenario file as written becomes a [`Plan`], with defaults applied and
 //! every cross-field rule checked (cluster sizes, external mode, gates that can be met).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,9 +11,9 @@ use super::diagnostic::Checker;
 use super::faults::{RunLength, chaos, faults};
 use super::file::{
     BrokerSection, GatesSection, ProxySection, ReportSection, ScenarioFile, SweepSection,
-    TopologySection,
 };
 use super::plan::*;
+use super::topology::{clients_and_routes, stream_consumers, topology};
 use crate::redact::BrokerUri;
 
 const DEFAULT_DURATION: Duration = Duration::from_secs(60);
@@ -56,6 +55,7 @@ pub(super) fn lower(
     let publishers = publishers(c, file.publishers);
     let consumers = consumers(c, file.consumers);
     stream_consumers(c, &topology, &consumers);
+    clients_and_routes(c, &topology, &publishers, &consumers);
     let length = RunLength {
         duration: stop.duration,
         from_cli: overrides.duration.is_some(),
@@ -294,113 +294,6 @@ fn broker(c: &mut Checker<'_>, section: BrokerSection) -> BrokerPlan {
             rabbitmqctl: section.rabbitmqctl_command,
         },
     })
-}
-
-/// What a stream queue asks of its consumers. A stream is a log: RabbitMQ refuses
-/// automatic acknowledgements and a consumer without a prefetch on it, and every consumer
-/// reads every message, where warren counts one delivery per message.
-fn stream_consumers(c: &mut Checker<'_>, topology: &TopologyPlan, consumers: &ConsumerPlan) {
-    if topology.queue_type != QueueType::Stream {
-        return;
-    }
-    if consumers.ack != AckMode::Manual {
-        c.error("consumers.ack", " = \"auto\": a stream queue takes ack = \"manual\" (RabbitMQ refuses automatic acknowledgements on streams)");
-    }
-    if consumers.prefetch == 0 {
-        c.error("consumers.prefetch", " = 0: a stream queue needs a prefetch from 1 to 65535 (RabbitMQ refuses a stream consumer without one)");
-    }
-    if consumers.count != 1 {
-        c.error("consumers.count", format!(" = {}: a stream queue takes 1 consumer: every consumer of a stream reads every message, and warren counts one delivery per message", consumers.count));
-    }
-}
-
-fn topology(c: &mut Checker<'_>, section: TopologySection) -> TopologyPlan {
-    let queue = section.queue.unwrap_or_default();
-    let exchange = section.exchange.unwrap_or_default();
-    let queue_type = queue.queue_type.unwrap_or(QueueType::Classic);
-    if queue.durable == Some(false) && queue_type != QueueType::Classic {
-        c.error("topology.queue.durable", format!(" = false: {} queues are always durable; remove the field or use type = \"classic\"", if queue_type == QueueType::Quorum { "quorum" } else { "stream" }));
-    }
-    if let Some(name) = &queue.name {
-        if name.is_empty() || name.len() > 255 || name.starts_with("amq.") {
-            c.error("topology.queue.name", format!(" = {name:?}: expected 1 to 255 characters, not starting with \"amq.\" (reserved by the broker); omit it for a fresh name per run"));
-        }
-    }
-    let mut arguments = BTreeMap::new();
-    for (key, value) in queue.arguments.unwrap_or_default() {
-        let path = format!("topology.queue.arguments.{key}");
-        if !key.starts_with("x-") {
-            c.key_error(
-                &path,
-                "queue arguments are x-arguments, like \"x-max-length\" = 10000",
-            );
-            continue;
-        }
-        if key == "x-queue-type" {
-            c.key_error(&path, "set topology.queue.type instead");
-            continue;
-        }
-        let argument = match value {
-            toml::Value::Boolean(b) => QueueArgument::Bool(b),
-            toml::Value::Integer(i) => QueueArgument::Int(i),
-            toml::Value::Float(f) => QueueArgument::Float(f),
-            toml::Value::String(s) => QueueArgument::Text(s),
-            other => {
-                c.error(
-                    &path,
-                    format!(
-                        "a {} cannot be a queue argument; expected a string, number or boolean",
-                        other.type_str()
-                    ),
-                );
-                continue;
-            }
-        };
-        arguments.insert(key, argument);
-    }
-    let exchange_name = exchange.name.unwrap_or_default();
-    let exchange_kind = exchange.kind.unwrap_or(ExchangeKind::Direct);
-    if exchange_name.is_empty() {
-        if exchange_kind != ExchangeKind::Direct {
-            c.error("topology.exchange.kind", format!(" = {:?}: the default exchange \"\" is always direct; name an exchange to use another kind", serde_name(&exchange_kind)));
-        }
-        only_with(
-            c,
-            "topology.exchange.durable",
-            &exchange.durable,
-            false,
-            "a named exchange",
-        );
-    }
-    let own_dead_letters = arguments.contains_key("x-dead-letter-exchange");
-    let dead_letter = match section.dead_letter {
-        Some(true) if queue_type == QueueType::Stream => {
-            c.error(
-                "topology.dead_letter",
-                " = true: a stream never dead-letters; remove it",
-            );
-            false
-        }
-        Some(true) if own_dead_letters => {
-            c.error("topology.dead_letter", " = true: the queue names its own x-dead-letter-exchange, which warren does not read; remove one of the two");
-            false
-        }
-        Some(on) => on,
-        // A queue the scenario names may exist already, with other arguments.
-        None => queue_type != QueueType::Stream && !own_dead_letters && queue.name.is_none(),
-    };
-    TopologyPlan {
-        dead_letter,
-        queue_name: queue.name,
-        queue_type,
-        durable: queue.durable.unwrap_or(true),
-        keep: queue.keep.unwrap_or(false),
-        arguments,
-        exchange: exchange_name,
-        exchange_kind,
-        exchange_durable: exchange.durable.unwrap_or(true),
-        routing_key: exchange.routing_key,
-    }
 }
 
 fn gates(

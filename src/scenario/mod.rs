@@ -9,7 +9,9 @@ mod faults;
 pub mod file;
 mod lower;
 pub mod plan;
+pub mod routing;
 pub mod source;
+mod topology;
 pub mod units;
 mod warnings;
 

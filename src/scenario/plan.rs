@@ -207,8 +207,11 @@ pub enum ExchangeKind {
 /// What is declared on the broker for the run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TopologyPlan {
-    /// Queue name; unset means a name made from the scenario name and run id.
+    /// Queue name; unset means a name made from the scenario name and run id. With
+    /// several queues, the base of their names (`<name>-1` … `<name>-N`).
     pub queue_name: Option<String>,
+    /// How many queues are made from the template (`topology.queues`, default 1).
+    pub queues: u32,
     pub queue_type: QueueType,
     pub durable: bool,
     /// Leave the queue on the broker after the run.
@@ -219,8 +222,12 @@ pub struct TopologyPlan {
     pub exchange: String,
     pub exchange_kind: ExchangeKind,
     pub exchange_durable: bool,
-    /// Routing key; unset means the queue name.
+    /// Routing key of the publishers (`{n}`: the number of the publisher's queue, round
+    /// robin); unset means the name of the publisher's queue.
     pub routing_key: Option<String>,
+    /// Binding keys of every queue on a named direct or topic exchange (`{n}`: the
+    /// queue's number); empty means the routing key (or the queue's name).
+    pub bindings: Vec<String>,
     /// The queue dead-letters into an exchange and queue of the run, which warren reads:
     /// a message the broker dropped by policy is then found, and counted as dead-lettered.
     pub dead_letter: bool,

@@ -499,3 +499,49 @@ fn a_blackhole_holds_both_ways_and_a_short_dropping_timeout_is_warned_about() {
         2
     );
 }
+
+#[test]
+fn many_queues_need_a_consumer_each_and_routes_that_reach_a_queue() {
+    let p = plan("name = \"x\"\n[topology]\nqueues = 8\n[consumers]\ncount = 8\n");
+    assert_eq!(p.topology.queues, 8);
+    let error = problems("name = \"x\"\n[topology]\nqueues = 4\n[consumers]\ncount = 3\n");
+    assert!(
+        error.contains("consumers.count = 3: every queue needs a consumer"),
+        "{error}"
+    );
+    let error = problems("name = \"x\"\n[topology]\nqueues = 0\n");
+    assert!(error.contains("topology.queues = 0"), "{error}");
+    let fanout = plan(
+        "name = \"x\"\n[topology]\nqueues = 4\nexchange = { name = \"fan\", kind = \"fanout\" }\n[consumers]\ncount = 4\n",
+    );
+    assert!(fanout.warnings.is_empty());
+    let error = problems(
+        "name = \"x\"\n[topology]\nqueues = 2\nexchange = { name = \"fan\", kind = \"fanout\", bindings = [\"a\"] }\n[consumers]\ncount = 2\n",
+    );
+    assert!(
+        error.contains("topology.exchange.bindings: a fanout exchange ignores binding keys"),
+        "{error}"
+    );
+    let error = problems(
+        "name = \"x\"\n[topology]\nqueues = 2\nexchange = { routing_key = \"k\" }\n[consumers]\ncount = 2\n",
+    );
+    assert!(
+        error.contains("topology.exchange.routing_key: with queues = 2 on the default exchange"),
+        "{error}"
+    );
+    // A key no binding matches: an error without mandatory, a warning with it.
+    let nowhere = "name = \"x\"\n[topology]\nqueues = 2\nexchange = { name = \"t\", kind = \"topic\", routing_key = \"eu.{n}\", bindings = [\"us.*\"] }\n[consumers]\ncount = 2\n";
+    let error = problems(&format!("{nowhere}[publishers]\nmandatory = false\n"));
+    assert!(
+        error.contains("topology.exchange.bindings: publisher 0 routes with key \"eu.1\", which reaches no queue"),
+        "{error}"
+    );
+    assert_eq!(plan(nowhere).warnings.len(), 1);
+    let error = problems(
+        "name = \"x\"\n[topology]\nqueues = 2\nqueue = { type = \"stream\" }\n[consumers]\ncount = 3\nack = \"manual\"\nprefetch = 10\n",
+    );
+    assert!(
+        error.contains("consumers.count = 3: a stream queue takes 1 consumer (2 for queues = 2)"),
+        "{error}"
+    );
+}

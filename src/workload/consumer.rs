@@ -47,12 +47,18 @@ pub struct Sabotage {
     pub reject_every: Option<u64>,
 }
 
-/// A request for the sequence numbers this consumer has seen so far, per producer.
-pub type SnapshotRequest = oneshot::Sender<Vec<RoaringBitmap>>;
+/// What a task has seen so far: per queue it read (an index into the topology's queues),
+/// the sequence numbers of each producer.
+pub type Seen = Vec<(u32, Vec<RoaringBitmap>)>;
+
+/// A request for what a task has seen so far.
+pub type SnapshotRequest = oneshot::Sender<Seen>;
 
 /// Everything one consumer task needs.
 pub struct ConsumerSetup {
     pub index: u32,
+    /// The queue it reads (an index into the topology's queues).
+    pub queue: u32,
     pub plan: ConsumerPlan,
     pub topology: Arc<Topology>,
     pub link: Arc<Link>,
@@ -130,7 +136,8 @@ pub async fn run(setup: ConsumerSetup) -> ConsumerReport {
         recorder: Recorder::new(
             setup.clock.ns_at(setup.clock.origin()),
             setup.samples.clone(),
-        ),
+        )
+        .for_queue(setup.queue),
         report_dropped: Vec::new(),
         report_doubled: Vec::new(),
         report_rejected: Vec::new(),
@@ -138,7 +145,7 @@ pub async fn run(setup: ConsumerSetup) -> ConsumerReport {
         last_delivery_ns: 0,
         last_arrival_ns: 0,
         activity: Activity::default(),
-        stream_next: (setup.topology.queue.queue_type == QueueType::Stream)
+        stream_next: (setup.topology.queues[setup.queue as usize].queue_type == QueueType::Stream)
             .then_some(StreamStart::First),
         setup,
     };
@@ -155,6 +162,11 @@ pub async fn run(setup: ConsumerSetup) -> ConsumerReport {
 }
 
 impl Consumer {
+    /// The name of the queue this consumer reads.
+    fn queue_name(&self) -> &str {
+        &self.setup.topology.queues[self.setup.queue as usize].name
+    }
+
     async fn run(&mut self) {
         let cancel = self.setup.cancel.clone();
         let mut failed_generation = None;
@@ -229,7 +241,7 @@ impl Consumer {
     /// again, as a recovering client would; what the queue held is lost, and the verdict
     /// counts it.
     async fn why_cancelled(&self, channel: &AmqpChannel) -> (EventKind, String) {
-        let queue = &self.setup.topology.queue.name;
+        let queue = self.queue_name();
         // A broker shutting down cancels consumers just before it closes their
         // connections; asking it about the queue then holds up its shutdown (a restart
         // took 20 s instead of 5). The question waits for that second to pass.
@@ -281,15 +293,13 @@ impl Consumer {
             if manual {
                 channel.qos(self.setup.plan.prefetch).await?;
             }
-            self.setup.topology.declare(&channel).await?;
+            self.setup
+                .topology
+                .declare(&channel, self.setup.queue)
+                .await?;
             let tag = format!("warren-consumer-{}", self.setup.index);
             let deliveries = channel
-                .consume(
-                    &self.setup.topology.queue.name,
-                    &tag,
-                    !manual,
-                    self.stream_next,
-                )
+                .consume(self.queue_name(), &tag, !manual, self.stream_next)
                 .await?;
             Ok((channel, deliveries))
         })
@@ -326,7 +336,7 @@ impl Consumer {
                     return End::Cancelled;
                 }
                 Some(request) = self.setup.snapshots.recv() => {
-                    let _ = request.send(self.shard.producers.iter().map(|p| p.seen.to_bitmap()).collect());
+                    let _ = request.send(vec![(self.setup.queue, self.shard.producers.iter().map(|p| p.seen.to_bitmap()).collect())]);
                 }
                 Some(result) = acks.next(), if !acks.is_empty() => {
                     if let Err(failure) = result {
@@ -431,7 +441,7 @@ impl Consumer {
     /// After a quiet `stall_timeout`: why this consumer is stalled, if it is (its queue
     /// holds ready messages the broker does not send it, or the broker does not answer).
     async fn stalled(&self, channel: &AmqpChannel, stall_timeout: Duration) -> Option<String> {
-        let queue = &self.setup.topology.queue.name;
+        let queue = self.queue_name();
         let quiet = stall_timeout.as_secs_f64();
         match within(
             stall_timeout.min(super::publisher::OPEN_WITHIN),

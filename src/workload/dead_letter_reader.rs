@@ -36,6 +36,8 @@ pub struct DeadLetterSetup {
     /// What it reads (and declares again after a reconnection: a broker restart may
     /// have lost them).
     pub dead_letters: DeadLetters,
+    /// The run's queues, in order: a dead letter is recorded for the queue it came from.
+    pub queues: Vec<String>,
     pub run_id: u64,
     pub producers: u32,
     pub heartbeat: Duration,
@@ -49,8 +51,8 @@ pub struct DeadLetterSetup {
     pub snapshots: mpsc::Receiver<SnapshotRequest>,
 }
 
-/// Reads dead letters until stopped, then to empty; returns what it found.
-pub async fn run(mut setup: DeadLetterSetup) -> DeadLetterShard {
+/// Reads dead letters until stopped, then to empty; returns what it found, per queue.
+pub async fn run(mut setup: DeadLetterSetup) -> Vec<DeadLetterShard> {
     let link = Link::new(
         setup.connection_name.clone(),
         setup.uris.clone(),
@@ -59,7 +61,8 @@ pub async fn run(mut setup: DeadLetterSetup) -> DeadLetterShard {
         setup.events.clone(),
     );
     let mut reader = Reader {
-        shard: DeadLetterShard::new(setup.producers),
+        shards: vec![DeadLetterShard::new(setup.producers); setup.queues.len().max(1)],
+        queues: setup.queues.clone(),
         run_id: setup.run_id,
     };
     let never = CancellationToken::new();
@@ -123,11 +126,13 @@ pub async fn run(mut setup: DeadLetterSetup) -> DeadLetterShard {
         let _ = tokio::time::timeout(setup.finish_within, finish).await;
     }
     link.close().await;
-    reader.shard
+    reader.shards
 }
 
 struct Reader {
-    shard: DeadLetterShard,
+    /// Per queue of the run.
+    shards: Vec<DeadLetterShard>,
+    queues: Vec<String>,
     run_id: u64,
 }
 
@@ -156,7 +161,14 @@ impl Reader {
                     .unwrap_or(Ok(()));
                 }
                 Some(request) = setup.snapshots.recv() => {
-                    let _ = request.send(self.shard.snapshot());
+                    let _ = request.send(
+                        self.shards
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, shard)| shard.deliveries() > 0)
+                            .map(|(queue, shard)| (queue as u32, shard.snapshot()))
+                            .collect(),
+                    );
                 }
                 item = tokio::time::timeout(QUIET, deliveries.next()) => match item {
                     Ok(Some(Ok(delivery))) => {
@@ -202,9 +214,19 @@ impl Reader {
     }
 
     fn record(&mut self, delivery: &Delivery) {
-        let shard = self
-            .shard
+        // One queue: whatever came is its. Several: the queue the broker names; a dead
+        // letter from a queue not of the run is foreign (kept on the first queue's record).
+        let queue = match delivery.death_queue.as_deref() {
+            _ if self.queues.len() <= 1 => Some(0),
+            Some(name) => self.queues.iter().position(|q| q == name),
+            None => None,
+        };
+        let shard = self.shards[queue.unwrap_or(0)]
             .reason(DeathReason::from_header(delivery.death_reason.as_deref()));
+        if queue.is_none() {
+            shard.record_foreign();
+            return;
+        }
         match message::decode(&delivery.body, self.run_id) {
             Ok(header) => {
                 shard.record(header.producer, header.seq, false, header.attempt, false);

@@ -14,6 +14,7 @@ use super::SetupChannel;
 use super::consumer::SnapshotRequest;
 use super::progress::Totals;
 use crate::ledger::PublishLedger;
+use crate::scenario::routing::Routes;
 
 /// With the queue empty, this long without a new delivery means nothing more will come.
 const IDLE_AFTER: Duration = Duration::from_secs(3);
@@ -39,9 +40,23 @@ pub struct DrainResult {
     pub end: DrainEnd,
     /// How long it took.
     pub waited_s: f64,
-    /// Messages that should have arrived, and how many of them had not when it ended.
+    /// Messages that should have arrived (a copy per queue a message was routed to), and
+    /// how many of them had not when it ended.
     pub expected: u64,
     pub missing: u64,
+}
+
+/// What the drain saw missing at its end, per queue of the run.
+#[derive(Debug, Clone, Default)]
+pub struct MissingByQueue(pub Vec<u64>);
+
+impl MissingByQueue {
+    /// The queues with something missing.
+    pub fn queues(&self) -> Vec<u32> {
+        (0..self.0.len() as u32)
+            .filter(|&q| self.0[q as usize] > 0)
+            .collect()
+    }
 }
 
 impl DrainResult {
@@ -63,9 +78,35 @@ impl DrainResult {
     }
 }
 
-/// What should arrive, per producer: confirmed and not returned (with confirms), else
-/// everything published and not returned.
-pub fn expected(ledgers: &[PublishLedger], confirms: bool) -> Vec<RoaringBitmap> {
+/// What should arrive in each queue, per producer: confirmed and not returned (with
+/// confirms), else everything published and not returned, of every producer whose messages
+/// were routed to that queue.
+pub fn expected(
+    ledgers: &[PublishLedger],
+    confirms: bool,
+    routes: &Routes,
+) -> Vec<Vec<RoaringBitmap>> {
+    let queues = routes.bindings.len();
+    let by_producer = expected_by_producer(ledgers, confirms);
+    (0..queues as u32)
+        .map(|queue| {
+            by_producer
+                .iter()
+                .enumerate()
+                .map(|(producer, set)| {
+                    if routes.judged_in(producer as u32, queue) {
+                        set.clone()
+                    } else {
+                        RoaringBitmap::new()
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// What should arrive of each producer's messages, wherever they were routed.
+fn expected_by_producer(ledgers: &[PublishLedger], confirms: bool) -> Vec<RoaringBitmap> {
     let count = ledgers
         .iter()
         .map(|l| l.producer as usize + 1)
@@ -87,8 +128,9 @@ pub fn expected(ledgers: &[PublishLedger], confirms: bool) -> Vec<RoaringBitmap>
 
 /// What the drain waits for.
 pub(super) enum Expected {
-    /// These sequence numbers, per producer (checked exactly against what consumers saw).
-    Messages(Vec<RoaringBitmap>),
+    /// These sequence numbers, per queue and producer (checked exactly against what
+    /// consumers saw).
+    Messages(Vec<Vec<RoaringBitmap>>),
     /// This many first deliveries (`--no-verify`: no ledgers to check against).
     Count(u64),
 }
@@ -96,20 +138,21 @@ pub(super) enum Expected {
 impl Expected {
     fn total(&self) -> u64 {
         match self {
-            Self::Messages(sets) => sets.iter().map(RoaringBitmap::len).sum(),
+            Self::Messages(queues) => queues.iter().flatten().map(RoaringBitmap::len).sum(),
             Self::Count(count) => *count,
         }
     }
 
-    /// Expected messages not delivered yet: asked exactly of every consumer, or counted.
+    /// Expected messages not delivered yet, per queue: asked exactly of every consumer,
+    /// or counted (then all on the first queue).
     async fn missing(
         &self,
         snapshots: &[tokio::sync::mpsc::Sender<SnapshotRequest>],
         fresh: u64,
-    ) -> u64 {
+    ) -> MissingByQueue {
         match self {
             Self::Messages(sets) => missing(sets, snapshots).await,
-            Self::Count(count) => count.saturating_sub(fresh),
+            Self::Count(count) => MissingByQueue(vec![count.saturating_sub(fresh)]),
         }
     }
 }
@@ -120,7 +163,8 @@ pub(super) struct DrainInputs<'a> {
     pub snapshots: &'a [tokio::sync::mpsc::Sender<SnapshotRequest>],
     pub totals: &'a (dyn Fn() -> Totals + Sync),
     pub setup: &'a SetupChannel,
-    pub queue: &'a str,
+    /// The run's queues, by name.
+    pub queues: &'a [String],
     /// The queue empties as messages are consumed, so an empty queue and idle consumers
     /// mean nothing more will come. Not so for a stream, which keeps every message: its
     /// drain waits for every message or the timeout.
@@ -132,18 +176,21 @@ pub(super) struct DrainInputs<'a> {
     pub on_tick: &'a mut (dyn FnMut(Totals) + Send),
 }
 
-/// Waits as described in the module documentation.
-pub(super) async fn drain(inputs: DrainInputs<'_>) -> DrainResult {
+/// Waits as described in the module documentation; says what was missing at the end.
+pub(super) async fn drain(inputs: DrainInputs<'_>) -> (DrainResult, MissingByQueue) {
     let started = Instant::now();
     let expected_total = inputs.expected.total();
     let mut last_fresh = (inputs.totals)().fresh;
     let mut last_change = Instant::now();
     let mut last_tick = Instant::now();
-    let result = |end, missing| DrainResult {
-        end,
-        waited_s: started.elapsed().as_secs_f64(),
-        expected: expected_total,
-        missing,
+    let result = |end, missing: MissingByQueue| {
+        let result = DrainResult {
+            end,
+            waited_s: started.elapsed().as_secs_f64(),
+            expected: expected_total,
+            missing: missing.0.iter().sum(),
+        };
+        (result, missing)
     };
     loop {
         if inputs.cancel.is_cancelled() {
@@ -161,8 +208,8 @@ pub(super) async fn drain(inputs: DrainInputs<'_>) -> DrainResult {
                 .expected
                 .missing(inputs.snapshots, (inputs.totals)().fresh)
                 .await;
-            if missing == 0 {
-                return result(DrainEnd::Complete, 0);
+            if missing.0.iter().all(|m| *m == 0) {
+                return result(DrainEnd::Complete, missing);
             }
         }
         if totals.fresh != last_fresh {
@@ -170,18 +217,15 @@ pub(super) async fn drain(inputs: DrainInputs<'_>) -> DrainResult {
             last_change = Instant::now();
         } else if inputs.queue_empties
             && last_change.elapsed() >= IDLE_AFTER.max(inputs.processing_delay * 3)
-            && matches!(
-                crate::amqp::within(
-                    inputs
-                        .timeout
-                        .saturating_sub(started.elapsed())
-                        .max(Duration::from_secs(1)),
-                    "checking the queue",
-                    inputs.setup.ready_messages(inputs.queue)
-                )
-                .await,
-                Ok(0)
+            && all_empty(
+                inputs.setup,
+                inputs.queues,
+                inputs
+                    .timeout
+                    .saturating_sub(started.elapsed())
+                    .max(Duration::from_secs(1)),
             )
+            .await
         {
             return result(
                 DrainEnd::QueueEmpty,
@@ -211,15 +255,31 @@ pub(super) async fn drain(inputs: DrainInputs<'_>) -> DrainResult {
     }
 }
 
-/// Expected messages no consumer has seen yet, asked exactly of every consumer: all at
-/// once, within one 5 s bound. A consumer that cannot answer now (reconnecting, or its
+/// Whether every queue is without ready messages, asked within `bound`.
+async fn all_empty(setup: &SetupChannel, queues: &[String], bound: Duration) -> bool {
+    let asked = crate::amqp::within(bound, "checking the queues", async {
+        for queue in queues {
+            if setup.ready_messages(queue).await? > 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    });
+    matches!(asked.await, Ok(true))
+}
+
+/// Expected messages no consumer has seen yet, per queue, asked exactly of every consumer
+/// (and the dead-letter reader): all at once, within one 5 s bound. A consumer that cannot answer now (reconnecting, or its
 /// request queue full) is not waited for: asked one after another with 5 s each, 500
 /// consumers stuck reconnecting once held the drain for minutes past its timeout.
 async fn missing(
-    expected: &[RoaringBitmap],
+    expected: &[Vec<RoaringBitmap>],
     snapshots: &[tokio::sync::mpsc::Sender<SnapshotRequest>],
-) -> u64 {
-    let mut seen: Vec<RoaringBitmap> = vec![RoaringBitmap::new(); expected.len()];
+) -> MissingByQueue {
+    let mut seen: Vec<Vec<RoaringBitmap>> = expected
+        .iter()
+        .map(|producers| vec![RoaringBitmap::new(); producers.len()])
+        .collect();
     let answers: Vec<_> = snapshots
         .iter()
         .filter_map(|sender| {
@@ -230,15 +290,26 @@ async fn missing(
     let mut answers: futures_util::stream::FuturesUnordered<_> = answers.into_iter().collect();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while let Ok(Some(answer)) = tokio::time::timeout_at(deadline, answers.next()).await {
-        if let Ok(sets) = answer {
+        for (queue, sets) in answer.into_iter().flatten() {
+            let Some(seen) = seen.get_mut(queue as usize) else {
+                continue;
+            };
             for (producer, set) in sets.into_iter().enumerate().take(seen.len()) {
                 seen[producer] |= set;
             }
         }
     }
-    expected
-        .iter()
-        .zip(&seen)
-        .map(|(expected, seen)| (expected - seen).len())
-        .sum()
+    MissingByQueue(
+        expected
+            .iter()
+            .zip(&seen)
+            .map(|(expected, seen)| {
+                expected
+                    .iter()
+                    .zip(seen)
+                    .map(|(expected, seen)| (expected - seen).len())
+                    .sum()
+            })
+            .collect(),
+    )
 }

@@ -35,6 +35,8 @@ pub struct FinalReadSetup<'a> {
     /// The broker itself (never a proxy: faults are over, and the read must not be faulted).
     pub uris: Arc<[BrokerUri]>,
     pub topology: &'a Topology,
+    /// The queues to read (indexes into the topology's): those with messages missing.
+    pub queues: Vec<u32>,
     pub run_id: u64,
     pub producers: u32,
     /// How long the whole read may take.
@@ -67,15 +69,16 @@ pub struct FinalReadReport {
 
 /// The final read's deliveries and report.
 pub struct FinalRead {
-    pub shard: DeliveryShard,
+    /// What it found, per queue of the run (empty for a queue it did not read).
+    pub shards: Vec<DeliveryShard>,
     pub report: FinalReadReport,
 }
 
 impl FinalRead {
     /// No final read: nothing found, and `why` in the report.
-    pub fn skipped(producers: u32, why: &str) -> Self {
+    pub fn skipped(queues: usize, producers: u32, why: &str) -> Self {
         Self {
-            shard: DeliveryShard::new(producers),
+            shards: vec![DeliveryShard::new(producers); queues],
             report: FinalReadReport {
                 outcome: why.into(),
                 ..FinalReadReport::default()
@@ -116,7 +119,7 @@ pub fn why_not(occasion: Occasion<'_>) -> Option<&'static str> {
     }
 }
 
-/// Reads the run's queue to empty within the setup's timeout.
+/// Reads the setup's queues to empty, one after another, all within the setup's timeout.
 pub async fn read(setup: FinalReadSetup<'_>) -> FinalRead {
     let started = Instant::now();
     let link = Link::new(
@@ -131,43 +134,65 @@ pub async fn read(setup: FinalReadSetup<'_>) -> FinalRead {
         run_id: setup.run_id,
         last_status: None,
     };
+    let mut shards = vec![DeliveryShard::new(setup.producers); setup.topology.queues.len()];
     let deadline = tokio::time::Instant::now() + setup.timeout;
-    let outcome = tokio::select! {
-        () = setup.cancel.cancelled() => Err("interrupted".to_string()),
-        () = tokio::time::sleep_until(deadline) => Err(format!(
-            "timed out after {} s",
-            setup.timeout.as_secs_f64()
-        )),
-        result = reader.run(&link, &setup) => result.map_err(|f| f.message),
-    };
-    // What is left, asked on a channel of its own (the reader's may be gone).
-    let status = within(ASK_WITHIN, "asking about the queue", async {
-        let leased = link
-            .lease(None, setup.cancel)
-            .await
-            .ok_or_else(|| Failure {
-                kind: FailureKind::ConnectionLost,
-                message: "interrupted".into(),
-            })?;
-        let channel = leased.connection.open_channel().await?;
-        let status = channel.queue_status(&setup.topology.queue.name).await;
-        channel.close().await;
-        status
-    })
-    .await
-    .ok()
-    .or(reader.last_status);
+    let mut outcome = Ok(());
+    let (mut ready_left, mut consumers_left) = (Some(0u32), Some(0u32));
+    for &queue in &setup.queues {
+        let name = &setup.topology.queues[queue as usize].name;
+        reader.last_status = None;
+        let read = if outcome.is_ok() {
+            tokio::select! {
+                () = setup.cancel.cancelled() => Err("interrupted".to_string()),
+                () = tokio::time::sleep_until(deadline) => Err(format!(
+                    "timed out after {} s",
+                    setup.timeout.as_secs_f64()
+                )),
+                result = reader.run(&link, name, &setup) => result.map_err(|f| f.message),
+            }
+        } else {
+            Err("not read: an earlier queue's read failed".into())
+        };
+        // What is left, asked on a channel of its own (the reader's may be gone).
+        let status = within(ASK_WITHIN, "asking about the queue", async {
+            let leased = link
+                .lease(None, setup.cancel)
+                .await
+                .ok_or_else(|| Failure {
+                    kind: FailureKind::ConnectionLost,
+                    message: "interrupted".into(),
+                })?;
+            let channel = leased.connection.open_channel().await?;
+            let status = channel.queue_status(name).await;
+            channel.close().await;
+            status
+        })
+        .await
+        .ok()
+        .or(reader.last_status);
+        ready_left = ready_left.zip(status).map(|(sum, s)| sum + s.ready);
+        consumers_left = consumers_left.zip(status).map(|(sum, s)| sum + s.consumers);
+        shards[queue as usize] =
+            std::mem::replace(&mut reader.shard, DeliveryShard::new(setup.producers));
+        if let (Err(why), Ok(())) = (read, &outcome) {
+            outcome = Err(if setup.topology.queues.len() > 1 {
+                format!("queue {name}: {why}")
+            } else {
+                why
+            });
+        }
+    }
     link.close().await;
-    let emptied = outcome.is_ok();
     let report = FinalReadReport {
         ran: true,
-        deliveries: reader.shard.deliveries,
-        emptied,
+        deliveries: shards.iter().map(|s| s.deliveries).sum(),
+        emptied: outcome.is_ok(),
         duration_ms: started.elapsed().as_millis() as u64,
-        ready_left: status.map(|s| s.ready),
-        consumers_left: status.map(|s| s.consumers),
+        ready_left,
+        consumers_left,
         outcome: match outcome {
-            Ok(()) => "the queue was read to empty".into(),
+            Ok(()) if setup.queues.len() == 1 => "the queue was read to empty".into(),
+            Ok(()) => format!("{} queues were read to empty", setup.queues.len()),
             Err(why) => why,
         },
     };
@@ -179,10 +204,7 @@ pub async fn read(setup: FinalReadSetup<'_>) -> FinalRead {
             report.deliveries, report.duration_ms, report.outcome
         ),
     );
-    FinalRead {
-        shard: reader.shard,
-        report,
-    }
+    FinalRead { shards, report }
 }
 
 struct Reader {
@@ -195,8 +217,12 @@ struct Reader {
 impl Reader {
     /// Consumes until the queue is empty and nobody else holds its messages; reconnects
     /// when the connection fails (the caller's deadline bounds it all).
-    async fn run(&mut self, link: &Link, setup: &FinalReadSetup<'_>) -> Result<(), Failure> {
-        let queue = &setup.topology.queue.name;
+    async fn run(
+        &mut self,
+        link: &Link,
+        queue: &str,
+        setup: &FinalReadSetup<'_>,
+    ) -> Result<(), Failure> {
         let mut failed_generation = None;
         loop {
             let Some(leased) = link.lease(failed_generation, setup.cancel).await else {

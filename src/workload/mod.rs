@@ -30,7 +30,7 @@ pub use progress::Totals;
 
 use crate::amqp::{Failure, within};
 use crate::events::{Event, EventKind, EventLog};
-use crate::ledger::{Verdict, decide};
+use crate::ledger::{QueueEvidence, QueueRecords, Verdict, decide_queues};
 use crate::metrics::activity::Activity;
 use crate::metrics::series::{Sample, Series};
 use crate::metrics::{Clock, Latencies};
@@ -84,6 +84,9 @@ pub struct WorkloadOptions {
     /// `--no-verify`: no ledgers, counts and latency histograms only, to measure what
     /// verification costs.
     pub no_verify: bool,
+    /// The broker's node names, in the order of its URIs (empty when unknown): a queue's
+    /// results name the node it was placed on.
+    pub node_names: Vec<String>,
 }
 
 /// Live totals at one moment.
@@ -206,7 +209,10 @@ pub struct CpuTime {
 /// Everything the workload measured.
 pub struct WorkloadOutcome {
     pub run_id: u64,
+    /// The first queue's name (the only one's, in a run of one queue).
     pub queue: String,
+    /// Every queue of the run, with what was left in it.
+    pub queues: Vec<QueueOutcome>,
     pub verdict: Verdict,
     /// The whole run's latencies (the sum of `series`).
     pub latencies: Latencies,
@@ -222,7 +228,7 @@ pub struct WorkloadOutcome {
     pub elapsed: Duration,
     pub cpu: CpuTime,
     pub interrupted: bool,
-    /// Messages left in the queue when it was deleted (None when kept or unknown).
+    /// Messages left in the queues when they were deleted (None when kept or unknown).
     pub queue_left: Option<u32>,
     /// The final read of the queue after the drain, and what it found.
     pub final_read: FinalReadReport,
@@ -239,6 +245,16 @@ pub struct WorkloadOutcome {
     pub sabotaged_dropped: Vec<(u32, u64)>,
     pub sabotaged_doubled: Vec<(u32, u64)>,
     pub sabotaged_rejected: Vec<(u32, u64)>,
+}
+
+/// One queue of the run at its end.
+#[derive(Debug, Clone)]
+pub struct QueueOutcome {
+    pub name: String,
+    /// The index of the broker URI (node) it was placed on.
+    pub node_index: usize,
+    /// Messages left in it when it was deleted (None when kept or unknown).
+    pub left: Option<u32>,
 }
 
 /// Runs the plan's publishers and consumers against `uris` and decides the verdict.
@@ -271,7 +287,39 @@ pub async fn run(
         plan.publishers.heartbeat,
         events.clone(),
     ));
-    let setup = open_setup(setup_link, &topology, cancel).await?;
+    let node_link = |node: usize| {
+        Link::new(
+            format!("warren {} setup {node}", plan.name),
+            uris.clone(),
+            node,
+            plan.publishers.heartbeat,
+            events.clone(),
+        )
+    };
+    let nodes = uris.len();
+    let setup = open_setup(setup_link, nodes, node_link, &topology, cancel).await?;
+    // With several queues, a client connects to the node its queue was placed on; with
+    // one, clients are spread over the nodes as before.
+    let spread = topology.queues.len() > 1;
+    let consumer_node = |link: u32| {
+        if spread {
+            setup::home_node(topology.queue_of_consumer(link), nodes)
+        } else {
+            link as usize
+        }
+    };
+    let publisher_node = |link: u32| {
+        if spread {
+            setup::home_node(topology.queue_of_publisher(link), nodes)
+        } else {
+            link as usize
+        }
+    };
+    let consumers_of = |queue: u32| {
+        (0..plan.consumers.count)
+            .filter(|&c| topology.queue_of_consumer(c) == queue)
+            .count()
+    };
 
     let producers = plan.publishers.count;
     let consumer_cancel = cancel.child_token();
@@ -286,6 +334,7 @@ pub async fn run(
         "consumers",
         plan.consumers.connections,
         plan.consumers.heartbeat,
+        consumer_node,
     );
     let mut consumer_counters = Vec::new();
     let mut snapshot_senders = Vec::new();
@@ -298,15 +347,17 @@ pub async fn run(
         consumer_counters.push(counters.clone());
         snapshot_senders.push(snapshot_tx);
         ready.push(ready_rx);
+        let queue = topology.queue_of_consumer(index);
         consumer_handles.push(tokio::spawn(consumer::run(consumer::ConsumerSetup {
             index,
+            queue,
             plan: plan.consumers.clone(),
             topology: topology.clone(),
             link: consumer_links[index as usize % consumer_links.len()].clone(),
             run_id,
             clock,
             producers,
-            order_promised: plan.consumers.count == 1 && plan.consumers.ack == AckMode::Manual,
+            order_promised: consumers_of(queue) == 1 && plan.consumers.ack == AckMode::Manual,
             counters,
             events: events.clone(),
             cancel: consumer_cancel.clone(),
@@ -328,6 +379,7 @@ pub async fn run(
                 dead_letter_reader::DeadLetterSetup {
                     uris: uris.clone(),
                     dead_letters: dead.clone(),
+                    queues: topology.queues.iter().map(|q| q.name.clone()).collect(),
                     run_id,
                     producers,
                     heartbeat: plan.consumers.heartbeat,
@@ -371,6 +423,7 @@ pub async fn run(
         "publishers",
         plan.publishers.connections,
         plan.publishers.heartbeat,
+        publisher_node,
     );
     let start = Instant::now() + Duration::from_millis(20);
     let start_ns = clock.ns_at(start);
@@ -459,8 +512,9 @@ pub async fn run(
     );
 
     let ledgers: Vec<_> = publisher_reports.iter().map(|r| r.ledger.clone()).collect();
-    let drain = if cancel.is_cancelled() {
-        DrainResult::interrupted()
+    let queue_names: Vec<String> = topology.queues.iter().map(|q| q.name.clone()).collect();
+    let (drain, missing) = if cancel.is_cancelled() {
+        (DrainResult::interrupted(), drain::MissingByQueue::default())
     } else {
         let mut on_tick = |t: Totals| {
             let line = collector.line(start.elapsed(), "draining", t);
@@ -480,13 +534,17 @@ pub async fn run(
             expected: if options.no_verify {
                 drain::Expected::Count(sent_or_confirmed())
             } else {
-                drain::Expected::Messages(drain::expected(&ledgers, plan.publishers.confirm))
+                drain::Expected::Messages(drain::expected(
+                    &ledgers,
+                    plan.publishers.confirm,
+                    &topology.routes,
+                ))
             },
             snapshots: &snapshot_senders,
             totals: &totals,
             setup: &setup,
-            queue: &topology.queue.name,
-            queue_empties: topology.queue.queue_type != crate::scenario::QueueType::Stream,
+            queues: &queue_names,
+            queue_empties: plan.topology.queue_type != crate::scenario::QueueType::Stream,
             timeout: plan.drain_timeout,
             processing_delay: plan.consumers.processing_delay.unwrap_or_default(),
             cancel,
@@ -505,18 +563,19 @@ pub async fn run(
         (Ok(reports), None) => {
             let why_not = final_read::why_not(final_read::Occasion {
                 plan,
-                queue_type: topology.queue.queue_type,
+                queue_type: plan.topology.queue_type,
                 interrupted: cancel.is_cancelled(),
                 missing: drain.missing,
                 verified: !options.no_verify,
                 consumers: reports.len(),
             });
             match why_not {
-                Some(why) => FinalRead::skipped(producers, why),
+                Some(why) => FinalRead::skipped(topology.queues.len(), producers, why),
                 None => {
                     final_read::read(final_read::FinalReadSetup {
                         uris: uris.clone(),
                         topology: &topology,
+                        queues: missing.queues(),
                         run_id,
                         producers,
                         timeout: plan.final_read.unwrap_or_default(),
@@ -529,7 +588,7 @@ pub async fn run(
                 }
             }
         }
-        _ => FinalRead::skipped(producers, "a task failed"),
+        _ => FinalRead::skipped(topology.queues.len(), producers, "a task failed"),
     };
     dead_stop.cancel();
     let dead_letters = match dead_letter_reader {
@@ -540,7 +599,7 @@ pub async fn run(
         None => None,
     }
     .transpose();
-    let queue_left = match within(Duration::from_secs(20), "queue.delete", async {
+    let queues_left = match within(Duration::from_secs(20), "queue.delete", async {
         topology.delete(&setup.channel().await?).await
     })
     .await
@@ -550,7 +609,10 @@ pub async fn run(
             events.record(
                 "workload",
                 EventKind::ChannelClosed,
-                format!("could not delete queue {}: {failure}", topology.queue.name),
+                format!(
+                    "could not delete queue(s) {}: {failure}",
+                    queue_names.join(", ")
+                ),
             );
             None
         }
@@ -566,10 +628,16 @@ pub async fn run(
     let dead_letters = dead_letters?;
     let series = collector.finish().await;
     let latencies = series.total_latencies();
-    let shards: Vec<_> = consumer_reports.iter().map(|r| r.shard.clone()).collect();
     let ledger_bytes = ledgers.iter().map(|l| l.memory_bytes()).sum::<u64>()
-        + shards.iter().map(|s| s.memory_bytes()).sum::<u64>()
-        + dead_letters.as_ref().map_or(0, |d| d.memory_bytes());
+        + consumer_reports
+            .iter()
+            .map(|r| r.shard.memory_bytes())
+            .sum::<u64>()
+        + dead_letters
+            .iter()
+            .flatten()
+            .map(|d| d.memory_bytes())
+            .sum::<u64>();
     let verdict = if options.no_verify {
         let t = totals();
         Verdict::unverified(
@@ -584,21 +652,60 @@ pub async fn run(
             plan.publishers.confirm,
         )
     } else {
-        decide(
-            crate::ledger::Evidence {
-                publishers: &ledgers,
-                consumers: &shards,
-                final_read: final_read.report.ran.then_some(&final_read.shard),
-                dead_letters: dead_letters.as_ref(),
-            },
+        let records: Vec<QueueRecords<'_>> = (0..topology.queues.len() as u32)
+            .map(|queue| QueueRecords {
+                publishers: ledgers
+                    .iter()
+                    .filter(|l| topology.routes.judged_in(l.producer, queue))
+                    .collect(),
+                consumers: consumer_reports
+                    .iter()
+                    .zip(0..)
+                    .filter(|(_, index)| topology.queue_of_consumer(*index) == queue)
+                    .map(|(r, _)| &r.shard)
+                    .collect(),
+                final_read: final_read
+                    .report
+                    .ran
+                    .then(|| &final_read.shards[queue as usize]),
+                dead_letters: dead_letters.as_ref().map(|d| &d[queue as usize]),
+            })
+            .collect();
+        decide_queues(
+            records
+                .iter()
+                .zip(&topology.queues)
+                .enumerate()
+                .map(|(queue, (records, spec))| QueueEvidence {
+                    name: spec.name.clone(),
+                    node: options
+                        .node_names
+                        .get(setup::home_node(queue as u32, nodes))
+                        .cloned(),
+                    queue_type: crate::scenario::serde_name(&spec.queue_type),
+                    evidence: records.evidence(),
+                    order_checked: consumers_of(queue as u32) == 1
+                        && plan.consumers.ack == AckMode::Manual,
+                })
+                .collect(),
             plan.publishers.confirm,
-            plan.consumers.count == 1 && plan.consumers.ack == AckMode::Manual,
         )
     };
     let cpu_end = cpu_time();
     Ok(WorkloadOutcome {
         run_id,
-        queue: topology.queue.name.clone(),
+        queue: queue_names[0].clone(),
+        queues: queue_names
+            .iter()
+            .enumerate()
+            .map(|(queue, name)| QueueOutcome {
+                name: name.clone(),
+                node_index: setup::home_node(queue as u32, nodes),
+                left: queues_left
+                    .as_ref()
+                    .and_then(|left| left.get(queue).copied()),
+            })
+            .collect(),
         verdict,
         latencies,
         series,
@@ -619,7 +726,7 @@ pub async fn run(
             system_s: cpu_end.system_s - cpu_start.system_s,
         },
         interrupted: cancel.is_cancelled(),
-        queue_left,
+        queue_left: queues_left.as_ref().map(|left| left.iter().sum()),
         final_read: final_read.report,
         ledger_bytes,
         confirm_activity: publisher_reports
@@ -666,6 +773,8 @@ async fn close_all(links: &[Arc<Link>], events: &EventLog, role: &str) {
     }
 }
 
+/// `count` connection slots for the clients of `role`; slot i connects first to the URI
+/// `first_uri(i)`.
 fn links(
     plan: &Plan,
     uris: &Arc<[BrokerUri]>,
@@ -673,13 +782,14 @@ fn links(
     role: &str,
     count: u32,
     heartbeat: Duration,
+    first_uri: impl Fn(u32) -> usize,
 ) -> Vec<Arc<Link>> {
     (0..count.max(1))
         .map(|i| {
             Arc::new(Link::new(
                 format!("warren {} {role} {i}", plan.name),
                 uris.clone(),
-                i as usize,
+                first_uri(i),
                 heartbeat,
                 events.clone(),
             ))

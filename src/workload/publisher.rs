@@ -144,7 +144,7 @@ pub async fn run(setup: PublisherSetup) -> PublisherReport {
         ),
         target: PublishTarget::new(
             &topology.exchange,
-            &topology.routing_key,
+            topology.routing_key(setup.producer),
             setup.plan.mandatory,
             setup.plan.persistent,
         ),
@@ -254,7 +254,10 @@ impl Publisher {
             if self.setup.plan.confirm {
                 channel.confirm_select().await?;
             }
-            self.setup.topology.declare(&channel).await?;
+            let topology = &self.setup.topology;
+            topology
+                .declare(&channel, topology.queue_of_publisher(self.setup.producer))
+                .await?;
             Ok(channel)
         })
         .await

@@ -66,14 +66,25 @@ impl SetupChannel {
     }
 }
 
+/// Opens the coordinator's channel on `link` and declares the topology. With several
+/// broker nodes, queue q is declared over a connection to node q mod nodes (`node_link`
+/// makes one), so that its leader is placed there (RabbitMQ places a new queue's leader
+/// on the node the declaring client is connected to unless a locator says otherwise):
+/// queues are spread over the cluster, and [`home_node`] says where each one leads.
 pub(super) async fn open_setup(
     link: Arc<Link>,
+    nodes: usize,
+    node_link: impl Fn(usize) -> Link,
     topology: &Topology,
     cancel: &CancellationToken,
 ) -> Result<SetupChannel, WorkloadError> {
-    let failed = |failure: Failure| WorkloadError::Topology {
-        queue: topology.queue.name.clone(),
-        failure,
+    let queue_count = topology.queues.len() as u32;
+    let homed = |node: usize| (0..queue_count).filter(move |&q| home_node(q, nodes) == node);
+    let failed = |node: usize| {
+        move |failure: Failure| WorkloadError::Topology {
+            queue: names(topology, homed(node)),
+            failure,
+        }
     };
     let leased = link
         .lease(None, cancel)
@@ -85,17 +96,58 @@ pub(super) async fn open_setup(
         leased.connection.open_channel(),
     )
     .await
-    .map_err(failed)?;
+    .map_err(failed(0))?;
     within(
         Duration::from_secs(30),
         "declaring the topology",
-        topology.declare_all(&channel),
+        topology.declare_all(&channel, homed(0)),
     )
     .await
-    .map_err(failed)?;
+    .map_err(failed(0))?;
+    for node in 1..nodes.min(topology.queues.len()) {
+        let other = node_link(node);
+        let declared = async {
+            let leased = other.lease(None, cancel).await.ok_or(Failure {
+                kind: FailureKind::ConnectionLost,
+                message: "interrupted".into(),
+            })?;
+            let channel = leased.connection.open_channel().await?;
+            for queue in homed(node) {
+                topology.declare(&channel, queue).await?;
+            }
+            channel.close().await;
+            Ok(())
+        };
+        let result = within(Duration::from_secs(30), "declaring the topology", declared).await;
+        other.close().await;
+        if cancel.is_cancelled() {
+            return Err(WorkloadError::Interrupted);
+        }
+        result.map_err(failed(node))?;
+    }
     Ok(SetupChannel {
         link,
         cancel: cancel.clone(),
         current: tokio::sync::Mutex::new(Some(channel)),
     })
+}
+
+/// The node (index into the broker URIs) queue `queue` is placed on, of `nodes`.
+pub(super) fn home_node(queue: u32, nodes: usize) -> usize {
+    queue as usize % nodes.max(1)
+}
+
+/// The names of `queues`, shortened past a few.
+fn names(topology: &Topology, queues: impl Iterator<Item = u32>) -> String {
+    let names: Vec<&str> = queues
+        .map(|q| topology.queues[q as usize].name.as_str())
+        .collect();
+    match names.as_slice() {
+        [] => topology
+            .dead_letters
+            .as_ref()
+            .map_or_else(String::new, |d| d.queue.name.clone()),
+        [one] => (*one).to_string(),
+        [first, .., last] => format!("{first} … {last} ({} queues)", names.len()),
+    }
 }

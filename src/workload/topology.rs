@@ -1,22 +1,26 @@
-//! The run's queue (and exchange): named per run, declared by every task when it
+//! The run's queues (and exchange): named per run, declared by every task when it
 //! (re)connects (a non-durable queue does not survive a broker restart), deleted at the end
-//! unless the scenario keeps it.
+//! unless the scenario keeps them.
 
 use crate::amqp::{AmqpChannel, Failure, QueueSpec};
+use crate::scenario::routing::{Routes, queue_names};
 use crate::scenario::{ExchangeKind, Plan, QueueArgument, QueueType};
 
 /// What is declared on the broker.
 #[derive(Debug, Clone)]
 pub struct Topology {
-    pub queue: QueueSpec,
+    /// The run's queues, made from the scenario's template: consumer j reads queue
+    /// j mod N, publisher i publishes with the routing key of slot i mod N.
+    pub queues: Vec<QueueSpec>,
+    /// Bindings, routing keys and where each key goes.
+    pub routes: Routes,
     /// "" is the default exchange.
     pub exchange: String,
     pub exchange_kind: ExchangeKind,
     pub exchange_durable: bool,
-    pub routing_key: String,
-    /// Leave queue (and exchange) on the broker after the run.
+    /// Leave queues (and exchange) on the broker after the run.
     pub keep: bool,
-    /// Where the queue dead-letters, when warren reads its dead letters.
+    /// Where the queues dead-letter, when warren reads their dead letters.
     pub dead_letters: Option<DeadLetters>,
 }
 
@@ -48,20 +52,20 @@ impl DeadLetters {
 }
 
 impl Topology {
-    /// The topology of `plan` for run `run_id`: the queue is named after the scenario and
-    /// run unless the scenario names it.
+    /// The topology of `plan` for run `run_id`: queues are named after the scenario and
+    /// run unless the scenario names them.
     pub fn from_plan(plan: &Plan, run_id: u64) -> Self {
         let t = &plan.topology;
-        let name = t
+        let base = t
             .queue_name
             .clone()
             .unwrap_or_else(|| format!("warren-{}-{:08x}", plan.name, run_id as u32));
         let dead_letters = t.dead_letter.then(|| DeadLetters {
-            exchange: format!("{name}.dead-letters"),
-            // Replicated like the queue it serves: a quorum queue's dead letters must
+            exchange: format!("{base}.dead-letters"),
+            // Replicated like the queues it serves: a quorum queue's dead letters must
             // survive the loss of the node a classic queue would live on.
             queue: QueueSpec {
-                name: format!("{name}.dead-letters"),
+                name: format!("{base}.dead-letters"),
                 queue_type: if t.queue_type == QueueType::Quorum {
                     QueueType::Quorum
                 } else {
@@ -78,14 +82,19 @@ impl Topology {
                 QueueArgument::Text(dead.exchange.clone()),
             );
         }
+        let names = queue_names(&base, t.queues);
+        let routes = Routes::new(t, &names);
         Self {
-            routing_key: t.routing_key.clone().unwrap_or_else(|| name.clone()),
-            queue: QueueSpec {
-                name,
-                queue_type: t.queue_type,
-                durable: t.durable,
-                arguments,
-            },
+            queues: names
+                .into_iter()
+                .map(|name| QueueSpec {
+                    name,
+                    queue_type: t.queue_type,
+                    durable: t.durable,
+                    arguments: arguments.clone(),
+                })
+                .collect(),
+            routes,
             dead_letters,
             exchange: t.exchange.clone(),
             exchange_kind: t.exchange_kind,
@@ -94,49 +103,88 @@ impl Topology {
         }
     }
 
-    /// Declares the queue and, for a named exchange, the exchange and the binding.
+    /// The queue consumer `consumer` reads.
+    pub fn queue_of_consumer(&self, consumer: u32) -> u32 {
+        consumer % self.queues.len().max(1) as u32
+    }
+
+    /// The queue publisher `producer` is paired with (round robin): the one it declares,
+    /// and the one its routing key names unless the exchange routes otherwise.
+    pub fn queue_of_publisher(&self, producer: u32) -> u32 {
+        self.routes.slot(producer) as u32
+    }
+
+    /// The routing key of publisher `producer`.
+    pub fn routing_key(&self, producer: u32) -> &str {
+        &self.routes.routing_keys[self.routes.slot(producer)]
+    }
+
+    /// The queue named `name`, if it is one of the run's.
+    pub fn queue_index(&self, name: &str) -> Option<u32> {
+        self.queues
+            .iter()
+            .position(|q| q.name == name)
+            .map(|i| i as u32)
+    }
+
+    /// Declares queue `queue` and, for a named exchange, the exchange and the queue's
+    /// bindings.
     ///
     /// # Errors
     /// A classified [`Failure`].
-    pub async fn declare(&self, channel: &AmqpChannel) -> Result<(), Failure> {
-        channel.declare_queue(&self.queue).await?;
+    pub async fn declare(&self, channel: &AmqpChannel, queue: u32) -> Result<(), Failure> {
+        let spec = &self.queues[queue as usize];
+        channel.declare_queue(spec).await?;
         if !self.exchange.is_empty() {
-            channel
-                .declare_exchange_and_bind(
-                    &self.exchange,
-                    self.exchange_kind,
-                    self.exchange_durable,
-                    &self.queue.name,
-                    &self.routing_key,
-                )
-                .await?;
+            for key in &self.routes.bindings[queue as usize] {
+                channel
+                    .declare_exchange_and_bind(
+                        &self.exchange,
+                        self.exchange_kind,
+                        self.exchange_durable,
+                        &spec.name,
+                        key,
+                    )
+                    .await?;
+            }
         }
         Ok(())
     }
 
-    /// Declares everything: the dead-letter exchange and queue first (so nothing is
-    /// dead-lettered before they exist), then what [`Self::declare`] does. Publishers and
-    /// consumers only declare their queue: the dead-letter queue is the bookkeeping's,
-    /// and a failure to declare it (its node down) must not stop them.
+    /// Declares the dead-letter exchange and queue first (so nothing is dead-lettered
+    /// before they exist), then, for each of `queues`, what [`Self::declare`] does.
+    /// Publishers and consumers only declare their own queue: the dead-letter queue is
+    /// the bookkeeping's, and a failure to declare it (its node down) must not stop them.
     ///
     /// # Errors
     /// A classified [`Failure`].
-    pub async fn declare_all(&self, channel: &AmqpChannel) -> Result<(), Failure> {
+    pub async fn declare_all(
+        &self,
+        channel: &AmqpChannel,
+        queues: impl IntoIterator<Item = u32>,
+    ) -> Result<(), Failure> {
         if let Some(dead) = &self.dead_letters {
             dead.declare(channel).await?;
         }
-        self.declare(channel).await
+        for queue in queues {
+            self.declare(channel, queue).await?;
+        }
+        Ok(())
     }
 
-    /// Deletes what `declare` made, unless kept; returns the messages left in the queue.
+    /// Deletes what the declarations made, unless kept; returns the messages left in each
+    /// queue.
     ///
     /// # Errors
     /// A classified [`Failure`].
-    pub async fn delete(&self, channel: &AmqpChannel) -> Result<Option<u32>, Failure> {
+    pub async fn delete(&self, channel: &AmqpChannel) -> Result<Option<Vec<u32>>, Failure> {
         if self.keep {
             return Ok(None);
         }
-        let left = channel.delete_queue(&self.queue.name).await?;
+        let mut left = Vec::with_capacity(self.queues.len());
+        for queue in &self.queues {
+            left.push(channel.delete_queue(&queue.name).await?);
+        }
         if !self.exchange.is_empty() {
             channel.delete_exchange(&self.exchange).await?;
         }

@@ -154,6 +154,39 @@ fn quorum_leader_kill_loses_no_confirmed_message_in_three_runs() {
     }
 }
 
+/// Sixteen queues behind a topic exchange, one publisher's messages fanned out to all:
+/// judged per queue, and the queues add up to the run.
+#[test]
+fn many_queues() {
+    let summary = holds_its_documented_verdict("many-queues");
+    let queues = summary["queues"].as_array().unwrap();
+    assert_eq!(queues.len(), 16);
+    let delivered: u64 = queues
+        .iter()
+        .map(|q| q["totals"]["delivered"].as_u64().unwrap())
+        .sum();
+    assert_eq!(delivered, total(&summary, "delivered"));
+    assert!(
+        total(&summary, "attempted") > summary["verdict"]["published"].as_u64().unwrap(),
+        "publisher 0's messages are owed by every queue"
+    );
+}
+
+/// Six quorum queues over three nodes, two led by each; a leader kill loses nothing.
+#[test]
+fn many_queues_cluster() {
+    let _cluster = one_cluster_at_a_time();
+    let summary = holds_its_documented_verdict("many-queues-cluster");
+    let queues = summary["queues"].as_array().unwrap();
+    let mut nodes: Vec<&str> = queues.iter().map(|q| q["node"].as_str().unwrap()).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    assert_eq!((queues.len(), nodes.len()), (6, 3), "{queues:#?}");
+    for queue in queues {
+        assert_eq!(queue["totals"]["lost_confirmed"], 0, "{queue}");
+    }
+}
+
 #[test]
 fn quorum_rolling_restart() {
     let _cluster = one_cluster_at_a_time();

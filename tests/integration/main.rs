@@ -9,6 +9,7 @@ mod helpers;
 mod library;
 mod managed_nodes;
 mod misbehaving_broker;
+mod queues;
 mod reports;
 mod run_command;
 mod sweep;

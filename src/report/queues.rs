@@ -1,0 +1,149 @@
+//! Per-queue results: one row per queue of the run (its node, its throughput, its latency
+//! and its verdict), for summary.json, queues.csv, the console and the report. The run's
+//! totals are the exact sum of its queues'.
+
+use serde::{Deserialize, Serialize};
+
+use super::Percentiles;
+use crate::ledger::Counts;
+use crate::workload::WorkloadOutcome;
+
+/// One queue of the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueueReport {
+    pub name: String,
+    /// The node it was placed on, when known.
+    pub node: Option<String>,
+    /// classic, quorum or stream.
+    #[serde(rename = "type")]
+    pub queue_type: String,
+    /// Messages left in it when it was deleted (None when kept or unknown).
+    pub left: Option<u32>,
+    /// Distinct messages delivered per second, over the run's delivering time (the same
+    /// time as the run's figure, so the queues' figures add up to it).
+    pub delivered_per_s: f64,
+    /// Intended send time → delivery, of this queue's deliveries.
+    pub e2e: Percentiles,
+    /// The same totals as the run's, for this queue (all zero but `delivered` under
+    /// `--no-verify`).
+    pub totals: Counts,
+    /// First deliveries per second, indexed as the run's time series.
+    pub delivered_by_second: Vec<u64>,
+}
+
+/// The queues of a finished workload.
+pub fn build(outcome: &WorkloadOutcome, queue_type: &str) -> Vec<QueueReport> {
+    let delivering_s = outcome.delivering.as_secs_f64();
+    outcome
+        .queues
+        .iter()
+        .enumerate()
+        .map(|(index, queue)| {
+            let series = outcome.series.queue(index as u32);
+            let verdict = outcome.verdict.queues.get(index);
+            let totals = verdict.map_or_else(
+                || Counts {
+                    delivered: series.total_counts().delivered,
+                    ..Counts::default()
+                },
+                |v| v.totals.clone(),
+            );
+            let last = series.seconds.keys().next_back().copied();
+            let delivered_by_second = last.map_or_else(Vec::new, |last| {
+                (0..=last)
+                    .map(|s| series.seconds.get(&s).map_or(0, |c| c.delivered))
+                    .collect()
+            });
+            QueueReport {
+                name: queue.name.clone(),
+                node: verdict.and_then(|v| v.node.clone()),
+                queue_type: queue_type.to_string(),
+                left: queue.left,
+                delivered_per_s: if delivering_s > 0.0 {
+                    totals.delivered as f64 / delivering_s
+                } else {
+                    0.0
+                },
+                e2e: Percentiles::of(&series.latencies.e2e_intended_us),
+                totals,
+                delivered_by_second,
+            }
+        })
+        .collect()
+}
+
+/// The columns of queues.csv, in order.
+pub const QUEUES_COLUMNS: &[&str] = &[
+    "queue",
+    "node",
+    "type",
+    "delivered",
+    "delivered_per_s",
+    "e2e_p50_us",
+    "e2e_p99_us",
+    "e2e_p999_us",
+    "lost_confirmed",
+    "lost_unconfirmed",
+    "duplicated",
+    "stranded",
+    "dead_lettered",
+    "left",
+];
+
+/// queues.csv: one row per queue.
+pub fn csv(queues: &[QueueReport]) -> String {
+    let mut out = QUEUES_COLUMNS.join(",");
+    out.push('\n');
+    for q in queues {
+        let t = &q.totals;
+        let row = [
+            super::csv::quote(&q.name),
+            super::csv::quote(q.node.as_deref().unwrap_or("")),
+            q.queue_type.clone(),
+            t.delivered.to_string(),
+            format!("{:.1}", q.delivered_per_s),
+            q.e2e.p50_us.to_string(),
+            q.e2e.p99_us.to_string(),
+            q.e2e.p999_us.to_string(),
+            t.lost_confirmed.to_string(),
+            t.lost_unconfirmed.to_string(),
+            t.duplicated.to_string(),
+            t.stranded.to_string(),
+            t.dead_lettered.to_string(),
+            q.left.map_or(String::new(), |l| l.to_string()),
+        ];
+        out.push_str(&row.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_row_per_queue_under_the_documented_columns() {
+        let queue = QueueReport {
+            name: "q,1".into(),
+            node: Some("a@localhost".into()),
+            queue_type: "quorum".into(),
+            left: Some(0),
+            delivered_per_s: 12.34,
+            e2e: Percentiles::default(),
+            totals: Counts {
+                delivered: 7,
+                lost_confirmed: 1,
+                ..Counts::default()
+            },
+            delivered_by_second: vec![3, 4],
+        };
+        let text = csv(&[queue]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0].split(',').count(), QUEUES_COLUMNS.len());
+        assert_eq!(
+            lines[1],
+            "\"q,1\",a@localhost,quorum,7,12.3,0,0,0,1,0,0,0,0,0"
+        );
+    }
+}
