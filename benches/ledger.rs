@@ -191,8 +191,76 @@ fn header(c: &mut Criterion) {
     group.finish();
 }
 
+/// splitmix64, for a reproducible spread of deliveries over consumers.
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Ledger memory for many clients (issue 17: at most 2 bytes per message for 1M in-order
+/// messages over 500 publishers and 500 consumers): the publishers' ledgers plus either a
+/// shard per consumer (each consumer's own, as before) or one shard per client thread
+/// shared by its consumers (as now).
+fn clients_memory(c: &mut Criterion) {
+    const PRODUCERS: u32 = 500;
+    const CONSUMERS: usize = 500;
+    const MESSAGES: u64 = 1_000_000;
+    let deliveries = || {
+        (0..MESSAGES).map(|k| {
+            let producer = (k % u64::from(PRODUCERS)) as u32;
+            let seq = k / u64::from(PRODUCERS);
+            let consumer = (splitmix(k) % CONSUMERS as u64) as usize;
+            (producer, seq, consumer)
+        })
+    };
+    let mut publishers: Vec<PublishLedger> = (0..PRODUCERS).map(PublishLedger::new).collect();
+    for (producer, seq, _) in deliveries() {
+        let ledger = &mut publishers[producer as usize];
+        ledger.attempted = seq as u32 + 1;
+        ledger.confirmed.insert(seq as u32);
+    }
+    let publisher_bytes: u64 = publishers.iter().map(|l| l.memory_bytes()).sum();
+    let mut own: Vec<DeliveryShard> = (0..CONSUMERS)
+        .map(|_| DeliveryShard::new(PRODUCERS))
+        .collect();
+    let mut shared = DeliveryShard::new(PRODUCERS);
+    for (producer, seq, consumer) in deliveries() {
+        own[consumer].record(producer, seq, false, 0, false);
+        shared.record(producer, seq, false, 0, false);
+    }
+    let own_bytes: u64 = own.iter().map(DeliveryShard::memory_bytes).sum();
+    let shared_bytes = shared.memory_bytes();
+    let per = |bytes: u64| bytes as f64 / MESSAGES as f64;
+    eprintln!(
+        "ledgers for 1M messages over {PRODUCERS} publishers and {CONSUMERS} consumers: a shard per consumer {} bytes ({:.2} per message); one shard per thread {} bytes ({:.3} per message)",
+        publisher_bytes + own_bytes,
+        per(publisher_bytes + own_bytes),
+        publisher_bytes + shared_bytes,
+        per(publisher_bytes + shared_bytes)
+    );
+    let mut group = c.benchmark_group("clients");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(MESSAGES));
+    group.bench_function("record_1M_500x500_shared", |b| {
+        b.iter_batched(
+            || DeliveryShard::new(PRODUCERS),
+            |mut shard| {
+                for (producer, seq, _) in deliveries() {
+                    black_box(shard.record(producer, seq, false, 0, false));
+                }
+                shard
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    clients_memory,
     record,
     verdict_10m,
     verdict_100m,

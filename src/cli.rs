@@ -85,6 +85,10 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_duration_arg)]
     pub duration: Option<Duration>,
 
+    /// Client threads, each owning a share of the publishers and consumers [default: the scenario's `threads`, else 1]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub threads: Option<u32>,
+
     /// Folder for this run's results [default: <report.dir>/<scenario>-<UTC timestamp>]
     #[arg(long)]
     pub out: Option<PathBuf>,

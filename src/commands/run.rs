@@ -58,10 +58,12 @@ async fn execute(
     cancel: CancellationToken,
     sweep_required: bool,
 ) -> anyhow::Result<Exit> {
+    raise_open_files_limit();
     let plan = scenario::load(
         &args.scenario,
         Overrides {
             duration: args.duration,
+            threads: args.threads,
         },
     )?;
     if sweep_required && plan.sweep.is_none() {
@@ -376,4 +378,15 @@ fn write_results(dir: &Path, plan: &Plan, report: &BrokerReport) -> std::io::Res
         std::fs::write(path, text + "\n")?;
     }
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard limit: thousands of client
+/// connections (and the proxy's two sockets for each) need more than the usual 1,024.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
 }

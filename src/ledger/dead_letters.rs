@@ -81,13 +81,13 @@ impl DeadLetterShard {
     pub fn seen(&self, producer: usize) -> RoaringBitmap {
         self.by_reason
             .iter()
-            .filter_map(|shard| shard.producers.get(producer))
+            .filter_map(|shard| shard.producer(producer))
             .fold(RoaringBitmap::new(), |all, p| all | p.seen.to_bitmap())
     }
 
     /// Per producer, every sequence number dead-lettered (for the drain).
     pub fn snapshot(&self) -> Vec<RoaringBitmap> {
-        let producers = self.by_reason.first().map_or(0, |s| s.producers.len());
+        let producers = self.by_reason.first().map_or(0, |s| s.producer_count());
         (0..producers).map(|p| self.seen(p)).collect()
     }
 

@@ -250,9 +250,7 @@ fn producers_in(evidence: Evidence<'_>) -> Vec<usize> {
     {
         producers.extend(
             shard
-                .producers
-                .iter()
-                .enumerate()
+                .producers()
                 .filter(|(_, p)| !p.seen.is_empty())
                 .map(|(producer, _)| producer),
         );
@@ -312,7 +310,7 @@ fn decide_producer(
     let mut reordered = 0;
     let mut first_reordered = Vec::new();
     for shard in shards {
-        let Some(deliveries) = shard.producers.get(producer as usize) else {
+        let Some(deliveries) = shard.producer(producer as usize) else {
             continue;
         };
         let seen = deliveries.seen.to_bitmap();
@@ -326,7 +324,7 @@ fn decide_producer(
     // The final read: what it found beyond the live deliveries was stranded; what it found
     // again is a duplicate (the broker redelivered what a consumer had not acknowledged).
     let mut found = RoaringBitmap::new();
-    if let Some(deliveries) = final_read.and_then(|s| s.producers.get(producer as usize)) {
+    if let Some(deliveries) = final_read.and_then(|s| s.producer(producer as usize)) {
         found = deliveries.seen.to_bitmap();
         extra.extend((&delivered & &found).iter());
         extra.extend_from_slice(&deliveries.again);
@@ -337,7 +335,7 @@ fn decide_producer(
     let dead_by_reason = |reason: DeathReason| -> u64 {
         dead_letters
             .and_then(|d| d.of(reason))
-            .and_then(|s| s.producers.get(producer as usize))
+            .and_then(|s| s.producer(producer as usize))
             .map_or(0, |p| (&p.seen.to_bitmap() & &attempted).len())
     };
     let kept = &(&delivered | &found) | &dead;

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedSender;
 
+use hdrhistogram::Histogram;
+
 use super::latency::Latencies;
 
 const SECOND_NS: u64 = 1_000_000_000;
@@ -49,9 +51,6 @@ impl Counts {
 pub struct Sample {
     /// Seconds since the start of publishing (0 for what came before).
     pub index: u32,
-    /// The queue a consumer's second belongs to (an index into the run's queues); `None`
-    /// for a publisher.
-    pub queue: Option<u32>,
     pub counts: Counts,
     pub latencies: Latencies,
 }
@@ -67,8 +66,6 @@ pub struct Recorder {
     /// This second's latencies.
     pub latencies: Latencies,
     sink: UnboundedSender<Sample>,
-    /// The consumer's queue, for per-queue results.
-    queue: Option<u32>,
 }
 
 impl Recorder {
@@ -81,14 +78,18 @@ impl Recorder {
             counts: Counts::default(),
             latencies: Latencies::default(),
             sink,
-            queue: None,
         }
     }
 
-    /// The same recorder, tagging its seconds with the queue its consumer reads.
-    pub fn for_queue(mut self, queue: u32) -> Self {
-        self.queue = Some(queue);
-        self
+    /// A recorder of the same start and sink with nothing recorded (to leave in place of
+    /// one taken away).
+    pub fn detached(&self) -> Self {
+        Self::new(self.start_ns, self.sink.clone())
+    }
+
+    /// The index of the current second (seconds since the recorder's start).
+    pub fn second(&self) -> u32 {
+        self.index
     }
 
     /// Hands the current second over if it has ended by `now_ns`. Cheap when it has not.
@@ -107,7 +108,6 @@ impl Recorder {
         }
         let sample = Sample {
             index: self.index,
-            queue: self.queue,
             counts: std::mem::take(&mut self.counts),
             latencies: std::mem::take(&mut self.latencies),
         };
@@ -120,48 +120,82 @@ impl Recorder {
     }
 }
 
-/// All tasks' seconds, added up; and, for a run of several queues, each queue's.
+/// All tasks' seconds, added up; and, for each queue, its deliveries.
 #[derive(Debug, Clone, Default)]
 pub struct Series {
     seconds: BTreeMap<u32, (Counts, Latencies)>,
-    /// Per queue (index), its consumers' seconds: counts per second, latencies for the
-    /// whole run (a histogram per queue and second would cost megabytes per queue).
+    /// Per queue (index): first deliveries per second and the whole run's end-to-end
+    /// latency (a full histogram set per queue and second would cost megabytes a queue).
     queues: BTreeMap<u32, QueueSeries>,
 }
 
-/// One queue's deliveries: counts per second and the whole run's latencies.
-#[derive(Debug, Clone, Default)]
+/// One queue's deliveries: first deliveries per second, and the end-to-end latency (from
+/// the intended send time) of the whole run at 2 significant digits (27 KB a queue).
+#[derive(Debug, Clone)]
 pub struct QueueSeries {
-    pub seconds: BTreeMap<u32, Counts>,
-    pub latencies: Latencies,
+    /// Indexed by second, as the run's series.
+    pub delivered_by_second: Vec<u64>,
+    pub e2e_us: Histogram<u64>,
+}
+
+impl Default for QueueSeries {
+    fn default() -> Self {
+        Self {
+            delivered_by_second: Vec::new(),
+            e2e_us: Histogram::new_with_bounds(1, super::latency::MAX_US, 2)
+                .expect("valid histogram bounds"),
+        }
+    }
 }
 
 impl QueueSeries {
-    /// The whole run's counts of this queue.
-    pub fn total_counts(&self) -> Counts {
-        let mut total = Counts::default();
-        for counts in self.seconds.values() {
-            total.add(counts);
+    /// Records a first delivery in second `second` with its end-to-end latency.
+    #[inline]
+    pub fn record(&mut self, second: u32, e2e_us: u64) {
+        let second = second as usize;
+        if self.delivered_by_second.len() <= second {
+            self.delivered_by_second.resize(second + 1, 0);
         }
-        total
+        self.delivered_by_second[second] += 1;
+        self.e2e_us
+            .saturating_record(e2e_us.clamp(1, super::latency::MAX_US));
+    }
+
+    /// Adds another thread's record of the same queue.
+    pub fn add(&mut self, other: &QueueSeries) {
+        if self.delivered_by_second.len() < other.delivered_by_second.len() {
+            self.delivered_by_second
+                .resize(other.delivered_by_second.len(), 0);
+        }
+        for (mine, theirs) in self
+            .delivered_by_second
+            .iter_mut()
+            .zip(&other.delivered_by_second)
+        {
+            *mine += theirs;
+        }
+        self.e2e_us
+            .add(&other.e2e_us)
+            .expect("histograms with the same bounds add");
+    }
+
+    /// First deliveries over the whole run.
+    pub fn delivered(&self) -> u64 {
+        self.delivered_by_second.iter().sum()
     }
 }
 
 impl Series {
     /// Adds one task's second.
     pub fn add(&mut self, sample: Sample) {
-        if let Some(queue) = sample.queue {
-            let of_queue = self.queues.entry(queue).or_default();
-            of_queue
-                .seconds
-                .entry(sample.index)
-                .or_default()
-                .add(&sample.counts);
-            of_queue.latencies.add(&sample.latencies);
-        }
         let (counts, latencies) = self.seconds.entry(sample.index).or_default();
         counts.add(&sample.counts);
         latencies.add(&sample.latencies);
+    }
+
+    /// Adds one thread's record of queue `queue`.
+    pub fn add_queue(&mut self, queue: u32, series: &QueueSeries) {
+        self.queues.entry(queue).or_default().add(series);
     }
 
     /// The deliveries of queue `queue` (empty when none came).

@@ -22,7 +22,8 @@ pub struct QueueReport {
     /// Distinct messages delivered per second, over the run's delivering time (the same
     /// time as the run's figure, so the queues' figures add up to it).
     pub delivered_per_s: f64,
-    /// Intended send time → delivery, of this queue's deliveries.
+    /// Intended send time → delivery, of this queue's first deliveries (2 significant
+    /// digits).
     pub e2e: Percentiles,
     /// The same totals as the run's, for this queue (all zero but `delivered` under
     /// `--no-verify`).
@@ -43,17 +44,11 @@ pub fn build(outcome: &WorkloadOutcome, queue_type: &str) -> Vec<QueueReport> {
             let verdict = outcome.verdict.queues.get(index);
             let totals = verdict.map_or_else(
                 || Counts {
-                    delivered: series.total_counts().delivered,
+                    delivered: series.delivered(),
                     ..Counts::default()
                 },
                 |v| v.totals.clone(),
             );
-            let last = series.seconds.keys().next_back().copied();
-            let delivered_by_second = last.map_or_else(Vec::new, |last| {
-                (0..=last)
-                    .map(|s| series.seconds.get(&s).map_or(0, |c| c.delivered))
-                    .collect()
-            });
             QueueReport {
                 name: queue.name.clone(),
                 node: verdict.and_then(|v| v.node.clone()),
@@ -64,9 +59,9 @@ pub fn build(outcome: &WorkloadOutcome, queue_type: &str) -> Vec<QueueReport> {
                 } else {
                     0.0
                 },
-                e2e: Percentiles::of(&series.latencies.e2e_intended_us),
+                e2e: Percentiles::of(&series.e2e_us),
                 totals,
-                delivered_by_second,
+                delivered_by_second: series.delivered_by_second,
             }
         })
         .collect()

@@ -30,6 +30,8 @@ pub struct ScenarioFile {
     pub seed: Option<i64>,
     /// How long to wait for confirmed messages to arrive after publishing stops.
     pub drain_timeout: Option<DurationValue>,
+    /// Client threads.
+    pub threads: Option<i64>,
     /// Whether missing messages are looked for in the queue once the drain is over.
     pub final_read: Option<bool>,
     /// How long that final read may take.

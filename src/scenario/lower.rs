@@ -17,6 +17,8 @@ use super::topology::{clients_and_routes, stream_consumers, topology};
 use crate::redact::BrokerUri;
 
 const DEFAULT_DURATION: Duration = Duration::from_secs(60);
+/// The most client threads a run takes.
+pub const MAX_THREADS: u32 = 256;
 /// How long the final read of the queue may take unless the scenario says.
 const DEFAULT_FINAL_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -45,6 +47,18 @@ pub(super) fn lower(
     let drain_timeout = file.drain_timeout.map_or(Duration::from_secs(30), |d| d.0);
     let final_read_timeout = nonzero(c, "final_read_timeout", file.final_read_timeout)
         .unwrap_or(DEFAULT_FINAL_READ_TIMEOUT);
+    let threads = match overrides.threads {
+        Some(threads) => threads,
+        None => whole(
+            c,
+            "threads",
+            file.threads,
+            1,
+            1,
+            u64::from(MAX_THREADS),
+            &format!("a number of client threads from 1 to {MAX_THREADS}"),
+        ) as u32,
+    };
     let broker = broker(c, file.broker);
     let topology = topology(c, file.topology);
     // A kept queue is left as the run left it unless the scenario asks for the read.
@@ -77,6 +91,7 @@ pub(super) fn lower(
         stop,
         drain_timeout,
         final_read,
+        threads,
         broker,
         topology,
         publishers,

@@ -54,6 +54,8 @@ pub enum ScenarioError {
 pub struct Overrides {
     /// `--duration`: replaces the scenario's `duration`.
     pub duration: Option<Duration>,
+    /// `--threads`: replaces the scenario's `threads`.
+    pub threads: Option<u32>,
 }
 
 /// Reads, parses and checks a scenario file.
@@ -106,6 +108,7 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "drain_timeout",
     "final_read",
     "final_read_timeout",
+    "threads",
     "broker",
     "topology",
     "publishers",
@@ -134,6 +137,7 @@ fn read_sections(document: Spanned<DeTable<'_>>, checker: &mut Checker<'_>) -> S
             "drain_timeout" => file.drain_timeout = field(value, name, checker),
             "final_read" => file.final_read = field(value, name, checker),
             "final_read_timeout" => file.final_read_timeout = field(value, name, checker),
+            "threads" => file.threads = field(value, name, checker),
             "broker" => file.broker = field(value, name, checker).unwrap_or_default(),
             "topology" => file.topology = field(value, name, checker).unwrap_or_default(),
             "publishers" => file.publishers = field(value, name, checker).unwrap_or_default(),

@@ -27,6 +27,9 @@ pub struct Plan {
     /// After the drain, how long a final read of the queue may take to find the messages
     /// still missing (`None`: no final read, the queue is left as it is).
     pub final_read: Option<Duration>,
+    /// Client threads: each a runtime of its own owning a share of the publishers and
+    /// consumers (`threads`, `--threads`; default 1).
+    pub threads: u32,
     /// Which broker the run uses.
     pub broker: BrokerPlan,
     /// What is declared on the broker.

@@ -236,6 +236,7 @@ fn the_duration_override_replaces_the_file_and_is_named_in_fault_errors() {
         "name = \"x\"\nduration = \"60s\"\n[[faults]]\nat = \"20s\"\nkind = \"broker_restart\"\n";
     let short = Overrides {
         duration: Some(Duration::from_secs(10)),
+        ..Overrides::default()
     };
     let error = parse(Path::new("t.toml"), text, short)
         .unwrap_err()
@@ -244,6 +245,7 @@ fn the_duration_override_replaces_the_file_and_is_named_in_fault_errors() {
     assert!(error.contains("set by --duration"), "{error}");
     let long = Overrides {
         duration: Some(Duration::from_secs(90)),
+        ..Overrides::default()
     };
     assert_eq!(
         parse(Path::new("t.toml"), text, long)
@@ -365,6 +367,7 @@ fn an_error_chain_printed_whole_says_each_problem_once() {
         Path::new("scenarios/network-chaos.toml"),
         Overrides {
             duration: Some(Duration::from_secs(5)),
+            ..Overrides::default()
         },
     )
     .unwrap_err();

@@ -1,7 +1,7 @@
 //! One consumer: prefetch, manual acknowledgements (one by one or `multiple` every K) or
 //! automatic ones, reconnection after failures, an optional processing delay and an
 //! optional crash (the channel closed without acknowledging, every K deliveries) to
-//! exercise redelivery. Every delivery is recorded in the consumer's own ledger shard.
+//! exercise redelivery. Every delivery is recorded in its thread's ledger of the consumer's queue.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,22 +9,20 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use roaring::RoaringBitmap;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::link::Link;
 use super::message::{self, DecodeError};
 use super::progress::ConsumerCounters;
+use super::thread_records::SharedRecords;
 use super::topology::Topology;
 use crate::amqp::{AmqpChannel, Deliveries, Delivery, Failure, FailureKind, StreamStart, within};
 use crate::events::{EventKind, EventLog};
-use crate::ledger::DeliveryShard;
 use crate::metrics::Clock;
 use crate::metrics::activity::Activity;
-use crate::metrics::series::{Recorder, Sample};
 use crate::precise_timer::PreciseTimer;
 use crate::scenario::{AckMode, ConsumerPlan, QueueType};
-use tokio::sync::mpsc::UnboundedSender;
 
 /// A partial batch of acknowledgements waits at most this long for more deliveries.
 const ACK_FLUSH_AFTER: Duration = Duration::from_millis(100);
@@ -70,12 +68,9 @@ pub struct ConsumerSetup {
     pub counters: Arc<ConsumerCounters>,
     pub events: EventLog,
     pub cancel: CancellationToken,
-    pub snapshots: mpsc::Receiver<SnapshotRequest>,
     /// Told once the first basic.consume succeeded.
     pub ready: Option<oneshot::Sender<()>>,
     pub sabotage: Sabotage,
-    /// Where this consumer's seconds go.
-    pub samples: UnboundedSender<Sample>,
     /// Record every delivery in the ledger shard (off under `--no-verify`: counts only,
     /// and a delivery is fresh unless the broker flags it redelivered).
     pub verify: bool,
@@ -83,7 +78,8 @@ pub struct ConsumerSetup {
 
 /// What a consumer hands back when it ends.
 pub struct ConsumerReport {
-    pub shard: DeliveryShard,
+    /// Every delivery it received, whatever it was.
+    pub deliveries: u64,
     /// Deliveries the sabotage dropped, doubled or rejected: (producer, sequence number).
     pub sabotaged_dropped: Vec<(u32, u64)>,
     pub sabotaged_doubled: Vec<(u32, u64)>,
@@ -112,8 +108,10 @@ enum End {
 struct Consumer {
     setup: ConsumerSetup,
     source: String,
-    shard: DeliveryShard,
-    recorder: Recorder,
+    /// Its thread's records: seconds, and the ledger of its queue.
+    records: SharedRecords,
+    /// Every delivery it received.
+    deliveries: u64,
     report_dropped: Vec<(u32, u64)>,
     report_doubled: Vec<(u32, u64)>,
     report_rejected: Vec<(u32, u64)>,
@@ -128,16 +126,12 @@ struct Consumer {
     stream_next: Option<StreamStart>,
 }
 
-/// Runs a consumer until `cancel` fires.
-pub async fn run(setup: ConsumerSetup) -> ConsumerReport {
+/// Runs a consumer until `cancel` fires, recording into its thread's `records`.
+pub async fn run(setup: ConsumerSetup, records: SharedRecords) -> ConsumerReport {
     let mut consumer = Consumer {
         source: format!("consumer {}", setup.index),
-        shard: DeliveryShard::new(setup.producers),
-        recorder: Recorder::new(
-            setup.clock.ns_at(setup.clock.origin()),
-            setup.samples.clone(),
-        )
-        .for_queue(setup.queue),
+        records,
+        deliveries: 0,
         report_dropped: Vec::new(),
         report_doubled: Vec::new(),
         report_rejected: Vec::new(),
@@ -150,9 +144,8 @@ pub async fn run(setup: ConsumerSetup) -> ConsumerReport {
         setup,
     };
     consumer.run().await;
-    consumer.recorder.finish();
     ConsumerReport {
-        shard: consumer.shard,
+        deliveries: consumer.deliveries,
         sabotaged_dropped: consumer.report_dropped,
         sabotaged_doubled: consumer.report_doubled,
         sabotaged_rejected: consumer.report_rejected,
@@ -335,9 +328,6 @@ impl Consumer {
                     }
                     return End::Cancelled;
                 }
-                Some(request) = self.setup.snapshots.recv() => {
-                    let _ = request.send(vec![(self.setup.queue, self.shard.producers.iter().map(|p| p.seen.to_bitmap()).collect())]);
-                }
                 Some(result) = acks.next(), if !acks.is_empty() => {
                     if let Err(failure) = result {
                         return End::Failed(failure);
@@ -415,7 +405,6 @@ impl Consumer {
                 }
                 _ = second.tick() => {
                     let now_ns = self.setup.clock.now_ns();
-                    self.recorder.tick(now_ns);
                     if manual && !self.stopped() && now_ns.saturating_sub(self.last_arrival_ns) >= stall_ns {
                         if let Some(why) = self.stalled(channel, stall_timeout).await {
                             return End::Reopen(
@@ -435,7 +424,7 @@ impl Consumer {
         self.setup
             .sabotage
             .stop_after
-            .is_some_and(|k| self.shard.deliveries >= k)
+            .is_some_and(|k| self.deliveries >= k)
     }
 
     /// After a quiet `stall_timeout`: why this consumer is stalled, if it is (its queue
@@ -462,17 +451,21 @@ impl Consumer {
         }
     }
 
-    /// Records one delivery in the shard and the latency histograms. False when the
-    /// sabotage rejects it instead.
+    /// Records one delivery in its thread's ledger of the queue and in the seconds'
+    /// counts and histograms. False when the sabotage rejects it instead.
     #[inline]
     fn handle(&mut self, delivery: Delivery) -> bool {
         let now_ns = self.setup.clock.now_ns();
         self.last_arrival_ns = now_ns;
-        self.recorder.tick(now_ns);
-        self.recorder.counts.deliveries += 1;
+        self.deliveries += 1;
+        let count = self.deliveries;
+        let mut records = self.records.borrow_mut();
+        records.recorder.tick(now_ns);
+        records.recorder.counts.deliveries += 1;
+        let second = records.recorder.second();
+        let queue = self.setup.queue;
         match message::decode(&delivery.body, self.setup.run_id) {
             Ok(header) => {
-                let count = self.shard.deliveries + 1;
                 let sabotage = self.setup.sabotage;
                 assert!(
                     sabotage.panic_at != Some(count),
@@ -480,16 +473,17 @@ impl Consumer {
                     self.setup.index
                 );
                 if sabotage.reject_every.is_some_and(|k| count % k == 0) {
-                    self.shard.deliveries += 1;
+                    records.queue(queue).shard.deliveries += 1;
                     self.report_rejected.push((header.producer, header.seq));
                     return false;
                 }
                 if sabotage.drop_every.is_some_and(|k| count % k == 0) {
-                    self.shard.deliveries += 1;
+                    records.queue(queue).shard.deliveries += 1;
                     self.report_dropped.push((header.producer, header.seq));
                 } else {
+                    let record = records.queue(queue);
                     let fresh = if self.setup.verify {
-                        self.shard.record(
+                        record.shard.record(
                             header.producer,
                             header.seq,
                             delivery.redelivered,
@@ -497,24 +491,27 @@ impl Consumer {
                             self.setup.order_promised,
                         )
                     } else {
-                        self.shard.deliveries += 1;
+                        record.shard.deliveries += 1;
                         !delivery.redelivered
                     };
                     if fresh {
+                        record
+                            .series
+                            .record(second, now_ns.saturating_sub(header.intended_ns) / 1_000);
                         self.fresh += 1;
-                        self.recorder.counts.delivered += 1;
                         self.last_delivery_ns = now_ns;
                         self.activity.note(now_ns);
-                        self.recorder.latencies.record_delivery(
+                        records.recorder.counts.delivered += 1;
+                        records.recorder.latencies.record_delivery(
                             header.intended_ns,
                             header.sent_ns,
                             now_ns,
                         );
                     } else {
-                        self.recorder.counts.duplicates += 1;
+                        records.recorder.counts.duplicates += 1;
                     }
                     if sabotage.double_every.is_some_and(|k| count % k == 0) {
-                        self.shard.record(
+                        records.queue(queue).shard.record(
                             header.producer,
                             header.seq,
                             false,
@@ -525,10 +522,13 @@ impl Consumer {
                     }
                 }
             }
-            Err(DecodeError::Corrupted) => self.shard.record_corrupted(),
-            Err(DecodeError::Foreign | DecodeError::OtherRun) => self.shard.record_foreign(),
+            Err(DecodeError::Corrupted) => records.queue(queue).shard.record_corrupted(),
+            Err(DecodeError::Foreign | DecodeError::OtherRun) => {
+                records.queue(queue).shard.record_foreign();
+            }
         }
-        self.setup.counters.deliveries.set(self.shard.deliveries);
+        drop(records);
+        self.setup.counters.deliveries.set(self.deliveries);
         self.setup.counters.fresh.set(self.fresh);
         true
     }

@@ -51,8 +51,71 @@ pub struct DeadLetterSetup {
     pub snapshots: mpsc::Receiver<SnapshotRequest>,
 }
 
+/// How long reading the rest of the dead-letter queue may take at the end.
+const FINISH_WITHIN: Duration = Duration::from_secs(10);
+
+/// A reader running for the run, on the coordinator's runtime.
+pub(super) struct Reading {
+    /// Where the drain asks what has been dead-lettered.
+    pub snapshots: mpsc::Sender<SnapshotRequest>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Vec<Option<DeadLetterShard>>>,
+}
+
+impl Reading {
+    /// Starts reading the run's dead letters, when its queues have some (`None` else).
+    pub fn start(
+        plan: &crate::scenario::Plan,
+        topology: &super::topology::Topology,
+        uris: &Arc<[BrokerUri]>,
+        events: &EventLog,
+        run_id: u64,
+    ) -> Option<Self> {
+        let dead = topology.dead_letters.as_ref()?;
+        let (snapshots, snapshot_rx) = mpsc::channel(1);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(DeadLetterSetup {
+            uris: uris.clone(),
+            dead_letters: dead.clone(),
+            queues: topology.queues.iter().map(|q| q.name.clone()).collect(),
+            run_id,
+            producers: plan.publishers.count,
+            heartbeat: plan.consumers.heartbeat,
+            connection_name: format!("warren {} dead letters", plan.name),
+            events: events.clone(),
+            stop: stop.clone(),
+            finish_within: FINISH_WITHIN,
+            snapshots: snapshot_rx,
+        }));
+        Some(Self {
+            snapshots,
+            stop,
+            task,
+        })
+    }
+
+    /// Reads what is left and returns every dead letter, per queue (`None` for a queue
+    /// that dead-lettered nothing).
+    ///
+    /// # Errors
+    /// [`super::WorkloadError::TaskFailed`] when the reader panicked.
+    pub async fn finish(self) -> Result<Vec<Option<DeadLetterShard>>, super::WorkloadError> {
+        self.stop.cancel();
+        self.task
+            .await
+            .map_err(|error| super::WorkloadError::TaskFailed {
+                task: "dead-letter reader".into(),
+                reason: if error.is_panic() {
+                    super::shards::panic_text(&*error.into_panic())
+                } else {
+                    "cancelled".into()
+                },
+            })
+    }
+}
+
 /// Reads dead letters until stopped, then to empty; returns what it found, per queue.
-pub async fn run(mut setup: DeadLetterSetup) -> Vec<DeadLetterShard> {
+pub async fn run(mut setup: DeadLetterSetup) -> Vec<Option<DeadLetterShard>> {
     let link = Link::new(
         setup.connection_name.clone(),
         setup.uris.clone(),
@@ -61,7 +124,8 @@ pub async fn run(mut setup: DeadLetterSetup) -> Vec<DeadLetterShard> {
         setup.events.clone(),
     );
     let mut reader = Reader {
-        shards: vec![DeadLetterShard::new(setup.producers); setup.queues.len().max(1)],
+        shards: vec![None; setup.queues.len().max(1)],
+        producers: setup.producers,
         queues: setup.queues.clone(),
         run_id: setup.run_id,
     };
@@ -131,7 +195,9 @@ pub async fn run(mut setup: DeadLetterSetup) -> Vec<DeadLetterShard> {
 
 struct Reader {
     /// Per queue of the run.
-    shards: Vec<DeadLetterShard>,
+    /// Per queue, made at its first dead letter.
+    shards: Vec<Option<DeadLetterShard>>,
+    producers: u32,
     queues: Vec<String>,
     run_id: u64,
 }
@@ -165,8 +231,9 @@ impl Reader {
                         self.shards
                             .iter()
                             .enumerate()
-                            .filter(|(_, shard)| shard.deliveries() > 0)
-                            .map(|(queue, shard)| (queue as u32, shard.snapshot()))
+                            .filter_map(|(queue, shard)| {
+                                shard.as_ref().map(|shard| (queue as u32, shard.snapshot()))
+                            })
                             .collect(),
                     );
                 }
@@ -221,7 +288,9 @@ impl Reader {
             Some(name) => self.queues.iter().position(|q| q == name),
             None => None,
         };
+        let producers = self.producers;
         let shard = self.shards[queue.unwrap_or(0)]
+            .get_or_insert_with(|| DeadLetterShard::new(producers))
             .reason(DeathReason::from_header(delivery.death_reason.as_deref()));
         if queue.is_none() {
             shard.record_foreign();

@@ -3,23 +3,28 @@
 //! stops everything, and hands the ledgers to the verdict. Tasks own their ledger shards
 //! and histograms and return them; nothing is shared on the hot path.
 
+mod collector;
 pub mod consumer;
 mod dead_letter_reader;
 mod drain;
 pub mod final_read;
+mod fleet;
 mod inflight;
+mod judge;
 mod link;
 pub mod message;
 pub mod pacing;
 pub mod progress;
 pub mod publisher;
+mod publishing;
 mod setup;
+mod shards;
+mod thread_records;
 pub mod topology;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -28,39 +33,22 @@ pub use drain::{DrainEnd, DrainResult};
 pub use final_read::FinalReadReport;
 pub use progress::Totals;
 
-use crate::amqp::{Failure, within};
+use crate::amqp::Failure;
 use crate::events::{Event, EventKind, EventLog};
-use crate::ledger::{QueueEvidence, QueueRecords, Verdict, decide_queues};
+use crate::ledger::Verdict;
 use crate::metrics::activity::Activity;
-use crate::metrics::series::{Sample, Series};
+use crate::metrics::series::Series;
 use crate::metrics::{Clock, Latencies};
 use crate::redact::BrokerUri;
-use crate::scenario::{AckMode, BodySize, Plan};
+use crate::scenario::Plan;
+use collector::Collector;
 use final_read::FinalRead;
-use link::Link;
-use pacing::{Pace, Sizes};
-use progress::{ConsumerCounters, PublisherCounters};
 pub(crate) use setup::SetupChannel;
-use setup::open_setup;
+use shards::{ShardOptions, Shards};
 use topology::Topology;
 
 /// How long consumers may take to start consuming.
 const CONSUMERS_READY_WITHIN: Duration = Duration::from_secs(30);
-/// How long after `duration + drain_timeout` publishers may still run before they are
-/// cancelled (they normally end by then on their own).
-const PUBLISHERS_GRACE: Duration = Duration::from_secs(5);
-/// How long reading the rest of the dead-letter queue may take at the end.
-const DEAD_LETTERS_FINISH_WITHIN: Duration = Duration::from_secs(10);
-/// How long closing every connection at the end may take in all.
-const CLOSE_ALL_WITHIN: Duration = Duration::from_secs(10);
-
-/// Sleeps until `at`, or forever when there is none.
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
 
 /// Receives live totals about once a second.
 pub type ProgressSink = Box<dyn FnMut(&ProgressLine) + Send>;
@@ -108,55 +96,6 @@ pub struct SecondStats {
     pub p99_confirm_ms: Option<f64>,
 }
 
-/// Receives the tasks' seconds as they end.
-struct Collector {
-    series: Series,
-    samples: mpsc::UnboundedReceiver<Sample>,
-    origin: Instant,
-}
-
-impl Collector {
-    /// Takes what has arrived.
-    fn poll(&mut self) {
-        while let Ok(sample) = self.samples.try_recv() {
-            self.series.add(sample);
-        }
-    }
-
-    /// Takes everything, once every task has ended.
-    async fn finish(mut self) -> Series {
-        while let Some(sample) = self.samples.recv().await {
-            self.series.add(sample);
-        }
-        self.series
-    }
-
-    /// Live figures for a progress line.
-    fn line(&mut self, elapsed: Duration, phase: &'static str, totals: Totals) -> ProgressLine {
-        self.poll();
-        let complete = self.origin.elapsed().as_secs().checked_sub(1);
-        let last_second = complete
-            .and_then(|index| self.series.second(index as u32))
-            .map(|(counts, latencies)| {
-                let p99 = |h: &hdrhistogram::Histogram<u64>| {
-                    (!h.is_empty()).then(|| h.value_at_quantile(0.99) as f64 / 1_000.0)
-                };
-                SecondStats {
-                    sent_per_s: counts.sent,
-                    delivered_per_s: counts.delivered,
-                    p99_e2e_ms: p99(&latencies.e2e_intended_us),
-                    p99_confirm_ms: p99(&latencies.confirm_us),
-                }
-            });
-        ProgressLine {
-            elapsed,
-            phase,
-            totals,
-            last_second,
-        }
-    }
-}
-
 /// Why the workload could not run at all (infrastructure; exit code 3).
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
@@ -166,37 +105,13 @@ pub enum WorkloadError {
     ConsumersNotReady,
     #[error("interrupted before the workload started")]
     Interrupted,
+    /// The client threads could not be started.
+    #[error("the client threads could not be started: {0}")]
+    Threads(String),
     /// A task ended without handing back its ledger: the verdict would have a hole, so
     /// there is none.
     #[error("{task} failed without handing back its ledger: {reason}")]
     TaskFailed { task: String, reason: String },
-}
-
-/// The results of tasks that must all hand theirs back: the first that did not is named
-/// (`role` and its index) with its panic message.
-fn every_report<T>(
-    role: &str,
-    results: Vec<Result<T, tokio::task::JoinError>>,
-) -> Result<Vec<T>, WorkloadError> {
-    results
-        .into_iter()
-        .enumerate()
-        .map(|(index, result)| {
-            result.map_err(|error| WorkloadError::TaskFailed {
-                task: format!("{role} {index}"),
-                reason: if error.is_panic() {
-                    let panic = error.into_panic();
-                    panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
-                        .map_or_else(|| "panicked".into(), |m| format!("panicked: {m}"))
-                } else {
-                    "cancelled".into()
-                },
-            })
-        })
-        .collect()
 }
 
 /// Process CPU time (user + system) spent during the workload.
@@ -257,7 +172,10 @@ pub struct QueueOutcome {
     pub left: Option<u32>,
 }
 
-/// Runs the plan's publishers and consumers against `uris` and decides the verdict.
+/// Runs the plan's publishers and consumers against `uris` and decides the verdict. The
+/// phases: declare the topology, start the client threads and the consumers (and the
+/// dead-letter reader), start the publishers and wait for publishing to end, drain, stop
+/// the consumers, read what is left, tear down, judge.
 ///
 /// # Errors
 /// [`WorkloadError`] when the topology cannot be declared or consumers cannot start; a
@@ -273,136 +191,43 @@ pub async fn run(
     let run_id = options.run_id.unwrap_or_else(random_run_id);
     let events = EventLog::new(clock);
     let (sample_sink, samples) = mpsc::unbounded_channel();
-    let mut collector = Collector {
-        series: Series::default(),
-        samples,
-        origin: clock.origin(),
-    };
+    let mut collector = Collector::new(samples, clock.origin());
     let topology = Arc::new(Topology::from_plan(plan, run_id));
     let uris: Arc<[BrokerUri]> = uris.into();
-    let setup_link = Arc::new(Link::new(
-        format!("warren {} setup", plan.name),
-        uris.clone(),
-        0,
-        plan.publishers.heartbeat,
-        events.clone(),
-    ));
-    let node_link = |node: usize| {
-        Link::new(
-            format!("warren {} setup {node}", plan.name),
-            uris.clone(),
-            node,
-            plan.publishers.heartbeat,
-            events.clone(),
-        )
-    };
-    let nodes = uris.len();
-    let setup = open_setup(setup_link, nodes, node_link, &topology, cancel).await?;
-    // With several queues, a client connects to the node its queue was placed on; with
-    // one, clients are spread over the nodes as before.
-    let spread = topology.queues.len() > 1;
-    let consumer_node = |link: u32| {
-        if spread {
-            setup::home_node(topology.queue_of_consumer(link), nodes)
-        } else {
-            link as usize
-        }
-    };
-    let publisher_node = |link: u32| {
-        if spread {
-            setup::home_node(topology.queue_of_publisher(link), nodes)
-        } else {
-            link as usize
-        }
-    };
-    let consumers_of = |queue: u32| {
-        (0..plan.consumers.count)
-            .filter(|&c| topology.queue_of_consumer(c) == queue)
-            .count()
+    let setup = setup::declare(plan, &uris, &topology, &events, cancel).await?;
+    let producers = plan.publishers.count;
+    let shards = Shards::start(ShardOptions {
+        threads: plan.threads as usize,
+        clock,
+        samples: sample_sink,
+        queues: topology.queues.len(),
+        producers,
+    })
+    .map_err(|e| WorkloadError::Threads(e.to_string()))?;
+    let clients = fleet::Clients {
+        plan,
+        topology: &topology,
+        events: &events,
+        run_id,
+        clock,
+        nodes: uris.len(),
+        verify: !options.no_verify,
     };
 
-    let producers = plan.publishers.count;
-    let consumer_cancel = cancel.child_token();
     let consumer_uris: Arc<[BrokerUri]> = options
         .consumer_uris
         .take()
         .map_or_else(|| uris.clone(), Into::into);
-    let consumer_links = links(
-        plan,
-        &consumer_uris,
-        &events,
-        "consumers",
-        plan.consumers.connections,
-        plan.consumers.heartbeat,
-        consumer_node,
-    );
-    let mut consumer_counters = Vec::new();
-    let mut snapshot_senders = Vec::new();
-    let mut ready = Vec::new();
-    let mut consumer_handles = Vec::new();
-    for index in 0..plan.consumers.count {
-        let (snapshot_tx, snapshots) = mpsc::channel(1);
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let counters = Arc::new(ConsumerCounters::default());
-        consumer_counters.push(counters.clone());
-        snapshot_senders.push(snapshot_tx);
-        ready.push(ready_rx);
-        let queue = topology.queue_of_consumer(index);
-        consumer_handles.push(tokio::spawn(consumer::run(consumer::ConsumerSetup {
-            index,
-            queue,
-            plan: plan.consumers.clone(),
-            topology: topology.clone(),
-            link: consumer_links[index as usize % consumer_links.len()].clone(),
-            run_id,
-            clock,
-            producers,
-            order_promised: consumers_of(queue) == 1 && plan.consumers.ack == AckMode::Manual,
-            counters,
-            events: events.clone(),
-            cancel: consumer_cancel.clone(),
-            snapshots,
-            ready: Some(ready_tx),
-            sabotage: options.sabotage,
-            samples: sample_sink.clone(),
-            verify: !options.no_verify,
-        })));
-    }
+    let mut consumers = clients.start_consumers(&shards, &consumer_uris, options.sabotage, cancel);
     // The dead-letter queue is read from the start, so the drain counts what the broker
     // moved there as found.
-    let dead_stop = CancellationToken::new();
-    let dead_letter_reader = match &topology.dead_letters {
-        Some(dead) if !options.no_verify => {
-            let (snapshot_tx, snapshots) = mpsc::channel(1);
-            snapshot_senders.push(snapshot_tx);
-            Some(tokio::spawn(dead_letter_reader::run(
-                dead_letter_reader::DeadLetterSetup {
-                    uris: uris.clone(),
-                    dead_letters: dead.clone(),
-                    queues: topology.queues.iter().map(|q| q.name.clone()).collect(),
-                    run_id,
-                    producers,
-                    heartbeat: plan.consumers.heartbeat,
-                    connection_name: format!("warren {} dead letters", plan.name),
-                    events: events.clone(),
-                    stop: dead_stop.clone(),
-                    finish_within: DEAD_LETTERS_FINISH_WITHIN,
-                    snapshots,
-                },
-            )))
-        }
-        _ => None,
-    };
-    let all_ready = tokio::select! {
-        () = cancel.cancelled() => false,
-        result = tokio::time::timeout(CONSUMERS_READY_WITHIN, join_all(ready)) => result.is_ok_and(|r| r.iter().all(Result::is_ok)),
-    };
-    if !all_ready {
-        consumer_cancel.cancel();
-        dead_stop.cancel();
-        join_all(consumer_handles).await;
-        if let Some(reader) = dead_letter_reader {
-            let _ = reader.await;
+    let dead_letters = (!options.no_verify)
+        .then(|| dead_letter_reader::Reading::start(plan, &topology, &uris, &events, run_id))
+        .flatten();
+    if !consumers.ready(CONSUMERS_READY_WITHIN, cancel).await {
+        let _ = consumers.stop(&events).await;
+        if let Some(reader) = dead_letters {
+            let _ = reader.finish().await;
         }
         return Err(if cancel.is_cancelled() {
             WorkloadError::Interrupted
@@ -411,107 +236,38 @@ pub async fn run(
         });
     }
 
-    let publisher_cancel = cancel.child_token();
     let publisher_uris: Arc<[BrokerUri]> = options
         .publisher_uris
         .take()
         .map_or_else(|| uris.clone(), Into::into);
-    let publisher_links = links(
-        plan,
-        &publisher_uris,
-        &events,
-        "publishers",
-        plan.publishers.connections,
-        plan.publishers.heartbeat,
-        publisher_node,
-    );
     let start = Instant::now() + Duration::from_millis(20);
-    let start_ns = clock.ns_at(start);
-    let rate_each = plan.publishers.rate.map(|r| r / f64::from(producers));
-    let (min_size, max_size) = match plan.publishers.size {
-        BodySize::Fixed(size) => (size, size),
-        BodySize::Uniform { min, max } => (min, max),
-    };
-    let mut publisher_counters = Vec::new();
-    let mut publisher_handles = Vec::new();
-    for producer in 0..producers {
-        let counters = Arc::new(PublisherCounters::default());
-        publisher_counters.push(counters.clone());
-        let offset = Pace::stagger(rate_each, producer, producers);
-        publisher_handles.push(tokio::spawn(publisher::run(publisher::PublisherSetup {
-            producer,
-            plan: plan.publishers.clone(),
-            topology: topology.clone(),
-            link: publisher_links[producer as usize % publisher_links.len()].clone(),
-            run_id,
-            clock,
-            sizes: Sizes::new(min_size, max_size, plan.seed),
-            pace: Pace::new(start_ns + offset.as_nanos() as u64, rate_each),
-            deadline: plan.stop.duration.map(|d| start + d),
-            messages: plan.stop.messages_per_publisher,
-            finish_within: plan.drain_timeout,
-            counters,
-            events: events.clone(),
-            cancel: publisher_cancel.clone(),
-            samples: sample_sink.clone(),
-            verify: !options.no_verify,
-        })));
-    }
-
+    let publishers = clients.start_publishers(&shards, &publisher_uris, start, cancel);
     if let Some(started) = options.on_start.take() {
         let _ = started.send((start, clock));
     }
+    let publisher_counters = publishers.counters.clone();
+    let consumer_counters = consumers.counters.clone();
     let totals = || progress::totals(&publisher_counters, &consumer_counters);
-    let publishers_done = join_all(publisher_handles);
-    tokio::pin!(publishers_done);
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    ticker.tick().await;
-    // Publishers give up retrying `drain_timeout` after the deadline; should any still
-    // run a little later (a broker that answers nothing, hundreds of them reconnecting),
-    // they are cancelled, and hand in what they have.
-    let publishers_stop = plan
-        .stop
-        .duration
-        .map(|d| tokio::time::Instant::from(start + d + plan.drain_timeout + PUBLISHERS_GRACE));
-    let mut stop_sent = false;
-    let publisher_reports = loop {
-        tokio::select! {
-            reports = &mut publishers_done => break reports,
-            () = sleep_until_some(publishers_stop), if !stop_sent && publishers_stop.is_some() => {
-                stop_sent = true;
-                events.record(
-                    "workload",
-                    EventKind::Dropped,
-                    "publishers still busy after the drain timeout were stopped",
-                );
-                publisher_cancel.cancel();
-            }
-            _ = ticker.tick() => {
-                let line = collector.line(start.elapsed(), "publishing", totals());
-                if let Some(report) = options.on_progress.as_mut() {
-                    report(&line);
-                }
-            }
-        }
-    };
+    let publisher_links = publishers.links.clone();
+    let published = publishing::wait(publishing::Publishing {
+        plan,
+        publishers,
+        start,
+        events: &events,
+        collector: &mut collector,
+        on_progress: options.on_progress.as_mut(),
+        totals: &totals,
+    })
+    .await;
     // A publisher that did not hand back its ledger fails the run, after the teardown.
-    let (publisher_reports, publisher_failure) = match every_report("publisher", publisher_reports)
-    {
+    let (publisher_reports, publisher_failure) = match published {
         Ok(reports) => (reports, None),
         Err(error) => (Vec::new(), Some(error)),
     };
-    let publishing_ended = publisher_reports
-        .iter()
-        .filter_map(|r| r.publishing_ended)
-        .max()
-        .unwrap_or_else(Instant::now);
-    events.record(
-        "workload",
-        EventKind::PublishEnd,
-        format!("{} message(s) sent", totals().sent),
-    );
-
     let ledgers: Vec<_> = publisher_reports.iter().map(|r| r.ledger.clone()).collect();
+
+    let mut snapshots = shards.snapshot_senders();
+    snapshots.extend(dead_letters.as_ref().map(|d| d.snapshots.clone()));
     let queue_names: Vec<String> = topology.queues.iter().map(|q| q.name.clone()).collect();
     let (drain, missing) = if cancel.is_cancelled() {
         (DrainResult::interrupted(), drain::MissingByQueue::default())
@@ -540,7 +296,7 @@ pub async fn run(
                     &topology.routes,
                 ))
             },
-            snapshots: &snapshot_senders,
+            snapshots: &snapshots,
             totals: &totals,
             setup: &setup,
             queues: &queue_names,
@@ -553,12 +309,8 @@ pub async fn run(
         .await
     };
     events.record("workload", EventKind::DrainEnd, drain.describe());
-
-    consumer_cancel.cancel();
-    let consumer_reports = every_report("consumer", join_all(consumer_handles).await);
-    // Closing the consumers' connections hands back to the queue whatever they held
-    // unacknowledged, for the final read to find.
-    close_all(&consumer_links, &events, "consumers").await;
+    let final_totals = totals();
+    let consumer_reports = consumers.stop(&events).await;
     let final_read = match (&consumer_reports, &publisher_failure) {
         (Ok(reports), None) => {
             let why_not = final_read::why_not(final_read::Occasion {
@@ -590,108 +342,68 @@ pub async fn run(
         }
         _ => FinalRead::skipped(topology.queues.len(), producers, "a task failed"),
     };
-    dead_stop.cancel();
-    let dead_letters = match dead_letter_reader {
-        Some(reader) => Some(
-            every_report("dead-letter reader", vec![reader.await])
-                .map(|mut shards| shards.remove(0)),
-        ),
-        None => None,
-    }
-    .transpose();
-    let queues_left = match within(Duration::from_secs(20), "queue.delete", async {
-        topology.delete(&setup.channel().await?).await
-    })
-    .await
-    {
-        Ok(left) => left,
-        Err(failure) => {
-            events.record(
-                "workload",
-                EventKind::ChannelClosed,
-                format!(
-                    "could not delete queue(s) {}: {failure}",
-                    queue_names.join(", ")
-                ),
-            );
-            None
-        }
+    let dead_letters = match dead_letters {
+        Some(reader) => Some(reader.finish().await).transpose(),
+        None => Ok(None),
     };
-    setup.close().await;
-    close_all(&publisher_links, &events, "publishers").await;
+    let queues_left = setup::teardown(&setup, &topology, &events).await;
+    fleet::close_all(&publisher_links, &events, "publishers").await;
+    let thread_records = shards.finish().await;
 
-    drop(sample_sink);
     if let Some(error) = publisher_failure {
         return Err(error);
     }
     let consumer_reports = consumer_reports?;
     let dead_letters = dead_letters?;
-    let series = collector.finish().await;
+    let mut series = collector.finish().await;
+    let queue_records = judge::by_queue(thread_records, topology.queues.len());
+    for (queue, records) in queue_records.iter().enumerate() {
+        for record in records {
+            series.add_queue(queue as u32, &record.series);
+        }
+    }
     let latencies = series.total_latencies();
     let ledger_bytes = ledgers.iter().map(|l| l.memory_bytes()).sum::<u64>()
-        + consumer_reports
+        + queue_records
             .iter()
+            .flatten()
             .map(|r| r.shard.memory_bytes())
             .sum::<u64>()
         + dead_letters
             .iter()
             .flatten()
+            .flatten()
             .map(|d| d.memory_bytes())
             .sum::<u64>();
     let verdict = if options.no_verify {
-        let t = totals();
         Verdict::unverified(
             crate::ledger::Counts {
                 attempted: ledgers.iter().map(|l| u64::from(l.attempted)).sum(),
                 confirmed: publisher_reports.iter().map(|r| r.acked).sum(),
                 republished: ledgers.iter().map(|l| l.republished).sum(),
-                delivered: t.fresh,
+                delivered: final_totals.fresh,
                 ..crate::ledger::Counts::default()
             },
-            t.deliveries,
+            final_totals.deliveries,
             plan.publishers.confirm,
         )
     } else {
-        let records: Vec<QueueRecords<'_>> = (0..topology.queues.len() as u32)
-            .map(|queue| QueueRecords {
-                publishers: ledgers
-                    .iter()
-                    .filter(|l| topology.routes.judged_in(l.producer, queue))
-                    .collect(),
-                consumers: consumer_reports
-                    .iter()
-                    .zip(0..)
-                    .filter(|(_, index)| topology.queue_of_consumer(*index) == queue)
-                    .map(|(r, _)| &r.shard)
-                    .collect(),
-                final_read: final_read
-                    .report
-                    .ran
-                    .then(|| &final_read.shards[queue as usize]),
-                dead_letters: dead_letters.as_ref().map(|d| &d[queue as usize]),
-            })
-            .collect();
-        decide_queues(
-            records
-                .iter()
-                .zip(&topology.queues)
-                .enumerate()
-                .map(|(queue, (records, spec))| QueueEvidence {
-                    name: spec.name.clone(),
-                    node: options
-                        .node_names
-                        .get(setup::home_node(queue as u32, nodes))
-                        .cloned(),
-                    queue_type: crate::scenario::serde_name(&spec.queue_type),
-                    evidence: records.evidence(),
-                    order_checked: consumers_of(queue as u32) == 1
-                        && plan.consumers.ack == AckMode::Manual,
-                })
-                .collect(),
-            plan.publishers.confirm,
-        )
+        judge::verdict(judge::Records {
+            clients: &clients,
+            ledgers: &ledgers,
+            queues: &queue_records,
+            final_read: &final_read,
+            dead_letters: dead_letters.as_deref(),
+            node_names: &options.node_names,
+        })
     };
     let cpu_end = cpu_time();
+    let publishing_ended = publisher_reports
+        .iter()
+        .filter_map(|r| r.publishing_ended)
+        .max()
+        .unwrap_or(start);
+    let start_ns = clock.ns_at(start);
     Ok(WorkloadOutcome {
         run_id,
         queue: queue_names[0].clone(),
@@ -700,7 +412,7 @@ pub async fn run(
             .enumerate()
             .map(|(queue, name)| QueueOutcome {
                 name: name.clone(),
-                node_index: setup::home_node(queue as u32, nodes),
+                node_index: setup::home_node(queue as u32, uris.len()),
                 left: queues_left
                     .as_ref()
                     .and_then(|left| left.get(queue).copied()),
@@ -752,49 +464,6 @@ pub async fn run(
             .flat_map(|r| r.sabotaged_rejected.iter().copied())
             .collect(),
     })
-}
-
-/// Closes every connection of `links` at once, within one bound: one after another, a
-/// thousand links each allowed CLOSE_WITHIN made a teardown of minutes.
-async fn close_all(links: &[Arc<Link>], events: &EventLog, role: &str) {
-    let closing = join_all(links.iter().map(|link| link.close()));
-    if tokio::time::timeout(CLOSE_ALL_WITHIN, closing)
-        .await
-        .is_err()
-    {
-        events.record(
-            "workload",
-            EventKind::ConnectionLost,
-            format!(
-                "{role} connections still closing after {} s were left to the broker",
-                CLOSE_ALL_WITHIN.as_secs()
-            ),
-        );
-    }
-}
-
-/// `count` connection slots for the clients of `role`; slot i connects first to the URI
-/// `first_uri(i)`.
-fn links(
-    plan: &Plan,
-    uris: &Arc<[BrokerUri]>,
-    events: &EventLog,
-    role: &str,
-    count: u32,
-    heartbeat: Duration,
-    first_uri: impl Fn(u32) -> usize,
-) -> Vec<Arc<Link>> {
-    (0..count.max(1))
-        .map(|i| {
-            Arc::new(Link::new(
-                format!("warren {} {role} {i}", plan.name),
-                uris.clone(),
-                first_uri(i),
-                heartbeat,
-                events.clone(),
-            ))
-        })
-        .collect()
 }
 
 /// A fresh random run id.

@@ -17,16 +17,15 @@ use super::link::Link;
 use super::message::{self, HEADER_LEN, Header};
 use super::pacing::{Pace, Sizes};
 use super::progress::PublisherCounters;
+use super::thread_records::SharedRecords;
 use super::topology::Topology;
 use crate::amqp::{AmqpChannel, Failure, FailureKind, PublishOutcome, PublishTarget, within};
 use crate::events::{EventKind, EventLog};
 use crate::ledger::PublishLedger;
 use crate::metrics::Clock;
 use crate::metrics::activity::Activity;
-use crate::metrics::series::{Recorder, Sample};
 use crate::precise_timer::PreciseTimer;
 use crate::scenario::{OnFailure, PublisherPlan};
-use tokio::sync::mpsc::UnboundedSender;
 
 /// How long opening a channel (with confirm.select and the declarations) may take.
 pub const OPEN_WITHIN: Duration = Duration::from_secs(10);
@@ -67,8 +66,6 @@ pub struct PublisherSetup {
     pub counters: Arc<PublisherCounters>,
     pub events: EventLog,
     pub cancel: CancellationToken,
-    /// Where this publisher's seconds go.
-    pub samples: UnboundedSender<Sample>,
     /// Keep the ledger of confirmed messages (off under `--no-verify`: counts only).
     pub verify: bool,
 }
@@ -104,7 +101,8 @@ struct Publisher {
     setup: PublisherSetup,
     source: String,
     ledger: PublishLedger,
-    recorder: Recorder,
+    /// Its thread's records: the seconds' counts and histograms.
+    records: SharedRecords,
     target: PublishTarget,
     /// Sequence number of the next new message.
     next_seq: u32,
@@ -127,8 +125,9 @@ struct Publisher {
     timer: PreciseTimer,
 }
 
-/// Runs a publisher until its messages are all answered, it gives up, or `cancel` fires.
-pub async fn run(setup: PublisherSetup) -> PublisherReport {
+/// Runs a publisher until its messages are all answered, it gives up, or `cancel` fires,
+/// recording into its thread's `records`.
+pub async fn run(setup: PublisherSetup, records: SharedRecords) -> PublisherReport {
     let window_size = if setup.plan.confirm {
         setup.plan.max_in_flight as usize
     } else {
@@ -138,10 +137,7 @@ pub async fn run(setup: PublisherSetup) -> PublisherReport {
     let mut publisher = Publisher {
         source: format!("publisher {}", setup.producer),
         ledger: PublishLedger::new(setup.producer),
-        recorder: Recorder::new(
-            setup.clock.ns_at(setup.clock.origin()),
-            setup.samples.clone(),
-        ),
+        records,
         target: PublishTarget::new(
             &topology.exchange,
             topology.routing_key(setup.producer),
@@ -169,7 +165,6 @@ pub async fn run(setup: PublisherSetup) -> PublisherReport {
         .counters
         .failures
         .set(publisher.ledger.indeterminate.len());
-    publisher.recorder.finish();
     PublisherReport {
         ledger: publisher.ledger,
         acked: publisher.acked,
@@ -332,7 +327,6 @@ impl Publisher {
                 () = self.timer.sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
                 _ = tick.tick() => {
                     let now_ns = self.setup.clock.now_ns();
-                    self.recorder.tick(now_ns);
                     if self.window.oldest_sent_ns().is_some_and(|sent| now_ns.saturating_sub(sent) > confirm_timeout_ns) {
                         self.setup.events.record(&self.source, EventKind::ConfirmTimeout, format!("no confirm within {} ms", confirm_timeout_ns / 1_000_000));
                         // A broker that stopped answering: the connection is as good as lost.
@@ -453,8 +447,11 @@ impl Publisher {
         };
         message::encode(&mut body, &header);
         self.sent += 1;
-        self.recorder.tick(now_ns);
-        self.recorder.counts.sent += 1;
+        {
+            let mut records = self.records.borrow_mut();
+            records.recorder.tick(now_ns);
+            records.recorder.counts.sent += 1;
+        }
         if pending.attempt > 0 {
             self.ledger.republished += 1;
         }
@@ -472,16 +469,19 @@ impl Publisher {
                     self.ledger.confirmed.insert(entry.seq);
                 }
                 let now_ns = self.setup.clock.now_ns();
-                self.recorder.tick(now_ns);
-                self.recorder.counts.confirmed += 1;
-                self.recorder
+                let mut records = self.records.borrow_mut();
+                records.recorder.tick(now_ns);
+                records.recorder.counts.confirmed += 1;
+                records
+                    .recorder
                     .latencies
                     .record_confirm(entry.sent_ns, now_ns);
+                drop(records);
                 self.activity.note(now_ns);
                 self.setup.counters.confirmed.set(self.acked);
             }
             PublishOutcome::Returned { acked } => {
-                self.recorder.counts.returned += 1;
+                self.records.borrow_mut().recorder.counts.returned += 1;
                 self.ledger.returned.insert(entry.seq);
                 if acked {
                     self.ledger.confirmed.insert(entry.seq);
@@ -490,7 +490,7 @@ impl Publisher {
                 }
             }
             PublishOutcome::Nacked => {
-                self.recorder.counts.nacked += 1;
+                self.records.borrow_mut().recorder.counts.nacked += 1;
                 self.ledger.nacked.insert(entry.seq);
                 let now_ns = self.setup.clock.now_ns();
                 // Nacks of one burst (answers to what was sent before the hold) count once.

@@ -10,6 +10,9 @@ use super::WorkloadError;
 use super::link::Link;
 use super::topology::Topology;
 use crate::amqp::{AmqpChannel, Failure, FailureKind, within};
+use crate::events::{EventKind, EventLog};
+use crate::redact::BrokerUri;
+use crate::scenario::Plan;
 
 /// The coordinator's own channel: declares the topology, checks the queue while draining,
 /// deletes the topology at the end. A fault may close it mid-run (a broker restart, a
@@ -71,7 +74,64 @@ impl SetupChannel {
 /// makes one), so that its leader is placed there (RabbitMQ places a new queue's leader
 /// on the node the declaring client is connected to unless a locator says otherwise):
 /// queues are spread over the cluster, and [`home_node`] says where each one leads.
-pub(super) async fn open_setup(
+/// Opens the coordinator's channel and declares the topology (see [`open_setup`]).
+///
+/// # Errors
+/// As [`open_setup`].
+pub(super) async fn declare(
+    plan: &Plan,
+    uris: &Arc<[BrokerUri]>,
+    topology: &Topology,
+    events: &EventLog,
+    cancel: &CancellationToken,
+) -> Result<SetupChannel, WorkloadError> {
+    let link = |node: usize, name: String| {
+        Link::new(
+            name,
+            uris.clone(),
+            node,
+            plan.publishers.heartbeat,
+            events.clone(),
+        )
+    };
+    open_setup(
+        Arc::new(link(0, format!("warren {} setup", plan.name))),
+        uris.len(),
+        |node| link(node, format!("warren {} setup {node}", plan.name)),
+        topology,
+        cancel,
+    )
+    .await
+}
+
+/// Deletes the topology (unless kept) and closes the channel; returns the messages left
+/// in each queue, when known. A failure is recorded, not raised: the run's results stand.
+pub(super) async fn teardown(
+    setup: &SetupChannel,
+    topology: &Topology,
+    events: &EventLog,
+) -> Option<Vec<u32>> {
+    let deleted = within(Duration::from_secs(20), "queue.delete", async {
+        topology.delete(&setup.channel().await?).await
+    })
+    .await;
+    let left = match deleted {
+        Ok(left) => left,
+        Err(failure) => {
+            let names: Vec<&str> = topology.queues.iter().map(|q| q.name.as_str()).collect();
+            events.record(
+                "workload",
+                EventKind::ChannelClosed,
+                format!("could not delete queue(s) {}: {failure}", names.join(", ")),
+            );
+            None
+        }
+    };
+    setup.close().await;
+    left
+}
+
+async fn open_setup(
     link: Arc<Link>,
     nodes: usize,
     node_link: impl Fn(usize) -> Link,

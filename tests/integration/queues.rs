@@ -287,3 +287,69 @@ async fn quorum_queues_are_spread_over_a_cluster_and_a_leader_kill_loses_nothing
     cluster.shutdown().await;
     scratch.assert_clean();
 }
+
+/// The same run on one client thread and on two: the same totals, exactly (the threads'
+/// ledgers merge as the tasks' did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_client_threads_give_the_same_totals_as_one() {
+    let scratch = Scratch::new("threads");
+    let cluster = cluster(&scratch, 1).await;
+    let text = |threads: u32| {
+        format!(
+            "name = \"threads\"\nmessages = 1000\nthreads = {threads}\n[topology]\nqueues = 4\n[publishers]\ncount = 4\nrate = 2000\n[consumers]\ncount = 8\n"
+        )
+    };
+    let mut totals = Vec::new();
+    for threads in [1, 2] {
+        let plan = plan(&text(threads));
+        assert_eq!(plan.threads, threads);
+        let (handle, _) = start(&plan, &cluster);
+        let outcome = handle.await.unwrap();
+        let t = outcome.verdict.totals.clone();
+        assert_eq!(
+            (t.attempted, t.delivered, t.lost_confirmed, t.duplicated),
+            (4_000, 4_000, 0, 0),
+            "{threads} thread(s): {t:?}"
+        );
+        assert_queues_add_up(&outcome.verdict);
+        let per_queue: Vec<u64> = outcome
+            .verdict
+            .queues
+            .iter()
+            .map(|q| q.totals.delivered)
+            .collect();
+        totals.push((t, per_queue, outcome.series.total_counts().delivered));
+    }
+    assert_eq!(totals[0], totals[1]);
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
+
+/// Two thousand publishers and two thousand consumers (channels over 200 connections
+/// each way) on 40 queues for 10 s: the run completes and loses nothing. The full
+/// 10,000-client figure belongs to the benchmark (benches/clients.sh).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_publishers_and_consumers_lose_nothing() {
+    let scratch = Scratch::new("crowd");
+    let cluster = cluster(&scratch, 1).await;
+    let plan = plan(
+        "name = \"crowd\"\nduration = \"10s\"\ndrain_timeout = \"60s\"\n[topology]\nqueues = 40\n[publishers]\ncount = 2000\nconnections = 200\nrate = 2000\nsize = 100\n[consumers]\ncount = 2000\nconnections = 200\nprefetch = 10\n",
+    );
+    let (handle, _) = start(&plan, &cluster);
+    let outcome = tokio::time::timeout(Duration::from_secs(300), handle)
+        .await
+        .expect("the run ends")
+        .unwrap();
+    let t = &outcome.verdict.totals;
+    assert!(t.attempted >= 15_000, "{t:?}");
+    assert_eq!(
+        (t.lost_confirmed, t.lost_unconfirmed, t.unexpected),
+        (0, 0, 0),
+        "{t:?}"
+    );
+    assert_eq!(t.delivered, t.confirmed, "{t:?}");
+    assert_eq!(outcome.verdict.queues.len(), 40);
+    assert_queues_add_up(&outcome.verdict);
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
