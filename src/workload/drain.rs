@@ -13,8 +13,10 @@ use tokio_util::sync::CancellationToken;
 use super::SetupChannel;
 use super::consumer::SnapshotRequest;
 use super::progress::Totals;
+use super::topology::Topology;
 use crate::ledger::PublishLedger;
 use crate::scenario::routing::Routes;
+use crate::scenario::{Plan, QueueType};
 
 /// With the queue empty, this long without a new delivery means nothing more will come.
 const IDLE_AFTER: Duration = Duration::from_secs(3);
@@ -60,7 +62,7 @@ impl MissingByQueue {
 }
 
 impl DrainResult {
-    pub(super) fn interrupted() -> Self {
+    fn interrupted() -> Self {
         Self {
             end: DrainEnd::Interrupted,
             waited_s: 0.0,
@@ -127,7 +129,7 @@ fn expected_by_producer(ledgers: &[PublishLedger], confirms: bool) -> Vec<Roarin
 }
 
 /// What the drain waits for.
-pub(super) enum Expected {
+enum Expected {
     /// These sequence numbers, per queue and producer (checked exactly against what
     /// consumers saw).
     Messages(Vec<Vec<RoaringBitmap>>),
@@ -158,7 +160,7 @@ impl Expected {
 }
 
 /// What the drain works with.
-pub(super) struct DrainInputs<'a> {
+struct DrainInputs<'a> {
     pub expected: Expected,
     pub snapshots: &'a [tokio::sync::mpsc::Sender<SnapshotRequest>],
     pub totals: &'a (dyn Fn() -> Totals + Sync),
@@ -176,8 +178,61 @@ pub(super) struct DrainInputs<'a> {
     pub on_tick: &'a mut (dyn FnMut(Totals) + Send),
 }
 
+/// What the drain after publishing works with.
+pub(super) struct DrainPhase<'a> {
+    pub plan: &'a Plan,
+    pub topology: &'a Topology,
+    /// The publishers' ledgers (what should arrive).
+    pub ledgers: &'a [PublishLedger],
+    /// Ledgers were kept: the drain checks exactly; else it counts.
+    pub verify: bool,
+    pub snapshots: &'a [tokio::sync::mpsc::Sender<SnapshotRequest>],
+    pub totals: &'a (dyn Fn() -> Totals + Sync),
+    pub setup: &'a SetupChannel,
+    pub cancel: &'a CancellationToken,
+    pub on_tick: &'a mut (dyn FnMut(Totals) + Send),
+}
+
+/// The drain of a run whose publishing has ended (nothing when interrupted).
+pub(super) async fn after_publishing(phase: DrainPhase<'_>) -> (DrainResult, MissingByQueue) {
+    if phase.cancel.is_cancelled() {
+        return (DrainResult::interrupted(), MissingByQueue::default());
+    }
+    let plan = phase.plan;
+    let expected = if phase.verify {
+        Expected::Messages(expected(
+            phase.ledgers,
+            plan.publishers.confirm,
+            &phase.topology.routes,
+        ))
+    } else if plan.publishers.confirm {
+        Expected::Count((phase.totals)().confirmed)
+    } else {
+        Expected::Count(phase.ledgers.iter().map(|l| u64::from(l.attempted)).sum())
+    };
+    let queues: Vec<String> = phase
+        .topology
+        .queues
+        .iter()
+        .map(|q| q.name.clone())
+        .collect();
+    drain(DrainInputs {
+        expected,
+        snapshots: phase.snapshots,
+        totals: phase.totals,
+        setup: phase.setup,
+        queues: &queues,
+        queue_empties: plan.topology.queue_type != QueueType::Stream,
+        timeout: plan.drain_timeout,
+        processing_delay: plan.consumers.processing_delay.unwrap_or_default(),
+        cancel: phase.cancel,
+        on_tick: phase.on_tick,
+    })
+    .await
+}
+
 /// Waits as described in the module documentation; says what was missing at the end.
-pub(super) async fn drain(inputs: DrainInputs<'_>) -> (DrainResult, MissingByQueue) {
+async fn drain(inputs: DrainInputs<'_>) -> (DrainResult, MissingByQueue) {
     let started = Instant::now();
     let expected_total = inputs.expected.total();
     let mut last_fresh = (inputs.totals)().fresh;

@@ -100,6 +100,55 @@ pub struct Occasion<'a> {
     pub consumers: usize,
 }
 
+/// What decides and makes the final read after the drain.
+pub(super) struct AfterDrain<'a> {
+    pub plan: &'a Plan,
+    pub topology: &'a Topology,
+    pub uris: &'a Arc<[BrokerUri]>,
+    pub run_id: u64,
+    pub events: &'a EventLog,
+    pub cancel: &'a CancellationToken,
+    pub drain: &'a super::DrainResult,
+    pub missing: &'a super::drain::MissingByQueue,
+    pub verified: bool,
+    /// A publisher or consumer failed without its ledger: there is no verdict to help.
+    pub tasks_failed: bool,
+}
+
+/// The final read of the queues with messages missing, when one is needed and possible.
+pub(super) async fn after_drain(phase: AfterDrain<'_>) -> FinalRead {
+    let plan = phase.plan;
+    let queues = phase.topology.queues.len();
+    let producers = plan.publishers.count;
+    if phase.tasks_failed {
+        return FinalRead::skipped(queues, producers, "a task failed");
+    }
+    let why_not = why_not(Occasion {
+        plan,
+        queue_type: plan.topology.queue_type,
+        interrupted: phase.cancel.is_cancelled(),
+        missing: phase.drain.missing,
+        verified: phase.verified,
+        consumers: plan.consumers.count as usize,
+    });
+    if let Some(why) = why_not {
+        return FinalRead::skipped(queues, producers, why);
+    }
+    read(FinalReadSetup {
+        uris: phase.uris.clone(),
+        topology: phase.topology,
+        queues: phase.missing.queues(),
+        run_id: phase.run_id,
+        producers,
+        timeout: plan.final_read.unwrap_or_default(),
+        heartbeat: plan.consumers.heartbeat,
+        connection_name: format!("warren {} final read", plan.name),
+        events: phase.events.clone(),
+        cancel: phase.cancel,
+    })
+    .await
+}
+
 /// Why no final read is needed or possible, or `None` when one should run.
 pub fn why_not(occasion: Occasion<'_>) -> Option<&'static str> {
     if occasion.plan.final_read.is_none() {

@@ -1,11 +1,13 @@
 //! Judging the run: the records of every thread, the publishers' ledgers, the final read
 //! and the dead letters, put together per queue and handed to the verdict.
 
+use super::Totals;
 use super::final_read::FinalRead;
 use super::fleet::Clients;
+use super::publisher::PublisherReport;
 use super::setup;
 use super::thread_records::QueueRecord;
-use crate::ledger::{DeadLetterShard, PublishLedger, QueueEvidence, QueueRecords, Verdict};
+use crate::ledger::{Counts, DeadLetterShard, PublishLedger, QueueEvidence, QueueRecords, Verdict};
 
 /// Per queue, the records of the threads that had a consumer of it.
 pub(super) fn by_queue(
@@ -27,6 +29,7 @@ pub(super) fn by_queue(
 pub(super) struct Records<'a> {
     pub clients: &'a Clients<'a>,
     pub ledgers: &'a [PublishLedger],
+    pub publishers: &'a [PublisherReport],
     /// Per queue, the threads' records of it.
     pub queues: &'a [Vec<QueueRecord>],
     pub final_read: &'a FinalRead,
@@ -34,11 +37,33 @@ pub(super) struct Records<'a> {
     pub dead_letters: Option<&'a [Option<DeadLetterShard>]>,
     /// The broker's node names, in the order of its URIs.
     pub node_names: &'a [String],
+    /// `--no-verify`: no ledgers were kept; the live totals at the end of the drain are
+    /// all there is.
+    pub unverified: Option<Totals>,
+}
+
+/// The verdict: judged per queue, or only counted under `--no-verify`.
+pub(super) fn decide(records: Records<'_>) -> Verdict {
+    let Some(totals) = records.unverified else {
+        return verdict(records);
+    };
+    let ledgers = records.ledgers;
+    Verdict::unverified(
+        Counts {
+            attempted: ledgers.iter().map(|l| u64::from(l.attempted)).sum(),
+            confirmed: records.publishers.iter().map(|r| r.acked).sum(),
+            republished: ledgers.iter().map(|l| l.republished).sum(),
+            delivered: totals.fresh,
+            ..Counts::default()
+        },
+        totals.deliveries,
+        records.clients.plan.publishers.confirm,
+    )
 }
 
 /// The run's verdict: each queue judged on the ledgers of the publishers routed to it
 /// and the records of its consumers, its final read and its dead letters.
-pub(super) fn verdict(records: Records<'_>) -> Verdict {
+fn verdict(records: Records<'_>) -> Verdict {
     let topology = records.clients.topology;
     let by_queue: Vec<QueueRecords<'_>> = (0..topology.queues.len() as u32)
         .map(|queue| QueueRecords {

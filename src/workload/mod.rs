@@ -13,6 +13,7 @@ mod inflight;
 mod judge;
 mod link;
 pub mod message;
+mod outcome;
 pub mod pacing;
 pub mod progress;
 pub mod publisher;
@@ -31,18 +32,16 @@ use tokio_util::sync::CancellationToken;
 pub use consumer::Sabotage;
 pub use drain::{DrainEnd, DrainResult};
 pub use final_read::FinalReadReport;
+use outcome::cpu_time;
+pub use outcome::{CpuTime, QueueOutcome, WorkloadOutcome};
 pub use progress::Totals;
 
 use crate::amqp::Failure;
-use crate::events::{Event, EventKind, EventLog};
-use crate::ledger::Verdict;
-use crate::metrics::activity::Activity;
-use crate::metrics::series::Series;
-use crate::metrics::{Clock, Latencies};
+use crate::events::{EventKind, EventLog};
+use crate::metrics::Clock;
 use crate::redact::BrokerUri;
 use crate::scenario::Plan;
 use collector::Collector;
-use final_read::FinalRead;
 pub(crate) use setup::SetupChannel;
 use shards::{ShardOptions, Shards};
 use topology::Topology;
@@ -114,64 +113,6 @@ pub enum WorkloadError {
     TaskFailed { task: String, reason: String },
 }
 
-/// Process CPU time (user + system) spent during the workload.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
-pub struct CpuTime {
-    pub user_s: f64,
-    pub system_s: f64,
-}
-
-/// Everything the workload measured.
-pub struct WorkloadOutcome {
-    pub run_id: u64,
-    /// The first queue's name (the only one's, in a run of one queue).
-    pub queue: String,
-    /// Every queue of the run, with what was left in it.
-    pub queues: Vec<QueueOutcome>,
-    pub verdict: Verdict,
-    /// The whole run's latencies (the sum of `series`).
-    pub latencies: Latencies,
-    /// Per-second counts and latencies, from the clock's origin.
-    pub series: Series,
-    pub events: Vec<Event>,
-    /// From the first message due to the last new message sent.
-    pub publishing: Duration,
-    /// From the first message due to the last first-time delivery.
-    pub delivering: Duration,
-    pub drain: DrainResult,
-    /// The whole workload, declare to teardown.
-    pub elapsed: Duration,
-    pub cpu: CpuTime,
-    pub interrupted: bool,
-    /// Messages left in the queues when they were deleted (None when kept or unknown).
-    pub queue_left: Option<u32>,
-    /// The final read of the queue after the drain, and what it found.
-    pub final_read: FinalReadReport,
-    /// Memory the ledgers held at the end, in bytes.
-    pub ledger_bytes: u64,
-    /// When confirms and first deliveries came (gaps), per task, for recovery times.
-    pub confirm_activity: Vec<Activity>,
-    pub delivery_activity: Vec<Activity>,
-    /// The run's clock (readings in ns since the Unix epoch).
-    pub clock: Clock,
-    /// When message 0 was due.
-    pub start: Instant,
-    /// What the sabotage did, for the checker's self-test.
-    pub sabotaged_dropped: Vec<(u32, u64)>,
-    pub sabotaged_doubled: Vec<(u32, u64)>,
-    pub sabotaged_rejected: Vec<(u32, u64)>,
-}
-
-/// One queue of the run at its end.
-#[derive(Debug, Clone)]
-pub struct QueueOutcome {
-    pub name: String,
-    /// The index of the broker URI (node) it was placed on.
-    pub node_index: usize,
-    /// Messages left in it when it was deleted (None when kept or unknown).
-    pub left: Option<u32>,
-}
-
 /// Runs the plan's publishers and consumers against `uris` and decides the verdict. The
 /// phases: declare the topology, start the client threads and the consumers (and the
 /// dead-letter reader), start the publishers and wait for publishing to end, drain, stop
@@ -194,14 +135,16 @@ pub async fn run(
     let mut collector = Collector::new(samples, clock.origin());
     let topology = Arc::new(Topology::from_plan(plan, run_id));
     let uris: Arc<[BrokerUri]> = uris.into();
+    let proxied = |given: Option<Vec<BrokerUri>>| given.map_or_else(|| uris.clone(), Into::into);
+
+    // Declare; start the client threads, the consumers and the dead-letter reader.
     let setup = setup::declare(plan, &uris, &topology, &events, cancel).await?;
-    let producers = plan.publishers.count;
     let shards = Shards::start(ShardOptions {
         threads: plan.threads as usize,
         clock,
         samples: sample_sink,
         queues: topology.queues.len(),
-        producers,
+        producers: plan.publishers.count,
     })
     .map_err(|e| WorkloadError::Threads(e.to_string()))?;
     let clients = fleet::Clients {
@@ -213,14 +156,9 @@ pub async fn run(
         nodes: uris.len(),
         verify: !options.no_verify,
     };
-
-    let consumer_uris: Arc<[BrokerUri]> = options
-        .consumer_uris
-        .take()
-        .map_or_else(|| uris.clone(), Into::into);
+    let consumer_uris = proxied(options.consumer_uris.take());
     let mut consumers = clients.start_consumers(&shards, &consumer_uris, options.sabotage, cancel);
-    // The dead-letter queue is read from the start, so the drain counts what the broker
-    // moved there as found.
+    // Read from the start, so the drain counts what the broker moved there as found.
     let dead_letters = (!options.no_verify)
         .then(|| dead_letter_reader::Reading::start(plan, &topology, &uris, &events, run_id))
         .flatten();
@@ -236,17 +174,19 @@ pub async fn run(
         });
     }
 
-    let publisher_uris: Arc<[BrokerUri]> = options
-        .publisher_uris
-        .take()
-        .map_or_else(|| uris.clone(), Into::into);
+    // Publish.
     let start = Instant::now() + Duration::from_millis(20);
-    let publishers = clients.start_publishers(&shards, &publisher_uris, start, cancel);
+    let publishers = clients.start_publishers(
+        &shards,
+        &proxied(options.publisher_uris.take()),
+        start,
+        cancel,
+    );
     if let Some(started) = options.on_start.take() {
         let _ = started.send((start, clock));
     }
-    let publisher_counters = publishers.counters.clone();
-    let consumer_counters = consumers.counters.clone();
+    let (publisher_counters, consumer_counters) =
+        (publishers.counters.clone(), consumers.counters.clone());
     let totals = || progress::totals(&publisher_counters, &consumer_counters);
     let publisher_links = publishers.links.clone();
     let published = publishing::wait(publishing::Publishing {
@@ -266,82 +206,42 @@ pub async fn run(
     };
     let ledgers: Vec<_> = publisher_reports.iter().map(|r| r.ledger.clone()).collect();
 
+    // Drain, stop the consumers, read what is still missing, tear down.
     let mut snapshots = shards.snapshot_senders();
     snapshots.extend(dead_letters.as_ref().map(|d| d.snapshots.clone()));
-    let queue_names: Vec<String> = topology.queues.iter().map(|q| q.name.clone()).collect();
-    let (drain, missing) = if cancel.is_cancelled() {
-        (DrainResult::interrupted(), drain::MissingByQueue::default())
-    } else {
-        let mut on_tick = |t: Totals| {
+    let (drain, missing) = drain::after_publishing(drain::DrainPhase {
+        plan,
+        topology: &topology,
+        ledgers: &ledgers,
+        verify: !options.no_verify,
+        snapshots: &snapshots,
+        totals: &totals,
+        setup: &setup,
+        cancel,
+        on_tick: &mut |t: Totals| {
             let line = collector.line(start.elapsed(), "draining", t);
             if let Some(report) = options.on_progress.as_mut() {
                 report(&line);
             }
-        };
-        let sent_or_confirmed = || {
-            let t = totals();
-            if plan.publishers.confirm {
-                t.confirmed
-            } else {
-                ledgers.iter().map(|l| u64::from(l.attempted)).sum()
-            }
-        };
-        drain::drain(drain::DrainInputs {
-            expected: if options.no_verify {
-                drain::Expected::Count(sent_or_confirmed())
-            } else {
-                drain::Expected::Messages(drain::expected(
-                    &ledgers,
-                    plan.publishers.confirm,
-                    &topology.routes,
-                ))
-            },
-            snapshots: &snapshots,
-            totals: &totals,
-            setup: &setup,
-            queues: &queue_names,
-            queue_empties: plan.topology.queue_type != crate::scenario::QueueType::Stream,
-            timeout: plan.drain_timeout,
-            processing_delay: plan.consumers.processing_delay.unwrap_or_default(),
-            cancel,
-            on_tick: &mut on_tick,
-        })
-        .await
-    };
+        },
+    })
+    .await;
     events.record("workload", EventKind::DrainEnd, drain.describe());
     let final_totals = totals();
     let consumer_reports = consumers.stop(&events).await;
-    let final_read = match (&consumer_reports, &publisher_failure) {
-        (Ok(reports), None) => {
-            let why_not = final_read::why_not(final_read::Occasion {
-                plan,
-                queue_type: plan.topology.queue_type,
-                interrupted: cancel.is_cancelled(),
-                missing: drain.missing,
-                verified: !options.no_verify,
-                consumers: reports.len(),
-            });
-            match why_not {
-                Some(why) => FinalRead::skipped(topology.queues.len(), producers, why),
-                None => {
-                    final_read::read(final_read::FinalReadSetup {
-                        uris: uris.clone(),
-                        topology: &topology,
-                        queues: missing.queues(),
-                        run_id,
-                        producers,
-                        timeout: plan.final_read.unwrap_or_default(),
-                        heartbeat: plan.consumers.heartbeat,
-                        connection_name: format!("warren {} final read", plan.name),
-                        events: events.clone(),
-                        cancel,
-                    })
-                    .await
-                }
-            }
-        }
-        _ => FinalRead::skipped(topology.queues.len(), producers, "a task failed"),
-    };
+    let final_read = final_read::after_drain(final_read::AfterDrain {
+        plan,
+        topology: &topology,
+        uris: &uris,
+        run_id,
+        events: &events,
+        cancel,
+        drain: &drain,
+        missing: &missing,
+        verified: !options.no_verify,
+        tasks_failed: consumer_reports.is_err() || publisher_failure.is_some(),
+    })
+    .await;
     let dead_letters = match dead_letters {
         Some(reader) => Some(reader.finish().await).transpose(),
         None => Ok(None),
@@ -350,120 +250,45 @@ pub async fn run(
     fleet::close_all(&publisher_links, &events, "publishers").await;
     let thread_records = shards.finish().await;
 
+    // Judge.
     if let Some(error) = publisher_failure {
         return Err(error);
     }
     let consumer_reports = consumer_reports?;
     let dead_letters = dead_letters?;
-    let mut series = collector.finish().await;
     let queue_records = judge::by_queue(thread_records, topology.queues.len());
-    for (queue, records) in queue_records.iter().enumerate() {
-        for record in records {
-            series.add_queue(queue as u32, &record.series);
-        }
-    }
-    let latencies = series.total_latencies();
-    let ledger_bytes = ledgers.iter().map(|l| l.memory_bytes()).sum::<u64>()
-        + queue_records
-            .iter()
-            .flatten()
-            .map(|r| r.shard.memory_bytes())
-            .sum::<u64>()
-        + dead_letters
-            .iter()
-            .flatten()
-            .flatten()
-            .map(|d| d.memory_bytes())
-            .sum::<u64>();
-    let verdict = if options.no_verify {
-        Verdict::unverified(
-            crate::ledger::Counts {
-                attempted: ledgers.iter().map(|l| u64::from(l.attempted)).sum(),
-                confirmed: publisher_reports.iter().map(|r| r.acked).sum(),
-                republished: ledgers.iter().map(|l| l.republished).sum(),
-                delivered: final_totals.fresh,
-                ..crate::ledger::Counts::default()
-            },
-            final_totals.deliveries,
-            plan.publishers.confirm,
-        )
-    } else {
-        judge::verdict(judge::Records {
-            clients: &clients,
-            ledgers: &ledgers,
-            queues: &queue_records,
-            final_read: &final_read,
-            dead_letters: dead_letters.as_deref(),
-            node_names: &options.node_names,
-        })
-    };
-    let cpu_end = cpu_time();
-    let publishing_ended = publisher_reports
-        .iter()
-        .filter_map(|r| r.publishing_ended)
-        .max()
-        .unwrap_or(start);
-    let start_ns = clock.ns_at(start);
-    Ok(WorkloadOutcome {
+    let verdict = judge::decide(judge::Records {
+        clients: &clients,
+        ledgers: &ledgers,
+        publishers: &publisher_reports,
+        queues: &queue_records,
+        final_read: &final_read,
+        dead_letters: dead_letters.as_deref(),
+        node_names: &options.node_names,
+        unverified: options.no_verify.then_some(final_totals),
+    });
+    let cpu = cpu_time().since(cpu_start);
+    Ok(outcome::Ended {
         run_id,
-        queue: queue_names[0].clone(),
-        queues: queue_names
-            .iter()
-            .enumerate()
-            .map(|(queue, name)| QueueOutcome {
-                name: name.clone(),
-                node_index: setup::home_node(queue as u32, uris.len()),
-                left: queues_left
-                    .as_ref()
-                    .and_then(|left| left.get(queue).copied()),
-            })
-            .collect(),
+        topology: &topology,
+        nodes: uris.len(),
         verdict,
-        latencies,
-        series,
+        series: collector.finish().await,
         events: events.snapshot(),
-        publishing: publishing_ended.saturating_duration_since(start),
-        delivering: Duration::from_nanos(
-            consumer_reports
-                .iter()
-                .map(|r| r.last_delivery_ns)
-                .max()
-                .unwrap_or(0)
-                .saturating_sub(start_ns),
-        ),
+        ledgers: &ledgers,
+        publishers: publisher_reports,
+        consumers: consumer_reports,
+        queue_records,
+        dead_letters,
         drain,
-        elapsed: clock.origin().elapsed(),
-        cpu: CpuTime {
-            user_s: cpu_end.user_s - cpu_start.user_s,
-            system_s: cpu_end.system_s - cpu_start.system_s,
-        },
-        interrupted: cancel.is_cancelled(),
-        queue_left: queues_left.as_ref().map(|left| left.iter().sum()),
         final_read: final_read.report,
-        ledger_bytes,
-        confirm_activity: publisher_reports
-            .iter()
-            .map(|r| r.activity.clone())
-            .collect(),
-        delivery_activity: consumer_reports
-            .iter()
-            .map(|r| r.activity.clone())
-            .collect(),
+        queues_left,
         clock,
         start,
-        sabotaged_dropped: consumer_reports
-            .iter()
-            .flat_map(|r| r.sabotaged_dropped.iter().copied())
-            .collect(),
-        sabotaged_doubled: consumer_reports
-            .iter()
-            .flat_map(|r| r.sabotaged_doubled.iter().copied())
-            .collect(),
-        sabotaged_rejected: consumer_reports
-            .iter()
-            .flat_map(|r| r.sabotaged_rejected.iter().copied())
-            .collect(),
-    })
+        cpu,
+        interrupted: cancel.is_cancelled(),
+    }
+    .outcome())
 }
 
 /// A fresh random run id.
@@ -480,18 +305,4 @@ pub fn random_run_id() -> u64 {
         return pacing::splitmix(nanos ^ u64::from(std::process::id()));
     }
     u64::from_le_bytes(bytes)
-}
-
-fn cpu_time() -> CpuTime {
-    use nix::sys::resource::{UsageWho, getrusage};
-    match getrusage(UsageWho::RUSAGE_SELF) {
-        Ok(usage) => {
-            let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-            CpuTime {
-                user_s: seconds(usage.user_time()),
-                system_s: seconds(usage.system_time()),
-            }
-        }
-        Err(_) => CpuTime::default(),
-    }
 }
