@@ -18,6 +18,28 @@ pub fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The options of a private node or cluster of `nodes` under `scratch`.
+pub fn cluster_options(scratch: &Scratch, nodes: usize) -> warren::broker::ClusterOptions {
+    warren::broker::ClusterOptions {
+        nodes,
+        first_port: None,
+        keep: false,
+        detachable: false,
+        parent_dir: Some(scratch.tmp()),
+        partitionable: false,
+    }
+}
+
+/// A private node (or cluster of `nodes`) under `scratch`, started.
+pub async fn started_cluster(scratch: &Scratch, nodes: usize) -> warren::broker::ManagedCluster {
+    warren::broker::ManagedCluster::start(
+        cluster_options(scratch, nodes),
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// A folder of one test, removed when the test ends.
 pub struct Scratch {
     pub path: PathBuf,

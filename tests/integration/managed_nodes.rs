@@ -12,14 +12,7 @@ use warren::scenario::{BrokerPlan, ExternalBrokerPlan, NodeCommands};
 use crate::helpers::{Scratch, processes_mentioning};
 
 fn options(scratch: &Scratch, nodes: usize) -> ClusterOptions {
-    ClusterOptions {
-        nodes,
-        first_port: None,
-        keep: false,
-        detachable: false,
-        parent_dir: Some(scratch.tmp()),
-        partitionable: false,
-    }
+    crate::helpers::cluster_options(scratch, nodes)
 }
 
 /// Opens an AMQP connection and a channel, then closes them.

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use warren::broker::{ClusterOptions, ManagedCluster};
+use warren::broker::ManagedCluster;
 use warren::exit::Exit;
 use warren::ledger::{Counts, Verdict};
 use warren::report::{RunContext, RunReport};
@@ -16,17 +16,7 @@ use warren::workload::{self, ProgressLine, WorkloadOptions, WorkloadOutcome};
 use crate::helpers::{Scratch, one_cluster_at_a_time};
 
 async fn cluster(scratch: &Scratch, nodes: usize) -> ManagedCluster {
-    let options = ClusterOptions {
-        nodes,
-        first_port: None,
-        keep: false,
-        detachable: false,
-        parent_dir: Some(scratch.tmp()),
-        partitionable: false,
-    };
-    ManagedCluster::start(options, &CancellationToken::new())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    crate::helpers::started_cluster(scratch, nodes).await
 }
 
 fn plan(text: &str) -> Plan {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use warren::broker::{ClusterOptions, ManagedCluster};
+use warren::broker::ManagedCluster;
 use warren::events::EventKind;
 use warren::exit::Exit;
 use warren::faults::Registry;
@@ -23,17 +23,7 @@ use warren::workload::{self, ProgressLine, Sabotage, WorkloadOptions, WorkloadOu
 use crate::helpers::Scratch;
 
 async fn node(scratch: &Scratch) -> ManagedCluster {
-    let options = ClusterOptions {
-        nodes: 1,
-        first_port: None,
-        keep: false,
-        detachable: false,
-        parent_dir: Some(scratch.tmp()),
-        partitionable: false,
-    };
-    ManagedCluster::start(options, &CancellationToken::new())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
+    crate::helpers::started_cluster(scratch, 1).await
 }
 
 fn plan(text: &str) -> Plan {
