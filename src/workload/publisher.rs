@@ -44,6 +44,10 @@ const UNCONFIRMED_PIPELINE: usize = 256;
 /// message gets its own wake-up at its due time; above, wake-ups stay at 10,000 a second.
 const WAKE_QUANTUM_NS: u64 = 100_000;
 const NACK_BACKOFF_START: Duration = Duration::from_millis(10);
+/// How late a paced publisher may be at its deadline and still send the messages due
+/// before it: woken a little late by a busy CPU, it sends the run's last messages rather
+/// than dropping them; further behind, it stops at the deadline as the duration promised.
+const DEADLINE_GRACE_NS: u64 = 1_000_000_000;
 const NACK_BACKOFF_CAP: Duration = Duration::from_secs(1);
 
 /// Everything one publisher task needs.
@@ -123,6 +127,16 @@ struct Publisher {
     nack_backoff: Duration,
     /// Wakes the publisher when its next message is due, to the microsecond.
     timer: PreciseTimer,
+}
+
+/// Whether the message due at `due_ns` (`None`: unpaced, due now) is past the run's
+/// `deadline`, read at `now_ns`: a paced message due before the deadline is still sent
+/// within [`DEADLINE_GRACE_NS`] of it.
+fn out_of_time(due_ns: Option<u64>, now_ns: u64, deadline: u64) -> bool {
+    match due_ns {
+        Some(due) => due >= deadline || now_ns >= deadline + DEADLINE_GRACE_NS,
+        None => now_ns >= deadline,
+    }
 }
 
 /// Runs a publisher until its messages are all answered, it gives up, or `cancel` fires,
@@ -361,12 +375,15 @@ impl Publisher {
             .messages
             .is_some_and(|limit| u64::from(seq) >= limit)
             || seq == u32::MAX;
-        let out_of_time = self.deadline_ns.is_some_and(|deadline| now_ns >= deadline);
+        let due_ns = self.setup.pace.due_ns(u64::from(seq));
+        let out_of_time = self
+            .deadline_ns
+            .is_some_and(|deadline| out_of_time(due_ns, now_ns, deadline));
         if out_of_messages || out_of_time {
             self.stop_generating();
             return None;
         }
-        let intended_ns = match self.setup.pace.due_ns(u64::from(seq)) {
+        let intended_ns = match due_ns {
             Some(due) if due > now_ns => return None,
             Some(due) => due,
             None => now_ns,
@@ -619,5 +636,28 @@ async fn sleep_until(wake: Option<tokio::time::Instant>) {
     match wake {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_paced_publisher_woken_late_still_sends_what_was_due_before_the_deadline() {
+        let deadline = 10_000_000_000;
+        assert!(!out_of_time(
+            Some(deadline - 1),
+            deadline + 5_000_000,
+            deadline
+        ));
+        assert!(out_of_time(Some(deadline), deadline - 1, deadline));
+        assert!(out_of_time(
+            Some(deadline - 1),
+            deadline + DEADLINE_GRACE_NS,
+            deadline
+        ));
+        assert!(out_of_time(None, deadline, deadline));
+        assert!(!out_of_time(None, deadline - 1, deadline));
     }
 }

@@ -11,7 +11,7 @@ use warren::exit::Exit;
 use warren::ledger::{Counts, Verdict};
 use warren::report::{RunContext, RunReport};
 use warren::scenario::{Overrides, Plan, parse};
-use warren::workload::{self, ProgressLine, WorkloadOptions, WorkloadOutcome};
+use warren::workload::{self, ProgressLine, Sabotage, WorkloadOptions, WorkloadOutcome};
 
 use crate::helpers::{Scratch, one_cluster_at_a_time};
 
@@ -32,12 +32,25 @@ fn start(
     tokio::task::JoinHandle<WorkloadOutcome>,
     tokio::sync::watch::Receiver<u64>,
 ) {
+    start_sabotaged(plan, cluster, Sabotage::default())
+}
+
+/// As [`start`], with consumers that make the given mistakes.
+fn start_sabotaged(
+    plan: &Plan,
+    cluster: &ManagedCluster,
+    sabotage: Sabotage,
+) -> (
+    tokio::task::JoinHandle<WorkloadOutcome>,
+    tokio::sync::watch::Receiver<u64>,
+) {
     let (tx, rx) = tokio::sync::watch::channel(0);
     let options = WorkloadOptions {
         on_progress: Some(Box::new(move |line: &ProgressLine| {
             let _ = tx.send(line.totals.fresh);
         })),
         node_names: cluster.specs().into_iter().map(|s| s.name).collect(),
+        sabotage,
         ..WorkloadOptions::default()
     };
     let plan = plan.clone();
@@ -339,6 +352,44 @@ async fn two_thousand_publishers_and_consumers_lose_nothing() {
     );
     assert_eq!(t.delivered, t.confirmed, "{t:?}");
     assert_eq!(outcome.verdict.queues.len(), 40);
+    assert_queues_add_up(&outcome.verdict);
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
+
+/// Two queues dead-lettering into the run's one dead-letter queue: each dead letter is
+/// counted for the queue it came from (its `x-death` queue), exactly what that queue's
+/// consumer rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_of_several_queues_are_counted_for_the_queue_they_came_from() {
+    let scratch = Scratch::new("dead-queues");
+    let cluster = cluster(&scratch, 1).await;
+    let plan = plan(
+        "name = \"dead-queues\"\nmessages = 1000\n[topology]\nqueues = 2\n[publishers]\ncount = 2\nsize = 100\n[consumers]\ncount = 2\n",
+    );
+    let sabotage = Sabotage {
+        reject_every: Some(29),
+        ..Sabotage::default()
+    };
+    let (handle, _) = start_sabotaged(&plan, &cluster, sabotage);
+    let outcome = handle.await.unwrap();
+    for (queue, verdict) in outcome.verdict.queues.iter().enumerate() {
+        // Publisher q feeds queue q, which consumer q reads.
+        let rejected = outcome
+            .sabotaged_rejected
+            .iter()
+            .filter(|(producer, _)| *producer as usize == queue)
+            .count() as u64;
+        let t = &verdict.totals;
+        assert!(rejected >= 30, "{rejected}");
+        assert_eq!(
+            t.dead_lettered_rejected, rejected,
+            "{}: {t:?}",
+            verdict.name
+        );
+        assert_eq!((t.lost_confirmed, t.unexpected), (0, 0), "{t:?}");
+        assert_eq!(t.delivered + t.dead_lettered, 1_000, "{t:?}");
+    }
     assert_queues_add_up(&outcome.verdict);
     cluster.shutdown().await;
     scratch.assert_clean();
