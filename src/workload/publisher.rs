@@ -44,10 +44,12 @@ const UNCONFIRMED_PIPELINE: usize = 256;
 /// message gets its own wake-up at its due time; above, wake-ups stay at 10,000 a second.
 const WAKE_QUANTUM_NS: u64 = 100_000;
 const NACK_BACKOFF_START: Duration = Duration::from_millis(10);
-/// How late a paced publisher may be at its deadline and still send the messages due
-/// before it: woken a little late by a busy CPU, it sends the run's last messages rather
-/// than dropping them; further behind, it stops at the deadline as the duration promised.
-const DEADLINE_GRACE_NS: u64 = 1_000_000_000;
+/// How late a paced message due before the deadline may be, once the deadline has passed,
+/// and still be sent: a publisher woken a little late by a busy CPU sends the run's last
+/// messages rather than dropping them, while one that fell behind (a throttled network, a
+/// blocked connection) stops at the deadline, as the duration promised, instead of
+/// catching up after it.
+const LATE_GRACE_NS: u64 = 500_000_000;
 const NACK_BACKOFF_CAP: Duration = Duration::from_secs(1);
 
 /// Everything one publisher task needs.
@@ -130,11 +132,12 @@ struct Publisher {
 }
 
 /// Whether the message due at `due_ns` (`None`: unpaced, due now) is past the run's
-/// `deadline`, read at `now_ns`: a paced message due before the deadline is still sent
-/// within [`DEADLINE_GRACE_NS`] of it.
+/// `deadline`, read at `now_ns`: after the deadline, a paced message due before it is still
+/// sent when it is at most [`LATE_GRACE_NS`] late.
 fn out_of_time(due_ns: Option<u64>, now_ns: u64, deadline: u64) -> bool {
     match due_ns {
-        Some(due) => due >= deadline || now_ns >= deadline + DEADLINE_GRACE_NS,
+        Some(due) if due >= deadline => true,
+        Some(due) => now_ns >= deadline && now_ns - due > LATE_GRACE_NS,
         None => now_ns >= deadline,
     }
 }
@@ -646,15 +649,23 @@ mod tests {
     #[test]
     fn a_paced_publisher_woken_late_still_sends_what_was_due_before_the_deadline() {
         let deadline = 10_000_000_000;
+        // Woken 5 ms late for the run's last message: sent.
         assert!(!out_of_time(
             Some(deadline - 1),
             deadline + 5_000_000,
             deadline
         ));
         assert!(out_of_time(Some(deadline), deadline - 1, deadline));
+        // Four seconds behind (a throttled path): not caught up after the deadline.
         assert!(out_of_time(
-            Some(deadline - 1),
-            deadline + DEADLINE_GRACE_NS,
+            Some(deadline - 4_000_000_000),
+            deadline,
+            deadline
+        ));
+        // Behind before the deadline: still sent.
+        assert!(!out_of_time(
+            Some(deadline - 4_000_000_000),
+            deadline - 1,
             deadline
         ));
         assert!(out_of_time(None, deadline, deadline));
