@@ -4,8 +4,11 @@
 //! more than a millisecond. A Linux timerfd wakes the runtime's poll at the due time itself
 //! (high-resolution timers, no timer slack).
 
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use nix::errno::Errno;
@@ -18,9 +21,14 @@ use tokio::io::unix::AsyncFd;
 /// made at the first sleep, so a task that never waits costs nothing.
 #[derive(Default)]
 pub struct PreciseTimer {
-    /// Unset until the first sleep; then `None` where the system gives no timerfd (tokio's
-    /// timer is used instead).
+    /// Unset until the first sleep; then `None` where the system gives no timerfd or it
+    /// failed (tokio's timer is used instead).
     fd: Option<Option<AsyncFd<OwnedTimer>>>,
+    /// The expiry the timerfd is armed for and whose expiry has not been read: a sleep
+    /// until the same instant (a select loop re-making its sleep) re-arms nothing.
+    armed: Option<Instant>,
+    /// tokio's timer, where there is no timerfd.
+    fallback: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// A timerfd as tokio's poller takes it (nix's `TimerFd` implements `AsFd` only).
@@ -64,32 +72,68 @@ impl PreciseTimer {
     /// Returns at `at` (a wake-up later: tens of microseconds), or at once when it has passed.
     /// Cancel-safe: dropped early, the next call re-arms the timer.
     pub async fn sleep_until(&mut self, at: Instant) {
+        std::future::poll_fn(|cx| self.poll_until(cx, at)).await;
+    }
+
+    /// Ready at `at`; pending until then, with `cx`'s waker woken at that time. A call for
+    /// another instant re-arms the timer.
+    pub fn poll_until(&mut self, cx: &mut Context<'_>, at: Instant) -> Poll<()> {
         let Some(delay) = at
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
         else {
-            return;
+            return Poll::Ready(());
         };
-        let Some(fd) = self.fd.get_or_insert_with(Self::make_fd).as_ref() else {
-            return tokio::time::sleep_until(at.into()).await;
-        };
-        // A zero expiration would disarm the timer; `delay` is never zero here.
-        let armed = fd.get_ref().0.set(
-            Expiration::OneShot(TimeSpec::from_duration(delay)),
-            TimerSetTimeFlags::empty(),
-        );
-        if armed.is_err() {
-            return tokio::time::sleep_until(at.into()).await;
-        }
-        loop {
-            let Ok(mut ready) = fd.readable().await else {
-                return tokio::time::sleep_until(at.into()).await;
-            };
-            // Reading takes the expiry. Nothing to read (an expiry of an earlier arming,
-            // replaced since) clears the readiness, and the wait goes on.
-            if ready.try_io(|fd| read_expiry(&fd.get_ref().0)).is_ok() {
-                return;
+        if let Some(fd) = self.fd.get_or_insert_with(Self::make_fd).as_ref() {
+            match poll_fd(fd, &mut self.armed, cx, at, delay) {
+                Ok(poll) => return poll,
+                Err(error) => {
+                    tracing::debug!(%error, "the timerfd failed: pacing on tokio's millisecond timer");
+                    self.fd = Some(None);
+                }
             }
+        }
+        let deadline = tokio::time::Instant::from(at);
+        let sleep = self
+            .fallback
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.deadline() != deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        sleep.as_mut().poll(cx)
+    }
+}
+
+/// Arms `fd` for `at` (unless `armed` says it is) and polls its expiry.
+fn poll_fd(
+    fd: &AsyncFd<OwnedTimer>,
+    armed: &mut Option<Instant>,
+    cx: &mut Context<'_>,
+    at: Instant,
+    delay: std::time::Duration,
+) -> io::Result<Poll<()>> {
+    if *armed != Some(at) {
+        *armed = None;
+        // A zero expiration would disarm the timer; `delay` is never zero here.
+        fd.get_ref()
+            .0
+            .set(
+                Expiration::OneShot(TimeSpec::from_duration(delay)),
+                TimerSetTimeFlags::empty(),
+            )
+            .map_err(io::Error::from)?;
+        *armed = Some(at);
+    }
+    loop {
+        let mut ready = match fd.poll_read_ready(cx) {
+            Poll::Pending => return Ok(Poll::Pending),
+            Poll::Ready(ready) => ready?,
+        };
+        // Reading takes the expiry. Nothing to read (an expiry of an earlier arming,
+        // replaced since) clears the readiness, and the wait goes on.
+        if ready.try_io(|fd| read_expiry(&fd.get_ref().0)).is_ok() {
+            *armed = None;
+            return Ok(Poll::Ready(()));
         }
     }
 }
@@ -136,5 +180,24 @@ mod tests {
         let later = Instant::now() + Duration::from_millis(20);
         timer.sleep_until(later).await;
         assert!(Instant::now() >= later, "a stale expiry woke it");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_sleep_dropped_and_made_again_for_the_same_instant_still_wakes_then() {
+        let mut timer = PreciseTimer::new();
+        let due = Instant::now() + Duration::from_millis(3);
+        for _ in 0..3 {
+            let sleep = timer.sleep_until(due);
+            tokio::pin!(sleep);
+            assert!(futures_util::poll!(sleep.as_mut()).is_pending());
+        }
+        // The expiry came while no sleep was waiting: the next one takes it at once.
+        std::thread::sleep(Duration::from_millis(5));
+        timer.sleep_until(due).await;
+        assert!(Instant::now() >= due);
+        // Taken: a sleep for a later instant is armed anew and waits for it.
+        let later = Instant::now() + Duration::from_millis(10);
+        timer.sleep_until(later).await;
+        assert!(Instant::now() >= later);
     }
 }

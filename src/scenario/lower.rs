@@ -56,7 +56,7 @@ pub(super) fn lower(
             1,
             1,
             u64::from(MAX_THREADS),
-            &format!("a number of client threads from 1 to {MAX_THREADS}"),
+            "a number of client threads",
         ) as u32,
     };
     let broker = broker(c, file.broker);

@@ -88,7 +88,7 @@ pub(super) fn topology(c: &mut Checker<'_>, section: TopologySection) -> Topolog
         1,
         1,
         u64::from(MAX_QUEUES),
-        &format!("a number of queues from 1 to {MAX_QUEUES}"),
+        "a number of queues",
     ) as u32;
     let bindings = exchange.bindings.unwrap_or_default();
     if !bindings.is_empty() {

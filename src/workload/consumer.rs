@@ -62,7 +62,6 @@ pub struct ConsumerSetup {
     pub link: Arc<Link>,
     pub run_id: u64,
     pub clock: Clock,
-    pub producers: u32,
     /// FIFO is promised (one consumer): reorders are counted.
     pub order_promised: bool,
     pub counters: Arc<ConsumerCounters>,

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::consumer::SnapshotRequest;
 use super::link::Link;
 use super::message::{self, DecodeError};
-use super::topology::DeadLetters;
+use super::topology::{DeadLetters, Topology};
 use crate::amqp::{AmqpChannel, Deliveries, Delivery, Failure, FailureKind, within};
 use crate::events::{EventKind, EventLog};
 use crate::ledger::{DeadLetterShard, DeathReason};
@@ -36,8 +36,8 @@ pub struct DeadLetterSetup {
     /// What it reads (and declares again after a reconnection: a broker restart may
     /// have lost them).
     pub dead_letters: DeadLetters,
-    /// The run's queues, in order: a dead letter is recorded for the queue it came from.
-    pub queues: Vec<String>,
+    /// The run's topology: a dead letter is recorded for the queue it came from.
+    pub topology: Arc<Topology>,
     pub run_id: u64,
     pub producers: u32,
     pub heartbeat: Duration,
@@ -66,7 +66,7 @@ impl Reading {
     /// Starts reading the run's dead letters, when its queues have some (`None` else).
     pub fn start(
         plan: &crate::scenario::Plan,
-        topology: &super::topology::Topology,
+        topology: &Arc<Topology>,
         uris: &Arc<[BrokerUri]>,
         events: &EventLog,
         run_id: u64,
@@ -77,7 +77,7 @@ impl Reading {
         let task = tokio::spawn(run(DeadLetterSetup {
             uris: uris.clone(),
             dead_letters: dead.clone(),
-            queues: topology.queues.iter().map(|q| q.name.clone()).collect(),
+            topology: Arc::clone(topology),
             run_id,
             producers: plan.publishers.count,
             heartbeat: plan.consumers.heartbeat,
@@ -124,9 +124,9 @@ pub async fn run(mut setup: DeadLetterSetup) -> Vec<Option<DeadLetterShard>> {
         setup.events.clone(),
     );
     let mut reader = Reader {
-        shards: vec![None; setup.queues.len().max(1)],
+        shards: vec![None; setup.topology.queues.len().max(1)],
         producers: setup.producers,
-        queues: setup.queues.clone(),
+        topology: Arc::clone(&setup.topology),
         run_id: setup.run_id,
     };
     let never = CancellationToken::new();
@@ -194,11 +194,10 @@ pub async fn run(mut setup: DeadLetterSetup) -> Vec<Option<DeadLetterShard>> {
 }
 
 struct Reader {
-    /// Per queue of the run.
     /// Per queue, made at its first dead letter.
     shards: Vec<Option<DeadLetterShard>>,
     producers: u32,
-    queues: Vec<String>,
+    topology: Arc<Topology>,
     run_id: u64,
 }
 
@@ -284,8 +283,8 @@ impl Reader {
         // One queue: whatever came is its. Several: the queue the broker names; a dead
         // letter from a queue not of the run is foreign (kept on the first queue's record).
         let queue = match delivery.death_queue.as_deref() {
-            _ if self.queues.len() <= 1 => Some(0),
-            Some(name) => self.queues.iter().position(|q| q == name),
+            _ if self.topology.queues.len() <= 1 => Some(0),
+            Some(name) => self.topology.queue_index(name).map(|q| q as usize),
             None => None,
         };
         let producers = self.producers;

@@ -124,7 +124,6 @@ impl Clients<'_> {
                 link: consumers.links[slot].clone(),
                 run_id: self.run_id,
                 clock: self.clock,
-                producers: plan.publishers.count,
                 order_promised: self.order_promised(queue),
                 counters,
                 events: self.events.clone(),

@@ -245,7 +245,14 @@ impl ReaderHandler {
         // removed a waiter under a lock every time the reader waited for bytes.
         let failed = failure.failed();
         tokio::pin!(failed);
-        let mut expiration = time::Instant::now() + time::Duration::from_secs(max_interval);
+        let max_wait = time::Duration::from_secs(max_interval);
+        // warren: one deadline timer for the whole loop. A new sleep each turn put a timer
+        // into the runtime's wheel and took it out again for every frame read; now a frame
+        // only notes its time, and the timer, when it fires, counts a miss if nothing came
+        // for a whole interval, or waits on.
+        let mut quiet_since = time::Instant::now();
+        let deadline = time::sleep_until(quiet_since + max_wait);
+        tokio::pin!(deadline);
         let mut is_network_failure = false;
         let mut heartbeat_miss = 0;
         loop {
@@ -292,10 +299,8 @@ impl ReaderHandler {
                 }
                 res = self.stream.read_frame() => {
                     // any frame can be considered as heartbeat
-                    expiration = time::Instant::now() + time::Duration::from_secs(max_interval);
+                    quiet_since = time::Instant::now();
                     heartbeat_miss = 0;
-                    #[cfg(feature="traces")]
-                    trace!("server heartbeat deadline is updated to {:?}", expiration);
 
                     match res {
                         Ok((channel_id, frame)) => {
@@ -335,11 +340,12 @@ impl ReaderHandler {
                     is_network_failure = true;
                     break;
                 }
-                _ = time::sleep_until(expiration), if max_interval > 0 => {
+                () = &mut deadline, if max_interval > 0 => {
                     // heartbeat deadline is updated whenever any frame received
                     // in normal case, expiration is always in the future due to received frame or heartbeats.
-                    if expiration <= time::Instant::now() {
-                        expiration = time::Instant::now() + time::Duration::from_secs(max_interval);
+                    let now = time::Instant::now();
+                    if quiet_since + max_wait <= now {
+                        quiet_since = now;
 
                         // should call self.io_failure_notify.notify_one();?
                         #[cfg(feature="traces")]
@@ -353,6 +359,7 @@ impl ReaderHandler {
                             break;
                         }
                     }
+                    deadline.as_mut().reset(quiet_since + max_wait);
                 }
                 else => {
                     break;

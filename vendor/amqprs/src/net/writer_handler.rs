@@ -42,19 +42,33 @@ impl WriterHandler {
         }
     }
 
-    pub async fn run_until_shutdown(mut self, heartbeat: ShortUint) {
+    pub async fn run_until_shutdown(self, heartbeat: ShortUint) {
+        let Self {
+            mut stream,
+            mut outgoing_rx,
+            mut shutdown,
+            amqp_connection,
+        } = self;
         // to take in acount network delay and congestion
         // heartbeat should be sent at a interval of timeout / 2
         // warren: in milliseconds (a heartbeat of 1 s gave an interval of 0 s, and the
         // writer sent heartbeats without pause); 0 means no heartbeats at all.
         let interval = time::Duration::from_millis(u64::from(heartbeat) * 500);
-        let mut expiration = time::Instant::now() + interval;
+        // warren: one heartbeat timer and one shutdown wait for the whole loop. A new
+        // sleep each turn put a timer into the runtime's wheel and took it out again for
+        // every frame written; now a write only notes its time, and the timer, when it
+        // fires, sends a heartbeat if nothing was written for an interval, or waits on.
+        let mut last_write = time::Instant::now();
+        let heartbeat_due = time::sleep_until(last_write + interval);
+        tokio::pin!(heartbeat_due);
+        let shutdown_signal = shutdown.recv();
+        tokio::pin!(shutdown_signal);
 
         loop {
             tokio::select! {
                 biased;
 
-                channel_frame = self.outgoing_rx.recv() => {
+                channel_frame = outgoing_rx.recv() => {
                     let (channel_id, frame) = match channel_frame {
                         None => break,
                         Some(v) => v,
@@ -62,12 +76,12 @@ impl WriterHandler {
                     // warren: the frames already queued behind this one go out in the same
                     // write (up to COALESCE_UP_TO bytes): one system call for a burst of
                     // publishes instead of one each. A frame alone is written at once.
-                    let frame_max = self.amqp_connection.frame_max();
-                    let mut buffered = self.stream.buffer_frame(channel_id, frame, frame_max).await;
-                    while buffered.is_ok() && self.stream.buffered() < COALESCE_UP_TO {
-                        match self.outgoing_rx.try_recv() {
+                    let frame_max = amqp_connection.frame_max();
+                    let mut buffered = stream.buffer_frame(channel_id, frame, frame_max).await;
+                    while buffered.is_ok() && stream.buffered() < COALESCE_UP_TO {
+                        match outgoing_rx.try_recv() {
                             Ok((channel_id, frame)) => {
-                                buffered = self.stream.buffer_frame(channel_id, frame, frame_max).await;
+                                buffered = stream.buffer_frame(channel_id, frame, frame_max).await;
                             }
                             Err(_) => break,
                         }
@@ -77,42 +91,41 @@ impl WriterHandler {
                     let written = match buffered {
                         Ok(()) => tokio::select! {
                             biased;
-                            written = self.stream.flush_buffered() => written.map(|_| ()),
-                            _ = self.shutdown.recv() => break,
+                            written = stream.flush_buffered() => written.map(|_| ()),
+                            _ = &mut shutdown_signal => break,
                         },
                         Err(err) => Err(err),
                     };
                     if let Err(err) = written {
                         #[cfg(feature="tracing")]
-                        error!("failed to send frame over connection {}, cause: {}", self.amqp_connection, err);
+                        error!("failed to send frame over connection {}, cause: {}", amqp_connection, err);
                         break;
                     }
-                    expiration = time::Instant::now() + interval;
-                    #[cfg(feature="tracing")]
-                    trace!("connection {} heartbeat deadline is updated to {:?}", self.amqp_connection, expiration);
+                    last_write = time::Instant::now();
                 }
-                _ = time::sleep_until(expiration), if !interval.is_zero() => {
-                    if expiration <= time::Instant::now() {
-                        expiration = time::Instant::now() + interval;
-
-                        let frame_max = self.amqp_connection.frame_max();
+                () = &mut heartbeat_due, if !interval.is_zero() => {
+                    let now = time::Instant::now();
+                    if last_write + interval <= now {
+                        let frame_max = amqp_connection.frame_max();
                         let written = tokio::select! {
                             biased;
-                            written = self.stream.write_frame(DEFAULT_CONN_CHANNEL, Frame::HeartBeat(HeartBeat), frame_max) => written,
-                            _ = self.shutdown.recv() => break,
+                            written = stream.write_frame(DEFAULT_CONN_CHANNEL, Frame::HeartBeat(HeartBeat), frame_max) => written,
+                            _ = &mut shutdown_signal => break,
                         };
                         if let Err(err) = written {
                             #[cfg(feature="tracing")]
-                            error!("failed to send heartbeat over connection {}, cause: {}", self.amqp_connection, err);
+                            error!("failed to send heartbeat over connection {}, cause: {}", amqp_connection, err);
                             break;
                         }
+                        last_write = time::Instant::now();
                         #[cfg(feature="tracing")]
-                        debug!("sent heartbeat over connection {}", self.amqp_connection,);
+                        debug!("sent heartbeat over connection {}", amqp_connection,);
                     }
+                    heartbeat_due.as_mut().reset(last_write + interval);
                 }
-                _ = self.shutdown.recv() => {
+                _ = &mut shutdown_signal => {
                     #[cfg(feature="tracing")]
-                    info!("received shutdown notification for connection {}", self.amqp_connection);
+                    info!("received shutdown notification for connection {}", amqp_connection);
                     // try to give last chance for last message.
                     yield_now().await;
                     break;
@@ -122,15 +135,15 @@ impl WriterHandler {
                 }
             }
         }
-        self.amqp_connection.set_is_open(false);
+        amqp_connection.set_is_open(false);
 
         // warren: a TLS close_notify cannot block forever on a peer that reads nothing
-        let closed = time::timeout(time::Duration::from_secs(1), self.stream.close()).await;
+        let closed = time::timeout(time::Duration::from_secs(1), stream.close()).await;
         if let Ok(Err(err)) = closed {
             #[cfg(feature = "traces")]
             error!(
                 "failed to close i/o writer of connection {}, cause: {}",
-                self.amqp_connection, err
+                amqp_connection, err
             );
         }
     }
