@@ -318,10 +318,14 @@ impl Consumer {
         // Hands quiet seconds over too.
         let mut second = tokio::time::interval(Duration::from_secs(1));
         second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // One wait for the run's cancellation for the whole session, not one per delivery.
+        let cancel = self.setup.cancel.clone();
+        let cancelled = cancel.cancelled();
+        tokio::pin!(cancelled);
         loop {
             tokio::select! {
                 biased;
-                () = self.setup.cancel.cancelled() => {
+                () = &mut cancelled => {
                     if unacked > 0 {
                         let _ = channel.ack(last_tag, true).await;
                     }
@@ -387,14 +391,15 @@ impl Consumer {
                         );
                     }
                     if manual {
-                        if unacked == 0 {
-                            flush.as_mut().reset(tokio::time::Instant::now() + ACK_FLUSH_AFTER);
-                        }
                         unacked += 1;
                         last_tag = tag;
                         if unacked >= batch {
                             acks.push(channel.ack(last_tag, batch > 1));
                             unacked = 0;
+                        } else if unacked == 1 {
+                            // A batch begins: it goes out within the flush time even if
+                            // it never fills (acked at once, a message sets no timer).
+                            flush.as_mut().reset(tokio::time::Instant::now() + ACK_FLUSH_AFTER);
                         }
                     }
                 }

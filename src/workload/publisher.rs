@@ -308,6 +308,11 @@ impl Publisher {
         let mut inflight = FuturesUnordered::new();
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // One wait for the run's cancellation for the whole session: made anew each turn,
+        // it took the token's lock three times per message.
+        let cancel = self.setup.cancel.clone();
+        let cancelled = cancel.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let now_ns = self.setup.clock.now_ns();
             while inflight.len() < window_size && !self.window.is_full() {
@@ -333,7 +338,7 @@ impl Publisher {
             );
             tokio::select! {
                 biased;
-                () = self.setup.cancel.cancelled() => return End::Cancelled,
+                () = &mut cancelled => return End::Cancelled,
                 Some((id, result, body)) = inflight.next(), if !inflight.is_empty() => {
                     self.spare.push(body);
                     match result {
