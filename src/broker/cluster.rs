@@ -331,10 +331,21 @@ impl ManagedCluster {
         args: &[&str],
         timeout: Duration,
     ) -> Result<(String, String), BrokerError> {
+        self.ctl_on_any_node_from(0, args, timeout).await
+    }
+
+    /// Runs rabbitmqctl on the first node that answers, trying them from node `first` on.
+    async fn ctl_on_any_node_from(
+        &mut self,
+        first: usize,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<(String, String), BrokerError> {
         let mut last = BrokerError::NotRunning {
             node: "any node".into(),
         };
-        for index in 0..self.nodes.len() {
+        let count = self.nodes.len();
+        for index in (0..count).map(|i| (first + i) % count.max(1)) {
             if self.cut.contains(&index)
                 || !self.nodes[index].is_running()
                 || self.nodes[index].is_paused()
@@ -351,45 +362,44 @@ impl ManagedCluster {
     }
 
     /// The node leading `queue`: its leader (quorum, stream) or the node holding it (classic).
+    /// A node under load may leave a queue out of its listing (its member did not answer
+    /// in time): the question is asked again, of the next node, up to
+    /// [`LEADER_LOOKUPS`] times a second apart.
     ///
     /// # Errors
-    /// [`BrokerError::Ctl`] when rabbitmqctl fails or does not list the queue.
+    /// [`BrokerError::Ctl`] when rabbitmqctl fails or no listing names the queue.
     pub async fn queue_leader(&mut self, queue: &str) -> Result<String, BrokerError> {
-        let (node, listing) = self
-            .ctl_on_any_node(
-                &[
-                    "list_queues",
-                    "name",
-                    "leader",
-                    "pid",
-                    "-q",
-                    "--no-table-headers",
-                ],
-                Duration::from_secs(30),
-            )
-            .await?;
-        for line in listing.lines() {
-            let columns: Vec<&str> = line.split('\t').collect();
-            if columns.first() != Some(&queue) {
-                continue;
+        let mut attempt = 0;
+        loop {
+            let (node, listing) = self
+                .ctl_on_any_node_from(
+                    attempt,
+                    &[
+                        "list_queues",
+                        "name",
+                        "leader",
+                        "pid",
+                        "-q",
+                        "--no-table-headers",
+                    ],
+                    Duration::from_secs(30),
+                )
+                .await?;
+            if let Some(leader) = leader_in_listing(&listing, queue) {
+                return Ok(leader);
             }
-            if let Some(leader) = columns.get(1).filter(|l| l.contains('@')) {
-                return Ok(leader.trim().to_string());
+            attempt += 1;
+            if attempt >= LEADER_LOOKUPS {
+                return Err(BrokerError::Ctl {
+                    node,
+                    command: "list_queues name leader pid".into(),
+                    output: format!(
+                        "queue {queue} not listed ({LEADER_LOOKUPS} listings):\n{listing}"
+                    ),
+                });
             }
-            // A classic queue's pid reads <node.creation.id.serial>.
-            if let Some(pid) = columns.get(2) {
-                let inner = pid.trim().trim_start_matches('<').trim_end_matches('>');
-                let parts: Vec<&str> = inner.rsplitn(4, '.').collect();
-                if let Some(node) = parts.last().filter(|n| n.contains('@')) {
-                    return Ok(node.to_string());
-                }
-            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        Err(BrokerError::Ctl {
-            node,
-            command: "list_queues name leader pid".into(),
-            output: format!("queue {queue} not listed:\n{listing}"),
-        })
     }
 
     /// Graceful restart; returns once the node answers AMQP again.
@@ -638,4 +648,52 @@ fn write_cookie(base: &std::path::Path) -> std::io::Result<()> {
         .mode(0o400)
         .open(base.join(".erlang.cookie"))?;
     std::io::Write::write_all(&mut file, cookie.as_bytes())
+}
+
+/// How many listings [`Cluster::queue_leader`] reads before it gives up on a queue.
+const LEADER_LOOKUPS: usize = 5;
+
+/// The leader of `queue` in a `list_queues name leader pid` listing (tab-separated): the
+/// leader column (quorum, stream), else the node of a classic queue's pid.
+fn leader_in_listing(listing: &str, queue: &str) -> Option<String> {
+    for line in listing.lines() {
+        let columns: Vec<&str> = line.split('\t').collect();
+        if columns.first() != Some(&queue) {
+            continue;
+        }
+        if let Some(leader) = columns.get(1).filter(|l| l.contains('@')) {
+            return Some(leader.trim().to_string());
+        }
+        // A classic queue's pid reads <node.creation.id.serial>.
+        if let Some(pid) = columns.get(2) {
+            let inner = pid.trim().trim_start_matches('<').trim_end_matches('>');
+            let parts: Vec<&str> = inner.rsplitn(4, '.').collect();
+            if let Some(node) = parts.last().filter(|n| n.contains('@')) {
+                return Some(node.to_string());
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::leader_in_listing;
+
+    #[test]
+    fn a_listing_gives_a_quorum_queues_leader_and_a_classic_queues_node() {
+        let listing = "q-1\tb@localhost\t<b@localhost.1700000000.812.0>\n\
+                       q-2\t\t<c@localhost.1700000000.77.0>\n";
+        assert_eq!(
+            leader_in_listing(listing, "q-1").as_deref(),
+            Some("b@localhost")
+        );
+        assert_eq!(
+            leader_in_listing(listing, "q-2").as_deref(),
+            Some("c@localhost")
+        );
+        // A node under load may leave a queue out, or list nothing at all.
+        assert_eq!(leader_in_listing(listing, "q-3"), None);
+        assert_eq!(leader_in_listing("", "q-1"), None);
+    }
 }
