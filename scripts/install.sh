@@ -37,6 +37,14 @@ fi
 
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
     echo "install.sh: installing Rust with rustup"
-    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy,rustfmt
+    # Downloaded first, then run: piped into sh, a failed download ran an empty script,
+    # and this script went on to say "ready" with no Rust.
+    rustup_init="$(mktemp)"
+    trap 'rm -f "$rustup_init"' EXIT
+    if ! curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs -o "$rustup_init"; then
+        echo "install.sh: could not download rustup from https://sh.rustup.rs; install Rust (https://rustup.rs) and run this again" >&2
+        exit 1
+    fi
+    sh "$rustup_init" -y --profile minimal --component clippy,rustfmt
 fi
 echo "install.sh: ready"
