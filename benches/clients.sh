@@ -32,7 +32,9 @@ mkdir -p "$work"
 chmod 755 "$work"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-export WARREN_STATE_FILE="$work/broker.json"
+# A state file of this run's own: two runs at once each stop the node they started (one
+# shared file kept only the later node, and the earlier one outlived its run).
+export WARREN_STATE_FILE="$work/broker-$$.json"
 stop_node() { "$warren" broker down >/dev/null 2>&1 || true; }
 trap stop_node EXIT
 stop_node
