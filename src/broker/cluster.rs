@@ -345,7 +345,7 @@ impl ManagedCluster {
             node: "any node".into(),
         };
         let count = self.nodes.len();
-        for index in (0..count).map(|i| (first + i) % count.max(1)) {
+        for index in (0..count).map(|i| (first + i) % count) {
             if self.cut.contains(&index)
                 || !self.nodes[index].is_running()
                 || self.nodes[index].is_paused()
