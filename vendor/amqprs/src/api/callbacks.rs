@@ -104,6 +104,11 @@ impl ConnectionCallback for DefaultConnectionCallback {
 ///  Callback interfaces for asynchronous `Channel` class message.
 ///
 /// See [module][`self`] documentation for general guidelines.
+///
+/// warren: the callbacks run on the connection's reader task, which handles every
+/// channel's frames in its own turn: while one runs, the connection reads nothing. They
+/// must not wait for anything that needs the same connection (a reply on any of its
+/// channels), or the connection stops.
 #[async_trait]
 pub trait ChannelCallback {
     /// Callback to handle `close` channel request from server.

@@ -37,7 +37,7 @@
 use std::{
     fmt,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
 };
@@ -222,6 +222,8 @@ struct SharedConnectionInner {
     shutdown_subscriber: broadcast::Sender<bool>,
     /// warren: why the connection's I/O ended on a protocol error, if it did.
     failure: Arc<ConnectionFailure>,
+    /// warren: the serial of the next channel opened (see the channel's `serial`).
+    channel_serials: AtomicU64,
 }
 
 /// warren: the frame_max the client proposes when the server sets no limit (0):
@@ -735,6 +737,7 @@ impl Connection {
             conn_mgmt_tx,
             shutdown_subscriber: shutdown_notifer.clone(),
             failure: Arc::default(),
+            channel_serials: AtomicU64::new(0),
         });
 
         // open state of connection
@@ -764,7 +767,7 @@ impl Connection {
 
         // register channel resource for connection's default channel
         new_amqp_conn
-            .register_channel_resource(Some(DEFAULT_CONN_CHANNEL), ChannelResource::new(None))
+            .register_channel_resource(Some(DEFAULT_CONN_CHANNEL), ChannelResource::new(None, 0))
             .await
             .ok_or_else(|| {
                 Error::ConnectionOpenError("failed to register channel resource".to_string())
@@ -1016,15 +1019,10 @@ impl Connection {
         Ok(())
     }
 
-    /// warren: ends the connection for a protocol error found in what the peer sent;
-    /// [`Connection::protocol_error`] tells the reason afterwards.
+    /// warren: records the protocol error (found by the reader in what the peer sent)
+    /// that ends the connection; [`Connection::protocol_error`] tells it afterwards.
     pub(crate) fn fail(&self, reason: String) {
         self.shared.failure.fail(reason);
-    }
-
-    /// warren: the failure slot the reader watches.
-    pub(crate) fn failure(&self) -> Arc<ConnectionFailure> {
-        self.shared.failure.clone()
     }
 
     /// warren: the protocol error that ended this connection (a malformed frame, a frame
@@ -1147,16 +1145,30 @@ impl Connection {
         // channel id 0 can't be used, it is reserved for connection
         assert_ne!(Some(DEFAULT_CONN_CHANNEL), channel_id);
 
-        let (dispatcher_tx, dispatcher_rx) = mpsc::unbounded_channel();
-        let (dispatcher_mgmt_tx, dispatcher_mgmt_rx) = mpsc::unbounded_channel();
-
-        // acquire the channel id to be used to open channel
+        // warren: the channel's dispatcher lives in the connection's reader
+        let serial = self.shared.channel_serials.fetch_add(1, Ordering::Relaxed);
         let channel_id = self
-            .register_channel_resource(channel_id, ChannelResource::new(Some(dispatcher_tx)))
+            .register_channel_resource(
+                channel_id,
+                ChannelResource::new(Some(Box::new(ChannelDispatcher::new())), serial),
+            )
             .await
             .ok_or_else(|| {
                 Error::ChannelOpenError("failed to register channel resource".to_string())
             })?;
+
+        // The handle is made closed; the reader marks it open when channel.open-ok
+        // arrives (and closed again whenever the channel ends). The dispatcher gets its
+        // handle before the server can send anything on the channel.
+        let channel = Channel::new(
+            AtomicBool::new(false),
+            self.clone_no_drop_guard(),
+            channel_id,
+            self.shared.outgoing_tx.clone(),
+            self.shared.conn_mgmt_tx.clone(),
+            serial,
+        );
+        channel.attach_to_dispatcher().await?;
 
         // register responder, use the acquired channel id
         let responder_rx = self
@@ -1171,23 +1183,6 @@ impl Connection {
             Error::ChannelOpenError
         )?;
 
-        // create channel instance
-        // set default prefetch count to 10
-        let channel = Channel::new(
-            AtomicBool::new(true),
-            self.clone_no_drop_guard(),
-            channel_id,
-            self.shared.outgoing_tx.clone(),
-            self.shared.conn_mgmt_tx.clone(),
-            dispatcher_mgmt_tx,
-        );
-
-        let dispatcher = ChannelDispatcher::new(
-            channel.clone_as_secondary(),
-            dispatcher_rx,
-            dispatcher_mgmt_rx,
-        );
-        dispatcher.spawn().await;
         #[cfg(feature = "traces")]
         info!("open channel {}", channel);
 

@@ -1,11 +1,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use amqp_serde::types::{AmqpChannelId, ShortUint};
-use tokio::sync::{mpsc::UnboundedSender, oneshot};
+use tokio::sync::oneshot;
 
-use crate::frame::MethodHeader;
+use crate::{api::channel::ChannelDispatcher, frame::MethodHeader};
 
-use super::{channel_id_repo::ChannelIdRepository, IncomingMessage};
+use super::{channel_id_repo::ChannelIdRepository, ChannelCommand, IncomingMessage};
 
 pub(crate) struct ChannelResource {
     /// responder to acknowledge synchronous request
@@ -13,17 +13,19 @@ pub(crate) struct ChannelResource {
     pub responders: HashMap<&'static MethodHeader, oneshot::Sender<IncomingMessage>>,
 
     /// connection's default channel does not have dispatcher
-    /// each channel has one and only one dispatcher
-    pub dispatcher: Option<UnboundedSender<IncomingMessage>>,
+    /// each channel has one and only one dispatcher (warren: owned here, by the reader)
+    pub dispatcher: Option<Box<ChannelDispatcher>>,
+
+    /// warren: which opening of the channel id this is (see the channel's `serial`)
+    pub serial: u64,
 }
 
 impl ChannelResource {
-    pub(crate) fn new(dispatcher: Option<UnboundedSender<IncomingMessage>>) -> Self {
+    pub(crate) fn new(dispatcher: Option<Box<ChannelDispatcher>>, serial: u64) -> Self {
         Self {
             responders: HashMap::new(),
             dispatcher,
-            // amqp_channel,
-            // callback: None,
+            serial,
         }
     }
 }
@@ -57,7 +59,6 @@ impl ChannelManager {
                 // connection's default channel 0 is static reserved
                 if (id == 0 && !self.resource.contains_key(&0)) || self.channel_id_repo.reserve(id)
                 {
-                    self.resource.insert(id, resource);
                     id
                 } else {
                     // fail to reserve the id
@@ -66,13 +67,13 @@ impl ChannelManager {
             }
             // allocate a channel id
             // warren: fails when every channel id up to channel_max is taken
-            None => {
-                let id = self.channel_id_repo.allocate()?;
-                self.resource.insert(id, resource);
-                id
-            }
+            None => self.channel_id_repo.allocate()?,
         };
-
+        let mut resource = resource;
+        if let Some(dispatcher) = resource.dispatcher.as_mut() {
+            dispatcher.assign_id(id);
+        }
+        self.resource.insert(id, resource);
         Some(id)
     }
 
@@ -86,11 +87,37 @@ impl ChannelManager {
         self.resource.remove(channel_id)
     }
 
-    pub fn get_dispatcher(
-        &self,
-        channel_id: &AmqpChannelId,
-    ) -> Option<&UnboundedSender<IncomingMessage>> {
-        self.resource.get(channel_id)?.dispatcher.as_ref()
+    /// warren: the resource of an open channel, for the reader to hand it a frame.
+    pub fn get_mut(&mut self, channel_id: &AmqpChannelId) -> Option<&mut ChannelResource> {
+        self.resource.get_mut(channel_id)
+    }
+
+    /// warren: hands `command` to its channel's dispatcher. A command for a channel that
+    /// is closed by now (or whose id a later channel got) is dropped, and whoever waits
+    /// for its acknowledgement learns so.
+    pub fn command(&mut self, command: ChannelCommand) {
+        let ChannelCommand {
+            channel_id,
+            serial,
+            command,
+        } = command;
+        match self.resource.get_mut(&channel_id) {
+            Some(ChannelResource {
+                responders,
+                dispatcher: Some(dispatcher),
+                serial: current,
+            }) if *current == serial => dispatcher.command(command, responders),
+            _ => {}
+        }
+    }
+
+    /// warren: marks every open channel closed, when the connection ends.
+    pub fn close_all(&mut self) {
+        for resource in self.resource.values() {
+            if let Some(dispatcher) = &resource.dispatcher {
+                dispatcher.set_closed();
+            }
+        }
     }
 
     pub fn insert_responder(

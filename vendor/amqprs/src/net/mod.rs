@@ -20,24 +20,20 @@ use tokio::sync::oneshot;
 
 pub type OutgoingMessage = (AmqpChannelId, Frame);
 
-/// warren: why a connection's I/O stopped on its own account: a protocol error found in
-/// what the peer sent (by the reader or a channel's dispatcher), recorded once, and the
-/// wake-up that makes the reader shut the connection down.
+/// warren: why a connection's I/O stopped on its own account: a protocol error the
+/// reader found in what the peer sent, recorded once.
 #[derive(Debug, Default)]
 pub(crate) struct ConnectionFailure {
     reason: std::sync::Mutex<Option<String>>,
-    wake: tokio::sync::Notify,
 }
 
 impl ConnectionFailure {
-    /// Records `reason` (the first one wins) and wakes the reader.
+    /// Records `reason`; the first one wins.
     pub(crate) fn fail(&self, reason: String) {
         let mut slot = self.reason.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             *slot = Some(reason);
         }
-        drop(slot);
-        self.wake.notify_one();
     }
 
     /// The recorded reason, if any.
@@ -46,11 +42,6 @@ impl ConnectionFailure {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-    }
-
-    /// Returns once [`ConnectionFailure::fail`] was called (before or after this call).
-    pub(crate) async fn failed(&self) {
-        self.wake.notified().await
     }
 }
 
@@ -75,10 +66,19 @@ pub(crate) struct RegisterConnectionCallback {
     pub callback: Box<dyn ConnectionCallback + Send + 'static>,
 }
 
+/// warren: a command for one channel's dispatcher, which the reader owns.
+pub(crate) struct ChannelCommand {
+    pub channel_id: AmqpChannelId,
+    /// Which opening of `channel_id` the command is for (see the channel's `serial`).
+    pub serial: u64,
+    pub command: crate::api::channel::DispatcherManagementCommand,
+}
+
 pub(crate) enum ConnManagementCommand {
     RegisterChannelResource(RegisterChannelResource),
-    DeregisterChannelResource(AmqpChannelId),
 
     RegisterResponder(RegisterResponder),
     RegisterConnectionCallback(RegisterConnectionCallback),
+    /// warren: a command for a channel's dispatcher
+    Channel(ChannelCommand),
 }

@@ -11,6 +11,7 @@ use tokio::{
 use tracing::{debug, error, info, trace, warn};
 
 use crate::{
+    api::channel::Next,
     api::{callbacks::ConnectionCallback, connection::Connection},
     frame::{CloseOk, Frame, DEFAULT_CONN_CHANNEL},
 };
@@ -118,10 +119,19 @@ impl ReaderHandler {
             // warren: a reply nobody asked for is a protocol error; a reply whose caller
             // stopped waiting (its own timeout) is dropped, not a reason to end the connection.
             Frame::OpenChannelOk(method_header, open_channel_ok) => {
-                let responder = self
+                let resource = self
                     .channel_manager
-                    .remove_responder(&channel_id, method_header)
+                    .get_mut(&channel_id)
                     .ok_or_else(|| unasked("channel.open-ok", channel_id))?;
+                let responder = resource
+                    .responders
+                    .remove(method_header)
+                    .ok_or_else(|| unasked("channel.open-ok", channel_id))?;
+                // warren: the channel is open from here on, whether or not its opener
+                // still waits (a handle dropped later closes it again)
+                if let Some(dispatcher) = &resource.dispatcher {
+                    dispatcher.set_opened();
+                }
                 let _ = responder.send(open_channel_ok.into_frame());
                 Ok(())
             }
@@ -214,23 +224,32 @@ impl ReaderHandler {
                 let _ = responder.send(update_secret_ok.into_frame());
                 Ok(())
             }
-            // dispatch other frames to channel dispatcher
+            // warren: the channel's dispatcher handles every other frame here, in the
+            // reader's turn (no task of its own to wake)
             _ => {
-                let dispatcher = self.channel_manager.get_dispatcher(&channel_id);
-                match dispatcher {
-                    Some(dispatcher) => {
-                        // warren: a dispatcher that already ended (its channel is closing)
-                        // drops the frame; the connection goes on.
-                        let _ = dispatcher.send(frame);
-                        Ok(())
-                    }
-                    // warren: was unreachable!, which killed the reader with no shutdown
-                    // signal and left the connection hanging.
-                    None => Err(Error::Protocol(format!(
+                // warren: a frame for a channel that is not open was unreachable!, which
+                // killed the reader with no shutdown signal and left the connection hanging.
+                let Some(resource) = self.channel_manager.get_mut(&channel_id) else {
+                    return Err(Error::Protocol(format!(
                         "{} on channel {channel_id}, which is not open",
                         frame_name(&frame)
-                    ))),
+                    )));
+                };
+                // channel 0 is the connection's: no channel-level frame is for it
+                let Some(dispatcher) = resource.dispatcher.as_mut() else {
+                    return Err(Error::Protocol(format!(
+                        "{} on channel {channel_id}, which is not open",
+                        frame_name(&frame)
+                    )));
+                };
+                let next = dispatcher
+                    .handle_frame(frame, &mut resource.responders, &self.outgoing_tx)
+                    .await
+                    .map_err(Error::Protocol)?;
+                if next == Next::Closed {
+                    self.channel_manager.remove_resource(&channel_id);
                 }
+                Ok(())
             }
         }
     }
@@ -240,11 +259,6 @@ impl ReaderHandler {
         // warren: 0 means no heartbeats at all (both sides said 0): no deadline then,
         // instead of a deadline that has always passed.
         let max_interval: u64 = heartbeat.into();
-        let failure = self.amqp_connection.failure();
-        // One wake-up future for the whole loop: a new one each turn registered and
-        // removed a waiter under a lock every time the reader waited for bytes.
-        let failed = failure.failed();
-        tokio::pin!(failed);
         let max_wait = time::Duration::from_secs(max_interval);
         // warren: one deadline timer for the whole loop. A new sleep each turn put a timer
         // into the runtime's wheel and took it out again for every frame read; now a frame
@@ -280,10 +294,8 @@ impl ReaderHandler {
                             debug!("register channel resource on connection {}", self.amqp_connection);
 
                         },
-                        ConnManagementCommand::DeregisterChannelResource(channel_id) => {
-                            self.channel_manager.remove_resource(&channel_id);
-                            #[cfg(feature="traces")]
-                            debug!("deregister channel {} from connection {}", channel_id, self.amqp_connection);
+                        ConnManagementCommand::Channel(cmd) => {
+                            self.channel_manager.command(cmd);
                         },
                         ConnManagementCommand::RegisterResponder(cmd) => {
                             self.channel_manager.insert_responder(&cmd.channel_id, cmd.method_header, cmd.responder);
@@ -335,11 +347,6 @@ impl ReaderHandler {
                         },
                     }
                 }
-                // warren: a channel's dispatcher found a protocol error
-                _ = &mut failed => {
-                    is_network_failure = true;
-                    break;
-                }
                 () = &mut deadline, if max_interval > 0 => {
                     // heartbeat deadline is updated whenever any frame received
                     // in normal case, expiration is always in the future due to received frame or heartbeats.
@@ -371,6 +378,9 @@ impl ReaderHandler {
             #[cfg(feature = "traces")]
             error!("failed to notify shutdown for {}", self.amqp_connection);
         }
+        // warren: every channel ends with its connection; their callbacks and consumers'
+        // queues are dropped with `self`
+        self.channel_manager.close_all();
         // `self` will drop, so the `self.shutdown_notifier`
         // all tasks which have `subscribed` to `shutdown_notifier` will be notified
     }

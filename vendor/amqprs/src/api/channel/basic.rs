@@ -711,13 +711,14 @@ impl Channel {
         consumer_tag: String,
         consumer_tx: mpsc::UnboundedSender<ConsumerMessage>,
     ) -> Result<()> {
-        self.shared.dispatcher_mgmt_tx.send(
-            DispatcherManagementCommand::RegisterContentConsumer(RegisterContentConsumer {
-                consumer_tag,
-                consumer_tx,
-            }),
-        )?;
-        Ok(())
+        self.shared
+            .command(DispatcherManagementCommand::RegisterContentConsumer(
+                RegisterContentConsumer {
+                    consumer_tag,
+                    consumer_tx,
+                },
+            ))
+            .await
     }
 
     /// See [AMQP_0-9-1 Reference](https://github.com/rabbitmq/amqp-0.9.1-spec/blob/main/docs/amqp-0-9-1-reference.md#basic.ack)
@@ -854,8 +855,8 @@ impl Channel {
         let consumer_tag2 = consumer_tag.clone();
         let cmd = DeregisterContentConsumer { consumer_tag };
         self.shared
-            .dispatcher_mgmt_tx
-            .send(DispatcherManagementCommand::DeregisterContentConsumer(cmd))?;
+            .command(DispatcherManagementCommand::DeregisterContentConsumer(cmd))
+            .await?;
         Ok(consumer_tag2)
     }
 
@@ -871,9 +872,11 @@ impl Channel {
 
         let (tx, mut rx) = mpsc::unbounded_channel();
         let command = RegisterGetContentResponder { tx };
-        self.shared.dispatcher_mgmt_tx.send(
-            DispatcherManagementCommand::RegisterGetContentResponder(command),
-        )?;
+        self.shared
+            .command(DispatcherManagementCommand::RegisterGetContentResponder(
+                command,
+            ))
+            .await?;
 
         self.shared
             .outgoing_tx

@@ -1,43 +1,63 @@
+//! warren: a channel's incoming frames, handled where they are read.
+//!
+//! Upstream gave each channel a task of its own: the connection's reader sent it every
+//! frame through a queue, and it put deliveries together and passed them on to the
+//! consumer's queue. That was one more task wake-up and queue hop for every delivery
+//! and every confirm. Now each open channel has a [`ChannelDispatcher`] that the reader
+//! owns and drives directly: a delivery goes from the socket to its consumer's queue
+//! in the reader's own turn, and confirms reach the channel's callback there too.
+//!
+//! Channel callbacks therefore run on the connection's reader task, like connection
+//! callbacks always did: they must not wait for anything that needs this connection.
+
 use std::collections::{HashMap, VecDeque};
 
+use amqp_serde::types::AmqpChannelId;
 use tokio::{
     sync::{mpsc, oneshot},
-    task::yield_now,
     time,
 };
 
 use crate::{
     api::{callbacks::ChannelCallback, channel::ReturnMessage},
     frame::{CancelOk, CloseChannelOk, ContentBody, FlowOk, Frame, MethodHeader},
-    net::IncomingMessage,
-    BasicProperties, Return,
+    net::{IncomingMessage, OutgoingMessage},
 };
 #[cfg(feature = "traces")]
-use tracing::{debug, error, info, trace};
+use tracing::{debug, error, info};
 
 use super::{Channel, ConsumerMessage, DispatcherManagementCommand, GetOkMessage};
-use crate::net::ConnManagementCommand;
 
-/// Assumption:
-/// Depends on total number of consumers per channel, a reasonable value
-/// should be selected. Assume most cases, searching expiry consumers
-/// every `10` seconds does not impact performance
-const CONSUMER_PURGE_INTERVAL: time::Duration = time::Duration::from_secs(10);
-
-/// Assumption:
-/// Consumer is expected to be registered right after `consume/consume-ok` handshake is done
-/// which can't take longer than `5` seconds.
-/// After consumer is canceled, all on-the-fly messages should be received within `5` seconds
+/// How long deliveries for a consumer tag nobody has registered are kept: a consumer is
+/// registered right after its consume/consume-ok handshake, and after a consumer is
+/// cancelled, the deliveries still on their way arrive well within this time.
 const CONSUMER_EXPIRY_PERIOD: time::Duration = time::Duration::from_secs(5);
 
-/// Resource for handling consumer messages.
+/// Queues a reply the protocol asks of the client for the connection's writer. The
+/// reader must never wait for the writer: a writer stuck on a peer that reads nothing,
+/// with its queue full, would stop the reader, and with it the heartbeat check that ends
+/// such a connection. A full queue hands the reply to a task of its own; a writer that is
+/// gone drops it.
+fn reply(outgoing: &mpsc::Sender<OutgoingMessage>, message: OutgoingMessage) {
+    if let Err(mpsc::error::TrySendError::Full(message)) = outgoing.try_send(message) {
+        let outgoing = outgoing.clone();
+        tokio::spawn(async move {
+            let _ = outgoing.send(message).await;
+        });
+    }
+}
+
+/// The responders of a channel's synchronous requests, by the reply they wait for.
+pub(crate) type Responders = HashMap<&'static MethodHeader, oneshot::Sender<IncomingMessage>>;
+
+/// Deliveries for one consumer tag.
 struct ConsumerResource {
-    /// FIFO buffer for a delivery = `deliver + content`.
+    /// Deliveries that arrived before the consumer was registered, oldest first.
     fifo: VecDeque<ConsumerMessage>,
-    /// tx channel to forward a delivery to a consumer task.
-    /// dispatcher task holds the tx half, and the consumer task holds the rx half.
+    /// Where the consumer takes its deliveries, once registered.
     tx: Option<mpsc::UnboundedSender<ConsumerMessage>>,
-    /// expiry time of fifo buffer
+    /// When the buffered deliveries are dropped if nobody registers; `None` once
+    /// registered.
     expiration: Option<time::Instant>,
 }
 
@@ -50,174 +70,349 @@ impl ConsumerResource {
         }
     }
 
-    fn register_tx(
-        &mut self,
-        tx: mpsc::UnboundedSender<ConsumerMessage>,
-    ) -> Option<mpsc::UnboundedSender<ConsumerMessage>> {
-        // once consumer's tx half is registered, clear the expiry timer
-        self.expiration.take();
-        self.tx.replace(tx)
-    }
-
-    fn get_tx(&self) -> Option<&mpsc::UnboundedSender<ConsumerMessage>> {
-        self.tx.as_ref()
-    }
-
-    fn get_expiration(&self) -> Option<&time::Instant> {
-        self.expiration.as_ref()
-    }
-
-    fn push_message(&mut self, message: ConsumerMessage) {
-        self.fifo.push_back(message);
-    }
-
-    fn pop_message(&mut self) -> Option<ConsumerMessage> {
-        self.fifo.pop_front()
+    /// Registers the consumer and hands it what was buffered for it.
+    fn register_tx(&mut self, tx: mpsc::UnboundedSender<ConsumerMessage>) {
+        self.expiration = None;
+        while let Some(message) = self.fifo.pop_front() {
+            let _ = tx.send(message);
+        }
+        self.tx = Some(tx);
     }
 }
 
+/// Where a channel is in the sequence of a message's frames.
 enum State {
     Initial,
     Deliver,
     GetOk,
-    GetEmpty,
     Return,
 }
 
-/// Dispatcher for a channel.
-///
-/// Each channel will spawn a dispatcher.
-/// It handles channel level callbacks, incoming messages and registration commands.
-/// It also dispatch messages to consumers.
+/// What the reader does with a channel after one of its frames.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// The channel stays open.
+    Open,
+    /// The channel is closed: the reader removes it and frees its id.
+    Closed,
+}
+
+/// The messages being put together from a method frame and its content frames.
+struct ContentBuffers {
+    message: ConsumerMessage,
+    ret: ReturnMessage,
+    getok: GetOkMessage,
+}
+
+impl ContentBuffers {
+    fn new() -> Self {
+        Self {
+            message: ConsumerMessage {
+                deliver: None,
+                basic_properties: None,
+                content: None,
+                remaining: 0,
+            },
+            ret: ReturnMessage {
+                ret: None,
+                basic_properties: None,
+                content: None,
+                remaining: 0,
+            },
+            getok: GetOkMessage {
+                content: None,
+                remaining: 0,
+            },
+        }
+    }
+}
+
+/// One open channel's handling of what the server sends on it: deliveries put together
+/// and passed to their consumers, basic.get replies, returns, confirms and the server's
+/// requests passed to the channel's callback, and replies to synchronous requests
+/// passed to whoever waits for them.
 pub(crate) struct ChannelDispatcher {
-    channel: Channel,
-    dispatcher_rx: mpsc::UnboundedReceiver<IncomingMessage>,
-    dispatcher_mgmt_rx: mpsc::UnboundedReceiver<DispatcherManagementCommand>,
+    channel_id: AmqpChannelId,
+    /// The channel's handle, for its callback and its open flag; attached right after
+    /// the channel is made, before the server can send anything on it.
+    channel: Option<Channel>,
     consumer_resources: HashMap<String, ConsumerResource>,
     get_content_responder: Option<mpsc::UnboundedSender<IncomingMessage>>,
-    responders: HashMap<&'static MethodHeader, oneshot::Sender<IncomingMessage>>,
     callback: Option<Box<dyn ChannelCallback + Send + 'static>>,
     state: State,
+    buffers: ContentBuffers,
+    /// The server closed the channel while our own close was on its way: its close-ok
+    /// to ours is still to come, and the channel stays known until then.
+    closing_both_ways: bool,
 }
-/////////////////////////////////////////////////////////////////////////////
+
 impl ChannelDispatcher {
-    pub(crate) fn new(
-        channel: Channel,
-        dispatcher_rx: mpsc::UnboundedReceiver<IncomingMessage>,
-        dispatcher_mgmt_rx: mpsc::UnboundedReceiver<DispatcherManagementCommand>,
-    ) -> Self {
+    /// A dispatcher for a channel being opened; the reader assigns its id.
+    pub(crate) fn new() -> Self {
         Self {
-            channel,
-            dispatcher_rx,
-            dispatcher_mgmt_rx,
+            channel_id: 0,
+            channel: None,
             consumer_resources: HashMap::new(),
             get_content_responder: None,
-            responders: HashMap::new(),
             callback: None,
             state: State::Initial,
+            buffers: ContentBuffers::new(),
+            closing_both_ways: false,
         }
     }
 
-    /// Return the consumer resource if it always exists, otherwise create new one.
-    fn get_or_new_consumer_resource(
+    /// Records the channel's id, once the reader allocated it.
+    pub(crate) fn assign_id(&mut self, channel_id: AmqpChannelId) {
+        self.channel_id = channel_id;
+    }
+
+    /// Marks the channel open, once the server's channel.open-ok arrived.
+    pub(crate) fn set_opened(&self) {
+        if let Some(channel) = &self.channel {
+            channel.set_is_open(true);
+        }
+    }
+
+    /// Marks the channel closed, for everyone holding its handle.
+    pub(crate) fn set_closed(&self) {
+        if let Some(channel) = &self.channel {
+            channel.set_is_open(false);
+        }
+    }
+
+    /// Carries out a command from the channel's handle.
+    pub(crate) fn command(
         &mut self,
-        consumer_tag: &str,
-    ) -> Option<&mut ConsumerResource> {
-        // warren: no String allocated per delivery for the lookup (entry() would), and no
-        // unwrap(): the resource is inserted when missing, then looked up.
+        command: DispatcherManagementCommand,
+        responders: &mut Responders,
+    ) {
+        match command {
+            DispatcherManagementCommand::Attach(channel) => {
+                self.channel = Some(channel);
+            }
+            DispatcherManagementCommand::RegisterContentConsumer(cmd) => {
+                #[cfg(feature = "traces")]
+                info!("register consumer {}", cmd.consumer_tag);
+                self.consumer_resource(&cmd.consumer_tag)
+                    .register_tx(cmd.consumer_tx);
+            }
+            DispatcherManagementCommand::DeregisterContentConsumer(cmd) => {
+                self.consumer_resources.remove(&cmd.consumer_tag);
+            }
+            DispatcherManagementCommand::RegisterGetContentResponder(cmd) => {
+                self.get_content_responder = Some(cmd.tx);
+            }
+            DispatcherManagementCommand::RegisterOneshotResponder(cmd) => {
+                responders.insert(cmd.method_header, cmd.responder);
+                // the caller may have stopped waiting
+                let _ = cmd.acker.send(());
+            }
+            DispatcherManagementCommand::RegisterChannelCallback(cmd) => {
+                self.callback = Some(cmd.callback);
+            }
+        }
+    }
+
+    /// The resource for `consumer_tag`, made (buffering, with an expiry) when missing.
+    /// Making one first drops the resources whose expiry passed, so deliveries for a
+    /// consumer that is never registered (or that arrive after it was cancelled) are
+    /// kept for a while, not for the channel's whole life.
+    fn consumer_resource(&mut self, consumer_tag: &str) -> &mut ConsumerResource {
         if !self.consumer_resources.contains_key(consumer_tag) {
+            let now = time::Instant::now();
+            self.consumer_resources
+                .retain(|_, resource| resource.expiration.map_or(true, |at| at > now));
             self.consumer_resources
                 .insert(consumer_tag.to_string(), ConsumerResource::new());
         }
-        self.consumer_resources.get_mut(consumer_tag)
+        // no String allocated per delivery for the lookup (entry() would)
+        self.consumer_resources
+            .get_mut(consumer_tag)
+            .expect("inserted above when missing")
     }
 
-    /// purge expired consumer resource
-    fn purge_consumer_resource(&mut self) {
-        // find all resources that are expired
-        let purge_keys: Vec<String> = self
-            .consumer_resources
-            .iter()
-            .filter_map(|(k, v)| {
-                if let Some(expiration) = v.get_expiration() {
-                    if expiration < &time::Instant::now() {
-                        return Some(k.clone());
-                    }
-                }
-                None
-            })
-            .collect();
-
-        // purge expired resources
-        for key in purge_keys {
-            self.consumer_resources.remove(&key);
-            #[cfg(feature = "traces")]
-            debug!(
-                "purge stale consumer resource {} on channel {}",
-                key, self.channel
-            );
-        }
-    }
-    /// Remove the consumer resource.
-    ///
-    /// Becuase the tx channel will drop, the consumer task will also exit.
-    fn remove_consumer_resource(&mut self, consumer_tag: &String) -> Option<ConsumerResource> {
-        self.consumer_resources.remove(consumer_tag)
-    }
-
-    async fn forward_deliver(&mut self, consumer_message: ConsumerMessage) {
-        // warren: a message is only finished with its deliver method in it
-        let Some(deliver) = consumer_message.deliver.as_ref() else {
+    /// Hands a whole delivery to its consumer, or buffers it until the consumer is
+    /// registered.
+    fn forward_deliver(&mut self, message: ConsumerMessage) {
+        let Some(deliver) = message.deliver.as_ref() else {
             return;
         };
-        let consumer_tag = deliver.consumer_tag().clone();
-        let Some(consumer) = self.get_or_new_consumer_resource(&consumer_tag) else {
-            return;
-        };
-        match consumer.get_tx() {
-            Some(consumer_tx) => {
-                if (consumer_tx.send(consumer_message)).is_err() {
+        // the tag is looked up by reference; only a tag seen for the first time is copied
+        let resource = self.consumer_resource(deliver.consumer_tag());
+        match &resource.tx {
+            Some(tx) => {
+                if tx.send(message).is_err() {
                     #[cfg(feature = "traces")]
                     error!(
-                        "failed to dispatch message to consumer {} on channel {}",
-                        consumer_tag, self.channel
+                        "a delivery for a consumer that is gone, channel {}",
+                        self.channel_id
                     );
                 }
             }
             None => {
                 #[cfg(feature = "traces")]
-                debug!("can't find consumer {}, message is buffered", consumer_tag);
-                consumer.push_message(consumer_message);
-                // try to yield for expected consumer registration command,
-                // it might reduceas buffering
-                yield_now().await;
+                debug!("a delivery for a consumer not registered yet is buffered");
+                resource.fifo.push_back(message);
             }
-        };
-    }
-
-    async fn handle_return(
-        &mut self,
-        ret: Return,
-        basic_properties: BasicProperties,
-        content: Vec<u8>,
-    ) {
-        if let Some(ref mut cb) = self.callback {
-            cb.publish_return(&self.channel, ret, basic_properties, content)
-                .await;
-        } else {
-            #[cfg(feature = "traces")]
-            error!("callback not registered on channel {}", self.channel);
         }
     }
-    /// warren: a delivery, get-ok or return starts a message whose content header and
-    /// body frames follow; everything out of that order is the peer's protocol error
-    /// (the original panicked on it with unwrap and unreachable!).
-    async fn handle_content(
+
+    /// Handles one frame the server sent on this channel. Sends the replies the
+    /// protocol asks of the client (channel.close-ok, flow-ok, cancel-ok) through
+    /// `outgoing`. An error is the server's protocol error, which ends the connection.
+    pub(crate) async fn handle_frame(
         &mut self,
         frame: Frame,
-        buffers: &mut ContentBuffers,
-    ) -> Result<(), String> {
-        let channel_id = self.channel.channel_id();
+        responders: &mut Responders,
+        outgoing: &mpsc::Sender<OutgoingMessage>,
+    ) -> Result<Next, String> {
+        let channel_id = self.channel_id;
+        match frame {
+            // the reply to our channel.close
+            Frame::CloseChannelOk(method_header, close_channel_ok) => {
+                self.set_closed();
+                match responders.remove(method_header) {
+                    // the closer may have stopped waiting; the channel is closed all the same
+                    Some(responder) => {
+                        let _ = responder.send(close_channel_ok.into_frame());
+                        Ok(Next::Closed)
+                    }
+                    None if self.closing_both_ways => Ok(Next::Closed),
+                    None => Err(format!(
+                        "channel.close-ok on channel {channel_id}, which nobody was closing"
+                    )),
+                }
+            }
+            // the server closes the channel
+            Frame::CloseChannel(_, close_channel) => {
+                if let (Some(cb), Some(channel)) = (self.callback.as_mut(), self.channel.as_ref()) {
+                    if let Err(_err) = cb.close(channel, close_channel).await {
+                        #[cfg(feature = "traces")]
+                        error!(
+                            "close callback returns error on channel {channel_id}, cause: {_err}"
+                        );
+                        // no reply to the server then
+                        self.set_closed();
+                        return Ok(Next::Closed);
+                    }
+                }
+                self.set_closed();
+                reply(outgoing, (channel_id, CloseChannelOk.into_frame()));
+                // Our own close crossed the server's: the server answers it with a
+                // close-ok, which must still find the channel. Whoever waits for it
+                // learns now that the channel is closed.
+                if let Some(responder) = responders.remove(CloseChannelOk::header()) {
+                    let _ = responder.send(CloseChannelOk.into_frame());
+                    self.closing_both_ways = true;
+                    return Ok(Next::Open);
+                }
+                Ok(Next::Closed)
+            }
+            // the method frames followed by content frames
+            frame @ (Frame::GetEmpty(..)
+            | Frame::GetOk(..)
+            | Frame::Return(..)
+            | Frame::Deliver(..)
+            | Frame::ContentHeader(..)
+            | Frame::ContentBody(..)) => {
+                self.handle_content(frame).await?;
+                Ok(Next::Open)
+            }
+            // replies to synchronous requests
+            Frame::FlowOk(method_header, _)
+            | Frame::DeclareOk(method_header, _)
+            | Frame::DeleteOk(method_header, _)
+            | Frame::BindOk(method_header, _)
+            | Frame::UnbindOk(method_header, _)
+            | Frame::DeclareQueueOk(method_header, _)
+            | Frame::BindQueueOk(method_header, _)
+            | Frame::PurgeQueueOk(method_header, _)
+            | Frame::DeleteQueueOk(method_header, _)
+            | Frame::UnbindQueueOk(method_header, _)
+            | Frame::QosOk(method_header, _)
+            | Frame::ConsumeOk(method_header, _)
+            | Frame::CancelOk(method_header, _)
+            | Frame::RecoverOk(method_header, _)
+            | Frame::SelectOk(method_header, _)
+            | Frame::TxSelectOk(method_header, _)
+            | Frame::TxCommitOk(method_header, _)
+            | Frame::TxRollbackOk(method_header, _) => match responders.remove(method_header) {
+                // the caller may have stopped waiting
+                Some(responder) => {
+                    let _ = responder.send(frame);
+                    Ok(Next::Open)
+                }
+                // after the server's close, a reply to a request that crossed it is dropped
+                None if self.closing_both_ways => Ok(Next::Open),
+                None => Err(format!(
+                    "{} on channel {channel_id}, which nobody asked for",
+                    crate::net::frame_name(&frame)
+                )),
+            },
+            // the server's requests
+            Frame::Flow(_, flow) => {
+                if let (Some(cb), Some(channel)) = (self.callback.as_mut(), self.channel.as_ref()) {
+                    match cb.flow(channel, flow.active).await {
+                        Ok(active) => {
+                            reply(outgoing, (channel_id, FlowOk::new(active).into_frame()))
+                        }
+                        Err(_err) => {
+                            #[cfg(feature = "traces")]
+                            error!("flow callback error on channel {channel_id}, cause: '{_err}'.");
+                        }
+                    }
+                }
+                Ok(Next::Open)
+            }
+            Frame::Cancel(_, cancel) => {
+                if let (Some(cb), Some(channel)) = (self.callback.as_mut(), self.channel.as_ref()) {
+                    let consumer_tag = cancel.consumer_tag().clone();
+                    let no_wait = cancel.no_wait();
+                    match cb.cancel(channel, cancel).await {
+                        Ok(()) => {
+                            // the consumer's queue ends with its resource
+                            self.consumer_resources.remove(&consumer_tag);
+                            if !no_wait {
+                                if let Ok(tag) = consumer_tag.try_into() {
+                                    reply(outgoing, (channel_id, CancelOk::new(tag).into_frame()));
+                                }
+                            }
+                        }
+                        Err(_err) => {
+                            #[cfg(feature = "traces")]
+                            error!(
+                                "cancel callback error on channel {channel_id}, cause: '{_err}'."
+                            );
+                        }
+                    }
+                }
+                Ok(Next::Open)
+            }
+            // publisher confirms
+            Frame::Ack(_, ack) => {
+                if let (Some(cb), Some(channel)) = (self.callback.as_mut(), self.channel.as_ref()) {
+                    cb.publish_ack(channel, ack).await;
+                }
+                Ok(Next::Open)
+            }
+            Frame::Nack(_, nack) => {
+                if let (Some(cb), Some(channel)) = (self.callback.as_mut(), self.channel.as_ref()) {
+                    cb.publish_nack(channel, nack).await;
+                }
+                Ok(Next::Open)
+            }
+            other => Err(format!(
+                "{} on channel {channel_id}, which a client never receives",
+                crate::net::frame_name(&other)
+            )),
+        }
+    }
+
+    /// A delivery, get-ok or return starts a message whose content header and body
+    /// frames follow; everything out of that order is the peer's protocol error.
+    async fn handle_content(&mut self, frame: Frame) -> Result<(), String> {
+        let channel_id = self.channel_id;
+        let buffers = &mut self.buffers;
         match frame {
             Frame::GetEmpty(_, get_empty) => {
                 if !matches!(self.state, State::Initial) {
@@ -267,23 +462,24 @@ impl ChannelDispatcher {
                         header.common.body_size
                     )
                 })?;
+                let capacity = body_size.min(1 << 20);
                 match self.state {
                     State::Deliver if buffers.message.content.is_none() => {
                         buffers.message.remaining = body_size;
                         buffers.message.basic_properties = Some(header.basic_properties);
-                        buffers.message.content = Some(Vec::with_capacity(body_size.min(1 << 20)));
+                        buffers.message.content = Some(Vec::with_capacity(capacity));
                     }
                     State::GetOk if buffers.getok.content.is_none() => {
                         if let Some(responder) = self.get_content_responder.as_ref() {
                             let _ = responder.send(header.into_frame());
                         }
                         buffers.getok.remaining = body_size;
-                        buffers.getok.content = Some(Vec::with_capacity(body_size.min(1 << 20)));
+                        buffers.getok.content = Some(Vec::with_capacity(capacity));
                     }
                     State::Return if buffers.ret.content.is_none() => {
                         buffers.ret.remaining = body_size;
                         buffers.ret.basic_properties = Some(header.basic_properties);
-                        buffers.ret.content = Some(Vec::with_capacity(body_size.min(1 << 20)));
+                        buffers.ret.content = Some(Vec::with_capacity(capacity));
                     }
                     _ => {
                         return Err(format!(
@@ -291,7 +487,7 @@ impl ChannelDispatcher {
                         ))
                     }
                 }
-                self.finish_content(buffers).await;
+                self.finish_content().await;
             }
             Frame::ContentBody(body) => {
                 let (content, remaining) = match self.state {
@@ -301,7 +497,7 @@ impl ChannelDispatcher {
                     ),
                     State::GetOk => (buffers.getok.content.as_mut(), &mut buffers.getok.remaining),
                     State::Return => (buffers.ret.content.as_mut(), &mut buffers.ret.remaining),
-                    State::Initial | State::GetEmpty => (None, &mut buffers.message.remaining),
+                    State::Initial => (None, &mut buffers.message.remaining),
                 };
                 let Some(content) = content else {
                     return Err(format!(
@@ -317,7 +513,7 @@ impl ChannelDispatcher {
                 }
                 content.extend_from_slice(&body.inner);
                 *remaining -= body.inner.len();
-                self.finish_content(buffers).await;
+                self.finish_content().await;
             }
             other => {
                 return Err(format!(
@@ -329,21 +525,22 @@ impl ChannelDispatcher {
         Ok(())
     }
 
-    /// warren: hands a message on once its header and every byte of its body are in,
-    /// and waits for the next one.
-    async fn finish_content(&mut self, buffers: &mut ContentBuffers) {
+    /// Hands a message on once its header and every byte of its body are in, and waits
+    /// for the next one.
+    async fn finish_content(&mut self) {
+        let buffers = &mut self.buffers;
         match self.state {
             State::Deliver
                 if buffers.message.content.is_some() && buffers.message.remaining == 0 =>
             {
-                let consumer_message = ConsumerMessage {
+                let message = ConsumerMessage {
                     deliver: buffers.message.deliver.take(),
                     basic_properties: buffers.message.basic_properties.take(),
                     content: buffers.message.content.take(),
                     remaining: 0,
                 };
                 self.state = State::Initial;
-                self.forward_deliver(consumer_message).await;
+                self.forward_deliver(message);
             }
             State::GetOk if buffers.getok.content.is_some() && buffers.getok.remaining == 0 => {
                 let content = buffers.getok.content.take().unwrap_or_default();
@@ -355,397 +552,310 @@ impl ChannelDispatcher {
             State::Return if buffers.ret.content.is_some() && buffers.ret.remaining == 0 => {
                 let content = buffers.ret.content.take().unwrap_or_default();
                 let properties = buffers.ret.basic_properties.take().unwrap_or_default();
+                let ret = buffers.ret.ret.take();
                 self.state = State::Initial;
-                if let Some(ret) = buffers.ret.ret.take() {
-                    self.handle_return(ret, properties, content).await;
+                if let (Some(ret), Some(cb), Some(channel)) =
+                    (ret, self.callback.as_mut(), self.channel.as_ref())
+                {
+                    cb.publish_return(channel, ret, properties, content).await;
                 }
             }
             _ => {}
         }
     }
-
-    /// Spawn dispatcher task.
-    pub(in crate::api) async fn spawn(mut self) {
-        tokio::spawn(async move {
-            let mut buffers = ContentBuffers {
-                // aggregation buffer for `deliver + content` messages to a consumer
-                message: ConsumerMessage {
-                    deliver: None,
-                    basic_properties: None,
-                    content: None,
-                    remaining: 0,
-                },
-                // buffer for `return + content` messages due to publish failure.
-                ret: ReturnMessage {
-                    ret: None,
-                    basic_properties: None,
-                    content: None,
-                    remaining: 0,
-                },
-                // buffer for `getok + content` messages
-                getok: GetOkMessage {
-                    content: None,
-                    remaining: 0,
-                },
-            };
-
-            #[cfg(feature = "traces")]
-            trace!("starts up dispatcher task of channel {}", self.channel);
-
-            let mut purge_timer = time::interval(CONSUMER_PURGE_INTERVAL);
-            purge_timer.tick().await;
-            // warren: the protocol error that ends this channel's connection, if any
-            let mut protocol_error: Option<String> = None;
-            // main loop of dispatcher
-            loop {
-                tokio::select! {
-                    biased;
-
-                    command = self.dispatcher_mgmt_rx.recv() => {
-                        // warren: was unreachable!; with no way left to command this
-                        // dispatcher, it ends
-                        let Some(cmd) = command else { break };
-                        // handle command
-                        match cmd {
-                            DispatcherManagementCommand::RegisterContentConsumer(cmd) => {
-                                #[cfg(feature="traces")]
-                                info!("register consumer {}", cmd.consumer_tag);
-                                if let Some(consumer) = self.get_or_new_consumer_resource(&cmd.consumer_tag) {
-                                    consumer.register_tx(cmd.consumer_tx);
-                                    // forward buffered messages
-                                    while let Some(msg) = consumer.pop_message() {
-                                        if let Some(tx) = consumer.get_tx() {
-                                            let _ = tx.send(msg);
-                                        }
-                                    }
-                                }
-                            },
-                            DispatcherManagementCommand::DeregisterContentConsumer(cmd) => {
-                                if let Some(_consumer) = self.remove_consumer_resource(&cmd.consumer_tag) {
-                                    #[cfg(feature="traces")]
-                                    info!("deregister consumer {}, total buffered messages: {}",
-                                        cmd.consumer_tag, _consumer.fifo.len()
-                                    );
-                                }
-                            },
-                            DispatcherManagementCommand::RegisterGetContentResponder(cmd) => {
-                                self.get_content_responder.replace(cmd.tx);
-                            }
-                            DispatcherManagementCommand::RegisterOneshotResponder(cmd) => {
-                                self.responders.insert(cmd.method_header, cmd.responder);
-                                // warren: the caller may have stopped waiting
-                                let _ = cmd.acker.send(());
-                            }
-                            DispatcherManagementCommand::RegisterChannelCallback(cmd) => {
-                                self.callback.replace(cmd.callback);
-                                #[cfg(feature="traces")]
-                                debug!("callback registered on channel {}", self.channel);
-                            }
-                        }
-                    }
-                    // only one tx half held by connection handler, once the tx half dorp
-                    // it will return `None`, so exit the dispatcher
-                    message = self.dispatcher_rx.recv() => {
-                        let Some(frame) = message else {
-                            #[cfg(feature="traces")]
-                            debug!("dispatcher mpsc channel closed, channel {}", self.channel);
-                            break;
-                        };
-                        let channel_id = self.channel.channel_id();
-                        match frame {
-                            ////////////////////////////////////////////////
-                            // frames for closing channel
-                            // channel.close-ok response from server
-                            Frame::CloseChannelOk(method_header, close_channel_ok) => {
-                                self.channel.set_is_open(false);
-                                match self.responders.remove(method_header) {
-                                    // warren: the closer may have stopped waiting (its
-                                    // own timeout); the channel is closed all the same
-                                    Some(responder) => {
-                                        let _ = responder.send(close_channel_ok.into_frame());
-                                    }
-                                    None => {
-                                        protocol_error = Some(format!(
-                                            "channel.close-ok on channel {channel_id}, which nobody was closing"
-                                        ));
-                                    }
-                                }
-                                break;
-                            }
-                            // channel.close request from server
-                            Frame::CloseChannel(_, close_channel) => {
-                                // callback
-                                if let Some(ref mut cb) = self.callback {
-                                    if let Err(_err) = cb.close(&self.channel, close_channel).await {
-                                      #[cfg(feature="traces")]
-                                      error!("close callback returns error on channel {}, cause: {}", self.channel, _err);
-                                      // exit immediately, no response to server
-                                      break;
-                                    };
-                                } else {
-                                    #[cfg(feature="traces")]
-                                    error!("callback not registered on channel {}", self.channel);
-                                }
-                                self.channel.set_is_open(false);
-
-                                // implictly respond OK to server (warren: unless the
-                                // connection's writer is gone already)
-                                let _ = self.channel.shared.outgoing_tx
-                                    .send((channel_id, CloseChannelOk.into_frame()))
-                                    .await;
-                                break;
-                            }
-                            ////////////////////////////////////////////////
-                            // the method frames followed by content frames
-                            frame @ (Frame::GetEmpty(..)
-                            | Frame::GetOk(..)
-                            | Frame::Return(..)
-                            | Frame::Deliver(..)
-                            | Frame::ContentHeader(..)
-                            | Frame::ContentBody(..)) => {
-                                if let Err(reason) = self.handle_content(frame, &mut buffers).await {
-                                    protocol_error = Some(reason);
-                                    break;
-                                }
-                            }
-                            ////////////////////////////////////////////////
-                            // synchronous response frames
-                            Frame::FlowOk(method_header, _)
-                            // | Frame::RequestOk(method_header, _) // Deprecated
-                            | Frame::DeclareOk(method_header, _)
-                            | Frame::DeleteOk(method_header, _)
-                            | Frame::BindOk(method_header, _)
-                            | Frame::UnbindOk(method_header, _)
-                            | Frame::DeclareQueueOk(method_header, _)
-                            | Frame::BindQueueOk(method_header, _)
-                            | Frame::PurgeQueueOk(method_header, _)
-                            | Frame::DeleteQueueOk(method_header, _)
-                            | Frame::UnbindQueueOk(method_header, _)
-                            | Frame::QosOk(method_header, _)
-                            | Frame::ConsumeOk(method_header, _)
-                            | Frame::CancelOk(method_header, _)
-                            | Frame::RecoverOk(method_header, _)
-                            | Frame::SelectOk(method_header, _)
-                            | Frame::TxSelectOk(method_header, _)
-                            | Frame::TxCommitOk(method_header, _)
-                            | Frame::TxRollbackOk(method_header, _) => {
-                                // handle synchronous response
-                                match self.responders.remove(method_header) {
-                                    // warren: the caller may have stopped waiting
-                                    Some(responder) => {
-                                        let _ = responder.send(frame);
-                                    }
-                                    None => {
-                                        protocol_error = Some(format!(
-                                            "{} on channel {channel_id}, which nobody asked for",
-                                            crate::net::frame_name(&frame)
-                                        ));
-                                        break;
-                                    }
-                                }
-                            }
-                            //////////////////////////////////////////////////////////
-                            // asynchronous request frames
-                            Frame::Flow(_, flow) => {
-                                // callback
-                                if let Some(ref mut cb) = self.callback {
-                                    match cb.flow(&self.channel, flow.active).await {
-                                      Err(_err) => {
-                                        #[cfg(feature="traces")]
-                                        error!("flow callback error on channel {}, cause: '{}'.", self.channel, _err);
-                                      }
-                                      Ok(active) => {
-                                         // respond to server that we have handled the request
-                                         let _ = self.channel.shared.outgoing_tx
-                                             .send((channel_id, FlowOk::new(active).into_frame()))
-                                             .await;
-                                      }
-                                    };
-                                } else {
-                                    #[cfg(feature="traces")]
-                                    error!("callback not registered on channel {}", self.channel);
-                                }
-                            }
-                            Frame::Cancel(_, cancel) => {
-                                // callback
-                                if let Some(ref mut cb) = self.callback {
-                                    let consumer_tag = cancel.consumer_tag().clone();
-                                    let no_wait = cancel.no_wait();
-                                    match cb.cancel(&self.channel, cancel).await {
-                                      Err(_err) => {
-                                        #[cfg(feature="traces")]
-                                        error!("cancel callback error on channel {}, cause: '{}'.", self.channel, _err);
-                                      }
-                                      Ok(_) => {
-                                        self.remove_consumer_resource(&consumer_tag);
-
-                                        // respond to server that we have handled the request
-                                        if !no_wait {
-                                            if let Ok(tag) = consumer_tag.try_into() {
-                                                let _ = self.channel.shared.outgoing_tx
-                                                    .send((channel_id, CancelOk::new(tag).into_frame()))
-                                                    .await;
-                                            }
-                                        }
-                                      }
-                                    };
-                                } else {
-                                    #[cfg(feature="traces")]
-                                    error!("callback not registered on channel {}", self.channel);
-                                }
-                            }
-                            // in confirmed mode
-                            Frame::Ack(_, ack) => {
-                                if let Some(ref mut cb) = self.callback {
-                                    cb.publish_ack(&self.channel, ack).await;
-                                } else {
-                                    #[cfg(feature="traces")]
-                                    error!("callback not registered on channel {}", self.channel);
-                                }
-                            }
-                            Frame::Nack(_, nack) => {
-                                if let Some(ref mut cb) = self.callback {
-                                    cb.publish_nack(&self.channel, nack).await;
-                                } else {
-                                    #[cfg(feature="traces")]
-                                    error!("callback not registered on channel {}", self.channel);
-                                }
-                            }
-                            // warren: was unreachable!
-                            other => {
-                                protocol_error = Some(format!(
-                                    "{} on channel {channel_id}, which a client never receives",
-                                    crate::net::frame_name(&other)
-                                ));
-                                break;
-                            }
-                        }
-                    }
-                    // purge stale consumer resource
-                    _ = purge_timer.tick() => {
-                        self.purge_consumer_resource();
-                    }
-                    else => {
-                        break;
-                    }
-                }
-            }
-            self.channel.set_is_open(false);
-            if let Some(reason) = protocol_error {
-                self.channel.connection.fail(reason);
-            }
-            // warren: the dispatcher alone gives the channel's id back when it ends (the
-            // closer did, but not when it stopped waiting for close-ok, nor after the
-            // server closed the channel, so ids leaked; two releases could also free an
-            // id already handed to a new channel).
-            let _ = self
-                .channel
-                .shared
-                .conn_mgmt_tx
-                .send(ConnManagementCommand::DeregisterChannelResource(
-                    self.channel.channel_id(),
-                ))
-                .await;
-
-            #[cfg(feature = "traces")]
-            info!("exit dispatcher of channel {}", self.channel);
-        });
-    }
-}
-
-/// warren: the messages being put together from a method frame and its content frames.
-struct ContentBuffers {
-    message: ConsumerMessage,
-    ret: ReturnMessage,
-    getok: GetOkMessage,
 }
 
 #[cfg(test)]
 mod tests {
-    use tokio::time;
+    use tokio::{sync::mpsc, time};
 
+    use super::{ChannelDispatcher, Next, Responders, CONSUMER_EXPIRY_PERIOD};
     use crate::{
-        channel::{
-            BasicCancelArguments, BasicConsumeArguments, BasicPublishArguments, QueueBindArguments,
-            QueueDeclareArguments,
+        api::channel::{
+            ConsumerMessage, DispatcherManagementCommand, RegisterContentConsumer,
+            RegisterOneshotResponder,
         },
-        connection::{Connection, OpenConnectionArguments},
-        consumer::DefaultConsumer,
-        test_utils::setup_logging,
+        frame::{
+            CloseChannel, CloseChannelOk, ContentBody, ContentHeader, ContentHeaderCommon, FlowOk,
+            Frame,
+        },
+        net::OutgoingMessage,
         BasicProperties,
     };
 
-    use super::{CONSUMER_EXPIRY_PERIOD, CONSUMER_PURGE_INTERVAL};
+    /// A basic.deliver frame for `consumer_tag`, decoded from its bytes on the wire.
+    fn deliver(consumer_tag: &str, delivery_tag: u64) -> Frame {
+        let mut payload = vec![0, 60, 0, 60];
+        payload.push(consumer_tag.len() as u8);
+        payload.extend_from_slice(consumer_tag.as_bytes());
+        payload.extend_from_slice(&delivery_tag.to_be_bytes());
+        payload.push(0); // redelivered
+        payload.extend_from_slice(&[0]); // exchange ""
+        payload.extend_from_slice(&[1, b'q']); // routing key "q"
+        let mut wire = vec![1, 0, 1];
+        wire.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        wire.extend_from_slice(&payload);
+        wire.push(0xCE);
+        let (_, _, frame) = Frame::decode(&wire).unwrap().unwrap();
+        frame
+    }
+
+    fn header(body_size: u64) -> Frame {
+        ContentHeader::new(
+            ContentHeaderCommon {
+                class: 60,
+                weight: 0,
+                body_size,
+            },
+            BasicProperties::default(),
+        )
+        .into_frame()
+    }
+
+    fn body(bytes: &[u8]) -> Frame {
+        ContentBody::new(bytes.to_vec()).into_frame()
+    }
+
+    struct Fixture {
+        dispatcher: ChannelDispatcher,
+        responders: Responders,
+        outgoing_tx: mpsc::Sender<OutgoingMessage>,
+        outgoing_rx: mpsc::Receiver<OutgoingMessage>,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Self::with_writer_queue(16)
+        }
+
+        fn with_writer_queue(capacity: usize) -> Self {
+            let (outgoing_tx, outgoing_rx) = mpsc::channel(capacity);
+            let mut dispatcher = ChannelDispatcher::new();
+            dispatcher.assign_id(7);
+            Self {
+                dispatcher,
+                responders: Responders::new(),
+                outgoing_tx,
+                outgoing_rx,
+            }
+        }
+
+        async fn feed(&mut self, frame: Frame) -> Result<Next, String> {
+            self.dispatcher
+                .handle_frame(frame, &mut self.responders, &self.outgoing_tx)
+                .await
+        }
+
+        fn register(&mut self, tag: &str) -> mpsc::UnboundedReceiver<ConsumerMessage> {
+            let (consumer_tx, consumer_rx) = mpsc::unbounded_channel();
+            self.dispatcher.command(
+                DispatcherManagementCommand::RegisterContentConsumer(RegisterContentConsumer {
+                    consumer_tag: tag.to_string(),
+                    consumer_tx,
+                }),
+                &mut self.responders,
+            );
+            consumer_rx
+        }
+
+        fn await_reply(&mut self, frame: &Frame) -> tokio::sync::oneshot::Receiver<Frame> {
+            let method_header = match frame {
+                Frame::FlowOk(header, _) | Frame::CloseChannelOk(header, _) => *header,
+                other => panic!("no reply header for {other}"),
+            };
+            let (responder, responder_rx) = tokio::sync::oneshot::channel();
+            let (acker, _acker_rx) = tokio::sync::oneshot::channel();
+            self.dispatcher.command(
+                DispatcherManagementCommand::RegisterOneshotResponder(RegisterOneshotResponder {
+                    method_header,
+                    responder,
+                    acker,
+                }),
+                &mut self.responders,
+            );
+            responder_rx
+        }
+    }
+
+    fn tag_and_content(message: ConsumerMessage) -> (u64, Vec<u8>) {
+        (
+            message.deliver.unwrap().delivery_tag(),
+            message.content.unwrap(),
+        )
+    }
 
     #[tokio::test]
-    async fn test_purge_consumer_resource() {
-        setup_logging();
-
-        let args = OpenConnectionArguments::new(
-            "localhost",
-            crate::test_utils::test_port(),
-            "user",
-            "bitnami",
-        );
-        let connection = Connection::open(&args).await.unwrap();
-
-        let exchange_name = "amq.topic";
-        let routing_key = "test.purge.consumer";
-
-        let consumer_channel = connection.open_channel(None).await.unwrap();
-        let (queue_name, _, _) = consumer_channel
-            .queue_declare(QueueDeclareArguments::default())
-            .await
-            .unwrap()
-            .unwrap();
-        consumer_channel
-            .queue_bind(QueueBindArguments::new(
-                &queue_name,
-                exchange_name,
-                routing_key,
-            ))
-            .await
-            .unwrap();
-
-        // publish messages first so that messages
-        // are redelivered immediately once we start consumer
-        let pub_channel = connection.open_channel(None).await.unwrap();
-
-        for _ in 0..100 {
-            pub_channel
-                .basic_publish(
-                    BasicProperties::default(),
-                    String::from("stale message").into_bytes(),
-                    BasicPublishArguments::new(exchange_name, routing_key),
-                )
-                .await
-                .unwrap();
+    async fn a_delivery_reaches_its_consumer_whole_once_its_last_body_frame_is_in() {
+        let mut fixture = Fixture::new();
+        let mut consumer = fixture.register("c1");
+        for frame in [deliver("c1", 1), header(10), body(b"0123")] {
+            assert_eq!(fixture.feed(frame).await, Ok(Next::Open));
+            assert!(
+                consumer.try_recv().is_err(),
+                "handed on before it was whole"
+            );
         }
-        // wait for publish done
-        time::sleep(time::Duration::from_secs(1)).await;
+        assert_eq!(fixture.feed(body(b"456789")).await, Ok(Next::Open));
+        let (tag, content) = tag_and_content(consumer.try_recv().unwrap());
+        assert_eq!((tag, content.as_slice()), (1, &b"0123456789"[..]));
+        // an empty body needs no body frame
+        fixture.feed(deliver("c1", 2)).await.unwrap();
+        fixture.feed(header(0)).await.unwrap();
+        assert_eq!(tag_and_content(consumer.try_recv().unwrap()), (2, vec![]));
+    }
 
-        // start consumer with no_wait = true
-        let consumer_tag = consumer_channel
-            .basic_consume(
-                DefaultConsumer::new(false),
-                BasicConsumeArguments::new(&queue_name, "purge-tester")
-                    .no_wait(true)
-                    .finish(),
-            )
+    #[tokio::test]
+    async fn deliveries_before_the_consumer_is_registered_are_handed_over_in_order() {
+        let mut fixture = Fixture::new();
+        for tag in 1..=3 {
+            for frame in [deliver("late", tag), header(1), body(&[tag as u8])] {
+                fixture.feed(frame).await.unwrap();
+            }
+        }
+        let mut consumer = fixture.register("late");
+        fixture.feed(deliver("late", 4)).await.unwrap();
+        fixture.feed(header(1)).await.unwrap();
+        fixture.feed(body(&[4])).await.unwrap();
+        let tags: Vec<u64> = std::iter::from_fn(|| consumer.try_recv().ok())
+            .map(|message| tag_and_content(message).0)
+            .collect();
+        assert_eq!(tags, vec![1, 2, 3, 4]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deliveries_nobody_registers_for_are_dropped_after_the_expiry() {
+        let mut fixture = Fixture::new();
+        for frame in [deliver("ghost", 1), header(0)] {
+            fixture.feed(frame).await.unwrap();
+        }
+        time::advance(CONSUMER_EXPIRY_PERIOD / 2).await;
+        fixture.register("live");
+        assert_eq!(
+            fixture.dispatcher.consumer_resources.len(),
+            2,
+            "not expired yet"
+        );
+        time::advance(CONSUMER_EXPIRY_PERIOD).await;
+        for frame in [deliver("other", 2), header(0)] {
+            fixture.feed(frame).await.unwrap();
+        }
+        let mut left: Vec<&String> = fixture.dispatcher.consumer_resources.keys().collect();
+        left.sort();
+        assert_eq!(left, vec!["live", "other"], "the registered consumer stays");
+    }
+
+    #[tokio::test]
+    async fn content_out_of_place_is_the_servers_protocol_error() {
+        let cases: Vec<(Vec<Frame>, &str)> = vec![
+            (vec![body(b"x")], "content body out of place"),
+            (vec![header(1)], "content header out of place"),
+            (
+                vec![deliver("c", 1), deliver("c", 2)],
+                "deliver in the middle",
+            ),
+            (
+                vec![deliver("c", 1), header(2), body(b"xyz")],
+                "3 bytes where 2 were left",
+            ),
+            (
+                vec![deliver("c", 1), header(1), header(1)],
+                "content header out of place",
+            ),
+        ];
+        for (frames, expected) in cases {
+            let mut fixture = Fixture::new();
+            let mut result = Ok(Next::Open);
+            for frame in frames {
+                result = fixture.feed(frame).await;
+                if result.is_err() {
+                    break;
+                }
+            }
+            let error = result.unwrap_err();
+            assert!(
+                error.contains(expected),
+                "{error:?} should say {expected:?}"
+            );
+            assert!(error.contains("channel 7"), "{error:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reply_reaches_who_waits_for_it_and_an_unasked_reply_is_an_error() {
+        let mut fixture = Fixture::new();
+        let reply = FlowOk::new(true).into_frame();
+        let waiting = fixture.await_reply(&reply);
+        assert_eq!(fixture.feed(reply).await, Ok(Next::Open));
+        assert!(matches!(waiting.await, Ok(Frame::FlowOk(..))));
+        let error = fixture
+            .feed(FlowOk::new(true).into_frame())
             .await
-            .unwrap();
+            .unwrap_err();
+        assert!(error.contains("nobody asked for"), "{error}");
+    }
 
-        // immediately cancel consumer with no_wait = true
-        consumer_channel
-            .basic_cancel(
-                BasicCancelArguments::new(&consumer_tag)
-                    .no_wait(true)
-                    .finish(),
-            )
+    #[tokio::test]
+    async fn the_servers_close_is_answered_and_ends_the_channel() {
+        let mut fixture = Fixture::new();
+        let next = fixture.feed(CloseChannel::default().into_frame()).await;
+        assert_eq!(next, Ok(Next::Closed));
+        let (channel_id, answer) = fixture.outgoing_rx.try_recv().unwrap();
+        assert_eq!(channel_id, 7);
+        assert!(matches!(answer, Frame::CloseChannelOk(..)));
+        // our own close-ok without a close of ours is an error
+        let error = Fixture::new()
+            .feed(CloseChannelOk.into_frame())
             .await
-            .unwrap();
+            .unwrap_err();
+        assert!(error.contains("nobody was closing"), "{error}");
+    }
 
-        // the consumer resource should be purged within `CONSUMER_PURGE_INTERVAL + CONSUMER_EXPIRY_PERIOD`
-        time::sleep(CONSUMER_PURGE_INTERVAL + CONSUMER_EXPIRY_PERIOD).await;
+    #[tokio::test]
+    async fn a_full_writer_queue_never_stops_the_reader_and_the_reply_still_goes_out() {
+        let mut fixture = Fixture::with_writer_queue(1);
+        fixture
+            .outgoing_tx
+            .try_send((7, FlowOk::new(true).into_frame()))
+            .unwrap();
+        let next = time::timeout(
+            time::Duration::from_secs(5),
+            fixture.feed(CloseChannel::default().into_frame()),
+        )
+        .await
+        .expect("the reader waited for the writer");
+        assert_eq!(next, Ok(Next::Closed));
+        assert!(matches!(
+            fixture.outgoing_rx.recv().await,
+            Some((7, Frame::FlowOk(..)))
+        ));
+        assert!(matches!(
+            fixture.outgoing_rx.recv().await,
+            Some((7, Frame::CloseChannelOk(..)))
+        ));
+    }
+
+    #[tokio::test]
+    async fn closes_that_cross_keep_the_channel_until_the_servers_close_ok() {
+        let mut fixture = Fixture::new();
+        let waiting = fixture.await_reply(&CloseChannelOk.into_frame());
+        // the server's close arrives while ours is on its way
+        let next = fixture.feed(CloseChannel::default().into_frame()).await;
+        assert_eq!(
+            next,
+            Ok(Next::Open),
+            "the server's close-ok is still to come"
+        );
+        assert!(matches!(waiting.await, Ok(Frame::CloseChannelOk(..))));
+        assert!(matches!(
+            fixture.outgoing_rx.try_recv(),
+            Ok((7, Frame::CloseChannelOk(..)))
+        ));
+        // a reply to a request that crossed the close is dropped quietly
+        assert_eq!(
+            fixture.feed(FlowOk::new(true).into_frame()).await,
+            Ok(Next::Open)
+        );
+        let next = fixture.feed(CloseChannelOk.into_frame()).await;
+        assert_eq!(next, Ok(Next::Closed));
     }
 }

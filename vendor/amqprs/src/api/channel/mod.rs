@@ -35,7 +35,7 @@ use crate::{
     api::{error::Error, Result},
     connection::Connection,
     frame::{CloseChannel, CloseChannelOk, Deliver, Flow, FlowOk, Frame, MethodHeader, Return},
-    net::{ConnManagementCommand, IncomingMessage, OutgoingMessage},
+    net::{ChannelCommand, ConnManagementCommand, IncomingMessage, OutgoingMessage},
     BasicProperties,
 };
 #[cfg(feature = "traces")]
@@ -102,8 +102,12 @@ pub(crate) struct RegisterChannelCallback {
     pub callback: Box<dyn ChannelCallback + Send + 'static>,
 }
 
-/// List of management commands for channel dispatcher.
+/// Commands from a channel's handle to its dispatcher, which the connection's reader
+/// owns (they travel as [`ConnManagementCommand::Channel`]).
 pub(crate) enum DispatcherManagementCommand {
+    /// The channel's handle, for its callback and open flag (sent once, when the
+    /// channel is made).
+    Attach(Channel),
     RegisterContentConsumer(RegisterContentConsumer),
     DeregisterContentConsumer(DeregisterContentConsumer),
     RegisterGetContentResponder(RegisterGetContentResponder),
@@ -148,10 +152,13 @@ pub(crate) struct SharedChannelInner {
     channel_id: AmqpChannelId,
     /// tx half to send message to `WriteHandler` task
     outgoing_tx: mpsc::Sender<OutgoingMessage>,
-    /// tx half to send managment command to `ReaderHandler` task
+    /// tx half to send managment command to `ReaderHandler` task, which also carries
+    /// the commands for this channel's dispatcher
     conn_mgmt_tx: mpsc::Sender<ConnManagementCommand>,
-    /// tx half to send management command to `ChannelDispatcher` task
-    dispatcher_mgmt_tx: mpsc::UnboundedSender<DispatcherManagementCommand>,
+    /// warren: which opening of `channel_id` on its connection this is: a command from
+    /// the handle of a channel that was closed never reaches a later channel that got
+    /// the same id.
+    serial: u64,
 }
 
 impl SharedChannelInner {
@@ -169,11 +176,25 @@ impl SharedChannelInner {
             responder,
             acker,
         };
-        self.dispatcher_mgmt_tx
-            .send(DispatcherManagementCommand::RegisterOneshotResponder(cmd))?;
+        self.command(DispatcherManagementCommand::RegisterOneshotResponder(cmd))
+            .await?;
         acker_rx.await?;
         Ok(responder_rx)
     }
+
+    /// warren: sends `command` to this channel's dispatcher, through the connection's
+    /// reader, which owns it.
+    pub(crate) async fn command(&self, command: DispatcherManagementCommand) -> Result<()> {
+        self.conn_mgmt_tx
+            .send(ConnManagementCommand::Channel(ChannelCommand {
+                channel_id: self.channel_id,
+                serial: self.serial,
+                command,
+            }))
+            .await?;
+        Ok(())
+    }
+
     async fn close_handshake(&self) -> Result<()> {
         let responder_rx = self.register_responder(CloseChannelOk::header()).await?;
         synchronous_request!(
@@ -183,7 +204,7 @@ impl SharedChannelInner {
             Frame::CloseChannelOk,
             Error::ChannelCloseError
         )?;
-        // warren: the dispatcher gives the channel's id back once close-ok arrives,
+        // warren: the reader gives the channel's id back once close-ok arrives,
         // whether or not this call still waits for it.
         Ok(())
     }
@@ -202,14 +223,14 @@ impl Channel {
         channel_id: AmqpChannelId,
         outgoing_tx: mpsc::Sender<OutgoingMessage>,
         conn_mgmt_tx: mpsc::Sender<ConnManagementCommand>,
-        dispatcher_mgmt_tx: mpsc::UnboundedSender<DispatcherManagementCommand>,
+        serial: u64,
     ) -> Self {
         let shared = Arc::new(SharedChannelInner::new(
             is_open,
             channel_id,
             outgoing_tx,
             conn_mgmt_tx,
-            dispatcher_mgmt_tx,
+            serial,
         ));
         let guard = Some(Arc::new(DropGuard(shared.clone())));
         Self {
@@ -237,9 +258,8 @@ impl Channel {
             callback: Box::new(callback),
         };
         self.shared
-            .dispatcher_mgmt_tx
-            .send(DispatcherManagementCommand::RegisterChannelCallback(cmd))?;
-        Ok(())
+            .command(DispatcherManagementCommand::RegisterChannelCallback(cmd))
+            .await
     }
 
     /// Register oneshot responder for single message.
@@ -249,18 +269,7 @@ impl Channel {
         &self,
         method_header: &'static MethodHeader,
     ) -> Result<oneshot::Receiver<IncomingMessage>> {
-        let (responder, responder_rx) = oneshot::channel();
-        let (acker, acker_rx) = oneshot::channel();
-        let cmd = RegisterOneshotResponder {
-            method_header,
-            responder,
-            acker,
-        };
-        self.shared
-            .dispatcher_mgmt_tx
-            .send(DispatcherManagementCommand::RegisterOneshotResponder(cmd))?;
-        acker_rx.await?;
-        Ok(responder_rx)
+        self.shared.register_responder(method_header).await
     }
 
     pub fn channel_id(&self) -> AmqpChannelId {
@@ -332,6 +341,16 @@ impl Channel {
         Ok(())
     }
 
+    /// warren: hands the channel's dispatcher (in the connection's reader) a handle of
+    /// the channel, for its callback and open flag.
+    pub(crate) async fn attach_to_dispatcher(&self) -> Result<()> {
+        self.shared
+            .command(DispatcherManagementCommand::Attach(
+                self.clone_as_secondary(),
+            ))
+            .await
+    }
+
     pub(crate) fn clone_as_secondary(&self) -> Self {
         Self {
             shared: self.shared.clone(),
@@ -397,14 +416,14 @@ impl SharedChannelInner {
         channel_id: AmqpChannelId,
         outgoing_tx: mpsc::Sender<OutgoingMessage>,
         conn_mgmt_tx: mpsc::Sender<ConnManagementCommand>,
-        dispatcher_mgmt_tx: mpsc::UnboundedSender<DispatcherManagementCommand>,
+        serial: u64,
     ) -> Self {
         Self {
             is_open,
             channel_id,
             outgoing_tx,
             conn_mgmt_tx,
-            dispatcher_mgmt_tx,
+            serial,
         }
     }
 }
