@@ -129,8 +129,16 @@ fn poll_fd(
             Poll::Pending => return Ok(Poll::Pending),
             Poll::Ready(ready) => ready?,
         };
-        // Reading takes the expiry. Nothing to read (an expiry of an earlier arming,
-        // replaced since) clears the readiness, and the wait goes on.
+        // Woken at or after `at`: this arming's expiry. Its count is left unread (one
+        // system call less per sleep): re-arming resets it, and the poller is
+        // edge-triggered, so every later expiry wakes it again.
+        if Instant::now() >= at {
+            ready.clear_ready();
+            *armed = None;
+            return Ok(Poll::Ready(()));
+        }
+        // Woken early: the expiry of an earlier arming, replaced since (reading finds
+        // nothing, which clears the readiness, and the wait goes on), or this one's.
         if ready.try_io(|fd| read_expiry(&fd.get_ref().0)).is_ok() {
             *armed = None;
             return Ok(Poll::Ready(()));
