@@ -115,7 +115,7 @@ impl ChannelManager {
     pub fn close_all(&mut self) {
         for resource in self.resource.values() {
             if let Some(dispatcher) = &resource.dispatcher {
-                dispatcher.set_closed();
+                dispatcher.set_open(false);
             }
         }
     }

@@ -130,7 +130,7 @@ impl ReaderHandler {
                 // warren: the channel is open from here on, whether or not its opener
                 // still waits (a handle dropped later closes it again)
                 if let Some(dispatcher) = &resource.dispatcher {
-                    dispatcher.set_opened();
+                    dispatcher.set_open(true);
                 }
                 let _ = responder.send(open_channel_ok.into_frame());
                 Ok(())

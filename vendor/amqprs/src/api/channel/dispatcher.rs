@@ -70,6 +70,17 @@ impl ConsumerResource {
         }
     }
 
+    /// Hands `message` to the consumer, or buffers it until the consumer is registered.
+    fn deliver(&mut self, message: ConsumerMessage) {
+        match &self.tx {
+            // a consumer that is gone drops it
+            Some(tx) => {
+                let _ = tx.send(message);
+            }
+            None => self.fifo.push_back(message),
+        }
+    }
+
     /// Registers the consumer and hands it what was buffered for it.
     fn register_tx(&mut self, tx: mpsc::UnboundedSender<ConsumerMessage>) {
         self.expiration = None;
@@ -166,18 +177,17 @@ impl ChannelDispatcher {
         self.channel_id = channel_id;
     }
 
-    /// Marks the channel open, once the server's channel.open-ok arrived.
-    pub(crate) fn set_opened(&self) {
+    /// Marks the channel open (once the server's channel.open-ok arrived) or closed, for
+    /// everyone holding its handle.
+    pub(crate) fn set_open(&self, open: bool) {
         if let Some(channel) = &self.channel {
-            channel.set_is_open(true);
+            channel.set_is_open(open);
         }
     }
 
-    /// Marks the channel closed, for everyone holding its handle.
-    pub(crate) fn set_closed(&self) {
-        if let Some(channel) = &self.channel {
-            channel.set_is_open(false);
-        }
+    /// The channel's callback and the handle it is called with, once both are there.
+    fn callback(&mut self) -> Option<(&mut Box<dyn ChannelCallback + Send + 'static>, &Channel)> {
+        Some((self.callback.as_mut()?, self.channel.as_ref()?))
     }
 
     /// Carries out a command from the channel's handle.
@@ -222,13 +232,10 @@ impl ChannelDispatcher {
             let now = time::Instant::now();
             self.consumer_resources
                 .retain(|_, resource| resource.expiration.map_or(true, |at| at > now));
-            self.consumer_resources
-                .insert(consumer_tag.to_string(), ConsumerResource::new());
         }
-        // no String allocated per delivery for the lookup (entry() would)
         self.consumer_resources
-            .get_mut(consumer_tag)
-            .expect("inserted above when missing")
+            .entry(consumer_tag.to_string())
+            .or_insert_with(ConsumerResource::new)
     }
 
     /// Hands a whole delivery to its consumer, or buffers it until the consumer is
@@ -237,24 +244,15 @@ impl ChannelDispatcher {
         let Some(deliver) = message.deliver.as_ref() else {
             return;
         };
-        // the tag is looked up by reference; only a tag seen for the first time is copied
-        let resource = self.consumer_resource(deliver.consumer_tag());
-        match &resource.tx {
-            Some(tx) => {
-                if tx.send(message).is_err() {
-                    #[cfg(feature = "traces")]
-                    error!(
-                        "a delivery for a consumer that is gone, channel {}",
-                        self.channel_id
-                    );
-                }
-            }
-            None => {
-                #[cfg(feature = "traces")]
-                debug!("a delivery for a consumer not registered yet is buffered");
-                resource.fifo.push_back(message);
-            }
+        let tag = deliver.consumer_tag();
+        // one lookup, and no String made, for a consumer already known
+        if let Some(resource) = self.consumer_resources.get_mut(tag.as_str()) {
+            resource.deliver(message);
+            return;
         }
+        #[cfg(feature = "traces")]
+        debug!("a delivery for a consumer not registered yet is buffered");
+        self.consumer_resource(tag).deliver(message);
     }
 
     /// Handles one frame the server sent on this channel. Sends the replies the
@@ -270,7 +268,7 @@ impl ChannelDispatcher {
         match frame {
             // the reply to our channel.close
             Frame::CloseChannelOk(method_header, close_channel_ok) => {
-                self.set_closed();
+                self.set_open(false);
                 match responders.remove(method_header) {
                     // the closer may have stopped waiting; the channel is closed all the same
                     Some(responder) => {
@@ -285,18 +283,18 @@ impl ChannelDispatcher {
             }
             // the server closes the channel
             Frame::CloseChannel(_, close_channel) => {
-                if let (Some(cb), Some(channel)) = (self.callback.as_mut(), self.channel.as_ref()) {
+                if let Some((cb, channel)) = self.callback() {
                     if let Err(_err) = cb.close(channel, close_channel).await {
                         #[cfg(feature = "traces")]
                         error!(
                             "close callback returns error on channel {channel_id}, cause: {_err}"
                         );
                         // no reply to the server then
-                        self.set_closed();
+                        self.set_open(false);
                         return Ok(Next::Closed);
                     }
                 }
-                self.set_closed();
+                self.set_open(false);
                 reply(outgoing, (channel_id, CloseChannelOk.into_frame()));
                 // Our own close crossed the server's: the server answers it with a
                 // close-ok, which must still find the channel. Whoever waits for it
@@ -351,7 +349,7 @@ impl ChannelDispatcher {
             },
             // the server's requests
             Frame::Flow(_, flow) => {
-                if let (Some(cb), Some(channel)) = (self.callback.as_mut(), self.channel.as_ref()) {
+                if let Some((cb, channel)) = self.callback() {
                     match cb.flow(channel, flow.active).await {
                         Ok(active) => {
                             reply(outgoing, (channel_id, FlowOk::new(active).into_frame()))
@@ -365,7 +363,7 @@ impl ChannelDispatcher {
                 Ok(Next::Open)
             }
             Frame::Cancel(_, cancel) => {
-                if let (Some(cb), Some(channel)) = (self.callback.as_mut(), self.channel.as_ref()) {
+                if let Some((cb, channel)) = self.callback() {
                     let consumer_tag = cancel.consumer_tag().clone();
                     let no_wait = cancel.no_wait();
                     match cb.cancel(channel, cancel).await {
@@ -390,13 +388,13 @@ impl ChannelDispatcher {
             }
             // publisher confirms
             Frame::Ack(_, ack) => {
-                if let (Some(cb), Some(channel)) = (self.callback.as_mut(), self.channel.as_ref()) {
+                if let Some((cb, channel)) = self.callback() {
                     cb.publish_ack(channel, ack).await;
                 }
                 Ok(Next::Open)
             }
             Frame::Nack(_, nack) => {
-                if let (Some(cb), Some(channel)) = (self.callback.as_mut(), self.channel.as_ref()) {
+                if let Some((cb, channel)) = self.callback() {
                     cb.publish_nack(channel, nack).await;
                 }
                 Ok(Next::Open)
@@ -554,9 +552,7 @@ impl ChannelDispatcher {
                 let properties = buffers.ret.basic_properties.take().unwrap_or_default();
                 let ret = buffers.ret.ret.take();
                 self.state = State::Initial;
-                if let (Some(ret), Some(cb), Some(channel)) =
-                    (ret, self.callback.as_mut(), self.channel.as_ref())
-                {
+                if let (Some(ret), Some((cb, channel))) = (ret, self.callback()) {
                     cb.publish_return(channel, ret, properties, content).await;
                 }
             }
