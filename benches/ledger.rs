@@ -176,6 +176,7 @@ fn header(c: &mut Criterion) {
         producer: 3,
         seq: 123_456,
         attempt: 0,
+        worker_attempt: 0,
         intended_ns: 1_000_000,
         sent_ns: 1_000_500,
     };

@@ -46,6 +46,25 @@ pub enum Command {
     Report(ReportArgs),
     /// Compare two runs side by side; with --fail-on-regression, exit 1 when the second is worse
     Compare(CompareArgs),
+    /// Merge the run folders of the workers of one run (`warren run --worker I/N`) into the
+    /// run folder one machine would have written: one exact verdict, the report, the gates' exit code
+    Merge(MergeArgs),
+}
+
+/// `warren merge`
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The workers' run folders (each holding worker-results.json), one per worker
+    #[arg(required = true)]
+    pub workers: Vec<PathBuf>,
+
+    /// Folder for the merged run
+    #[arg(long)]
+    pub out: PathBuf,
+
+    /// Print nothing but errors
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// `warren report`
@@ -109,6 +128,28 @@ pub struct RunArgs {
     /// Live progress: a bar on a terminal, plain lines otherwise (auto), or always one of them
     #[arg(long, value_enum, default_value_t = ProgressStyle::Auto)]
     pub progress: ProgressStyle,
+
+    /// Run share I of N workers of one run (0-based; worker 0 declares the topology and
+    /// injects node faults) [env: JOB_COMPLETION_INDEX and WARREN_WORKERS]
+    #[arg(long, value_name = "I/N", value_parser = crate::workers::Share::parse)]
+    pub worker: Option<crate::workers::Share>,
+
+    /// The id the workers of one run share (letters, digits, '.', '_', '-') [env: WARREN_RUN_ID]
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+
+    /// How long a worker waits for the others at each meeting before failing (exit 3)
+    #[arg(long, value_parser = parse_duration_arg, default_value = "120s")]
+    pub barrier_timeout: Duration,
+
+    /// Use this broker instead of the scenario's [broker] (repeat for each node): how the
+    /// other workers reach the private nodes worker 0 runs
+    #[arg(long, value_name = "URI")]
+    pub broker_uri: Vec<String>,
+
+    /// AMQP port of the first private node (the others take the next ports)
+    #[arg(long)]
+    pub port: Option<u16>,
 }
 
 /// How live progress is shown.

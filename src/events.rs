@@ -58,6 +58,8 @@ pub enum EventKind {
     ConsumerStalled,
     /// The final read of the queue after the drain: what it found.
     FinalRead,
+    /// The workers of a shared run: clock offsets, meetings, a worker that did not come.
+    Workers,
 }
 
 /// One event.

@@ -21,6 +21,7 @@ pub mod scenario;
 pub mod signals;
 pub mod sweep;
 pub mod timestamp;
+pub mod workers;
 pub mod workload;
 
 use tokio_util::sync::CancellationToken;
@@ -42,5 +43,6 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Exit> 
         Command::Toxiproxy(args) => commands::toxiproxy::serve(&args, shutdown).await,
         Command::Report(args) => commands::report::rebuild(&args),
         Command::Compare(args) => commands::compare::compare(&args),
+        Command::Merge(args) => commands::merge::merge(&args),
     }
 }

@@ -483,6 +483,41 @@ impl AmqpChannel {
             .map_err(|e| self.failure(&e))
     }
 
+    /// Declares a meeting point of processes: a transient fanout `exchange` that goes
+    /// away with its last binding, and an exclusive queue of this connection bound to it
+    /// (gone with the connection). Returns the queue's server-given name.
+    ///
+    /// # Errors
+    /// A classified [`Failure`].
+    pub async fn declare_meeting_point(&self, exchange: &str) -> Result<String, Failure> {
+        self.usable()?;
+        self.inner
+            .exchange_declare(
+                ExchangeDeclareArguments::new(exchange, "fanout")
+                    .durable(false)
+                    .auto_delete(true)
+                    .finish(),
+            )
+            .await
+            .map_err(|e| self.failure(&e))?;
+        self.usable()?;
+        let (queue, _, _) = self
+            .inner
+            .queue_declare(QueueDeclareArguments::exclusive_server_named())
+            .await
+            .map_err(|e| self.failure(&e))?
+            .ok_or_else(|| Failure {
+                kind: super::FailureKind::ChannelClosed,
+                message: "the broker did not name the queue".into(),
+            })?;
+        self.usable()?;
+        self.inner
+            .queue_bind(QueueBindArguments::new(&queue, exchange, ""))
+            .await
+            .map_err(|e| self.failure(&e))?;
+        Ok(queue)
+    }
+
     /// Removes the binding of `queue` to `exchange` with `routing_key` (what an operator
     /// does by mistake, in a test).
     ///

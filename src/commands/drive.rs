@@ -15,10 +15,10 @@ use crate::faults::network::NetworkFaults;
 use crate::faults::nodes::NodeFaults;
 use crate::faults::runner::{Announce, FaultRecord, FaultRunner};
 use crate::faults::timeline::timeline;
-use crate::scenario::{BrokerPlan, Plan};
+use crate::scenario::{BrokerPlan, FaultAction, Plan};
 use crate::workload::topology::Topology;
 use crate::workload::{
-    self, ProgressLine, WorkloadError, WorkloadOptions, WorkloadOutcome, random_run_id,
+    self, ProgressLine, WorkerRun, WorkloadError, WorkloadOptions, WorkloadOutcome, random_run_id,
 };
 
 /// What a driven run produced.
@@ -29,19 +29,41 @@ pub struct Driven {
     pub leftover_toxics: Vec<String>,
 }
 
+/// How to drive a run, beyond the plan.
+pub struct DriveOptions<'a> {
+    pub console: &'a Console,
+    pub style: ProgressStyle,
+    pub no_verify: bool,
+    /// One worker of several (`--worker I/N`).
+    pub worker: Option<WorkerRun>,
+}
+
 /// Runs the workload and the faults on `broker`; hands the broker back for teardown.
+/// A worker other than worker 0 makes only the network faults, on its own proxies.
 pub async fn drive(
     plan: &Plan,
     broker: Broker,
-    console: &Console,
-    style: ProgressStyle,
-    no_verify: bool,
+    options: DriveOptions<'_>,
     cancel: &CancellationToken,
 ) -> (Broker, anyhow::Result<Driven>) {
-    let run_id = random_run_id();
+    let DriveOptions {
+        console,
+        style,
+        no_verify,
+        worker,
+    } = options;
+    let run_id = worker.as_ref().map_or_else(random_run_id, |w| w.run.id);
     // `node = "leader"` faults aim at the leader of the run's first queue.
     let queue = Topology::from_plan(plan, run_id).queues[0].name.clone();
-    let occurrences = timeline(plan);
+    let mut occurrences = timeline(plan);
+    if worker.as_ref().is_some_and(|w| !w.share.is_leader()) {
+        occurrences.retain(|o| {
+            matches!(
+                o.action,
+                FaultAction::Down { .. } | FaultAction::Toxic { .. }
+            )
+        });
+    }
     if !occurrences.is_empty() {
         console.line(format!(
             "fault schedule (seed {}), times from the start of publishing:",
@@ -91,6 +113,7 @@ pub async fn drive(
         run_id: Some(run_id),
         no_verify,
         node_names,
+        worker,
         ..WorkloadOptions::default()
     };
     let (outcome, faults) = tokio::join!(

@@ -3,6 +3,7 @@
 pub mod broker;
 pub mod compare;
 pub mod drive;
+pub mod merge;
 pub mod progress;
 pub mod report;
 pub mod run;

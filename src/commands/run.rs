@@ -59,13 +59,22 @@ async fn execute(
     sweep_required: bool,
 ) -> anyhow::Result<Exit> {
     raise_open_files_limit();
-    let plan = scenario::load(
+    let mut plan = scenario::load(
         &args.scenario,
         Overrides {
             duration: args.duration,
             threads: args.threads,
         },
     )?;
+    override_broker(&mut plan, &args)?;
+    let worker = worker_run(&args)?;
+    if worker.is_some() && plan.sweep.is_some() {
+        return Err(UsageError(format!(
+            "{}: a [sweep] runs on one machine; --worker runs a single measured run",
+            plan.source.display()
+        ))
+        .into());
+    }
     if sweep_required && plan.sweep.is_none() {
         return Err(UsageError(format!(
             "{}: has no [sweep] section; add one, like\n  [sweep]\n  rates = [1000, 5000, 20000]\n  step_duration = \"30s\"\n  p99_e2e_ms = 50",
@@ -75,10 +84,15 @@ async fn execute(
     }
     let console = Console { quiet: args.quiet };
     let started_at = UtcTime::now();
-    let run_dir = args.out.clone().unwrap_or_else(|| {
-        plan.report
+    let run_dir = args.out.clone().unwrap_or_else(|| match &worker {
+        Some(w) => plan.report.dir.join(format!(
+            "{}-{}-worker-{}",
+            plan.name, w.run.text, w.share.index
+        )),
+        None => plan
+            .report
             .dir
-            .join(format!("{}-{}", plan.name, started_at.compact()))
+            .join(format!("{}-{}", plan.name, started_at.compact())),
     });
     console.line(format!(
         "scenario {} ({})",
@@ -89,6 +103,14 @@ async fn execute(
         console.line(format!("  {}", plan.description));
     }
     console.line(format!("  {}", summary(&plan)));
+    if let Some(w) = &worker {
+        console.line(format!(
+            "  worker {} of run {} (barrier timeout {})",
+            w.share,
+            w.run.text,
+            format_duration(w.barrier_timeout)
+        ));
+    }
     for warning in &plan.warnings {
         console.line(format!("warning: {warning}"));
     }
@@ -132,9 +154,12 @@ async fn execute(
             drive(
                 &plan,
                 broker,
-                &console,
-                args.progress,
-                args.no_verify,
+                super::drive::DriveOptions {
+                    console: &console,
+                    style: args.progress,
+                    no_verify: args.no_verify,
+                    worker: worker.clone(),
+                },
                 &cancel,
             )
         },
@@ -150,6 +175,46 @@ async fn execute(
     let exit = match driven.outcome {
         Err(WorkloadError::Interrupted) => Exit::Interrupted,
         Err(error) => return Err(error).context("the workload could not run"),
+        Ok(outcome) if worker.is_some() => {
+            let source = crate::workers::results::ScenarioSource {
+                path: args.scenario.display().to_string(),
+                text: std::fs::read_to_string(&args.scenario)
+                    .with_context(|| format!("reading {}", args.scenario.display()))?,
+                duration_s: args.duration.map(|d| d.as_secs_f64()),
+                threads: args.threads,
+            };
+            let results = crate::workers::results::WorkerResults::of(
+                &outcome,
+                source,
+                started_at.rfc3339(),
+                driven.faults,
+                nodes,
+            )
+            .expect("a worker's outcome has its evidence");
+            results
+                .write(&run_dir)
+                .with_context(|| format!("writing results to {}", run_dir.display()))?;
+            console.line(format!(
+                "worker {}: {} publisher(s) sent {} message(s), {} consumer(s) received {} first deliveries; clock offset {} µs (within {} µs)",
+                results.worker,
+                results.ledgers.len(),
+                results.ledgers.iter().map(|l| u64::from(l.attempted)).sum::<u64>(),
+                outcome.delivery_activity.len(),
+                results.fresh,
+                results.clock_sync.offset_ns / 1_000,
+                results.clock_sync.bound_ns / 1_000,
+            ));
+            match &results.problem {
+                None => {
+                    console.line("merge the workers' folders with `warren merge DIR... --out DIR`");
+                    Exit::Success
+                }
+                Some(problem) => {
+                    console.line(format!("incomplete: {problem}"));
+                    Exit::Infrastructure
+                }
+            }
+        }
         Ok(outcome) => {
             let context = RunContext {
                 plan: &plan,
@@ -244,6 +309,75 @@ where
         );
     }
     Ok(produced.map(|p| (p, broker_report.nodes)))
+}
+
+/// `--broker-uri` (an external broker instead of the scenario's) and `--port` (the first
+/// private node's port).
+fn override_broker(plan: &mut Plan, args: &RunArgs) -> Result<(), UsageError> {
+    if let Some(port) = args.port {
+        match &mut plan.broker {
+            BrokerPlan::Managed(managed) => managed.first_port = Some(port),
+            BrokerPlan::External(_) => {
+                return Err(UsageError(
+                    "--port sets the port of private nodes; this scenario's broker is external"
+                        .into(),
+                ));
+            }
+        }
+    }
+    if !args.broker_uri.is_empty() {
+        let uris = args
+            .broker_uri
+            .iter()
+            .map(|text| {
+                text.parse()
+                    .map_err(|e| UsageError(format!("--broker-uri {text:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        plan.broker = BrokerPlan::External(crate::scenario::ExternalBrokerPlan {
+            uris,
+            allow_destructive: false,
+            commands: crate::scenario::NodeCommands::default(),
+        });
+    }
+    Ok(())
+}
+
+/// The worker's share and run id (flags, else the environment), when it is one.
+fn worker_run(args: &RunArgs) -> Result<Option<crate::workload::WorkerRun>, UsageError> {
+    let share = match args.worker {
+        Some(share) => Some(share),
+        None => crate::workers::Share::from_env().map_err(UsageError)?,
+    };
+    let Some(share) = share else {
+        return Ok(None);
+    };
+    let attempt = match std::env::var(crate::workers::ATTEMPT_VAR) {
+        Ok(text) => text.trim().parse::<u8>().map_err(|_| {
+            UsageError(format!(
+                "${} is {text:?}: expected 0 to 255",
+                crate::workers::ATTEMPT_VAR
+            ))
+        })?,
+        Err(_) => 0,
+    };
+    let share = crate::workers::Share { attempt, ..share };
+    let run_id = args
+        .run_id
+        .clone()
+        .or_else(|| std::env::var(crate::workers::RUN_ID_VAR).ok())
+        .ok_or_else(|| {
+            UsageError(format!(
+                "worker {share}: the workers of a run share a run id; give --run-id ID or ${}",
+                crate::workers::RUN_ID_VAR
+            ))
+        })?;
+    let run = crate::workers::RunName::parse(&run_id).map_err(UsageError)?;
+    Ok(Some(crate::workload::WorkerRun {
+        share,
+        run,
+        barrier_timeout: args.barrier_timeout,
+    }))
 }
 
 /// One line on what the scenario will do.

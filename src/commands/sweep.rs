@@ -112,9 +112,12 @@ impl Steps<'_> {
             let (back, driven) = drive(
                 &plan,
                 broker,
-                self.console,
-                self.progress,
-                self.no_verify,
+                super::drive::DriveOptions {
+                    console: self.console,
+                    style: self.progress,
+                    no_verify: self.no_verify,
+                    worker: None,
+                },
                 self.cancel,
             )
             .await;

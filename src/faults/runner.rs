@@ -16,7 +16,7 @@ use crate::metrics::Clock;
 use crate::scenario::FaultAction;
 
 /// What happened to one occurrence.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct FaultRecord {
     pub label: String,
     pub action: String,

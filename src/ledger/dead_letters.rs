@@ -50,7 +50,7 @@ impl DeathReason {
 }
 
 /// The run's dead letters, one delivery shard per reason.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct DeadLetterShard {
     /// Indexed as [`DeathReason::ALL`].
     pub by_reason: Vec<DeliveryShard>,

@@ -8,7 +8,7 @@ use super::seqset::SeqSet;
 pub const SAMPLES: usize = 20;
 
 /// Deliveries of one producer's messages seen by one consumer.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProducerDeliveries {
     /// Sequence numbers delivered at least once to this consumer.
     pub seen: SeqSet,
@@ -26,7 +26,7 @@ pub struct ProducerDeliveries {
 
 /// A share of the delivery ledger: what one thread's consumers of one queue received
 /// (or the final read, or one reason's dead letters).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct DeliveryShard {
     /// Indexed by producer id; made when a producer's first message arrives (8 bytes for
     /// a producer never seen: a run of 5,000 publishers and 50 queues would otherwise

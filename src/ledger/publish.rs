@@ -5,7 +5,7 @@ use super::seqset::SeqSet;
 
 /// The publish side of the ledger for one producer. Owned by its publisher task; merged
 /// into the verdict at the end, so nothing on the hot path is shared.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct PublishLedger {
     /// Producer id (the publisher's index).
     pub producer: u32,

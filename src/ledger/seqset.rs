@@ -81,9 +81,48 @@ impl SeqSet {
         bitmap
     }
 
+    /// The set holding exactly `bitmap`'s elements.
+    pub fn from_bitmap(bitmap: RoaringBitmap) -> Self {
+        let bitmap_max = bitmap.max();
+        let next = bitmap_max.map_or(0, |max| max.saturating_add(1));
+        Self {
+            bitmap,
+            run_start: next,
+            run_end: next,
+            bitmap_max,
+        }
+    }
+
     /// Bytes of memory used, roughly (for the ledger's footprint).
     pub fn memory_bytes(&self) -> u64 {
         self.bitmap.serialized_size() as u64 + std::mem::size_of::<Self>() as u64
+    }
+}
+
+/// A set is written as base64 of the Roaring bitmap portable format (the one every
+/// Roaring implementation reads), so results files stay small for runs of messages.
+impl serde::Serialize for SeqSet {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        let bitmap = self.to_bitmap();
+        let mut bytes = Vec::with_capacity(bitmap.serialized_size());
+        bitmap
+            .serialize_into(&mut bytes)
+            .map_err(serde::ser::Error::custom)?;
+        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SeqSet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use base64::Engine;
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map_err(|e| serde::de::Error::custom(format!("a set that is not base64: {e}")))?;
+        let bitmap = RoaringBitmap::deserialize_from(bytes.as_slice())
+            .map_err(|e| serde::de::Error::custom(format!("a set that does not decode: {e}")))?;
+        Ok(Self::from_bitmap(bitmap))
     }
 }
 
@@ -91,6 +130,20 @@ impl SeqSet {
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
+
+    #[test]
+    fn sets_come_back_from_text_and_keep_growing() {
+        let mut set = SeqSet::new();
+        for seq in (0..1_000).chain([5_000, 7, 70_000]) {
+            set.insert(seq);
+        }
+        let text = serde_json::to_string(&set).unwrap();
+        let mut back: SeqSet = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.to_bitmap(), set.to_bitmap());
+        assert!(back.insert(70_001) && !back.insert(70_000) && !back.insert(3));
+        assert_eq!(back.len(), 1_003);
+        assert!(serde_json::from_str::<SeqSet>("\"not base64!\"").is_err());
+    }
 
     /// splitmix64: a tiny seeded generator for reproducible test sequences.
     fn next(state: &mut u64) -> u64 {

@@ -3,13 +3,13 @@
 //! recovery times (the first event after a fault ended) and the longest window in which
 //! no task saw anything.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A pause shorter than this is not a gap (nanoseconds).
 pub const GAP: u64 = 200_000_000;
 
 /// One task's activity: first and last event, and the gaps between.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Activity {
     /// How many events.
     pub events: u64,

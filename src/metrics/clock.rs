@@ -24,6 +24,39 @@ impl Clock {
         }
     }
 
+    /// A clock for one worker of a shared run: its wall clock corrected by `offset_ns`
+    /// (what it must add to agree with worker 0's), anchored at the last whole second of
+    /// that corrected time, so that every worker counts seconds from a whole second of
+    /// one time base and their per-second series add up second by second.
+    pub fn aligned(offset_ns: i64) -> Self {
+        let now = Instant::now();
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let corrected = wall.saturating_add_signed(offset_ns);
+        let into_second = corrected % 1_000_000_000;
+        Self {
+            origin: now
+                .checked_sub(Duration::from_nanos(into_second))
+                .unwrap_or(now),
+            origin_unix_ns: corrected - into_second,
+        }
+    }
+
+    /// A clock whose origin (now) reads `origin_unix_ns`: for rebuilding a run whose
+    /// readings were recorded elsewhere.
+    pub fn reading_at_origin(origin_unix_ns: u64) -> Self {
+        Self {
+            origin: Instant::now(),
+            origin_unix_ns,
+        }
+    }
+
+    /// The reading at the origin, ns since the Unix epoch.
+    pub fn origin_unix_ns(&self) -> u64 {
+        self.origin_unix_ns
+    }
+
     /// Nanoseconds since the Unix epoch.
     #[inline]
     pub fn now_ns(&self) -> u64 {

@@ -8,13 +8,16 @@ use hdrhistogram::Histogram;
 pub const MAX_US: u64 = 3_600_000_000;
 
 /// One task's latency histograms.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Latencies {
     /// Publish → broker confirm.
+    #[serde(with = "super::histogram_text")]
     pub confirm_us: Histogram<u64>,
     /// Intended send time (the schedule) → delivery.
+    #[serde(with = "super::histogram_text")]
     pub e2e_intended_us: Histogram<u64>,
     /// Actual send time → delivery.
+    #[serde(with = "super::histogram_text")]
     pub e2e_sent_us: Histogram<u64>,
 }
 

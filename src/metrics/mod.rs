@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod clock;
+pub mod histogram_text;
 pub mod latency;
 pub mod series;
 

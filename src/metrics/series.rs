@@ -121,7 +121,7 @@ impl Recorder {
 }
 
 /// All tasks' seconds, added up; and, for each queue, its deliveries.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Series {
     seconds: BTreeMap<u32, (Counts, Latencies)>,
     /// Per queue (index): first deliveries per second and the whole run's end-to-end
@@ -131,10 +131,11 @@ pub struct Series {
 
 /// One queue's deliveries: first deliveries per second, and the end-to-end latency (from
 /// the intended send time) of the whole run at 2 significant digits (27 KB a queue).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QueueSeries {
     /// Indexed by second, as the run's series.
     pub delivered_by_second: Vec<u64>,
+    #[serde(with = "super::histogram_text")]
     pub e2e_us: Histogram<u64>,
 }
 
@@ -228,6 +229,35 @@ impl Series {
             total.add(latencies);
         }
         total
+    }
+
+    /// Adds another process's series whose second 0 is this one's second `shift`
+    /// (workers of one run count seconds from different whole seconds of one clock).
+    pub fn absorb(&mut self, other: &Series, shift: u32) {
+        for (index, (counts, latencies)) in &other.seconds {
+            let (mine, my_latencies) = self.seconds.entry(index + shift).or_default();
+            mine.add(counts);
+            my_latencies.add(latencies);
+        }
+        for (queue, series) in &other.queues {
+            let mut shifted = series.clone();
+            let mut by_second = vec![0; shift as usize];
+            by_second.extend_from_slice(&series.delivered_by_second);
+            shifted.delivered_by_second = by_second;
+            self.add_queue(*queue, &shifted);
+        }
+    }
+
+    /// Forgets every end-to-end latency (per second and per queue), keeping counts and
+    /// confirm latencies: for runs whose senders' and receivers' clocks may disagree.
+    pub fn drop_end_to_end(&mut self) {
+        for (_, latencies) in self.seconds.values_mut() {
+            latencies.e2e_intended_us.reset();
+            latencies.e2e_sent_us.reset();
+        }
+        for series in self.queues.values_mut() {
+            series.e2e_us.reset();
+        }
     }
 
     /// The whole run's counts.

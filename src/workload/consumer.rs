@@ -73,6 +73,10 @@ pub struct ConsumerSetup {
     /// Record every delivery in the ledger shard (off under `--no-verify`: counts only,
     /// and a delivery is fresh unless the broker flags it redelivered).
     pub verify: bool,
+    /// Each worker's attempt (one entry in a run of one process): producer `p`'s messages
+    /// come from worker `p mod len`, and a message of another attempt of that worker is
+    /// not this run's.
+    pub worker_attempts: Arc<[u8]>,
 }
 
 /// What a consumer hands back when it ends.
@@ -468,7 +472,15 @@ impl Consumer {
         records.recorder.counts.deliveries += 1;
         let second = records.recorder.second();
         let queue = self.setup.queue;
-        match message::decode(&delivery.body, self.setup.run_id) {
+        let decoded = message::decode(&delivery.body, self.setup.run_id).and_then(|header| {
+            let attempts = &self.setup.worker_attempts;
+            let worker = header.producer as usize % attempts.len().max(1);
+            match attempts.get(worker) {
+                Some(&attempt) if attempt != header.worker_attempt => Err(DecodeError::OtherRun),
+                _ => Ok(header),
+            }
+        });
+        match decoded {
             Ok(header) => {
                 let sabotage = self.setup.sabotage;
                 assert!(

@@ -21,6 +21,7 @@ use crate::events::{EventKind, EventLog};
 use crate::metrics::Clock;
 use crate::redact::BrokerUri;
 use crate::scenario::{AckMode, BodySize, Plan};
+use crate::workers::Share;
 
 /// How long closing every connection at the end may take in all.
 const CLOSE_ALL_WITHIN: Duration = Duration::from_secs(10);
@@ -35,6 +36,10 @@ pub(super) struct Clients<'a> {
     /// The broker's node count (queues are placed on node q mod nodes).
     pub nodes: usize,
     pub verify: bool,
+    /// The share of the scenario's clients this process runs.
+    pub share: Share,
+    /// Each worker's attempt, as learned when the workers met.
+    pub worker_attempts: Arc<[u8]>,
 }
 
 impl Clients<'_> {
@@ -62,7 +67,8 @@ impl Clients<'_> {
         }
     }
 
-    /// `count` connection slots for the clients of `role`.
+    /// This process's connection slots for the clients of `role`: its share of the
+    /// scenario's `count` (slot `s` first serves this worker's `s`-th client).
     fn links(
         &self,
         uris: &Arc<[BrokerUri]>,
@@ -71,17 +77,32 @@ impl Clients<'_> {
         heartbeat: Duration,
         queue_of: impl Fn(u32) -> u32,
     ) -> Vec<Arc<Link>> {
-        (0..count.max(1))
+        let share = self.share;
+        (0..count.div_ceil(share.count).max(1))
             .map(|i| {
+                let first_client = i * share.count + share.index;
+                let name = if share.is_shared() {
+                    format!(
+                        "warren {} {role} {first_client} (worker {share})",
+                        self.plan.name
+                    )
+                } else {
+                    format!("warren {} {role} {i}", self.plan.name)
+                };
                 Arc::new(Link::new(
-                    format!("warren {} {role} {i}", self.plan.name),
+                    name,
                     uris.clone(),
-                    self.first_node(i, &queue_of),
+                    self.first_node(first_client, &queue_of),
                     heartbeat,
                     self.events.clone(),
                 ))
             })
             .collect()
+    }
+
+    /// The connection slot of client `index` (one this worker owns) among `slots`.
+    fn slot_of(&self, index: u32, slots: usize) -> usize {
+        (index / self.share.count) as usize % slots
     }
 
     /// Starts every consumer on the thread of its connection slot.
@@ -109,13 +130,13 @@ impl Clients<'_> {
             links,
             cancel,
         };
-        for index in 0..plan.consumers.count {
+        for index in (0..plan.consumers.count).filter(|&c| self.share.owns(c)) {
             let (ready_tx, ready_rx) = oneshot::channel();
             let counters = Arc::new(ConsumerCounters::default());
             consumers.counters.push(counters.clone());
             consumers.ready.push(ready_rx);
             let queue = topology.queue_of_consumer(index);
-            let slot = index as usize % consumers.links.len();
+            let slot = self.slot_of(index, consumers.links.len());
             let setup = consumer::ConsumerSetup {
                 index,
                 queue,
@@ -131,6 +152,7 @@ impl Clients<'_> {
                 ready: Some(ready_tx),
                 sabotage,
                 verify: self.verify,
+                worker_attempts: self.worker_attempts.clone(),
             };
             consumers
                 .handles
@@ -171,13 +193,14 @@ impl Clients<'_> {
             links,
             cancel,
         };
-        for producer in 0..producers {
+        for producer in (0..producers).filter(|&p| self.share.owns(p)) {
             let counters = Arc::new(PublisherCounters::default());
             publishers.counters.push(counters.clone());
             let offset = Pace::stagger(rate_each, producer, producers);
-            let slot = producer as usize % publishers.links.len();
+            let slot = self.slot_of(producer, publishers.links.len());
             let setup = publisher::PublisherSetup {
                 producer,
+                worker_attempt: self.share.attempt,
                 plan: plan.publishers.clone(),
                 topology: topology.clone(),
                 link: publishers.links[slot].clone(),

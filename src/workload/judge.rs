@@ -7,7 +7,11 @@ use super::fleet::Clients;
 use super::publisher::PublisherReport;
 use super::setup;
 use super::thread_records::QueueRecord;
-use crate::ledger::{Counts, DeadLetterShard, PublishLedger, QueueEvidence, QueueRecords, Verdict};
+use super::topology::Topology;
+use crate::ledger::{
+    Counts, DeadLetterShard, DeliveryShard, PublishLedger, QueueEvidence, QueueRecords, Verdict,
+};
+use crate::scenario::{AckMode, Plan};
 
 /// Per queue, the records of the threads that had a consumer of it.
 pub(super) fn by_queue(
@@ -64,26 +68,73 @@ pub(super) fn decide(records: Records<'_>) -> Verdict {
 /// The run's verdict: each queue judged on the ledgers of the publishers routed to it
 /// and the records of its consumers, its final read and its dead letters.
 fn verdict(records: Records<'_>) -> Verdict {
-    let topology = records.clients.topology;
+    let clients = records.clients;
+    let consumers: Vec<Vec<&DeliveryShard>> = records
+        .queues
+        .iter()
+        .map(|queue| queue.iter().map(|r| &r.shard).collect())
+        .collect();
+    let final_read = records
+        .final_read
+        .report
+        .ran
+        .then_some(records.final_read.shards.as_slice());
+    by_queues(Judged {
+        plan: clients.plan,
+        topology: clients.topology,
+        nodes: clients.nodes,
+        node_names: records.node_names,
+        ledgers: &records.ledgers.iter().collect::<Vec<_>>(),
+        consumers: &consumers,
+        final_read,
+        dead_letters: records.dead_letters,
+    })
+}
+
+/// What the verdict of a run is made from, wherever it was recorded (one process, or
+/// the workers of a shared run put together).
+pub(crate) struct Judged<'a> {
+    pub plan: &'a Plan,
+    pub topology: &'a Topology,
+    /// The broker's node count, and names in the order of its URIs.
+    pub nodes: usize,
+    pub node_names: &'a [String],
+    /// Every publisher's ledger.
+    pub ledgers: &'a [&'a PublishLedger],
+    /// Per queue, every consumer shard of it.
+    pub consumers: &'a [Vec<&'a DeliveryShard>],
+    /// Per queue, what the final read found (when it ran).
+    pub final_read: Option<&'a [DeliveryShard]>,
+    /// Per queue, what the dead-letter reader found.
+    pub dead_letters: Option<&'a [Option<DeadLetterShard>]>,
+}
+
+/// Judges each queue on its evidence and adds the verdicts up.
+pub(crate) fn by_queues(judged: Judged<'_>) -> Verdict {
+    let topology = judged.topology;
+    let consumers_of = |queue: u32| {
+        (0..judged.plan.consumers.count)
+            .filter(|&c| topology.queue_of_consumer(c) == queue)
+            .count()
+    };
     let by_queue: Vec<QueueRecords<'_>> = (0..topology.queues.len() as u32)
         .map(|queue| QueueRecords {
-            publishers: records
+            publishers: judged
                 .ledgers
                 .iter()
+                .copied()
                 .filter(|l| topology.routes.judged_in(l.producer, queue))
                 .collect(),
-            consumers: records.queues[queue as usize]
-                .iter()
-                .map(|r| &r.shard)
-                .collect(),
-            final_read: records
-                .final_read
-                .report
-                .ran
-                .then(|| &records.final_read.shards[queue as usize]),
-            dead_letters: records
+            consumers: judged
+                .consumers
+                .get(queue as usize)
+                .cloned()
+                .unwrap_or_default(),
+            final_read: judged.final_read.and_then(|f| f.get(queue as usize)),
+            dead_letters: judged
                 .dead_letters
-                .and_then(|d| d[queue as usize].as_ref()),
+                .and_then(|d| d.get(queue as usize))
+                .and_then(Option::as_ref),
         })
         .collect();
     crate::ledger::decide_queues(
@@ -93,15 +144,16 @@ fn verdict(records: Records<'_>) -> Verdict {
             .enumerate()
             .map(|(queue, (evidence, spec))| QueueEvidence {
                 name: spec.name.clone(),
-                node: records
+                node: judged
                     .node_names
-                    .get(setup::home_node(queue as u32, records.clients.nodes))
+                    .get(setup::home_node(queue as u32, judged.nodes))
                     .cloned(),
                 queue_type: crate::scenario::serde_name(&spec.queue_type),
                 evidence: evidence.evidence(),
-                order_checked: records.clients.order_promised(queue as u32),
+                order_checked: consumers_of(queue as u32) == 1
+                    && judged.plan.consumers.ack == AckMode::Manual,
             })
             .collect(),
-        records.clients.plan.publishers.confirm,
+        judged.plan.publishers.confirm,
     )
 }

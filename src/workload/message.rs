@@ -4,7 +4,7 @@
 //!
 //! Layout (little endian):
 //! ```text
-//!  0  magic "WRN" + version (u8)     4  flags (u8), reserved (u8), attempt (u16)
+//!  0  magic "WRN" + version (u8)     4  flags (u8), worker attempt (u8), attempt (u16)
 //!  8  run id (u64)                  16  producer id (u32)   20  body length (u32)
 //! 24  sequence number (u64)         32  intended send time (u64, ns since the Unix epoch)
 //! 40  actual send time (u64, ns)    48  CRC-32 of every other byte of the body (u32)
@@ -14,7 +14,8 @@
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 52;
 const MAGIC: [u8; 3] = *b"WRN";
-const VERSION: u8 = 1;
+/// Version 2 added the worker attempt (byte 5, 0 before).
+const VERSION: u8 = 2;
 const CHECKSUM_AT: usize = 48;
 
 /// What the header of one message says.
@@ -26,6 +27,9 @@ pub struct Header {
     pub seq: u64,
     /// 0 for the first publish of a sequence number, then 1, 2... for republished copies.
     pub attempt: u16,
+    /// The attempt of the worker that published it (0 in a run of one process): a
+    /// retried worker's messages are told apart from an earlier attempt's.
+    pub worker_attempt: u8,
     /// When the message was due under the target rate (ns since the Unix epoch).
     pub intended_ns: u64,
     /// When it was actually handed to the client (ns since the Unix epoch).
@@ -50,7 +54,7 @@ pub fn encode(body: &mut [u8], header: &Header) {
     body[0..3].copy_from_slice(&MAGIC);
     body[3] = VERSION;
     body[4] = 0;
-    body[5] = 0;
+    body[5] = header.worker_attempt;
     body[6..8].copy_from_slice(&header.attempt.to_le_bytes());
     body[8..16].copy_from_slice(&header.run_id.to_le_bytes());
     body[16..20].copy_from_slice(&header.producer.to_le_bytes());
@@ -88,6 +92,7 @@ pub fn decode(body: &[u8], run_id: u64) -> Result<Header, DecodeError> {
         producer: u32_at(16),
         seq: u64_at(24),
         attempt: u16::from_le_bytes([body[6], body[7]]),
+        worker_attempt: body[5],
         intended_ns: u64_at(32),
         sent_ns: u64_at(40),
     })
@@ -124,6 +129,7 @@ mod tests {
             producer: 3,
             seq: 123_456,
             attempt: 2,
+            worker_attempt: 1,
             intended_ns: 1_000,
             sent_ns: 2_000,
         }

@@ -5,12 +5,13 @@
 
 mod collector;
 pub mod consumer;
+pub(crate) mod coordination;
 mod dead_letter_reader;
 mod drain;
 pub mod final_read;
 mod fleet;
 mod inflight;
-mod judge;
+pub(crate) mod judge;
 mod link;
 pub mod message;
 mod outcome;
@@ -38,10 +39,13 @@ pub use progress::Totals;
 
 use crate::amqp::Failure;
 use crate::events::{EventKind, EventLog};
+use crate::ledger::{DeadLetterShard, DeliveryShard, PublishLedger};
 use crate::metrics::Clock;
 use crate::redact::BrokerUri;
 use crate::scenario::Plan;
+use crate::workers::Share;
 use collector::Collector;
+use coordination::{Coordination, Phase};
 pub(crate) use setup::SetupChannel;
 use shards::{ShardOptions, Shards};
 use topology::Topology;
@@ -74,6 +78,42 @@ pub struct WorkloadOptions {
     /// The broker's node names, in the order of its URIs (empty when unknown): a queue's
     /// results name the node it was placed on.
     pub node_names: Vec<String>,
+    /// One worker of several running the scenario together (`--worker I/N`).
+    pub worker: Option<WorkerRun>,
+}
+
+/// How a worker takes part in a shared run.
+#[derive(Debug, Clone)]
+pub struct WorkerRun {
+    pub share: crate::workers::Share,
+    pub run: crate::workers::RunName,
+    /// How long it waits for the other workers at each meeting.
+    pub barrier_timeout: Duration,
+}
+
+/// What a worker of a shared run hands to the merge beyond the measurements: everything
+/// the verdict is made from, exactly.
+#[derive(Debug, Clone)]
+pub struct WorkerEvidence {
+    pub share: crate::workers::Share,
+    pub run: crate::workers::RunName,
+    pub clock_sync: coordination::ClockSync,
+    /// The ledgers of this worker's publishers.
+    pub ledgers: Vec<PublishLedger>,
+    /// Per queue, what this worker's threads' consumers of it received.
+    pub consumers: Vec<Vec<DeliveryShard>>,
+    /// Worker 0: what the final read found, per queue (when it ran).
+    pub final_read: Option<Vec<DeliveryShard>>,
+    /// Worker 0: what the dead-letter reader found, per queue.
+    pub dead_letters: Option<Vec<Option<DeadLetterShard>>>,
+    /// Confirms counted by this worker's publishers (for `--no-verify`).
+    pub acked: u64,
+    /// First deliveries counted by this worker's consumers.
+    pub fresh: u64,
+    /// Every delivery to this worker's consumers.
+    pub deliveries: u64,
+    /// A meeting after the start that not every worker reached: the run is incomplete.
+    pub peers_missing: Option<String>,
 }
 
 /// Live totals at one moment.
@@ -111,6 +151,9 @@ pub enum WorkloadError {
     /// there is none.
     #[error("{task} failed without handing back its ledger: {reason}")]
     TaskFailed { task: String, reason: String },
+    /// The workers of a shared run did not meet.
+    #[error("the workers did not meet: {0}")]
+    Workers(#[from] coordination::CoordinationError),
 }
 
 /// Runs the plan's publishers and consumers against `uris` and decides the verdict. The
@@ -128,17 +171,73 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> Result<WorkloadOutcome, WorkloadError> {
     let cpu_start = cpu_time();
-    let clock = Clock::start();
-    let run_id = options.run_id.unwrap_or_else(random_run_id);
+    let uris: Arc<[BrokerUri]> = uris.into();
+    let worker = options.worker.clone();
+    let share = worker.as_ref().map_or(Share::ALONE, |w| w.share);
+    let run_id = worker
+        .as_ref()
+        .map(|w| w.run.id)
+        .or(options.run_id)
+        .unwrap_or_else(random_run_id);
+    // Workers meet on the broker first: their clocks are set to worker 0's.
+    let meeting_log = EventLog::new(Clock::start());
+    let coordination = worker.as_ref().map(|w| {
+        Coordination::join(
+            uris.clone(),
+            w.share,
+            w.run.clone(),
+            w.barrier_timeout,
+            meeting_log.clone(),
+            cancel,
+        )
+    });
+    let clock_sync = match &coordination {
+        Some(meeting) => meeting.clock_sync().await?,
+        None => coordination::ClockSync::default(),
+    };
+    let clock = if coordination.is_some() {
+        Clock::aligned(clock_sync.offset_ns)
+    } else {
+        Clock::start()
+    };
     let events = EventLog::new(clock);
+    if let Some(w) = &worker {
+        events.record(
+            "workload",
+            EventKind::Workers,
+            format!(
+                "worker {} of run {}: clock offset {} µs from worker 0's (within {} µs)",
+                w.share,
+                w.run.text,
+                clock_sync.offset_ns / 1_000,
+                clock_sync.bound_ns / 1_000
+            ),
+        );
+    }
     let (sample_sink, samples) = mpsc::unbounded_channel();
     let mut collector = Collector::new(samples, clock.origin());
     let topology = Arc::new(Topology::from_plan(plan, run_id));
-    let uris: Arc<[BrokerUri]> = uris.into();
     let proxied = |given: Option<Vec<BrokerUri>>| given.map_or_else(|| uris.clone(), Into::into);
 
-    // Declare; start the client threads, the consumers and the dead-letter reader.
-    let setup = setup::declare(plan, &uris, &topology, &events, cancel).await?;
+    // Declare (worker 0 alone); start the client threads, the consumers and the
+    // dead-letter reader.
+    let setup = match &coordination {
+        Some(meeting) if !share.is_leader() => {
+            meeting.topology_ready().await?;
+            setup::attach(plan, &uris, &events, cancel)
+        }
+        _ => {
+            let setup = setup::declare(plan, &uris, &topology, &events, cancel).await;
+            if let (Some(meeting), Err(error)) = (&coordination, &setup) {
+                meeting.fail(&error.to_string()).await;
+            }
+            let setup = setup?;
+            if let Some(meeting) = &coordination {
+                meeting.topology_declared();
+            }
+            setup
+        }
+    };
     let shards = Shards::start(ShardOptions {
         threads: plan.threads as usize,
         clock,
@@ -147,6 +246,10 @@ pub async fn run(
         producers: plan.publishers.count,
     })
     .map_err(|e| WorkloadError::Threads(e.to_string()))?;
+    let worker_attempts: Arc<[u8]> = match &coordination {
+        Some(meeting) => meeting.attempts().into(),
+        None => Arc::new([0]),
+    };
     let clients = fleet::Clients {
         plan,
         topology: &topology,
@@ -155,27 +258,46 @@ pub async fn run(
         clock,
         nodes: uris.len(),
         verify: !options.no_verify,
+        share,
+        worker_attempts,
     };
     let consumer_uris = proxied(options.consumer_uris.take());
     let mut consumers = clients.start_consumers(&shards, &consumer_uris, options.sabotage, cancel);
     // Read from the start, so the drain counts what the broker moved there as found.
-    let dead_letters = (!options.no_verify)
+    let dead_letters = (!options.no_verify && share.is_leader())
         .then(|| dead_letter_reader::Reading::start(plan, &topology, &uris, &events, run_id))
         .flatten();
-    if !consumers.ready(CONSUMERS_READY_WITHIN, cancel).await {
-        let _ = consumers.stop(&events).await;
-        if let Some(reader) = dead_letters {
-            let _ = reader.finish().await;
+    let ready = consumers.ready(CONSUMERS_READY_WITHIN, cancel).await;
+    // The start: now, or for workers the instant worker 0 announces once all are ready.
+    let start = match (&coordination, ready) {
+        (_, false) => None,
+        (None, true) => Some(Ok(Instant::now() + Duration::from_millis(20))),
+        (Some(meeting), true) => {
+            meeting.announce(Phase::Ready);
+            Some(agree_on_start(meeting, share, clock).await)
         }
-        return Err(if cancel.is_cancelled() {
-            WorkloadError::Interrupted
-        } else {
-            WorkloadError::ConsumersNotReady
-        });
-    }
+    };
+    let start = match start {
+        Some(Ok(start)) => start,
+        failed => {
+            if let (Some(meeting), Some(Err(error))) = (&coordination, &failed) {
+                meeting.fail(&error.to_string()).await;
+            } else if let Some(meeting) = &coordination {
+                meeting.fail("its consumers did not start").await;
+            }
+            let _ = consumers.stop(&events).await;
+            if let Some(reader) = dead_letters {
+                let _ = reader.finish().await;
+            }
+            return Err(match failed {
+                Some(Err(error)) => error,
+                _ if cancel.is_cancelled() => WorkloadError::Interrupted,
+                _ => WorkloadError::ConsumersNotReady,
+            });
+        }
+    };
 
     // Publish.
-    let start = Instant::now() + Duration::from_millis(20);
     let publishers = clients.start_publishers(
         &shards,
         &proxied(options.publisher_uris.take()),
@@ -205,6 +327,15 @@ pub async fn run(
         Err(error) => (Vec::new(), Some(error)),
     };
     let ledgers: Vec<_> = publisher_reports.iter().map(|r| r.ledger.clone()).collect();
+    let mut peers_missing = None;
+    if let Some(meeting) = &coordination {
+        meeting.announce(Phase::Published);
+        let within = plan.drain_timeout + meeting.timeout;
+        if let Err(error) = meeting.all_reached(Phase::Published, within).await {
+            events.record("workload", EventKind::Workers, error.to_string());
+            peers_missing = Some(error.to_string());
+        }
+    }
 
     // Drain, stop the consumers, read what is still missing, tear down.
     let mut snapshots = shards.snapshot_senders();
@@ -214,6 +345,7 @@ pub async fn run(
         topology: &topology,
         ledgers: &ledgers,
         verify: !options.no_verify,
+        shared: share.is_shared(),
         snapshots: &snapshots,
         totals: &totals,
         setup: &setup,
@@ -229,26 +361,53 @@ pub async fn run(
     events.record("workload", EventKind::DrainEnd, drain.describe());
     let final_totals = totals();
     let consumer_reports = consumers.stop(&events).await;
-    let final_read = final_read::after_drain(final_read::AfterDrain {
-        plan,
-        topology: &topology,
-        uris: &uris,
-        run_id,
-        events: &events,
-        cancel,
-        drain: &drain,
-        missing: &missing,
-        verified: !options.no_verify,
-        tasks_failed: consumer_reports.is_err() || publisher_failure.is_some(),
-    })
-    .await;
+    if let Some(meeting) = &coordination {
+        meeting.announce(Phase::Drained);
+        // Worker 0 reads what is left only once no worker consumes any more.
+        if share.is_leader() && peers_missing.is_none() {
+            let within = plan.drain_timeout + meeting.timeout;
+            if let Err(error) = meeting.all_reached(Phase::Drained, within).await {
+                events.record("workload", EventKind::Workers, error.to_string());
+                peers_missing = Some(error.to_string());
+            }
+        }
+    }
+    let final_read = if share.is_leader() {
+        final_read::after_drain(final_read::AfterDrain {
+            plan,
+            topology: &topology,
+            uris: &uris,
+            run_id,
+            events: &events,
+            cancel,
+            drain: &drain,
+            missing: &missing,
+            verified: !options.no_verify,
+            tasks_failed: consumer_reports.is_err() || publisher_failure.is_some(),
+        })
+        .await
+    } else {
+        final_read::FinalRead::skipped(
+            topology.queues.len(),
+            plan.publishers.count,
+            "worker 0 reads the queues",
+        )
+    };
     let dead_letters = match dead_letters {
         Some(reader) => Some(reader.finish().await).transpose(),
         None => Ok(None),
     };
-    let queues_left = setup::teardown(&setup, &topology, &events).await;
+    let queues_left = if share.is_leader() {
+        setup::teardown(&setup, &topology, &events).await
+    } else {
+        setup.close().await;
+        None
+    };
     fleet::close_all(&publisher_links, &events, "publishers").await;
     let thread_records = shards.finish().await;
+    if let Some(meeting) = coordination {
+        meeting.leave().await;
+    }
 
     // Judge.
     if let Some(error) = publisher_failure {
@@ -267,8 +426,24 @@ pub async fn run(
         node_names: &options.node_names,
         unverified: options.no_verify.then_some(final_totals),
     });
+    let evidence = worker.map(|w| WorkerEvidence {
+        share: w.share,
+        run: w.run,
+        clock_sync,
+        ledgers: ledgers.clone(),
+        consumers: queue_records
+            .iter()
+            .map(|records| records.iter().map(|r| r.shard.clone()).collect())
+            .collect(),
+        final_read: final_read.report.ran.then(|| final_read.shards.clone()),
+        dead_letters: dead_letters.clone(),
+        acked: publisher_reports.iter().map(|r| r.acked).sum(),
+        fresh: final_totals.fresh,
+        deliveries: final_totals.deliveries,
+        peers_missing,
+    });
     let cpu = cpu_time().since(cpu_start);
-    Ok(outcome::Ended {
+    let mut outcome = outcome::Ended {
         run_id,
         topology: &topology,
         nodes: uris.len(),
@@ -288,7 +463,28 @@ pub async fn run(
         cpu,
         interrupted: cancel.is_cancelled(),
     }
-    .outcome())
+    .outcome();
+    outcome.worker = evidence;
+    Ok(outcome)
+}
+
+/// The instant message 0 is due, agreed by every worker: worker 0 waits until all are
+/// ready and announces an instant a second ahead (time for the announcement to reach
+/// everyone); the others wait for it. On worker 0's time, which every worker's clock reads.
+async fn agree_on_start(
+    meeting: &Coordination,
+    share: Share,
+    clock: Clock,
+) -> Result<Instant, WorkloadError> {
+    let start_ns = if share.is_leader() {
+        meeting.all_reached(Phase::Ready, meeting.timeout).await?;
+        let start_ns = clock.now_ns() + 1_000_000_000;
+        meeting.start_at(start_ns);
+        start_ns
+    } else {
+        meeting.start_ns().await?
+    };
+    Ok(clock.instant_at(start_ns))
 }
 
 /// A fresh random run id.

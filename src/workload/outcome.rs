@@ -63,6 +63,8 @@ pub struct WorkloadOutcome {
     pub sabotaged_dropped: Vec<(u32, u64)>,
     pub sabotaged_doubled: Vec<(u32, u64)>,
     pub sabotaged_rejected: Vec<(u32, u64)>,
+    /// One worker of a shared run: the raw evidence for `warren merge`.
+    pub worker: Option<super::WorkerEvidence>,
 }
 
 /// One queue of the run at its end.
@@ -183,6 +185,7 @@ impl Ended<'_> {
             sabotaged_doubled: sabotaged(|r| &r.sabotaged_doubled),
             sabotaged_rejected: sabotaged(|r| &r.sabotaged_rejected),
             series,
+            worker: None,
         }
     }
 }

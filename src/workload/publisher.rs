@@ -55,6 +55,8 @@ const NACK_BACKOFF_CAP: Duration = Duration::from_secs(1);
 /// Everything one publisher task needs.
 pub struct PublisherSetup {
     pub producer: u32,
+    /// This worker's attempt, written into every message (0 in a run of one process).
+    pub worker_attempt: u8,
     pub plan: PublisherPlan,
     pub topology: Arc<Topology>,
     pub link: Arc<Link>,
@@ -467,6 +469,7 @@ impl Publisher {
             producer: self.setup.producer,
             seq: u64::from(pending.seq),
             attempt: pending.attempt,
+            worker_attempt: self.setup.worker_attempt,
             intended_ns: pending.intended_ns,
             sent_ns: now_ns,
         };

@@ -104,6 +104,27 @@ pub(super) async fn declare(
     .await
 }
 
+/// A setup channel for a worker that does not declare the topology (another worker
+/// does): it only checks the queues while draining. Opened when first used.
+pub(super) fn attach(
+    plan: &Plan,
+    uris: &Arc<[BrokerUri]>,
+    events: &EventLog,
+    cancel: &CancellationToken,
+) -> SetupChannel {
+    SetupChannel {
+        link: Arc::new(Link::new(
+            format!("warren {} setup", plan.name),
+            uris.clone(),
+            0,
+            plan.publishers.heartbeat,
+            events.clone(),
+        )),
+        cancel: cancel.clone(),
+        current: tokio::sync::Mutex::new(None),
+    }
+}
+
 /// Deletes the topology (unless kept) and closes the channel; returns the messages left
 /// in each queue, when known. A failure is recorded, not raised: the run's results stand.
 pub(super) async fn teardown(

@@ -14,4 +14,5 @@ mod reports;
 mod run_command;
 mod sweep;
 mod toxiproxy_api;
+mod workers;
 mod workload;

@@ -1,0 +1,256 @@
+//! Several warren workers running one scenario together (`--worker I/N`), met on a real
+//! private node, and `warren merge` putting them back together: run through
+//! scripts/workers.sh, as a user tries it before going to a cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::helpers::{Running, Scratch, output, warren};
+
+/// A fixed number of messages per publisher, so totals do not depend on timing.
+fn scenario(faults: &str, publishers: u32, consumers: u32, heartbeat: bool) -> String {
+    let heartbeat = if heartbeat {
+        "heartbeat = \"2s\"\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"name = "workers"
+messages = 3000
+seed = 7
+[broker]
+mode = "managed"
+[topology]
+queue = {{ type = "classic", durable = true }}
+[publishers]
+count = {publishers}
+confirm = true
+max_in_flight = 128
+persistent = true
+mandatory = true
+on_failure = "republish"
+rate = 600
+size = 256
+{heartbeat}[consumers]
+count = {consumers}
+ack = "manual"
+prefetch = 100
+multiple_ack_every = 10
+{heartbeat}{faults}
+[gates]
+max_lost_confirmed = 0
+"#
+    )
+}
+
+/// scripts/workers.sh SCENARIO N, with this test's binary and folders.
+fn workers_sh(scratch: &Scratch, scenario: &Path, count: u32, out: &Path) -> Command {
+    let mut command = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/workers.sh"));
+    command
+        .env("WARREN", env!("CARGO_BIN_EXE_warren"))
+        .env("WARREN_WORKERS_OUT", out)
+        .env("WARREN_RUN_ID", format!("it-{}", std::process::id()))
+        .env("TMPDIR", scratch.tmp())
+        .env("RUST_LOG", "warn")
+        .arg(scenario)
+        .arg(count.to_string());
+    command
+}
+
+/// The workers' console logs, for a failure's message.
+fn logs(out: &Path) -> String {
+    (0..3)
+        .filter_map(|i| std::fs::read_to_string(out.join(format!("worker-{i}.log"))).ok())
+        .collect::<Vec<_>>()
+        .join("\n----\n")
+}
+
+fn json(path: PathBuf) -> Value {
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn totals(summary: &Value) -> (u64, u64, u64, u64, u64) {
+    let t = &summary["verdict"]["totals"];
+    let n = |k: &str| t[k].as_u64().unwrap();
+    (
+        n("attempted"),
+        n("confirmed"),
+        n("delivered"),
+        n("lost_confirmed"),
+        n("unexpected"),
+    )
+}
+
+#[test]
+fn three_workers_merge_into_the_verdict_of_one_process_and_consume_each_others_messages() {
+    // Several warrens and a node: not beside a cluster on two cores.
+    let _alone = super::helpers::one_cluster_at_a_time();
+    let scratch = Scratch::new("workers-three");
+    // Consumers run on workers 0 and 1 only: worker 2's messages are all consumed
+    // elsewhere, and the others' are shared round robin.
+    let file = scratch.file("workers.toml", &scenario("", 3, 2, false));
+    let out = scratch.path.join("workers");
+    let (code, stdout, stderr) = output(workers_sh(&scratch, &file, 3, &out));
+    assert_eq!(code, 0, "{stdout}\n{stderr}\n{}", logs(&out));
+    for index in 0..3 {
+        assert!(
+            out.join(format!("worker-{index}/worker-results.json"))
+                .exists(),
+            "worker {index}'s folder"
+        );
+    }
+    let merged = json(out.join("merged/summary.json"));
+    assert_eq!(merged["passed"], true);
+    let single_out = scratch.path.join("single");
+    let (code, stdout, _) = output(scratch.warren_run(&file, &single_out));
+    assert_eq!(code, 0, "{stdout}");
+    let single = json(single_out.join("summary.json"));
+    assert_eq!(totals(&merged), totals(&single));
+    assert_eq!(totals(&merged), (9_000, 9_000, 9_000, 0, 0));
+    for key in ["duplicated", "lost_unconfirmed"] {
+        assert_eq!(merged["verdict"]["totals"][key], 0, "{key}");
+    }
+
+    // Every worker's consumer took messages of every publisher, mostly other workers'.
+    let mut foreign = 0u64;
+    let mut all = 0u64;
+    for index in 0..2u64 {
+        let results = json(out.join(format!("worker-{index}/worker-results.json")));
+        let shards = results["consumers"][0].as_array().unwrap();
+        for shard in shards {
+            for (producer, deliveries) in shard["producers"].as_array().unwrap().iter().enumerate()
+            {
+                if deliveries.is_null() {
+                    continue;
+                }
+                let seen: warren::ledger::SeqSet =
+                    serde_json::from_value(deliveries["seen"].clone()).unwrap();
+                all += seen.len();
+                if producer as u64 % 3 != index {
+                    foreign += seen.len();
+                }
+            }
+        }
+    }
+    assert_eq!(all, 9_000);
+    assert!(
+        foreign * 2 > all,
+        "{foreign} of {all} messages were consumed by another worker than their publisher's"
+    );
+    let workers = json(out.join("merged/workers.json"));
+    assert_eq!(workers["workers"].as_array().unwrap().len(), 3);
+    scratch.assert_clean();
+}
+
+#[test]
+fn a_restart_by_worker_0_and_a_network_fault_on_every_worker_lose_nothing_confirmed() {
+    // Several warrens and a node: not beside a cluster on two cores.
+    let _alone = super::helpers::one_cluster_at_a_time();
+    let scratch = Scratch::new("workers-faults");
+    let faults = r#"
+[[faults]]
+at = "1s"
+kind = "reset_peer"
+for = "1s"
+
+[[faults]]
+at = "3s"
+kind = "broker_restart"
+"#;
+    let file = scratch.file("faults.toml", &scenario(faults, 2, 2, true));
+    let out = scratch.path.join("workers");
+    let (code, stdout, stderr) = output(workers_sh(&scratch, &file, 2, &out));
+    assert_eq!(code, 0, "{stdout}\n{stderr}\n{}", logs(&out));
+    let merged = json(out.join("merged/summary.json"));
+    assert_eq!(merged["verdict"]["totals"]["lost_confirmed"], 0);
+    assert_eq!(merged["verdict"]["totals"]["attempted"], 6_000);
+    // Worker 0 restarted the broker; worker 1 cut its own clients' connections too.
+    let faults = merged["faults"].to_string();
+    assert!(faults.contains("broker_restart"), "{faults}");
+    let worker_1 = json(out.join("worker-1/worker-results.json"));
+    let worker_1_faults = worker_1["faults"].as_array().unwrap();
+    assert_eq!(worker_1_faults.len(), 1, "{worker_1_faults:?}");
+    assert!(worker_1_faults[0].to_string().contains("reset_peer"));
+    scratch.assert_clean();
+}
+
+#[test]
+fn a_worker_killed_mid_run_makes_the_merge_fail_naming_it() {
+    // Several warrens and a node: not beside a cluster on two cores.
+    let _alone = super::helpers::one_cluster_at_a_time();
+    let scratch = Scratch::new("workers-killed");
+    let file = scratch.file("killed.toml", &scenario("", 3, 3, false));
+    let out = scratch.path.join("workers");
+    let mut command = workers_sh(&scratch, &file, 3, &out);
+    command.args(["--barrier-timeout", "10s"]);
+    let all = Running::spawn(command);
+    // Worker 2's console shows publishing; then it is killed with SIGKILL.
+    let log = out.join("worker-2.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("publishing")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker 2 never published"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, ps, _) = output({
+        let mut c = Command::new("pgrep");
+        c.args(["-f", "--", "--worker 2/3"]);
+        c
+    });
+    assert!(!ps.trim().is_empty(), "worker 2's process was not found");
+    for pid in ps.split_whitespace() {
+        let _ = Command::new("kill").args(["-9", pid]).status();
+    }
+    let (code, lines) = all.finish(Duration::from_secs(400));
+    let text = lines.join("\n");
+    assert_eq!(code, 3, "{text}");
+    assert!(text.contains("worker 2/3 exited with 137"), "{text}");
+    let (code, _, stderr) = output({
+        let mut c = warren();
+        c.arg("merge")
+            .args((0..3).map(|i| out.join(format!("worker-{i}"))))
+            .arg("--out")
+            .arg(scratch.path.join("merged"));
+        c
+    });
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("worker-2") && stderr.contains("did not finish"),
+        "{stderr}"
+    );
+    scratch.assert_clean();
+}
+
+#[test]
+fn a_worker_nobody_meets_fails_at_the_barrier_with_exit_3() {
+    let scratch = Scratch::new("workers-barrier");
+    let file = scratch.file("alone.toml", &scenario("", 2, 2, false));
+    let mut command = scratch.warren_run(&file, &scratch.path.join("out"));
+    command.args([
+        "--worker",
+        "0/2",
+        "--run-id",
+        "nobody-comes",
+        "--barrier-timeout",
+        "3s",
+    ]);
+    let (code, stdout, stderr) = output(command);
+    assert_eq!(code, 3, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("worker(s) [1] of 2 did not reach `Ready` within 3 s"),
+        "{stderr}"
+    );
+    // Without a run id, a worker is bad input.
+    let mut command = scratch.warren_run(&file, &scratch.path.join("out2"));
+    command.args(["--worker", "0/2"]);
+    let (code, _, stderr) = output(command);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--run-id"), "{stderr}");
+    scratch.assert_clean();
+}
