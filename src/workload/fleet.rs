@@ -43,17 +43,10 @@ pub(super) struct Clients<'a> {
 }
 
 impl Clients<'_> {
-    /// How many consumers read queue `queue`.
-    pub fn consumers_of(&self, queue: u32) -> usize {
-        (0..self.plan.consumers.count)
-            .filter(|&c| self.topology.queue_of_consumer(c) == queue)
-            .count()
-    }
-
     /// Whether RabbitMQ promises FIFO to the consumers of `queue` (a single one, manual
     /// acks), so that reorders are counted.
     pub fn order_promised(&self, queue: u32) -> bool {
-        self.consumers_of(queue) == 1 && self.plan.consumers.ack == AckMode::Manual
+        order_promised(self.plan, self.topology, queue)
     }
 
     /// The node a connection slot of clients paired with `queue_of(slot)` connects to
@@ -222,6 +215,15 @@ impl Clients<'_> {
         }
         publishers
     }
+}
+
+/// Whether RabbitMQ promises FIFO to the consumers of `queue`: a single one (of the whole
+/// scenario, whichever worker runs it), with manual acks.
+pub(crate) fn order_promised(plan: &Plan, topology: &Topology, queue: u32) -> bool {
+    let consumers = (0..plan.consumers.count)
+        .filter(|&c| topology.queue_of_consumer(c) == queue)
+        .count();
+    consumers == 1 && plan.consumers.ack == AckMode::Manual
 }
 
 /// The running consumers.

@@ -11,7 +11,7 @@ use super::topology::Topology;
 use crate::ledger::{
     Counts, DeadLetterShard, DeliveryShard, PublishLedger, QueueEvidence, QueueRecords, Verdict,
 };
-use crate::scenario::{AckMode, Plan};
+use crate::scenario::Plan;
 
 /// Per queue, the records of the threads that had a consumer of it.
 pub(super) fn by_queue(
@@ -112,11 +112,6 @@ pub(crate) struct Judged<'a> {
 /// Judges each queue on its evidence and adds the verdicts up.
 pub(crate) fn by_queues(judged: Judged<'_>) -> Verdict {
     let topology = judged.topology;
-    let consumers_of = |queue: u32| {
-        (0..judged.plan.consumers.count)
-            .filter(|&c| topology.queue_of_consumer(c) == queue)
-            .count()
-    };
     let by_queue: Vec<QueueRecords<'_>> = (0..topology.queues.len() as u32)
         .map(|queue| QueueRecords {
             publishers: judged
@@ -150,8 +145,7 @@ pub(crate) fn by_queues(judged: Judged<'_>) -> Verdict {
                     .cloned(),
                 queue_type: crate::scenario::serde_name(&spec.queue_type),
                 evidence: evidence.evidence(),
-                order_checked: consumers_of(queue as u32) == 1
-                    && judged.plan.consumers.ack == AckMode::Manual,
+                order_checked: super::fleet::order_promised(judged.plan, topology, queue as u32),
             })
             .collect(),
         judged.plan.publishers.confirm,
