@@ -2,6 +2,7 @@
 # Installs what warren needs on a Debian or Ubuntu machine, and nothing it already has:
 #   - rabbitmq-server (warren starts private nodes from it; it also brings Erlang),
 #   - a C compiler, pkg-config and OpenSSL's headers (TLS code of the client libraries),
+#   - Python's venv (the tests validate the Kubernetes manifests with tools from PyPI),
 #   - Rust, through rustup, when cargo is missing.
 # Safe to run again: every step checks first. Needs root or sudo for apt-get.
 set -eu
@@ -21,6 +22,13 @@ fi
 if ! dpkg -s libssl-dev >/dev/null 2>&1; then
     missing="$missing libssl-dev"
 fi
+# scripts/check-deploy.sh validates the Kubernetes manifests with tools from PyPI, in a
+# virtual environment.
+if ! command -v python3 >/dev/null 2>&1; then
+    missing="$missing python3 python3-venv"
+elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    missing="$missing python3-venv"
+fi
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
     command -v curl >/dev/null 2>&1 || missing="$missing curl ca-certificates"
 fi
@@ -32,7 +40,7 @@ if [ -n "$missing" ]; then
     # Debian starts a system RabbitMQ on port 5672 after installing it. warren does not use
     # it (it runs private nodes on free ports); stop it with `sudo systemctl stop rabbitmq-server`.
 else
-    echo "install.sh: rabbitmq-server, a C compiler, pkg-config and libssl-dev are already installed"
+    echo "install.sh: rabbitmq-server, a C compiler, pkg-config, libssl-dev and python3-venv are already installed"
 fi
 
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then

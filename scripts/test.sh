@@ -3,7 +3,8 @@
 # tests start private RabbitMQ nodes on free ports and remove them afterwards, and render
 # the HTML report in headless Chromium, which is installed here when missing). The
 # vendored AMQP client's own tests connect to one more private node, started here with
-# `warren broker up` and stopped when the tests end, whatever their outcome.
+# `warren broker up` and stopped when the tests end, whatever their outcome. Before them,
+# scripts/check-deploy.sh validates deploy/kubernetes/ and the Dockerfile's build stage.
 set -eu
 cd "$(dirname "$0")/.."
 scripts/install.sh
@@ -16,6 +17,8 @@ fi
 . scripts/env.sh
 
 cargo build --quiet --bin warren
+# deploy/: the Kubernetes manifests validate, and the Dockerfile copies what the build needs.
+scripts/check-deploy.sh
 warren_bin="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug/warren"
 state_dir="$(mktemp -d)"
 broker() { WARREN_STATE_FILE="$state_dir/broker.json" "$warren_bin" broker "$@"; }

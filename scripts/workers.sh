@@ -84,9 +84,8 @@ for index in "${!pids[@]}"; do
     echo "worker $index/$count exited with $code ($out/worker-$index.log)"
     if [ "$code" -ne 0 ]; then status=$code; fi
 done
-folders=()
-for index in $(seq 0 $(( count - 1 ))); do folders+=("$out/worker-$index"); done
+# The folder of worker folders: the merge expects worker-0 to worker-(N-1) in it.
 code=0
-"$WARREN" merge "${folders[@]}" --out "$out/merged" || code=$?
+"$WARREN" merge "$out" --out "$out/merged" || code=$?
 if [ "$code" -eq 0 ] && [ "$status" -ne 0 ]; then code=$status; fi
 exit "$code"

@@ -54,9 +54,17 @@ pub enum Command {
 /// `warren merge`
 #[derive(Debug, Args)]
 pub struct MergeArgs {
-    /// The workers' run folders (each holding worker-results.json), one per worker
+    /// The workers' run folders (each holding worker-results.json), or a folder holding
+    /// them as worker-0, worker-1... (every index up to the count the workers were given
+    /// is expected)
     #[arg(required = true)]
     pub workers: Vec<PathBuf>,
+
+    /// Wait up to this long (like "30m") for workers still running elsewhere to write
+    /// their results, as the Kubernetes merge Job does; a worker whose results say it did
+    /// not complete ends the wait at once
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub wait: Option<Duration>,
 
     /// Folder for the merged run
     #[arg(long)]
@@ -143,8 +151,15 @@ pub struct RunArgs {
     pub barrier_timeout: Duration,
 
     /// Use this broker instead of the scenario's [broker] (repeat for each node): how the
-    /// other workers reach the private nodes worker 0 runs
-    #[arg(long, value_name = "URI")]
+    /// other workers reach the private nodes worker 0 runs, and how Kubernetes pods get
+    /// the broker from a Secret (the variable may hold several URIs, space-separated)
+    #[arg(
+        long,
+        value_name = "URI",
+        env = "WARREN_BROKER_URI",
+        hide_env_values = true,
+        value_delimiter = ' '
+    )]
     pub broker_uri: Vec<String>,
 
     /// AMQP port of the first private node (the others take the next ports)

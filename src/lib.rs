@@ -43,6 +43,6 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Exit> 
         Command::Toxiproxy(args) => commands::toxiproxy::serve(&args, shutdown).await,
         Command::Report(args) => commands::report::rebuild(&args),
         Command::Compare(args) => commands::compare::compare(&args),
-        Command::Merge(args) => commands::merge::merge(&args),
+        Command::Merge(args) => commands::merge::merge(&args, &shutdown).await,
     }
 }

@@ -2,12 +2,15 @@
 //! (see [`crate::workers::merge`]); the exit code is the merged run's gates'.
 
 use anyhow::Context;
+use tokio_util::sync::CancellationToken;
 
 use super::Console;
 use crate::cli::MergeArgs;
 use crate::exit::Exit;
 use crate::report::{RunContext, RunReport, console, files};
 use crate::scenario::ReportFormat;
+use crate::scenario::units::format_duration;
+use crate::workers::folders;
 use crate::workers::merge::{self, E2E_CLOCK_BOUND};
 
 /// Merges the workers' run folders into `--out`.
@@ -15,9 +18,23 @@ use crate::workers::merge::{self, E2E_CLOCK_BOUND};
 /// # Errors
 /// A worker folder missing, incomplete or of another run (exit 3), or the merged folder
 /// could not be written.
-pub fn merge(args: &MergeArgs) -> anyhow::Result<Exit> {
+pub async fn merge(args: &MergeArgs, cancel: &CancellationToken) -> anyhow::Result<Exit> {
     let console = Console { quiet: args.quiet };
-    let workers = merge::gather(&args.workers).context("the workers' results cannot be merged")?;
+    let wait = args.wait.unwrap_or_default();
+    let folders = folders::collect(&args.workers, wait, cancel, |awaited| {
+        let names: Vec<_> = awaited.iter().map(|p| p.display().to_string()).collect();
+        console.line(format!(
+            "waiting up to {} for the results of {}",
+            format_duration(wait),
+            names.join(", ")
+        ));
+    })
+    .await;
+    let Some(folders) = folders else {
+        console.line("interrupted while waiting for the workers' results; nothing was merged");
+        return Ok(Exit::Interrupted);
+    };
+    let workers = merge::gather(&folders).context("the workers' results cannot be merged")?;
     let plan = &workers.plan;
     let leader = &workers.results[0];
     console.line(format!(

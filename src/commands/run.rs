@@ -94,6 +94,9 @@ async fn execute(
             .dir
             .join(format!("{}-{}", plan.name, started_at.compact())),
     });
+    if let Some(w) = &worker {
+        refuse_a_second_run(&run_dir, w)?;
+    }
     console.line(format!(
         "scenario {} ({})",
         plan.name,
@@ -343,6 +346,23 @@ fn override_broker(plan: &mut Plan, args: &RunArgs) -> Result<(), UsageError> {
     Ok(())
 }
 
+/// A worker whose folder already holds this very worker's results of this run: the run id
+/// was used before (each run needs its own), and its results would be overwritten.
+fn refuse_a_second_run(
+    run_dir: &std::path::Path,
+    worker: &crate::workload::WorkerRun,
+) -> Result<(), UsageError> {
+    match crate::workers::results::WorkerResults::identity(run_dir) {
+        Some((run_id, share)) if run_id == worker.run.text && share == worker.share => {
+            Err(UsageError(format!(
+                "{} already holds the results of worker {share} of run {run_id}: each run needs its own run id",
+                run_dir.display()
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The worker's share and run id (flags, else the environment), when it is one.
 fn worker_run(args: &RunArgs) -> Result<Option<crate::workload::WorkerRun>, UsageError> {
     let share = match args.worker {
@@ -352,15 +372,8 @@ fn worker_run(args: &RunArgs) -> Result<Option<crate::workload::WorkerRun>, Usag
     let Some(share) = share else {
         return Ok(None);
     };
-    let attempt = match std::env::var(crate::workers::ATTEMPT_VAR) {
-        Ok(text) => text.trim().parse::<u8>().map_err(|_| {
-            UsageError(format!(
-                "${} is {text:?}: expected 0 to 255",
-                crate::workers::ATTEMPT_VAR
-            ))
-        })?,
-        Err(_) => 0,
-    };
+    let attempt =
+        crate::workers::attempt_from_vars(|name| std::env::var(name).ok()).map_err(UsageError)?;
     let share = crate::workers::Share { attempt, ..share };
     let run_id = args
         .run_id

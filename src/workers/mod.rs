@@ -10,6 +10,7 @@
 //!   final read and injects node faults (restarts, kills, pauses); every worker applies the
 //!   scenario's network faults to its own clients' proxies at the same agreed instants.
 
+pub mod folders;
 pub mod merge;
 pub mod results;
 
@@ -27,6 +28,21 @@ pub const RUN_ID_VAR: &str = "WARREN_RUN_ID";
 
 /// Most workers one run may have.
 pub const MAX_WORKERS: u32 = 1_000;
+
+/// The worker's attempt from [`ATTEMPT_VAR`]: 0 when it is unset or empty (as Kubernetes
+/// gives a missing `batch.kubernetes.io/job-index-failure-count` annotation).
+///
+/// # Errors
+/// A value that is not a number from 0 to 255.
+pub fn attempt_from_vars(get: impl Fn(&str) -> Option<String>) -> Result<u8, String> {
+    match get(ATTEMPT_VAR) {
+        Some(text) if !text.trim().is_empty() => text
+            .trim()
+            .parse::<u8>()
+            .map_err(|_| format!("${ATTEMPT_VAR} is {text:?}: expected 0 to 255")),
+        _ => Ok(0),
+    }
+}
 
 /// Which share of the scenario this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -96,9 +112,7 @@ impl Share {
         let (Some(index), Some(count)) = (number(INDEX_VAR)?, number(COUNT_VAR)?) else {
             return Ok(None);
         };
-        let attempt = number(ATTEMPT_VAR)?.unwrap_or(0);
-        let attempt = u8::try_from(attempt)
-            .map_err(|_| format!("${ATTEMPT_VAR} is {attempt}; at most 255"))?;
+        let attempt = attempt_from_vars(&get)?;
         Self::new(index, count, attempt).map(Some).ok_or_else(|| {
             format!("${INDEX_VAR}={index} and ${COUNT_VAR}={count}: expected 0 <= index < count <= {MAX_WORKERS}")
         })

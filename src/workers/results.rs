@@ -180,6 +180,18 @@ impl WorkerResults {
         std::fs::rename(partial, path)
     }
 
+    /// The run id and share of the results in `dir`, when there are results there.
+    pub fn identity(dir: &Path) -> Option<(String, Share)> {
+        #[derive(Deserialize)]
+        struct Identity {
+            run_id: String,
+            worker: Share,
+        }
+        let text = std::fs::read(dir.join(FILE)).ok()?;
+        let identity: Identity = serde_json::from_slice(&text).ok()?;
+        Some((identity.run_id, identity.worker))
+    }
+
     /// Reads the results in worker folder `dir`.
     ///
     /// # Errors

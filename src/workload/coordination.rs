@@ -108,6 +108,15 @@ pub enum CoordinationError {
         ours: u32,
         run: String,
     },
+    #[error(
+        "worker {worker} arrived {:.1} s after the run started (run id {run}): a worker cannot join a run in progress",
+        late_by.as_secs_f64()
+    )]
+    Late {
+        worker: u32,
+        late_by: Duration,
+        run: String,
+    },
     #[error("interrupted")]
     Interrupted,
 }
@@ -226,6 +235,11 @@ impl Coordination {
     /// Worker 0: message 0 is due at `start_ns` (its clock).
     pub fn start_at(&self, start_ns: u64) {
         self.board().mine.start_ns = Some(start_ns);
+    }
+
+    /// The run id as given.
+    pub fn run_text(&self) -> &str {
+        &self.run.text
     }
 
     /// Announces that this worker gives up, and why (the others stop waiting for it).

@@ -482,10 +482,26 @@ async fn agree_on_start(
         meeting.start_at(start_ns);
         start_ns
     } else {
-        meeting.start_ns().await?
+        let start_ns = meeting.start_ns().await?;
+        // Worker 0 fixes the start a second ahead: a worker that learns it well after it
+        // passed was not there when the run began (a pod replaced mid-run, say), and
+        // joining would publish a share of the run that began late.
+        let late_by = clock.now_ns().saturating_sub(start_ns);
+        if late_by > LATE_START_TOLERANCE_NS {
+            return Err(coordination::CoordinationError::Late {
+                worker: share.index,
+                late_by: Duration::from_nanos(late_by),
+                run: meeting.run_text().to_string(),
+            }
+            .into());
+        }
+        start_ns
     };
     Ok(clock.instant_at(start_ns))
 }
+
+/// How far past the agreed start a worker may learn of it and still take part.
+const LATE_START_TOLERANCE_NS: u64 = 500_000_000;
 
 /// A fresh random run id.
 pub fn random_run_id() -> u64 {

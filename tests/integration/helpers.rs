@@ -242,6 +242,9 @@ impl Running {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
+                while let Ok(line) = self.stdout.try_recv() {
+                    self.seen.push(line);
+                }
                 panic!(
                     "warren did not exit within {timeout:?}; output {:#?}",
                     std::mem::take(&mut self.seen)

@@ -6,6 +6,7 @@ mod bad_scenarios;
 mod broker_command;
 mod faults;
 mod helpers;
+mod kubernetes;
 mod library;
 mod managed_nodes;
 mod misbehaving_broker;

@@ -211,19 +211,76 @@ fn a_worker_killed_mid_run_makes_the_merge_fail_naming_it() {
     let text = lines.join("\n");
     assert_eq!(code, 3, "{text}");
     assert!(text.contains("worker 2/3 exited with 137"), "{text}");
-    let (code, _, stderr) = output({
+    // The merge waits for results still to come (as the Kubernetes merge Job does), but
+    // the others' say they did not complete: it ends at once, naming the missing one.
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = output({
         let mut c = warren();
         c.arg("merge")
-            .args((0..3).map(|i| out.join(format!("worker-{i}"))))
-            .arg("--out")
+            .arg(&out)
+            .args(["--wait", "5m", "--out"])
             .arg(scratch.path.join("merged"));
         c
     });
-    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(code, 3, "{stdout}\n{stderr}");
     assert!(
         stderr.contains("worker-2") && stderr.contains("did not finish"),
         "{stderr}"
     );
+    assert!(
+        started.elapsed() < Duration::from_secs(240),
+        "the merge waited for a worker that cannot come"
+    );
+    scratch.assert_clean();
+}
+
+#[test]
+fn a_worker_that_arrives_after_the_start_cannot_join_the_run() {
+    // Several warrens and a node: not beside a cluster on two cores.
+    let _alone = super::helpers::one_cluster_at_a_time();
+    let scratch = Scratch::new("workers-late");
+    let file = scratch.file("late.toml", &scenario("", 2, 2, false));
+    let out = scratch.path.join("workers");
+    let mut command = workers_sh(&scratch, &file, 2, &out);
+    command.args(["--barrier-timeout", "10s"]);
+    let run = Running::spawn(command);
+    let log = out.join("worker-1.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("publishing")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker 1 never published"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A second worker 1 (as Kubernetes starts when a pod is replaced), on the same broker.
+    let (_, ps, _) = output({
+        let mut c = Command::new("pgrep");
+        c.args(["-af", "--", "--worker 1/2"]);
+        c
+    });
+    let uri = ps
+        .split_whitespace()
+        .skip_while(|w| *w != "--broker-uri")
+        .nth(1)
+        .unwrap_or_else(|| panic!("worker 1's broker: {ps}"))
+        .to_string();
+    let mut late = scratch.warren_run(&file, &scratch.path.join("late"));
+    late.env("WARREN_WORKER_ATTEMPT", "1").args([
+        "--worker",
+        "1/2",
+        "--run-id",
+        &format!("it-{}", std::process::id()),
+        "--broker-uri",
+        &uri,
+    ]);
+    let (code, stdout, stderr) = output(late);
+    assert_eq!(code, 3, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("worker 1 arrived") && stderr.contains("cannot join a run in progress"),
+        "{stderr}"
+    );
+    let _ = run.finish(Duration::from_secs(300));
     scratch.assert_clean();
 }
 
