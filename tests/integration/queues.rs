@@ -240,7 +240,7 @@ async fn quorum_queues_are_spread_over_a_cluster_and_a_leader_kill_loses_nothing
     let scratch = Scratch::new("spread");
     let mut cluster = cluster(&scratch, 3).await;
     let plan = plan(
-        "name = \"spread\"\nduration = \"12s\"\ndrain_timeout = \"30s\"\n[topology]\nqueues = 6\nqueue = { type = \"quorum\" }\n[publishers]\ncount = 6\nrate = 600\n[consumers]\ncount = 6\n",
+        "name = \"spread\"\nduration = \"20s\"\ndrain_timeout = \"30s\"\n[topology]\nqueues = 6\nqueue = { type = \"quorum\" }\n[publishers]\ncount = 6\nrate = 600\n[consumers]\ncount = 6\n",
     );
     let (handle, mut progress) = start(&plan, &cluster);
     until_delivered(&mut progress, 1_000).await;
@@ -270,12 +270,19 @@ async fn quorum_queues_are_spread_over_a_cluster_and_a_leader_kill_loses_nothing
         let led = leaders.iter().filter(|(_, l)| *l == node.name).count();
         assert_eq!(led, 2, "{} leads {led} of {leaders:?}", node.name);
     }
-    let first_leader = cluster.queue_leader(&leaders[0].0).await.unwrap();
+    // The listing's own leader: on a loaded machine each rabbitmqctl call starts an Erlang
+    // VM for seconds, and a second lookup once outlasted the run (its queues were deleted,
+    // so every listing came back empty).
+    let first_leader = leaders[0].1.clone();
     let victim = cluster
         .specs()
         .iter()
         .position(|s| s.name == first_leader)
         .unwrap();
+    assert!(
+        !handle.is_finished(),
+        "the run ended before the leader kill"
+    );
     cluster.kill(victim).await.unwrap();
     let outcome = handle.await.unwrap();
     let verdict = &outcome.verdict;

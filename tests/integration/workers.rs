@@ -68,6 +68,31 @@ fn logs(out: &Path) -> String {
         .join("\n----\n")
 }
 
+/// Waits until worker `index`'s console (under `out`) shows it publishing.
+fn wait_until_publishing(out: &Path, index: u32) {
+    let log = out.join(format!("worker-{index}.log"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("publishing")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker {index} never published"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The processes running worker share `share` ("2/3"): their pids, or with `full` their
+/// pids and command lines.
+fn worker_processes(share: &str, full: bool) -> String {
+    let pattern = format!("--worker {share}");
+    let (_, ps, _) = output({
+        let mut c = Command::new("pgrep");
+        c.args([if full { "-af" } else { "-f" }, "--", &pattern]);
+        c
+    });
+    ps
+}
+
 fn json(path: PathBuf) -> Value {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
@@ -189,20 +214,8 @@ fn a_worker_killed_mid_run_makes_the_merge_fail_naming_it() {
     command.args(["--barrier-timeout", "10s"]);
     let all = Running::spawn(command);
     // Worker 2's console shows publishing; then it is killed with SIGKILL.
-    let log = out.join("worker-2.log");
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("publishing")) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "worker 2 never published"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let (_, ps, _) = output({
-        let mut c = Command::new("pgrep");
-        c.args(["-f", "--", "--worker 2/3"]);
-        c
-    });
+    wait_until_publishing(&out, 2);
+    let ps = worker_processes("2/3", false);
     assert!(!ps.trim().is_empty(), "worker 2's process was not found");
     for pid in ps.split_whitespace() {
         let _ = Command::new("kill").args(["-9", pid]).status();
@@ -244,21 +257,9 @@ fn a_worker_that_arrives_after_the_start_cannot_join_the_run() {
     let mut command = workers_sh(&scratch, &file, 2, &out);
     command.args(["--barrier-timeout", "10s"]);
     let run = Running::spawn(command);
-    let log = out.join("worker-1.log");
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("publishing")) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "worker 1 never published"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_publishing(&out, 1);
     // A second worker 1 (as Kubernetes starts when a pod is replaced), on the same broker.
-    let (_, ps, _) = output({
-        let mut c = Command::new("pgrep");
-        c.args(["-af", "--", "--worker 1/2"]);
-        c
-    });
+    let ps = worker_processes("1/2", true);
     let uri = ps
         .split_whitespace()
         .skip_while(|w| *w != "--broker-uri")
