@@ -15,6 +15,69 @@ pub struct RabbitInstall {
     pub ctl: PathBuf,
     /// Erlang's port mapper daemon.
     pub epmd: PathBuf,
+    /// The release, from the install's `rabbitmq_server-X.Y.Z` folder, when it has one.
+    pub version: Option<ReleaseVersion>,
+}
+
+/// A RabbitMQ release number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ReleaseVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl ReleaseVersion {
+    /// The oldest release warren starts private nodes from.
+    pub const OLDEST: ReleaseVersion = ReleaseVersion {
+        major: 3,
+        minor: 10,
+        patch: 0,
+    };
+
+    /// Parses `X.Y.Z` (a suffix after the patch number, like `-rc.1`, is ignored).
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.splitn(3, '.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        let patch_text = parts.next()?;
+        let digits = patch_text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(patch_text.len());
+        let patch = patch_text[..digits].parse().ok()?;
+        Some(Self {
+            major,
+            minor,
+            patch,
+        })
+    }
+
+    /// The release of the install whose scripts are in `bin_dir`: Debian's package keeps
+    /// them in `…/rabbitmq/bin` beside `…/rabbitmq/lib/rabbitmq_server-X.Y.Z`, the generic
+    /// Unix tarball in `rabbitmq_server-X.Y.Z/sbin`.
+    pub fn of_install(bin_dir: &Path) -> Option<Self> {
+        let from_name = |path: &Path| {
+            path.file_name()?
+                .to_str()?
+                .strip_prefix("rabbitmq_server-")
+                .and_then(Self::parse)
+        };
+        let parent = bin_dir.parent()?;
+        if let Some(version) = from_name(parent) {
+            return Some(version);
+        }
+        std::fs::read_dir(parent.join("lib"))
+            .ok()?
+            .filter_map(Result::ok)
+            .filter_map(|entry| from_name(&entry.path()))
+            .max()
+    }
+}
+
+impl std::fmt::Display for ReleaseVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
 }
 
 /// Environment variable naming a folder holding `rabbitmq-server` and `rabbitmqctl`.
@@ -62,10 +125,18 @@ impl RabbitInstall {
             .ok_or(BrokerError::NotInstalled {
                 what: "epmd (Erlang)",
             })?;
+        let version = ReleaseVersion::of_install(server_dir);
+        if let Some(version) = version.filter(|v| *v < ReleaseVersion::OLDEST) {
+            return Err(BrokerError::UnsupportedRelease {
+                version: version.to_string(),
+                path: server_dir.display().to_string(),
+            });
+        }
         Ok(Self {
             server: server_dir.join("rabbitmq-server"),
             ctl: server_dir.join("rabbitmqctl"),
             epmd,
+            version,
         })
     }
 }
@@ -87,4 +158,48 @@ fn is_executable(path: &Path) -> bool {
 fn is_debian_wrapper(path: &Path) -> bool {
     std::fs::read_to_string(path)
         .is_ok_and(|text| text.contains("Only root or rabbitmq should run"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_numbers_parse_and_order() {
+        let v = |t: &str| ReleaseVersion::parse(t).unwrap();
+        assert_eq!(v("3.10.8").to_string(), "3.10.8");
+        assert_eq!(v("4.1.0-rc.1"), v("4.1.0"));
+        assert!(v("3.9.29") < ReleaseVersion::OLDEST);
+        assert!(v("3.10.0") >= ReleaseVersion::OLDEST && v("4.0.5") > v("3.13.7"));
+        for bad in ["", "4", "4.0", "x.1.2", "4.0.x"] {
+            assert_eq!(ReleaseVersion::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_install_names_its_release_in_either_layout() {
+        let root = std::env::temp_dir().join(format!("warren-release-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        // Debian: …/rabbitmq/bin beside …/rabbitmq/lib/rabbitmq_server-X.Y.Z.
+        let debian = root.join("usr/lib/rabbitmq");
+        std::fs::create_dir_all(debian.join("bin")).unwrap();
+        std::fs::create_dir_all(debian.join("lib/rabbitmq_server-4.0.5")).unwrap();
+        std::fs::create_dir_all(debian.join("lib/not-a-release")).unwrap();
+        assert_eq!(
+            ReleaseVersion::of_install(&debian.join("bin")),
+            ReleaseVersion::parse("4.0.5")
+        );
+        // The generic Unix tarball: rabbitmq_server-X.Y.Z/sbin.
+        let tarball = root.join("opt/rabbitmq_server-3.13.7/sbin");
+        std::fs::create_dir_all(&tarball).unwrap();
+        assert_eq!(
+            ReleaseVersion::of_install(&tarball),
+            ReleaseVersion::parse("3.13.7")
+        );
+        // Neither: unknown.
+        let other = root.join("usr/local/bin");
+        std::fs::create_dir_all(&other).unwrap();
+        assert_eq!(ReleaseVersion::of_install(&other), None);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -39,6 +39,10 @@ pub enum BrokerError {
     )]
     NotInstalled { what: &'static str },
     #[error(
+        "RabbitMQ {version} ({path}) is older than warren's private nodes support (3.10 to 4.x); install a newer rabbitmq-server or set WARREN_RABBITMQ_BIN to one"
+    )]
+    UnsupportedRelease { version: String, path: String },
+    #[error(
         "warren runs as root, and private nodes run as the `rabbitmq` user, which does not exist; install rabbitmq-server (its package creates the user) or run warren as an ordinary user"
     )]
     NoServiceUser,

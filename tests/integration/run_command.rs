@@ -124,6 +124,37 @@ fn without_rabbitmq_installed_the_error_says_how_to_install_it() {
 }
 
 #[test]
+fn a_rabbitmq_older_than_3_10_is_refused_before_any_node_starts() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Scratch::new("old-release");
+    let scenario = scratch.file("s.toml", ONE_NODE);
+    // An install laid out as the generic Unix tarball of 3.9.29, whose scripts would
+    // leave a mark if they ran.
+    let sbin = scratch.path.join("rabbitmq_server-3.9.29/sbin");
+    std::fs::create_dir_all(&sbin).unwrap();
+    let mark = scratch.path.join("ran");
+    for script in ["rabbitmq-server", "rabbitmqctl"] {
+        let path = sbin.join(script);
+        std::fs::write(&path, format!("#!/bin/sh\ntouch {}\n", mark.display())).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut command = warren();
+    command
+        .env("TMPDIR", scratch.tmp())
+        .env("WARREN_RABBITMQ_BIN", &sbin)
+        .arg("run")
+        .arg(&scenario);
+    let (code, _, stderr) = output(command);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("RabbitMQ 3.9.29") && stderr.contains("3.10 to 4.x"),
+        "{stderr}"
+    );
+    assert!(!mark.exists(), "a script of the old install ran");
+    scratch.assert_clean();
+}
+
+#[test]
 fn ctrl_c_during_the_workload_writes_what_was_measured_and_cleans_up() {
     let scratch = Scratch::new("run-sigint-workload");
     let scenario = scratch.file(
