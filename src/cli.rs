@@ -238,6 +238,11 @@ pub struct BrokerUpArgs {
     /// Keep the nodes' data and logs when they are stopped
     #[arg(long)]
     pub keep: bool,
+
+    /// Start RabbitMQ from this root file system (made by `scripts/rabbitmq.sh 4.0`)
+    /// instead of this machine's install; needs root
+    #[arg(long, env = "WARREN_RABBITMQ_ROOT", value_name = "DIR")]
+    pub rabbitmq_root: Option<std::path::PathBuf>,
 }
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {

@@ -1,12 +1,13 @@
 //! The account private nodes run under: the `rabbitmq` user when warren runs as root (the
-//! Erlang VM should not run as root, and Debian's files belong to that user), else the
-//! current user.
+//! Erlang VM should not run as root, and Debian's files belong to that user; with RabbitMQ
+//! from another root, that root's own `rabbitmq` user), else the current user.
 
 use std::path::Path;
 
 use nix::unistd::{Gid, Uid, User, chown};
 
 use super::BrokerError;
+use super::rootfs::RabbitRoot;
 
 /// Who owns a managed node's files and processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -20,11 +21,21 @@ pub struct Account {
 }
 
 impl Account {
-    /// The account for private nodes.
+    /// The account for private nodes started from `root` (this machine's install when
+    /// `None`).
     ///
     /// # Errors
-    /// [`BrokerError::NoServiceUser`] when warren runs as root and no `rabbitmq` user exists.
-    pub fn for_nodes() -> Result<Self, BrokerError> {
+    /// [`BrokerError::NoServiceUser`] when warren runs as root and no `rabbitmq` user exists;
+    /// [`BrokerError::BadRoot`] when the other root has none.
+    pub fn for_nodes(root: Option<&RabbitRoot>) -> Result<Self, BrokerError> {
+        if let Some(root) = root {
+            let account = root.service_account()?;
+            return Ok(Self {
+                uid: account.uid,
+                gid: account.gid,
+                switch: true,
+            });
+        }
         if !Uid::effective().is_root() {
             return Ok(Self {
                 uid: Uid::effective().as_raw(),
@@ -86,7 +97,8 @@ impl Account {
         })
     }
 
-    /// Makes `command` run under this account.
+    /// Makes `command` run under this account (on this machine's own file system; see
+    /// [`super::install::RabbitInstall::command`] for the general case).
     pub fn apply(&self, command: &mut tokio::process::Command) {
         if self.switch {
             command.uid(self.uid).gid(self.gid);

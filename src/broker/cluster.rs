@@ -16,6 +16,7 @@ use super::install::RabbitInstall;
 use super::node::{Node, NodeEnv, NodeSpec};
 use super::partition::{self, DistLinks, DistNode};
 use super::ports::{free_ports, is_free};
+use super::rootfs::RabbitRoot;
 use super::state::{BrokerState, NodeRecord};
 use crate::redact::BrokerUri;
 
@@ -35,6 +36,9 @@ pub struct ClusterOptions {
     /// Inter-node traffic goes through proxies so that a node can be partitioned from the
     /// others (see [`super::partition`]); only for clusters.
     pub partitionable: bool,
+    /// Start RabbitMQ from this root file system instead of this machine's install (see
+    /// [`super::rootfs`]).
+    pub rabbitmq_root: Option<PathBuf>,
 }
 
 /// A running managed broker.
@@ -49,6 +53,8 @@ pub struct ManagedCluster {
     links: Option<DistLinks>,
     /// Nodes cut off from the others.
     cut: Vec<usize>,
+    /// With another root: the outermost folder made inside it for the broker's folder.
+    mount_point: Option<PathBuf>,
     /// Set once torn down or detached, so `Drop` leaves things alone.
     done: bool,
 }
@@ -67,8 +73,13 @@ impl ManagedCluster {
                 nodes: options.nodes,
             });
         }
-        let install = RabbitInstall::locate()?;
-        let account = Account::for_nodes()?;
+        let root = options
+            .rabbitmq_root
+            .as_deref()
+            .map(RabbitRoot::open)
+            .transpose()?;
+        let install = RabbitInstall::locate(root.as_ref())?;
+        let account = Account::for_nodes(root.as_ref())?;
         let amqp_ports = match options.first_port {
             Some(first) => {
                 let ports: Vec<u16> = (0..options.nodes as u16).map(|i| first + i).collect();
@@ -111,7 +122,7 @@ impl ManagedCluster {
                 dir: base.join(format!("node-{}", index + 1)),
             })
             .collect();
-        let setup = || -> std::io::Result<()> {
+        let setup = || -> std::io::Result<Option<PathBuf>> {
             write_cookie(&base)?;
             for spec in &specs {
                 spec.prepare(specs.len() > 1)?;
@@ -123,20 +134,33 @@ impl ManagedCluster {
             if partitionable {
                 partition::write_inetrc(&base.join("inetrc"), &partition::cli_inetrc(specs.len()))?;
             }
-            account.own(&base)
+            account.own(&base)?;
+            match &root {
+                Some(root) => root.make_mount_point(&base),
+                None => Ok(None),
+            }
         };
-        if let Err(e) = setup() {
+        let mount_point = match setup() {
+            Ok(made) => made,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&base);
+                return Err(BrokerError::io(&format!("prepare {}", base.display()), e));
+            }
+        };
+        let undo_folders = || {
             let _ = std::fs::remove_dir_all(&base);
-            return Err(BrokerError::io(&format!("prepare {}", base.display()), e));
-        }
-        let epmd =
-            match Epmd::start(&install.epmd, epmd_port, account, &base, options.detachable).await {
-                Ok(epmd) => epmd,
-                Err(e) => {
-                    let _ = std::fs::remove_dir_all(&base);
-                    return Err(e);
-                }
-            };
+            if let (Some(root), Some(made)) = (&root, &mount_point) {
+                root.remove_mount_point(&base, made);
+            }
+        };
+        let epmd = match Epmd::start(&install, epmd_port, account, &base, options.detachable).await
+        {
+            Ok(epmd) => epmd,
+            Err(e) => {
+                undo_folders();
+                return Err(e);
+            }
+        };
         let links = if partitionable {
             let nodes: Vec<DistNode> = specs
                 .iter()
@@ -150,7 +174,7 @@ impl ManagedCluster {
                 Err(e) => {
                     let mut epmd = epmd;
                     epmd.stop().await;
-                    let _ = std::fs::remove_dir_all(&base);
+                    undo_folders();
                     return Err(BrokerError::io(
                         "make the inter-node links for partitions",
                         std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, e.to_string()),
@@ -168,7 +192,7 @@ impl ManagedCluster {
             die_with_warren: !options.detachable,
         };
         let ctl = Ctl {
-            program: install.ctl.clone(),
+            install: install.clone(),
             home: base.clone(),
             epmd_port,
             account,
@@ -182,6 +206,7 @@ impl ManagedCluster {
             keep: options.keep,
             links,
             cut: Vec::new(),
+            mount_point,
             done: false,
         };
         // On error, `cluster` is dropped here and its Drop kills what was started.
@@ -576,12 +601,22 @@ impl ManagedCluster {
                     uri: n.spec.uri().redacted(),
                 })
                 .collect(),
+            rabbitmq_root: self
+                .env
+                .install
+                .root
+                .as_ref()
+                .map(|root| root.path().to_path_buf()),
+            mount_point: self.mount_point.clone(),
         }
     }
 
     fn remove_dir(&self) {
         if !self.keep {
             let _ = std::fs::remove_dir_all(&self.base);
+        }
+        if let (Some(root), Some(made)) = (&self.env.install.root, &self.mount_point) {
+            root.remove_mount_point(&self.base, made);
         }
     }
 }

@@ -11,13 +11,14 @@ use tokio::process::Command;
 
 use super::BrokerError;
 use super::account::Account;
+use super::install::RabbitInstall;
 
 /// How to reach the nodes of one managed broker with rabbitmqctl.
 #[derive(Debug, Clone)]
 pub struct Ctl {
-    /// The rabbitmqctl script.
-    pub program: PathBuf,
-    /// Folder holding the shared `.erlang.cookie` (given as HOME).
+    /// The install whose rabbitmqctl is run.
+    pub install: RabbitInstall,
+    /// The broker's folder, holding the shared `.erlang.cookie` (given as HOME).
     pub home: PathBuf,
     /// The broker's private epmd.
     pub epmd_port: u16,
@@ -80,14 +81,22 @@ impl Ctl {
         args: &[&str],
         timeout: Duration,
     ) -> Result<String, BrokerError> {
-        let mut command = Command::new(&self.program);
+        let failed = |output: String| BrokerError::Ctl {
+            node: node.to_string(),
+            command: args.join(" "),
+            output,
+        };
+        // In the broker's folder: the caller's may be one the node account cannot read
+        // (root's home, a `mktemp -d`), and the Erlang code server then prints `eacces`
+        // errors into stdout.
+        let mut command = self
+            .install
+            .command(&self.install.ctl, &self.account, &self.home, &self.home)
+            .map_err(|e| failed(e.to_string()))?;
         command
             .arg("-n")
             .arg(node)
             .args(args)
-            // The caller's folder may be one the node account cannot read (root's home, a
-            // `mktemp -d`): the Erlang code server then prints `eacces` errors into stdout.
-            .current_dir(&self.home)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -98,12 +107,6 @@ impl Ctl {
         if inetrc.exists() {
             command.env("ERL_INETRC", inetrc);
         }
-        self.account.apply(&mut command);
-        let failed = |output: String| BrokerError::Ctl {
-            node: node.to_string(),
-            command: args.join(" "),
-            output,
-        };
         let output = match tokio::time::timeout(timeout, command.output()).await {
             Err(_) => return Err(failed(format!("no answer within {} s", timeout.as_secs()))),
             Ok(Err(e)) => return Err(failed(e.to_string())),

@@ -5,10 +5,11 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use super::BrokerError;
 use super::account::Account;
+use super::install::RabbitInstall;
 use super::process::{die_with_parent, signal, signal_group};
 
 /// A running epmd owned by warren.
@@ -21,24 +22,24 @@ pub struct Epmd {
 }
 
 impl Epmd {
-    /// Starts epmd on 127.0.0.1:`port` and waits until it accepts connections.
+    /// Starts the install's epmd on 127.0.0.1:`port`, in the broker's folder `base` (where
+    /// its log goes), and waits until it accepts connections.
     ///
     /// # Errors
     /// [`BrokerError::Io`] when it cannot be started, [`BrokerError::NodeFailed`] when it
     /// does not listen within 10 s.
     pub async fn start(
-        program: &Path,
+        install: &RabbitInstall,
         port: u16,
         account: Account,
-        log_dir: &Path,
+        base: &Path,
         detachable: bool,
     ) -> Result<Self, BrokerError> {
-        let log = std::fs::File::create(log_dir.join("epmd.log"))
+        let log = std::fs::File::create(base.join("epmd.log"))
             .map_err(|e| BrokerError::io("create epmd.log", e))?;
-        let mut command = Command::new(program);
+        let mut command = install.command(&install.epmd, &account, base, base)?;
         command
             .args(["-port", &port.to_string(), "-address", "127.0.0.1"])
-            .current_dir(log_dir)
             .stdin(Stdio::null())
             .stdout(
                 log.try_clone()
@@ -47,13 +48,12 @@ impl Epmd {
             .stderr(log)
             .process_group(0)
             .kill_on_drop(false);
-        account.apply(&mut command);
         if !detachable {
             die_with_parent(&mut command);
         }
-        let child = command
-            .spawn()
-            .map_err(|e| BrokerError::io(&format!("start {}", program.display()), e))?;
+        let child = command.spawn().map_err(|e| {
+            BrokerError::io(&format!("start {}", install.describe(&install.epmd)), e)
+        })?;
         let pid = child.id().unwrap_or_default();
         let mut epmd = Self {
             port,

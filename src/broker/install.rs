@@ -1,14 +1,21 @@
-//! Finding the local RabbitMQ install: the real `rabbitmq-server` and `rabbitmqctl`
-//! scripts (not Debian's wrappers, which switch user with `su` and refuse other users)
-//! and Erlang's `epmd`.
+//! Finding the RabbitMQ install: the real `rabbitmq-server` and `rabbitmqctl` scripts (not
+//! Debian's wrappers, which switch user with `su` and refuse other users) and Erlang's
+//! `epmd`, on this machine or in another root (see [`super::rootfs`]); and starting its
+//! programs.
 
 use std::path::{Path, PathBuf};
 
-use super::BrokerError;
+use tokio::process::Command;
 
-/// The programs a managed node needs.
+use super::BrokerError;
+use super::account::Account;
+use super::rootfs::{RabbitRoot, RootAccount};
+
+/// The programs a managed node needs. With another root, their paths are the ones inside it.
 #[derive(Debug, Clone)]
 pub struct RabbitInstall {
+    /// The root the programs run in; `None` for this machine's own.
+    pub root: Option<RabbitRoot>,
     /// The `rabbitmq-server` script that execs the Erlang VM.
     pub server: PathBuf,
     /// `rabbitmqctl`, from the same install.
@@ -94,50 +101,106 @@ const KNOWN_BIN_DIRS: &[&str] = &[
 const KNOWN_EPMD: &[&str] = &["/usr/lib/erlang/bin/epmd", "/usr/local/lib/erlang/bin/epmd"];
 
 impl RabbitInstall {
-    /// Locates the install: only `$WARREN_RABBITMQ_BIN` when it is set, else the known
-    /// folders, then `$PATH`.
+    /// Locates the install: in `root` when given (its known folders), else only
+    /// `$WARREN_RABBITMQ_BIN` when it is set, else the known folders, then `$PATH`.
     ///
     /// # Errors
-    /// [`BrokerError::NotInstalled`], which says how to install RabbitMQ.
-    pub fn locate() -> Result<Self, BrokerError> {
-        let candidates: Vec<PathBuf> = match std::env::var_os(BIN_DIR_VAR) {
-            Some(dir) => vec![PathBuf::from(dir)],
-            None => KNOWN_BIN_DIRS
+    /// [`BrokerError::NotInstalled`], which says how to install RabbitMQ (or build the
+    /// root); [`BrokerError::UnsupportedRelease`] for a release older than 3.10.
+    pub fn locate(root: Option<&RabbitRoot>) -> Result<Self, BrokerError> {
+        let on_this_side = |path: &Path| match root {
+            Some(root) => root.host_path(path),
+            None => path.to_path_buf(),
+        };
+        let candidates: Vec<PathBuf> = match (root, std::env::var_os(BIN_DIR_VAR)) {
+            (Some(_), _) => KNOWN_BIN_DIRS.iter().map(PathBuf::from).collect(),
+            (None, Some(dir)) => vec![PathBuf::from(dir)],
+            (None, None) => KNOWN_BIN_DIRS
                 .iter()
                 .map(PathBuf::from)
                 .chain(path_dirs())
                 .collect(),
         };
+        let not_installed = |what| match root {
+            Some(root) => BrokerError::NotInRoot {
+                what,
+                path: root.path().to_path_buf(),
+            },
+            None => BrokerError::NotInstalled { what },
+        };
         let server_dir = candidates
             .iter()
             .find(|dir| {
+                let dir = on_this_side(dir);
                 is_executable(&dir.join("rabbitmq-server"))
                     && is_executable(&dir.join("rabbitmqctl"))
                     && !is_debian_wrapper(&dir.join("rabbitmq-server"))
             })
-            .ok_or(BrokerError::NotInstalled {
-                what: "rabbitmq-server",
-            })?;
-        let epmd = path_dirs()
-            .map(|dir| dir.join("epmd"))
-            .chain(KNOWN_EPMD.iter().map(PathBuf::from))
-            .find(|p| is_executable(p))
-            .ok_or(BrokerError::NotInstalled {
-                what: "epmd (Erlang)",
-            })?;
-        let version = ReleaseVersion::of_install(server_dir);
+            .ok_or_else(|| not_installed("rabbitmq-server"))?;
+        let epmd_candidates: Vec<PathBuf> = match root {
+            Some(_) => KNOWN_EPMD.iter().map(PathBuf::from).collect(),
+            None => path_dirs()
+                .map(|dir| dir.join("epmd"))
+                .chain(KNOWN_EPMD.iter().map(PathBuf::from))
+                .collect(),
+        };
+        let epmd = epmd_candidates
+            .into_iter()
+            .find(|p| is_executable(&on_this_side(p)))
+            .ok_or_else(|| not_installed("epmd (Erlang)"))?;
+        let version = ReleaseVersion::of_install(&on_this_side(server_dir));
         if let Some(version) = version.filter(|v| *v < ReleaseVersion::OLDEST) {
             return Err(BrokerError::UnsupportedRelease {
                 version: version.to_string(),
-                path: server_dir.display().to_string(),
+                path: on_this_side(server_dir).display().to_string(),
             });
         }
         Ok(Self {
+            root: root.cloned(),
             server: server_dir.join("rabbitmq-server"),
             ctl: server_dir.join("rabbitmqctl"),
             epmd,
             version,
         })
+    }
+
+    /// A command that runs `program` (one of this install's) as `account` in `cwd`, with
+    /// the broker's folder `base` where the program can reach it (the same path on both
+    /// sides of another root).
+    ///
+    /// # Errors
+    /// [`BrokerError::Io`] when a path cannot be handed to the child.
+    pub fn command(
+        &self,
+        program: &Path,
+        account: &Account,
+        base: &Path,
+        cwd: &Path,
+    ) -> Result<Command, BrokerError> {
+        let mut command = Command::new(program);
+        match &self.root {
+            None => {
+                command.current_dir(cwd);
+                account.apply(&mut command);
+            }
+            Some(root) => {
+                let account = RootAccount {
+                    uid: account.uid,
+                    gid: account.gid,
+                };
+                root.confine(&mut command, base, cwd, account)
+                    .map_err(|e| BrokerError::io("run a program inside the RabbitMQ root", e))?;
+            }
+        }
+        Ok(command)
+    }
+
+    /// How `program` is named in messages: with the root it runs in, if any.
+    pub fn describe(&self, program: &Path) -> String {
+        match &self.root {
+            Some(root) => format!("{} (in {})", program.display(), root.path().display()),
+            None => program.display().to_string(),
+        }
     }
 }
 

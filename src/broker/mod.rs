@@ -11,6 +11,7 @@ mod node;
 mod partition;
 mod ports;
 mod process;
+mod rootfs;
 pub mod state;
 
 use std::path::PathBuf;
@@ -22,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 pub use cluster::{ClusterOptions, ManagedCluster};
 pub use ctl::{ClusterStatus, Ctl};
 pub use external::ExternalBroker;
-pub use install::{BIN_DIR_VAR, RabbitInstall};
+pub use install::{BIN_DIR_VAR, RabbitInstall, ReleaseVersion};
 pub use node::{NodeSpec, START_TIMEOUT, STOP_GRACE, log_tail};
+pub use rootfs::{ROOT_VAR, RabbitRoot};
 pub use state::{BrokerState, NodeState};
 
 use crate::amqp::probe;
@@ -38,6 +40,16 @@ pub enum BrokerError {
         "{what} was not found (looked in ${BIN_DIR_VAR}, /usr/lib/rabbitmq/bin and $PATH).\n  Install it on Debian or Ubuntu with:  sudo scripts/install.sh   (or: sudo apt-get install -y rabbitmq-server)\n  or point {BIN_DIR_VAR} at the folder holding rabbitmq-server and rabbitmqctl,\n  or use a broker of your own with [broker] mode = \"external\""
     )]
     NotInstalled { what: &'static str },
+    #[error(
+        "{what} was not found in the RabbitMQ root {path} (looked in usr/lib/rabbitmq/bin and usr/lib/erlang/bin there).\n  Build a root with RabbitMQ 4.0 with:  sudo scripts/rabbitmq.sh 4.0\n  or unset {ROOT_VAR} (and [broker] root) to use this machine's rabbitmq-server"
+    )]
+    NotInRoot { what: &'static str, path: PathBuf },
+    #[error("the RabbitMQ root {path} cannot be used: {reason}")]
+    BadRoot { path: PathBuf, reason: String },
+    #[error(
+        "RabbitMQ from another root ({path}) runs inside it with chroot, which needs root: run warren as root, or unset {ROOT_VAR} (and [broker] root) to use this machine's rabbitmq-server"
+    )]
+    RootNeedsRoot { path: PathBuf },
     #[error(
         "RabbitMQ {version} ({path}) is older than warren's private nodes support (3.10 to 4.x); install a newer rabbitmq-server or set WARREN_RABBITMQ_BIN to one"
     )]
@@ -160,6 +172,7 @@ impl Broker {
                         detachable: false,
                         parent_dir: options.parent_dir,
                         partitionable: options.partitionable,
+                        rabbitmq_root: managed.root.clone().or_else(RabbitRoot::path_from_env),
                     },
                     cancel,
                 )

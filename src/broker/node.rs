@@ -36,7 +36,7 @@ pub struct NodeSpec {
 #[derive(Debug, Clone)]
 pub struct NodeEnv {
     pub install: RabbitInstall,
-    /// Holds the shared `.erlang.cookie`.
+    /// The broker's folder: holds the shared `.erlang.cookie` and every node's folder.
     pub home: PathBuf,
     pub epmd_port: u16,
     pub account: Account,
@@ -95,9 +95,11 @@ impl NodeSpec {
         Ok(())
     }
 
-    fn command(&self, env: &NodeEnv) -> Command {
+    fn command(&self, env: &NodeEnv) -> Result<Command, BrokerError> {
         let dir = &self.dir;
-        let mut command = Command::new(&env.install.server);
+        let mut command = env
+            .install
+            .command(&env.install.server, &env.account, &env.home, dir)?;
         erlang_env(&mut command, &env.home, env.epmd_port);
         // A partitionable cluster's node sees the other nodes through its own inetrc.
         let inetrc = dir.join("inetrc");
@@ -105,7 +107,6 @@ impl NodeSpec {
             command.env("ERL_INETRC", inetrc);
         }
         command
-            .current_dir(dir)
             // Makes the script exec the VM, so the child's pid is the VM's pid.
             .env("RUNNING_UNDER_SYSTEMD", "true")
             .env("RABBITMQ_NODENAME", &self.name)
@@ -127,11 +128,11 @@ impl NodeSpec {
             .stdin(Stdio::null())
             .process_group(0)
             .kill_on_drop(false);
-        env.account.apply(&mut command);
+        // After the account switch (in `command` above): a change of user clears it.
         if env.die_with_warren {
             die_with_parent(&mut command);
         }
-        command
+        Ok(command)
     }
 }
 
@@ -184,7 +185,7 @@ impl Node {
         env.account
             .own(&self.spec.dir.join("log"))
             .map_err(|e| BrokerError::io("chown the node's log folder", e))?;
-        let mut command = self.spec.command(env);
+        let mut command = self.spec.command(env)?;
         command
             .stdout(
                 console
@@ -192,9 +193,12 @@ impl Node {
                     .map_err(|e| BrokerError::io("open console.log", e))?,
             )
             .stderr(console);
-        let child = command
-            .spawn()
-            .map_err(|e| BrokerError::io(&format!("start {}", env.install.server.display()), e))?;
+        let child = command.spawn().map_err(|e| {
+            BrokerError::io(
+                &format!("start {}", env.install.describe(&env.install.server)),
+                e,
+            )
+        })?;
         self.pid = child.id();
         self.child = Some(child);
         self.paused = false;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::BrokerError;
 use super::process::{is_alive, is_node_vm, signal, signal_group, state, wait_gone};
+use super::rootfs::RabbitRoot;
 use crate::amqp::probe;
 
 /// Environment variable that moves the state file (tests use their own).
@@ -31,6 +32,12 @@ pub struct BrokerState {
     /// Seconds since the Unix epoch.
     pub started_at: u64,
     pub nodes: Vec<NodeRecord>,
+    /// The root file system RabbitMQ runs from, when not this machine's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rabbitmq_root: Option<PathBuf>,
+    /// The outermost folder made inside that root for the broker's folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_point: Option<PathBuf>,
 }
 
 /// One node as recorded on disk.
@@ -89,14 +96,23 @@ impl BrokerState {
     /// # Errors
     /// [`BrokerError`] when rabbitmq is not installed or the command fails.
     pub async fn rabbitmqctl(&self, node: &str, args: &[&str]) -> Result<String, BrokerError> {
+        let root = self.root()?;
         let ctl = super::ctl::Ctl {
-            program: super::install::RabbitInstall::locate()?.ctl,
+            install: super::install::RabbitInstall::locate(root.as_ref())?,
             home: self.base_dir.clone(),
             epmd_port: self.epmd_port,
-            account: super::account::Account::for_nodes()?,
+            account: super::account::Account::for_nodes(root.as_ref())?,
         };
         ctl.run(node, args, std::time::Duration::from_secs(60))
             .await
+    }
+
+    /// The recorded root RabbitMQ runs from.
+    fn root(&self) -> Result<Option<RabbitRoot>, BrokerError> {
+        self.rabbitmq_root
+            .as_deref()
+            .map(RabbitRoot::open)
+            .transpose()
     }
 
     /// Reads the state file; `Ok(None)` when there is none.
@@ -195,6 +211,9 @@ impl BrokerState {
         }
         if !self.keep {
             let _ = std::fs::remove_dir_all(&self.base_dir);
+        }
+        if let (Ok(Some(root)), Some(made)) = (self.root(), &self.mount_point) {
+            root.remove_mount_point(&self.base_dir, made);
         }
         alive.len()
     }

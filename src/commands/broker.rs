@@ -65,6 +65,7 @@ async fn up(
         detachable: args.detach,
         parent_dir: None,
         partitionable: false,
+        rabbitmq_root: args.rabbitmq_root.filter(|dir| !dir.as_os_str().is_empty()),
     };
     let cluster = match ManagedCluster::start(options, &cancel).await {
         Err(BrokerError::Interrupted) => {

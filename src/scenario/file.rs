@@ -77,6 +77,7 @@ pub struct BrokerSection {
     pub nodes: Option<i64>,
     pub port: Option<i64>,
     pub keep: Option<bool>,
+    pub root: Option<String>,
     pub uris: Option<Vec<String>>,
     pub allow_destructive: Option<bool>,
     pub restart_command: Option<String>,

@@ -249,6 +249,7 @@ fn broker(c: &mut Checker<'_>, section: BrokerSection) -> BrokerPlan {
     let managed_only = "mode = \"managed\"";
     only_with(c, "broker.port", &section.port, managed, managed_only);
     only_with(c, "broker.keep", &section.keep, managed, managed_only);
+    only_with(c, "broker.root", &section.root, managed, managed_only);
     if managed {
         let nodes = match section.nodes {
             None => 1,
@@ -267,10 +268,23 @@ fn broker(c: &mut Checker<'_>, section: BrokerSection) -> BrokerPlan {
                 None
             }
         });
+        let root = section.root.and_then(|text| {
+            let path = std::path::PathBuf::from(&text);
+            if !path.is_absolute() {
+                c.error("broker.root", format!(" = {text:?}: expected an absolute path to a root file system holding RabbitMQ (made by scripts/rabbitmq.sh)"));
+                None
+            } else if !path.join("usr/lib/rabbitmq").is_dir() {
+                c.error("broker.root", format!(" = {text:?}: no RabbitMQ there (no usr/lib/rabbitmq); make one with `sudo scripts/rabbitmq.sh 4.0`"));
+                None
+            } else {
+                Some(path)
+            }
+        });
         return BrokerPlan::Managed(ManagedBrokerPlan {
             nodes,
             first_port,
             keep: section.keep.unwrap_or(false),
+            root,
         });
     }
     let mut uris = Vec::new();

@@ -164,6 +164,9 @@ pub struct ManagedBrokerPlan {
     pub first_port: Option<u16>,
     /// Keep the nodes' data and logs after the run.
     pub keep: bool,
+    /// Start RabbitMQ from this root file system instead of this machine's install
+    /// (`$WARREN_RABBITMQ_ROOT` when unset).
+    pub root: Option<std::path::PathBuf>,
 }
 
 /// An external broker and, optionally, the commands that fault its nodes.

@@ -107,7 +107,8 @@ fn the_design_example_parses_into_a_complete_plan() {
         BrokerPlan::Managed(ManagedBrokerPlan {
             nodes: 1,
             first_port: None,
-            keep: false
+            keep: false,
+            root: None,
         })
     );
     assert_eq!(

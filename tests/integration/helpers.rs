@@ -27,7 +27,21 @@ pub fn cluster_options(scratch: &Scratch, nodes: usize) -> warren::broker::Clust
         detachable: false,
         parent_dir: Some(scratch.tmp()),
         partitionable: false,
+        // The version leg (`scripts/test.sh --rabbitmq 4.0`) names another root here.
+        rabbitmq_root: warren::broker::RabbitRoot::path_from_env(),
     }
+}
+
+/// The release private nodes run in this test run: the one of `$WARREN_RABBITMQ_ROOT` on
+/// the version leg, else this machine's, read from the install's files.
+pub fn installed_rabbitmq_version() -> String {
+    let root = warren::broker::RabbitRoot::path_from_env()
+        .map(|path| warren::broker::RabbitRoot::open(&path).unwrap_or_else(|e| panic!("{e}")));
+    warren::broker::RabbitInstall::locate(root.as_ref())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .version
+        .expect("the install names its release")
+        .to_string()
 }
 
 /// A private node (or cluster of `nodes`) under `scratch`, started.
