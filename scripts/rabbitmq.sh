@@ -57,7 +57,8 @@ case "$installed" in
     "$version".*) ;;
     *) echo "rabbitmq.sh: Debian $suite installed rabbitmq-server $installed, not $version.x" >&2; exit 3 ;;
 esac
-# Private nodes' folders are made under the root's /tmp, where both sides see them.
+# warren binds each broker's folder into the root at the path it has outside (under /tmp
+# unless TMPDIR says otherwise), making the folders for it; /tmp is as on any system.
 chmod 1777 "$partial/tmp"
 echo "$installed" > "$partial/.warren-rabbitmq"
 rm -rf "$root"

@@ -5,9 +5,27 @@
 # vendored AMQP client's own tests connect to one more private node, started here with
 # `warren broker up` and stopped when the tests end, whatever their outcome. Before them,
 # scripts/check-deploy.sh validates deploy/kubernetes/ and the Dockerfile's build stage.
+#
+#   scripts/test.sh [--rabbitmq VERSION] [cargo test arguments]
+#
+# --rabbitmq 4.0 is the version leg: every private node (the tests' and the client's) runs
+# RabbitMQ 4.0.5 from a Debian 13 root that scripts/rabbitmq.sh builds once and caches
+# (root only: the nodes run in it with chroot).
 set -eu
 cd "$(dirname "$0")/.."
+rabbitmq=""
+if [ "${1:-}" = "--rabbitmq" ]; then
+    [ $# -ge 2 ] || { echo "usage: scripts/test.sh [--rabbitmq VERSION] [cargo test arguments]" >&2; exit 2; }
+    rabbitmq="$2"
+    shift 2
+fi
 scripts/install.sh
+if [ -n "$rabbitmq" ]; then
+    exports="$(scripts/rabbitmq.sh "$rabbitmq")"
+    eval "$exports"
+    export WARREN_RABBITMQ_ROOT
+    echo "test.sh: private nodes run RabbitMQ $(cat "$WARREN_RABBITMQ_ROOT/.warren-rabbitmq") from $WARREN_RABBITMQ_ROOT"
+fi
 if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
     echo "test.sh: installing chromium (the HTML report test renders the page headless)"
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi

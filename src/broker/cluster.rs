@@ -125,7 +125,7 @@ impl ManagedCluster {
         let setup = || -> std::io::Result<Option<PathBuf>> {
             write_cookie(&base)?;
             for spec in &specs {
-                spec.prepare(specs.len() > 1)?;
+                spec.prepare(specs.len() > 1, install.version)?;
                 if partitionable {
                     let text = partition::node_inetrc(spec.index, specs.len());
                     partition::write_inetrc(&spec.dir.join("inetrc"), &text)?;

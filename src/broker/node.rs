@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::BrokerError;
 use super::account::Account;
 use super::ctl::erlang_env;
-use super::install::RabbitInstall;
+use super::install::{RabbitInstall, ReleaseVersion};
 use super::process::{die_with_parent, signal, signal_group};
 use crate::amqp::probe;
 use crate::redact::BrokerUri;
@@ -66,15 +66,16 @@ impl NodeSpec {
             .expect("a loopback AMQP URI always parses")
     }
 
-    /// Writes the node's folder: config that ignores /etc/rabbitmq, no plugins. A node of
-    /// a cluster handles partitions with `pause_minority` (a node that loses sight of the
-    /// majority stops serving clients until it sees them again), the setting RabbitMQ
-    /// recommends for clusters of three or more nodes; RabbitMQ's own default, `ignore`,
-    /// leaves both sides serving and the cluster split after the partition heals.
+    /// Writes the node's folder: config that ignores /etc/rabbitmq, no plugins, and only
+    /// settings `release` accepts and acts on (see [`node_config`]).
     ///
     /// # Errors
     /// The I/O error of the file that could not be written.
-    pub fn prepare(&self, in_cluster: bool) -> std::io::Result<()> {
+    pub fn prepare(
+        &self,
+        in_cluster: bool,
+        release: Option<ReleaseVersion>,
+    ) -> std::io::Result<()> {
         for sub in ["mnesia", "log"] {
             std::fs::create_dir_all(self.dir.join(sub))?;
         }
@@ -83,14 +84,7 @@ impl NodeSpec {
         std::fs::write(self.dir.join("rabbitmq-env.conf"), "")?;
         std::fs::write(
             self.dir.join("rabbitmq.conf"),
-            format!(
-                "# written by warren for a private node\nloopback_users.guest = true\nlog.console = false\nlog.file.level = info\n{}",
-                if in_cluster {
-                    "cluster_partition_handling = pause_minority\n"
-                } else {
-                    ""
-                }
-            ),
+            node_config(in_cluster, release),
         )?;
         Ok(())
     }
@@ -323,6 +317,30 @@ impl Node {
     }
 }
 
+/// The first release without Mnesia, where partition handling strategies have no effect
+/// (Khepri's Raft decides; RabbitMQ asks that the keys be removed).
+const WITHOUT_PARTITION_HANDLING: ReleaseVersion = ReleaseVersion {
+    major: 4,
+    minor: 3,
+    patch: 0,
+};
+
+/// A private node's rabbitmq.conf. A node of a cluster handles partitions with
+/// `pause_minority` (a node that loses sight of the majority stops serving clients until it
+/// sees them again), the setting RabbitMQ recommends for clusters of three or more nodes on
+/// Mnesia; RabbitMQ's own default, `ignore`, leaves both sides serving and the cluster
+/// split after the partition heals. From 4.3 (no Mnesia) the key does nothing and is left
+/// out. An install whose release is unknown gets it: every release accepts it.
+pub fn node_config(in_cluster: bool, release: Option<ReleaseVersion>) -> String {
+    let mut text = String::from(
+        "# written by warren for a private node\nloopback_users.guest = true\nlog.console = false\nlog.file.level = info\n",
+    );
+    if in_cluster && release.is_none_or(|r| r < WITHOUT_PARTITION_HANDLING) {
+        text.push_str("cluster_partition_handling = pause_minority\n");
+    }
+    text
+}
+
 /// The last lines of a node's console and main log, for error messages.
 pub fn log_tail(dir: &Path, lines: usize) -> String {
     let mut out = String::new();
@@ -343,4 +361,28 @@ pub fn log_tail(dir: &Path, lines: usize) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_gets_only_the_settings_its_release_acts_on() {
+        let release = |text| ReleaseVersion::parse(text);
+        let pause = "cluster_partition_handling = pause_minority";
+        for version in ["3.10.8", "4.0.5", "4.2.1"] {
+            assert!(
+                node_config(true, release(version)).contains(pause),
+                "{version}"
+            );
+            assert!(
+                !node_config(false, release(version)).contains(pause),
+                "{version}"
+            );
+        }
+        assert!(!node_config(true, release("4.3.0")).contains(pause));
+        assert!(node_config(true, None).contains(pause));
+        assert!(node_config(false, None).contains("loopback_users.guest = true"));
+    }
 }

@@ -100,7 +100,7 @@ impl RabbitRoot {
     /// # Errors
     /// The I/O error, or `InvalidInput` for a relative path or a link on the way.
     pub fn make_mount_point(&self, dir: &Path) -> std::io::Result<Option<PathBuf>> {
-        use std::os::unix::fs::DirBuilderExt;
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         if !dir.is_absolute() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
@@ -133,6 +133,8 @@ impl RabbitRoot {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     std::fs::DirBuilder::new().mode(0o755).create(&at)?;
+                    // Whatever the umask: the node account must pass through.
+                    std::fs::set_permissions(&at, std::fs::Permissions::from_mode(0o755))?;
                     first_made.get_or_insert_with(|| at.clone());
                 }
                 Err(e) => return Err(e),

@@ -299,13 +299,19 @@ impl RunReport {
         let gates = crate::gates::evaluate(&plan.gates, &facts);
         let CpuTime { user_s, system_s } = outcome.cpu;
         let deliveries = outcome.verdict.deliveries.max(1);
+        let broker_version = context.nodes.iter().find_map(|n| n.version.clone());
         Self {
             scenario: plan.name.clone(),
             description: plan.description.clone(),
             warren_version: env!("CARGO_PKG_VERSION").to_string(),
             run_id: format!("{:016x}", outcome.run_id),
             started_at: context.started_at,
-            broker_version: context.nodes.iter().find_map(|n| n.version.clone()),
+            loss_explanations: explain::losses(
+                plan,
+                &outcome.verdict.totals,
+                broker_version.as_deref(),
+            ),
+            broker_version,
             nodes: context.nodes,
             queue: outcome.queue.clone(),
             queues: queues::build(
@@ -314,7 +320,6 @@ impl RunReport {
             ),
             queue_left: outcome.queue_left,
             final_read: outcome.final_read.clone(),
-            loss_explanations: explain::losses(plan, &outcome.verdict.totals),
             publishers: plan.publishers.count,
             consumers: plan.consumers.count,
             elapsed_s: outcome.elapsed.as_secs_f64(),

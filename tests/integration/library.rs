@@ -318,6 +318,18 @@ fn docker_compose_fits_the_external_scenario() {
     };
     let rabbit = ports("rabbitmq");
     let toxiproxy = ports("toxiproxy");
+    // A current RabbitMQ (a 4.x line) beside Toxiproxy 2.12.
+    let image = |service: &str| services[service]["image"].as_str().unwrap().to_string();
+    assert!(
+        image("rabbitmq").starts_with("rabbitmq:4."),
+        "{}",
+        image("rabbitmq")
+    );
+    assert!(
+        image("toxiproxy").ends_with(":2.12.0"),
+        "{}",
+        image("toxiproxy")
+    );
     assert!(
         services["rabbitmq"]["healthcheck"].is_mapping()
             && services["toxiproxy"]["healthcheck"].is_mapping()

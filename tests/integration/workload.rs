@@ -871,6 +871,95 @@ async fn a_quorum_queue_dead_letters_what_crashing_consumers_never_finish() {
     scratch.assert_clean();
 }
 
+/// RabbitMQ 4.0 gave quorum queues a delivery limit of 20 when `x-delivery-limit` is
+/// unset; 3.x had none. A consumer that crashes on every delivery (returning the prefetched
+/// ones with it) makes 4.x dead-letter every message (or, with no dead-letter queue, drop
+/// it, and the report names the default as the cause); on 3.x the messages come back
+/// until the run ends, far more than 21 times, and nothing is dead-lettered or lost. Checked on whichever release the test run's
+/// nodes are (`scripts/test.sh --rabbitmq 4.0` is the 4.x leg).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_queue_without_a_delivery_limit_has_its_releases_default() {
+    let scratch = Scratch::new("default-delivery-limit");
+    let mut cluster = node(&scratch).await;
+    let status = cluster.status().await.unwrap();
+    let announced = status
+        .versions
+        .values()
+        .next()
+        .unwrap()
+        .rabbitmq_version
+        .clone();
+    assert_eq!(announced, crate::helpers::installed_rabbitmq_version());
+    let release = warren::broker::ReleaseVersion::parse(&announced).unwrap();
+    let has_default_limit = release.major >= 4;
+    let messages = 30u64;
+    let text = format!(
+        "name = \"default-delivery-limit\"\nmessages = {messages}\ndrain_timeout = \"20s\"\n[topology]\nqueue = {{ type = \"quorum\" }}\n[publishers]\nsize = 100\n[consumers]\nprefetch = 10\ncrash_every = 1\n"
+    );
+    let outcome = run_with(&cluster, &text, Sabotage::default()).await;
+    let t = outcome.verdict.totals.clone();
+    assert_eq!((t.lost_confirmed, t.lost_unconfirmed), (0, 0), "{t:?}");
+    if has_default_limit {
+        assert_eq!(
+            (t.dead_lettered, t.dead_lettered_delivery_limit),
+            (messages, messages),
+            "{announced}: {t:?}"
+        );
+    } else {
+        assert_eq!(t.dead_lettered, 0, "{announced}: {t:?}");
+        assert!(
+            outcome.verdict.deliveries > 21 * messages,
+            "{announced}: redelivered past 4.x's limit: {} deliveries",
+            outcome.verdict.deliveries
+        );
+    }
+    // Without a dead-letter queue, 4.x drops them: lost, and the report says why.
+    let off = text.replace("[topology]\n", "[topology]\ndead_letter = false\n");
+    let plan = plan(&off);
+    let outcome = run_with(&cluster, &off, Sabotage::default()).await;
+    let t = outcome.verdict.totals.clone();
+    let report = RunReport::build(
+        RunContext {
+            plan: &plan,
+            started_at: String::new(),
+            nodes: vec![warren::broker::NodeInfo {
+                name: status.running_nodes[0].clone(),
+                uri: cluster.uris()[0].redacted(),
+                product: Some("RabbitMQ".into()),
+                version: Some(announced.clone()),
+                platform: None,
+                answering: true,
+            }],
+            faults: Vec::new(),
+        },
+        &outcome,
+    );
+    let named = format!("RabbitMQ {announced} gives quorum queues a default of 20");
+    if has_default_limit {
+        // Those the crashing consumer received before it crashed count as delivered.
+        assert!(t.lost_confirmed > 0, "{announced}: {t:?}");
+        assert_eq!(
+            t.lost_confirmed + t.delivered,
+            messages,
+            "{announced}: {t:?}"
+        );
+        assert!(
+            report.loss_explanations.iter().any(|e| e.contains(&named)),
+            "{:?}",
+            report.loss_explanations
+        );
+    } else {
+        assert_eq!(
+            (t.lost_confirmed, t.dead_lettered),
+            (0, 0),
+            "{announced}: {t:?}"
+        );
+        assert!(report.loss_explanations.is_empty());
+    }
+    cluster.shutdown().await;
+    scratch.assert_clean();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirmed_transient_messages_are_lost_in_a_restart_and_the_report_says_why() {
     let scratch = Scratch::new("transient-restart");
