@@ -29,8 +29,11 @@ pub struct RabbitInstall {
 /// A RabbitMQ release number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ReleaseVersion {
+    /// 3 or 4.
     pub major: u32,
+    /// The release line within the major version (4.0, 4.1...).
     pub minor: u32,
+    /// The patch release within the line.
     pub patch: u32,
 }
 
