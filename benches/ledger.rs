@@ -14,6 +14,7 @@ use std::time::Duration;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use warren::ledger::{DeliveryShard, Evidence, PublishLedger, decide};
 use warren::metrics::latency::Latencies;
+use warren::seeded::splitmix;
 use warren::workload::message::{self, HEADER_LEN, Header};
 
 /// How messages arrive at the consumer.
@@ -190,14 +191,6 @@ fn header(c: &mut Criterion) {
         b.iter(|| black_box(message::decode(black_box(&body), 0x5eed)));
     });
     group.finish();
-}
-
-/// splitmix64, for a reproducible spread of deliveries over consumers.
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Ledger memory for many clients (issue 17: at most 2 bytes per message for 1M in-order

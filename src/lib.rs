@@ -18,6 +18,7 @@ pub mod precise_timer;
 pub mod redact;
 pub mod report;
 pub mod scenario;
+pub mod seeded;
 pub mod signals;
 pub mod sweep;
 pub mod timestamp;

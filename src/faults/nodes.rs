@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, BrokerError};
 use crate::scenario::{FaultAction, NodeCommands, NodeSelector};
-use crate::workload::pacing::splitmix;
+use crate::seeded::splitmix;
 
 /// The memory watermark that raises the memory alarm at once, and the default it goes back to.
 const ALARM_WATERMARK: &str = "0.000001";

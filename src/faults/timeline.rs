@@ -11,7 +11,7 @@ use crate::scenario::{
     ChaosPlan, FaultAction, FaultKindName as K, NodeSelector, Plan, StreamDirection, Toxic,
     TrafficPath, serde_name,
 };
-use crate::workload::pacing::splitmix;
+use crate::seeded::splitmix;
 
 /// One fault, at one time.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -145,26 +145,17 @@ mod tests {
         assert!(serde_json::from_str::<SeqSet>("\"not base64!\"").is_err());
     }
 
-    /// splitmix64: a tiny seeded generator for reproducible test sequences.
-    fn next(state: &mut u64) -> u64 {
-        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
     #[test]
     fn behaves_like_a_set_under_mixed_orders() {
         for seed in 0..20u64 {
-            let mut state = seed;
+            let mut state = crate::seeded::SplitMix::new(seed);
             let mut set = SeqSet::new();
             let mut model = BTreeSet::new();
             let mut cursor = 0u32;
             for _ in 0..5_000 {
-                let seq = match next(&mut state) % 10 {
-                    0 => (next(&mut state) % 4000) as u32, // anywhere (duplicates, late ones)
-                    1 => cursor.saturating_sub(3),         // a little back
+                let seq = match state.next() % 10 {
+                    0 => (state.next() % 4000) as u32, // anywhere (duplicates, late ones)
+                    1 => cursor.saturating_sub(3),     // a little back
                     _ => {
                         cursor += 1;
                         cursor

@@ -514,7 +514,7 @@ pub fn random_run_id() -> u64 {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        return pacing::splitmix(nanos ^ u64::from(std::process::id()));
+        return crate::seeded::splitmix(nanos ^ u64::from(std::process::id()));
     }
     u64::from_le_bytes(bytes)
 }

@@ -66,17 +66,10 @@ impl Sizes {
             return self.min as usize;
         }
         let span = self.max - self.min + 1;
-        (self.min + splitmix(self.seed ^ (u64::from(producer) << 32) ^ u64::from(seq)) % span)
-            as usize
+        (self.min
+            + crate::seeded::splitmix(self.seed ^ (u64::from(producer) << 32) ^ u64::from(seq))
+                % span) as usize
     }
-}
-
-/// splitmix64: one well-mixed 64-bit value per input.
-pub fn splitmix(input: u64) -> u64 {
-    let mut z = input.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

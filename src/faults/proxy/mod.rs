@@ -450,7 +450,7 @@ async fn accept(
             Some(_) = links.join_next(), if !links.is_empty() => continue,
         };
         let Ok((client, _)) = accepted else { continue };
-        let seed = crate::workload::pacing::splitmix(connections.fetch_add(1, Ordering::Relaxed));
+        let seed = crate::seeded::splitmix(connections.fetch_add(1, Ordering::Relaxed));
         links.spawn(link::serve(
             client,
             upstream.clone(),
