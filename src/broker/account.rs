@@ -29,12 +29,7 @@ impl Account {
     /// [`BrokerError::BadRoot`] when the other root has none.
     pub fn for_nodes(root: Option<&RabbitRoot>) -> Result<Self, BrokerError> {
         if let Some(root) = root {
-            let account = root.service_account()?;
-            return Ok(Self {
-                uid: account.uid,
-                gid: account.gid,
-                switch: true,
-            });
+            return root.service_account();
         }
         if !Uid::effective().is_root() {
             return Ok(Self {

@@ -16,7 +16,7 @@ use super::install::RabbitInstall;
 use super::node::{Node, NodeEnv, NodeSpec};
 use super::partition::{self, DistLinks, DistNode};
 use super::ports::{free_ports, is_free};
-use super::rootfs::RabbitRoot;
+use super::rootfs::{RabbitRoot, remove_broker_folders};
 use super::state::{BrokerState, NodeRecord};
 use crate::redact::BrokerUri;
 
@@ -147,12 +147,8 @@ impl ManagedCluster {
                 return Err(BrokerError::io(&format!("prepare {}", base.display()), e));
             }
         };
-        let undo_folders = || {
-            let _ = std::fs::remove_dir_all(&base);
-            if let (Some(root), Some(made)) = (&root, &mount_point) {
-                root.remove_mount_point(&base, made);
-            }
-        };
+        let undo_folders =
+            || remove_broker_folders(&base, false, root.as_ref(), mount_point.as_deref());
         let epmd = match Epmd::start(&install, epmd_port, account, &base, options.detachable).await
         {
             Ok(epmd) => epmd,
@@ -612,12 +608,12 @@ impl ManagedCluster {
     }
 
     fn remove_dir(&self) {
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.base);
-        }
-        if let (Some(root), Some(made)) = (&self.env.install.root, &self.mount_point) {
-            root.remove_mount_point(&self.base, made);
-        }
+        remove_broker_folders(
+            &self.base,
+            self.keep,
+            self.env.install.root.as_ref(),
+            self.mount_point.as_deref(),
+        );
     }
 }
 

@@ -9,7 +9,7 @@ use tokio::process::Command;
 
 use super::BrokerError;
 use super::account::Account;
-use super::rootfs::{RabbitRoot, RootAccount};
+use super::rootfs::RabbitRoot;
 
 /// The programs a managed node needs. With another root, their paths are the ones inside it.
 #[derive(Debug, Clone)]
@@ -187,10 +187,6 @@ impl RabbitInstall {
                 account.apply(&mut command);
             }
             Some(root) => {
-                let account = RootAccount {
-                    uid: account.uid,
-                    gid: account.gid,
-                };
                 root.confine(&mut command, base, cwd, account)
                     .map_err(|e| BrokerError::io("run a program inside the RabbitMQ root", e))?;
             }

@@ -13,6 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::BrokerError;
+use super::account::Account;
 
 /// Environment variable naming the other root (`[broker] root` in a scenario wins over it).
 pub const ROOT_VAR: &str = "WARREN_RABBITMQ_ROOT";
@@ -21,15 +22,6 @@ pub const ROOT_VAR: &str = "WARREN_RABBITMQ_ROOT";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RabbitRoot {
     path: PathBuf,
-}
-
-/// The root's `rabbitmq` account, by number (its names mean nothing on this side).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RootAccount {
-    /// User id of `rabbitmq` in the root's /etc/passwd.
-    pub uid: u32,
-    /// Its primary group id.
-    pub gid: u32,
 }
 
 impl RabbitRoot {
@@ -77,12 +69,13 @@ impl RabbitRoot {
         self.path.join(inside.strip_prefix("/").unwrap_or(inside))
     }
 
-    /// The root's `rabbitmq` user, from its /etc/passwd.
+    /// The root's `rabbitmq` user, from its /etc/passwd, by number (its names mean nothing
+    /// on this side): the account its nodes run as.
     ///
     /// # Errors
     /// [`BrokerError::BadRoot`] when the root has no such user (RabbitMQ is not installed
     /// in it).
-    pub fn service_account(&self) -> Result<RootAccount, BrokerError> {
+    pub fn service_account(&self) -> Result<Account, BrokerError> {
         let passwd =
             std::fs::read_to_string(self.host_path(Path::new("/etc/passwd"))).unwrap_or_default();
         service_account_in(&passwd).ok_or_else(|| BrokerError::BadRoot {
@@ -170,7 +163,7 @@ impl RabbitRoot {
         command: &mut tokio::process::Command,
         bind: &Path,
         cwd: &Path,
-        account: RootAccount,
+        account: &Account,
     ) -> std::io::Result<()> {
         let c_path = |path: &Path| {
             CString::new(path.as_os_str().as_bytes())
@@ -191,6 +184,23 @@ impl RabbitRoot {
         );
         enter_before_exec(command, jail);
         Ok(())
+    }
+}
+
+/// Removes a broker's folder `base` (unless `keep`) and, with another root, the mount point
+/// made for it there (`first_made`, from [`RabbitRoot::make_mount_point`]): the one teardown
+/// of a broker's folders, for a failed start, a stopped broker and `warren broker down`.
+pub fn remove_broker_folders(
+    base: &Path,
+    keep: bool,
+    root: Option<&RabbitRoot>,
+    first_made: Option<&Path>,
+) {
+    if !keep {
+        let _ = std::fs::remove_dir_all(base);
+    }
+    if let (Some(root), Some(made)) = (root, first_made) {
+        root.remove_mount_point(base, made);
     }
 }
 
@@ -253,16 +263,17 @@ fn enter_before_exec(command: &mut tokio::process::Command, jail: Jail) {
 }
 
 /// The `rabbitmq` user of an /etc/passwd text.
-fn service_account_in(passwd: &str) -> Option<RootAccount> {
+fn service_account_in(passwd: &str) -> Option<Account> {
     passwd.lines().find_map(|line| {
         let mut fields = line.split(':');
         if fields.next()? != "rabbitmq" {
             return None;
         }
         let _password = fields.next()?;
-        Some(RootAccount {
+        Some(Account {
             uid: fields.next()?.parse().ok()?,
             gid: fields.next()?.parse().ok()?,
+            switch: true,
         })
     })
 }
@@ -278,7 +289,11 @@ mod tests {
                       rabbitmq:x:101:102:RabbitMQ messaging server:/var/lib/rabbitmq:/usr/sbin/nologin\n";
         assert_eq!(
             service_account_in(passwd),
-            Some(RootAccount { uid: 101, gid: 102 })
+            Some(Account {
+                uid: 101,
+                gid: 102,
+                switch: true
+            })
         );
         assert_eq!(service_account_in("root:x:0:0::/:/bin/sh\n"), None);
         assert_eq!(service_account_in("rabbitmq:x:abc:1::/:\n"), None);

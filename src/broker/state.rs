@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::BrokerError;
 use super::process::{is_alive, is_node_vm, signal, signal_group, state, wait_gone};
-use super::rootfs::RabbitRoot;
+use super::rootfs::{RabbitRoot, remove_broker_folders};
 use crate::amqp::probe;
 
 /// Environment variable that moves the state file (tests use their own).
@@ -209,12 +209,12 @@ impl BrokerState {
             signal(self.epmd_pid, Signal::SIGKILL);
             wait_gone(self.epmd_pid, Duration::from_secs(5)).await;
         }
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.base_dir);
-        }
-        if let (Ok(Some(root)), Some(made)) = (self.root(), &self.mount_point) {
-            root.remove_mount_point(&self.base_dir, made);
-        }
+        remove_broker_folders(
+            &self.base_dir,
+            self.keep,
+            self.root().ok().flatten().as_ref(),
+            self.mount_point.as_deref(),
+        );
         alive.len()
     }
 }

@@ -127,6 +127,9 @@ fn an_ordinary_user_can_start_and_stop_private_nodes() {
             .current_dir(&private)
             .env("TMPDIR", scratch.tmp())
             .env("HOME", &scratch.path)
+            // An ordinary user runs the machine's RabbitMQ, even on the 4.0 leg: another
+            // root needs chroot (run_command checks that refusal).
+            .env_remove("WARREN_RABBITMQ_ROOT")
             .env("WARREN_STATE_FILE", scratch.path.join("state/broker.json"))
             .arg("broker")
             .args(args);
