@@ -17,6 +17,8 @@
 #   on the same node, for a same-machine reference; it needs a JDK and Debian's
 #   librabbitmq-client-java (installed through apt when missing and run as root).
 # Every run's folder stays under target/e2e-bench/ (summary.json, report.html, ...).
+# A flag --metrics-listen=ADDR (say b4x4:--metrics-listen=127.0.0.1:19464) serves live
+# metrics during the run, scraped every second by curl: the cost of --metrics-listen.
 # WARREN=path/to/warren measures that binary instead of this tree's release build (to
 # compare two versions on the same node in one sitting).
 set -euo pipefail
@@ -99,8 +101,18 @@ run_setup() { # name flag out
         java -cp "$java_cp" Reference "$uri" "${shape%x*}" "${shape#*x}" "$rate" "$seconds" "$3/summary.csv" || true
         ;;
     *)
+        # With --metrics-listen=ADDR, something scrapes /metrics every second during the
+        # run, as Prometheus would (the cost of serving metrics, not of an idle listener).
+        local scraper=""
+        if [[ $2 == *--metrics-listen=* ]]; then
+            local addr=${2#*--metrics-listen=}
+            addr=${addr%% *}
+            (while :; do curl -s -o /dev/null "http://$addr/metrics" || true; sleep 1; done) &
+            scraper=$!
+        fi
         # shellcheck disable=SC2086
         "$warren" run "$work/$1.toml" --quiet --out "$3" $2 || true
+        [[ -z $scraper ]] || kill "$scraper" 2>/dev/null || true
         ;;
     esac
 }

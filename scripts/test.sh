@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what is missing, then runs every test (unit and integration; the integration
 # tests start private RabbitMQ nodes on free ports and remove them afterwards, and render
-# the HTML report in headless Chromium, which is installed here when missing). The
+# the HTML report in headless Chromium and scrape a run with a Prometheus server, both
+# installed here when missing). The
 # vendored AMQP client's own tests connect to one more private node, started here with
 # `warren broker up` and stopped when the tests end, whatever their outcome. Before them,
 # scripts/check-deploy.sh validates deploy/kubernetes/ and the Dockerfile's build stage.
@@ -26,11 +27,20 @@ if [ -n "$rabbitmq" ]; then
     export WARREN_RABBITMQ_ROOT
     echo "test.sh: private nodes run RabbitMQ $(cat "$WARREN_RABBITMQ_ROOT/.warren-rabbitmq") from $WARREN_RABBITMQ_ROOT"
 fi
+# Test-only tools: chromium renders the HTML report headless; a Prometheus server scrapes
+# `warren run --metrics-listen`.
+test_tools=""
 if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
-    echo "test.sh: installing chromium (the HTML report test renders the page headless)"
+    test_tools="$test_tools chromium"
+fi
+if [ ! -x /usr/bin/prometheus ] && ! command -v prometheus >/dev/null 2>&1; then
+    test_tools="$test_tools prometheus"
+fi
+if [ -n "$test_tools" ]; then
+    echo "test.sh: installing$test_tools (for the HTML report and live metrics tests)"
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends chromium
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $test_tools
 fi
 . scripts/env.sh
 

@@ -165,6 +165,17 @@ pub struct RunArgs {
     /// AMQP port of the first private node (the others take the next ports)
     #[arg(long)]
     pub port: Option<u16>,
+
+    /// Serve live Prometheus metrics (OpenMetrics text at /metrics) on this address while
+    /// the run goes: 127.0.0.1:9464, localhost:9464, [::1]:9464 or :9464 (every
+    /// interface); port 0 picks a free one [default: the scenario's report.metrics_listen]
+    #[arg(long, value_name = "ADDR", value_parser = crate::exporter::parse_listen)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// After the run, keep serving metrics until Prometheus has scraped the final figures
+    /// (the verdict), for at most this long
+    #[arg(long, value_parser = parse_duration_arg, default_value = "30s")]
+    pub metrics_linger: Duration,
 }
 
 /// How live progress is shown.

@@ -11,9 +11,10 @@ use super::Console;
 use super::progress::Progress;
 use crate::broker::Broker;
 use crate::cli::ProgressStyle;
+use crate::exporter::LiveMetrics;
 use crate::faults::network::NetworkFaults;
 use crate::faults::nodes::NodeFaults;
-use crate::faults::runner::{Announce, FaultRecord, FaultRunner};
+use crate::faults::runner::{Announce, AnnounceAll, FaultRecord, FaultRunner};
 use crate::faults::timeline::timeline;
 use crate::scenario::{BrokerPlan, FaultAction, Plan};
 use crate::workload::topology::Topology;
@@ -36,6 +37,8 @@ pub struct DriveOptions<'a> {
     pub no_verify: bool,
     /// One worker of several (`--worker I/N`).
     pub worker: Option<WorkerRun>,
+    /// `--metrics-listen`: the live figures Prometheus scrapes.
+    pub live: Option<Arc<LiveMetrics>>,
 }
 
 /// Runs the workload and the faults on `broker`; hands the broker back for teardown.
@@ -51,6 +54,7 @@ pub async fn drive(
         style,
         no_verify,
         worker,
+        live: live_metrics,
     } = options;
     let run_id = worker.as_ref().map_or_else(random_run_id, |w| w.run.id);
     // `node = "leader"` faults aim at the leader of the run's first queue.
@@ -100,7 +104,11 @@ pub async fn drive(
     let broker = Arc::new(Mutex::new(broker));
     let nodes = Arc::new(NodeFaults::new(broker.clone(), commands, queue, plan.seed));
     let progress = Arc::new(Progress::new(style, console.quiet, plan.stop.duration));
-    let announce: Arc<dyn Announce> = progress.clone();
+    let mut listeners: Vec<Arc<dyn Announce>> = vec![progress.clone()];
+    if let Some(live) = &live_metrics {
+        listeners.push(live.clone());
+    }
+    let announce: Arc<dyn Announce> = Arc::new(AnnounceAll(listeners));
     let runner = FaultRunner::new(occurrences, network.clone(), nodes, Some(announce));
     let (started_tx, started_rx) = oneshot::channel();
     let faults_cancel = cancel.child_token();
@@ -114,6 +122,7 @@ pub async fn drive(
         no_verify,
         node_names,
         worker,
+        live: live_metrics,
         ..WorkloadOptions::default()
     };
     let (outcome, faults) = tokio::join!(

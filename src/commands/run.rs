@@ -3,6 +3,7 @@
 //! The workload, faults and verdict build on this sequence.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -15,6 +16,7 @@ use crate::amqp::connect;
 use crate::broker::{Broker, BrokerError, NodeInfo, StartOptions};
 use crate::cli::RunArgs;
 use crate::exit::{Exit, UsageError};
+use crate::exporter::{Ending, LiveMetrics, MetricsServer};
 use crate::report::{RunContext, RunReport, console, files};
 use crate::scenario::units::format_duration;
 use crate::scenario::{self, BrokerPlan, Overrides, Plan, ReportFormat};
@@ -117,6 +119,8 @@ async fn execute(
     for warning in &plan.warnings {
         console.line(format!("warning: {warning}"));
     }
+    let metrics = serve_metrics(&plan, &args, &console).await?;
+    let live = metrics.as_ref().map(|(live, _)| live.clone());
     if let Some(sweep) = &plan.sweep {
         let step_duration = args.duration.unwrap_or(sweep.step_duration);
         let steps = super::sweep::Steps {
@@ -129,6 +133,7 @@ async fn execute(
             progress: args.progress,
             no_verify: args.no_verify,
             cancel: &cancel,
+            live,
         };
         console.line(format!("  {}", steps.describe()));
         let swept = with_broker(
@@ -144,7 +149,9 @@ async fn execute(
         let Some((swept, _)) = swept else {
             return Ok(Exit::Interrupted);
         };
-        return steps.finish(swept);
+        let exit = steps.finish(swept)?;
+        linger(metrics, &args, &console, &cancel).await;
+        return Ok(exit);
     }
     let driven = with_broker(
         &plan,
@@ -162,6 +169,7 @@ async fn execute(
                     style: args.progress,
                     no_verify: args.no_verify,
                     worker: worker.clone(),
+                    live: live.clone(),
                 },
                 &cancel,
             )
@@ -239,11 +247,70 @@ async fn execute(
             for warning in warnings {
                 console.line(format!("warning: {warning}"));
             }
+            if let Some(live) = &live {
+                live.finish(crate::exporter::EndFigures {
+                    lost_confirmed: report.verdict.totals.lost_confirmed,
+                    duplicated: report.verdict.totals.duplicated,
+                    passed: report.passed,
+                });
+            }
             report.exit()
         }
     };
     console.line(format!("results: {}", run_dir.display()));
+    linger(metrics, &args, &console, &cancel).await;
     Ok(exit)
+}
+
+/// Starts the metrics endpoint when `--metrics-listen` or `report.metrics_listen` asks.
+///
+/// # Errors
+/// The address cannot be listened on (exit 3), before anything else starts.
+async fn serve_metrics(
+    plan: &Plan,
+    args: &RunArgs,
+    console: &Console,
+) -> anyhow::Result<Option<(Arc<LiveMetrics>, MetricsServer)>> {
+    let Some(addr) = args.metrics_listen.or(plan.report.metrics_listen) else {
+        return Ok(None);
+    };
+    let live = Arc::new(LiveMetrics::default());
+    let server = MetricsServer::start(addr, live.clone())
+        .await
+        .context("the metrics endpoint could not be started")?;
+    console.line(format!(
+        "metrics: {} (OpenMetrics, for Prometheus)",
+        server.url()
+    ));
+    Ok(Some((live, server)))
+}
+
+/// Keeps serving metrics until Prometheus has read the final figures (at most
+/// `--metrics-linger`), then stops.
+async fn linger(
+    metrics: Option<(Arc<LiveMetrics>, MetricsServer)>,
+    args: &RunArgs,
+    console: &Console,
+    cancel: &CancellationToken,
+) {
+    let Some((live, server)) = metrics else {
+        return;
+    };
+    if live.finished() {
+        console.line(format!(
+            "metrics: waiting up to {} for a scrape of the final figures at {}",
+            format_duration(args.metrics_linger),
+            server.url()
+        ));
+    }
+    match server.finish(args.metrics_linger, cancel).await {
+        Ending::Scraped => console.line("metrics: final figures scraped"),
+        Ending::NotScraped => console.line(format!(
+            "metrics: nothing scraped the final figures within {}",
+            format_duration(args.metrics_linger)
+        )),
+        Ending::Interrupted | Ending::NoVerdict => {}
+    }
 }
 
 /// Brings up the broker, checks that every node takes a connection, runs `body` on it,

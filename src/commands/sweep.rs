@@ -36,6 +36,8 @@ pub struct Steps<'a> {
     /// `--no-verify`: steps keep counts and latencies only.
     pub no_verify: bool,
     pub cancel: &'a tokio_util::sync::CancellationToken,
+    /// `--metrics-listen`: the live figures, over every step.
+    pub live: Option<std::sync::Arc<crate::exporter::LiveMetrics>>,
 }
 
 /// What the steps produced.
@@ -117,6 +119,7 @@ impl Steps<'_> {
                     style: self.progress,
                     no_verify: self.no_verify,
                     worker: None,
+                    live: self.live.clone(),
                 },
                 self.cancel,
             )
@@ -226,6 +229,13 @@ impl Steps<'_> {
             if let Some(reason) = &report.stopped_early {
                 self.console.line(reason);
             }
+        }
+        if let Some(live) = &self.live {
+            live.finish(crate::exporter::EndFigures {
+                lost_confirmed: report.steps.iter().map(|s| s.lost_confirmed).sum(),
+                duplicated: report.steps.iter().map(|s| s.duplicated).sum(),
+                passed: report.exit() == Exit::Success,
+            });
         }
         self.console.line(report.answer());
         self.console

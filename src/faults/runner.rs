@@ -47,6 +47,23 @@ pub trait Announce: Send + Sync {
     fn ended(&self, elapsed_s: f64, label: &str, outcome: &str);
 }
 
+/// Tells several listeners (the console and the live metrics) the same news.
+pub struct AnnounceAll(pub Vec<Arc<dyn Announce>>);
+
+impl Announce for AnnounceAll {
+    fn began(&self, elapsed_s: f64, label: &str, action: &str) {
+        for listener in &self.0 {
+            listener.began(elapsed_s, label, action);
+        }
+    }
+
+    fn ended(&self, elapsed_s: f64, label: &str, outcome: &str) {
+        for listener in &self.0 {
+            listener.ended(elapsed_s, label, outcome);
+        }
+    }
+}
+
 /// Runs faults on a timeline.
 pub struct FaultRunner {
     occurrences: Vec<Occurrence>,

@@ -309,4 +309,5 @@ pub struct SweepSection {
 pub struct ReportSection {
     pub dir: Option<String>,
     pub formats: Option<Vec<ReportFormat>>,
+    pub metrics_listen: Option<String>,
 }

@@ -491,8 +491,14 @@ fn report(c: &mut Checker<'_>, section: ReportSection) -> ReportPlan {
             " = \"\": expected a folder path, like \"reports\"",
         );
     }
+    let metrics_listen = section.metrics_listen.and_then(|text| {
+        crate::exporter::parse_listen(&text)
+            .map_err(|expected| c.error("report.metrics_listen", format!(" = {expected}")))
+            .ok()
+    });
     ReportPlan {
         dir: dir.into(),
         formats,
+        metrics_listen,
     }
 }

@@ -524,6 +524,9 @@ pub enum ReportFormat {
 pub struct ReportPlan {
     pub dir: PathBuf,
     pub formats: Vec<ReportFormat>,
+    /// Where live Prometheus metrics are served during the run, if anywhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The word a scenario uses for an enum value (`quorum`, `broker_kill`), for messages.

@@ -1,11 +1,13 @@
 //! The coordinator's collector of the threads' seconds: it adds them up as they come, for
 //! the live progress line, and hands the whole series over at the end.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use super::{ProgressLine, SecondStats, Totals};
+use crate::exporter::LiveMetrics;
 use crate::metrics::series::{Sample, Series};
 
 /// Receives the tasks' seconds as they end.
@@ -13,29 +15,44 @@ pub(super) struct Collector {
     series: Series,
     samples: mpsc::UnboundedReceiver<Sample>,
     origin: Instant,
+    /// Where `--metrics-listen` reads latencies from, when it is on.
+    live: Option<Arc<LiveMetrics>>,
 }
 
 impl Collector {
-    /// A collector of `samples`, seconds counted from `origin`.
-    pub(super) fn new(samples: mpsc::UnboundedReceiver<Sample>, origin: Instant) -> Self {
+    /// A collector of `samples`, seconds counted from `origin`, handing latencies on to
+    /// `live` as they come.
+    pub(super) fn new(
+        samples: mpsc::UnboundedReceiver<Sample>,
+        origin: Instant,
+        live: Option<Arc<LiveMetrics>>,
+    ) -> Self {
         Self {
             series: Series::default(),
             samples,
             origin,
+            live,
         }
+    }
+
+    fn add(&mut self, sample: Sample) {
+        if let Some(live) = &self.live {
+            live.observe(&sample.latencies);
+        }
+        self.series.add(sample);
     }
 
     /// Takes what has arrived.
     pub(super) fn poll(&mut self) {
         while let Ok(sample) = self.samples.try_recv() {
-            self.series.add(sample);
+            self.add(sample);
         }
     }
 
     /// Takes everything, once every task has ended.
     pub(super) async fn finish(mut self) -> Series {
         while let Some(sample) = self.samples.recv().await {
-            self.series.add(sample);
+            self.add(sample);
         }
         self.series
     }

@@ -466,6 +466,9 @@ impl Consumer {
         let now_ns = self.setup.clock.now_ns();
         self.last_arrival_ns = now_ns;
         self.deliveries += 1;
+        if delivery.redelivered {
+            self.setup.counters.redelivered.bump();
+        }
         let count = self.deliveries;
         let mut records = self.records.borrow_mut();
         records.recorder.tick(now_ns);

@@ -4,6 +4,7 @@
 //! is only taken to get or replace a connection, never per message.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -27,6 +28,8 @@ pub struct Link {
     options: ConnectOptions,
     events: EventLog,
     state: Mutex<LinkState>,
+    /// Connections made after the first (read by the live metrics).
+    reconnects: AtomicU64,
 }
 
 struct LinkState {
@@ -68,6 +71,7 @@ impl Link {
                 generation: 0,
                 next_uri,
             }),
+            reconnects: AtomicU64::new(0),
         }
     }
 
@@ -103,6 +107,7 @@ impl Link {
                     state.generation += 1;
                     state.connection = Some(connection.clone());
                     if reconnecting {
+                        self.reconnects.fetch_add(1, Ordering::Relaxed);
                         self.events
                             .record(&self.name, EventKind::Reconnected, uri.redacted());
                     }
@@ -143,6 +148,11 @@ impl Link {
                 }
             }
         });
+    }
+
+    /// How many connections were made after the first.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
     }
 
     /// Closes the current connection, if any.

@@ -12,7 +12,7 @@ pub mod final_read;
 mod fleet;
 mod inflight;
 pub(crate) mod judge;
-mod link;
+pub mod link;
 pub mod message;
 mod outcome;
 pub mod pacing;
@@ -80,6 +80,8 @@ pub struct WorkloadOptions {
     pub node_names: Vec<String>,
     /// One worker of several running the scenario together (`--worker I/N`).
     pub worker: Option<WorkerRun>,
+    /// `--metrics-listen`: the live figures Prometheus scrapes.
+    pub live: Option<Arc<crate::exporter::LiveMetrics>>,
 }
 
 /// How a worker takes part in a shared run.
@@ -133,6 +135,37 @@ pub struct SecondStats {
     pub delivered_per_s: u64,
     pub p99_e2e_ms: Option<f64>,
     pub p99_confirm_ms: Option<f64>,
+}
+
+/// This process's tasks for the live metrics, each with its queue's name when the run
+/// has several queues (and "" when it has one).
+fn live_tasks(
+    plan: &Plan,
+    topology: &Topology,
+    share: Share,
+    (publishers, publisher_links): (&[Arc<progress::PublisherCounters>], &[Arc<link::Link>]),
+    (consumers, consumer_links): (&[Arc<progress::ConsumerCounters>], &[Arc<link::Link>]),
+) -> crate::exporter::Tasks {
+    let label = |queue: u32| {
+        if topology.queues.len() > 1 {
+            topology.queues[queue as usize].name.clone()
+        } else {
+            String::new()
+        }
+    };
+    let owned = |count: u32| (0..count).filter(move |&i| share.owns(i));
+    crate::exporter::Tasks {
+        publishers: owned(plan.publishers.count)
+            .zip(publishers)
+            .map(|(p, counters)| (label(topology.queue_of_publisher(p)), counters.clone()))
+            .collect(),
+        consumers: owned(plan.consumers.count)
+            .zip(consumers)
+            .map(|(c, counters)| (label(topology.queue_of_consumer(c)), counters.clone()))
+            .collect(),
+        publisher_links: publisher_links.to_vec(),
+        consumer_links: consumer_links.to_vec(),
+    }
 }
 
 /// Why the workload could not run at all (infrastructure; exit code 3).
@@ -215,7 +248,7 @@ pub async fn run(
         );
     }
     let (sample_sink, samples) = mpsc::unbounded_channel();
-    let mut collector = Collector::new(samples, clock.origin());
+    let mut collector = Collector::new(samples, clock.origin(), options.live.clone());
     let topology = Arc::new(Topology::from_plan(plan, run_id));
     let proxied = |given: Option<Vec<BrokerUri>>| given.map_or_else(|| uris.clone(), Into::into);
 
@@ -309,6 +342,15 @@ pub async fn run(
     }
     let (publisher_counters, consumer_counters) =
         (publishers.counters.clone(), consumers.counters.clone());
+    if let Some(live) = &options.live {
+        live.attach(live_tasks(
+            plan,
+            &topology,
+            share,
+            (&publishers.counters, &publishers.links),
+            (&consumers.counters, &consumers.links),
+        ));
+    }
     let totals = || progress::totals(&publisher_counters, &consumer_counters);
     let publisher_links = publishers.links.clone();
     let published = publishing::wait(publishing::Publishing {
@@ -404,6 +446,9 @@ pub async fn run(
         None
     };
     fleet::close_all(&publisher_links, &events, "publishers").await;
+    if let Some(live) = &options.live {
+        live.detach();
+    }
     let thread_records = shards.finish().await;
     if let Some(meeting) = coordination {
         meeting.leave().await;

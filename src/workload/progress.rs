@@ -16,6 +16,14 @@ impl Counter {
         self.0.store(value, Ordering::Relaxed);
     }
 
+    /// Adds one (the task is the only writer, so a load and a store suffice: no locked
+    /// instruction). For rare events: nacks, returns, republishes, redeliveries.
+    #[inline]
+    pub fn bump(&self) {
+        self.0
+            .store(self.0.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
     /// Reads the last published value.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -28,6 +36,12 @@ pub struct PublisherCounters {
     pub sent: Counter,
     pub confirmed: Counter,
     pub failures: Counter,
+    pub nacked: Counter,
+    pub returned: Counter,
+    /// Copies published again after a failure (counted in `sent` too).
+    pub republished: Counter,
+    /// Published and not yet answered (confirmed, nacked or returned).
+    pub in_flight: Counter,
 }
 
 /// One consumer's live numbers.
@@ -37,6 +51,8 @@ pub struct ConsumerCounters {
     pub deliveries: Counter,
     /// Deliveries seen for the first time by this consumer.
     pub fresh: Counter,
+    /// Deliveries the broker flagged redelivered.
+    pub redelivered: Counter,
 }
 
 /// Sums over all tasks, at one moment.

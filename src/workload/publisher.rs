@@ -331,6 +331,7 @@ impl Publisher {
                 inflight.push(publish(channel, &target, body, id));
             }
             self.setup.counters.sent.set(self.sent);
+            self.setup.counters.in_flight.set(inflight.len() as u64);
             if inflight.is_empty() && !self.generating && self.retry.is_empty() {
                 return End::Finished;
             }
@@ -482,6 +483,7 @@ impl Publisher {
         }
         if pending.attempt > 0 {
             self.ledger.republished += 1;
+            self.setup.counters.republished.bump();
         }
         body
     }
@@ -510,6 +512,7 @@ impl Publisher {
             }
             PublishOutcome::Returned { acked } => {
                 self.records.borrow_mut().recorder.counts.returned += 1;
+                self.setup.counters.returned.bump();
                 self.ledger.returned.insert(entry.seq);
                 if acked {
                     self.ledger.confirmed.insert(entry.seq);
@@ -519,6 +522,7 @@ impl Publisher {
             }
             PublishOutcome::Nacked => {
                 self.records.borrow_mut().recorder.counts.nacked += 1;
+                self.setup.counters.nacked.bump();
                 self.ledger.nacked.insert(entry.seq);
                 let now_ns = self.setup.clock.now_ns();
                 // Nacks of one burst (answers to what was sent before the hold) count once.

@@ -9,6 +9,7 @@ mod helpers;
 mod kubernetes;
 mod library;
 mod managed_nodes;
+mod metrics;
 mod misbehaving_broker;
 mod queues;
 mod reports;
