@@ -5,8 +5,8 @@
 # queue, confirm window 64, prefetch 200, a multiple ack every 50 deliveries;
 #   1+1 and 4+4 publishers+consumers as fast as possible, with and without --no-verify;
 #   1+1 at a fixed 5,000 msg/s, for the end-to-end latency the harness adds.
-# Each run lasts DURATION (20 s) and is repeated RUNS (3) times; the table gives the median
-# and the spread (min..max) of delivered msg/s, of the client's CPU per delivered message
+# Each run lasts DURATION (20 s) and is repeated RUNS (3) times, the setups taking turns;
+# the table gives the median and the spread (min..max) of delivered msg/s, of the client's CPU per delivered message
 # ((user + system CPU of the warren process during the workload) / deliveries) and of the
 # p50 end-to-end latency.
 #
@@ -132,34 +132,41 @@ stats() {
 results="$work/results.md"
 echo "| setup | delivered msg/s | client CPU µs per delivered msg | e2e p50 ms (from intended send) | e2e p50 ms (from actual send) |" >"$results"
 echo "|---|---|---|---|---|" >>"$results"
+# Runs are interleaved (run 1 of every setup, then run 2 of every setup, ...), so a
+# drift of the machine or the node over the sitting falls on every setup alike.
+label_of() { local setup=$1; [[ $setup == *:* ]] || setup="$setup:"; local flag=${setup#*:}; echo "${setup%%:*}${flag:+ $flag}"; }
+file_of() { local setup=$1; [[ $setup == *:* ]] || setup="$setup:"; echo "$work/${setup%%:*}${setup#*:}"; }
 for setup in "${setups[@]}"; do
-    [[ $setup == *:* ]] || setup="$setup:"
-    name=${setup%%:*}
-    flag=${setup#*:}
-    label="$name${flag:+ $flag}"
-    : >"$work/$name$flag.rates"
-    : >"$work/$name$flag.cpu"
-    : >"$work/$name$flag.p50"
-    : >"$work/$name$flag.sent50"
-    for run in $(seq 1 "$runs"); do
-        out="$work/$name$flag-$run"
+    f=$(file_of "$setup")
+    : >"$f.rates"; : >"$f.cpu"; : >"$f.p50"; : >"$f.sent50"
+done
+for run in $(seq 1 "$runs"); do
+    for setup in "${setups[@]}"; do
+        [[ $setup == *:* ]] || setup="$setup:"
+        name=${setup%%:*}
+        flag=${setup#*:}
+        f=$(file_of "$setup")
+        out="$f-$run"
         run_setup "$name" "$flag" "$out"
         csv="$out/summary.csv"
         rate=$(column delivered_per_s "$csv")
         cpu=$(column cpu_us_per_delivery "$csv")
         p50=$(awk -v us="$(column e2e_p50_us "$csv")" 'BEGIN { printf "%.3f", us / 1000 }')
         sent50=$(awk -v us="$(column e2e_sent_p50_us "$csv")" 'BEGIN { printf "%.3f", us / 1000 }')
-        echo "$label run $run: $rate msg/s, $cpu µs CPU per delivered message, e2e p50 $p50 ms ($sent50 ms from actual send)"
-        echo "$rate" >>"$work/$name$flag.rates"
-        echo "$cpu" >>"$work/$name$flag.cpu"
-        echo "$p50" >>"$work/$name$flag.p50"
-        echo "$sent50" >>"$work/$name$flag.sent50"
+        echo "$(label_of "$setup") run $run: $rate msg/s, $cpu µs CPU per delivered message, e2e p50 $p50 ms ($sent50 ms from actual send)"
+        echo "$rate" >>"$f.rates"
+        echo "$cpu" >>"$f.cpu"
+        echo "$p50" >>"$f.p50"
+        echo "$sent50" >>"$f.sent50"
     done
-    printf '| %s | %s | %s | %s | %s |\n' "$label" \
-        "$(stats <"$work/$name$flag.rates")" \
-        "$(stats <"$work/$name$flag.cpu")" \
-        "$(stats <"$work/$name$flag.p50")" \
-        "$(stats <"$work/$name$flag.sent50")" >>"$results"
+done
+for setup in "${setups[@]}"; do
+    f=$(file_of "$setup")
+    printf '| %s | %s | %s | %s | %s |\n' "$(label_of "$setup")" \
+        "$(stats <"$f.rates")" \
+        "$(stats <"$f.cpu")" \
+        "$(stats <"$f.p50")" \
+        "$(stats <"$f.sent50")" >>"$results"
 done
 echo
 echo "$runs run(s) of $duration each; median (min..max):"

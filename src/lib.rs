@@ -15,6 +15,7 @@ pub mod faults;
 pub mod gates;
 pub mod ledger;
 pub mod metrics;
+pub mod output;
 pub mod precise_timer;
 pub mod redact;
 pub mod report;

@@ -28,7 +28,7 @@ pub async fn broker(args: BrokerArgs, cancel: CancellationToken) -> Result<Exit,
 /// rabbitmqctl against the first recorded node; its output is printed as it is.
 async fn ctl(args: BrokerCtlArgs, state_path: &Path) -> Result<Exit, BrokerError> {
     let Some(state) = BrokerState::load(state_path)? else {
-        println!("no private broker recorded ({})", state_path.display());
+        crate::say!("no private broker recorded ({})", state_path.display());
         return Ok(Exit::Infrastructure);
     };
     let Some(node) = state.nodes.first() else {
@@ -36,7 +36,7 @@ async fn ctl(args: BrokerCtlArgs, state_path: &Path) -> Result<Exit, BrokerError
     };
     let words: Vec<&str> = args.args.iter().map(String::as_str).collect();
     let output = state.rabbitmqctl(&node.name, &words).await?;
-    print!("{output}");
+    crate::say_raw!("{output}");
     Ok(Exit::Success)
 }
 
@@ -53,7 +53,7 @@ async fn up(
         }
         BrokerState::remove(state_path);
     }
-    println!(
+    crate::say!(
         "starting {} private RabbitMQ node{}...",
         args.nodes,
         if args.nodes == 1 { "" } else { "s" }
@@ -69,7 +69,7 @@ async fn up(
     };
     let cluster = match ManagedCluster::start(options, &cancel).await {
         Err(BrokerError::Interrupted) => {
-            println!("interrupted; nothing was left running");
+            crate::say!("interrupted; nothing was left running");
             return Ok(Exit::Interrupted);
         }
         other => other?,
@@ -80,26 +80,26 @@ async fn up(
         return Err(e);
     }
     for (spec, uri) in cluster.specs().iter().zip(cluster.uris()) {
-        println!("  {}  {}", spec.name, uri.expose());
+        crate::say!("  {}  {}", spec.name, uri.expose());
     }
-    println!("data and logs: {}", cluster.base_dir().display());
+    crate::say!("data and logs: {}", cluster.base_dir().display());
     if args.detach {
         cluster.detach();
-        println!(
+        crate::say!(
             "left running; `warren broker status` lists the nodes, `warren broker down` stops them"
         );
         return Ok(Exit::Success);
     }
-    println!("running until Ctrl-C");
+    crate::say!("running until Ctrl-C");
     let stopped_elsewhere = wait_for_stop(state_path, &cancel).await;
     if stopped_elsewhere {
-        println!("the state file was removed (warren broker down?); stopping");
+        crate::say!("the state file was removed (warren broker down?); stopping");
     } else {
-        println!("stopping the nodes...");
+        crate::say!("stopping the nodes...");
     }
     cluster.shutdown().await;
     BrokerState::remove(state_path);
-    println!("stopped");
+    crate::say!("stopped");
     Ok(Exit::Success)
 }
 
@@ -119,14 +119,14 @@ async fn wait_for_stop(state_path: &Path, cancel: &CancellationToken) -> bool {
 
 async fn status(state_path: &Path) -> Result<Exit, BrokerError> {
     let Some(state) = BrokerState::load(state_path)? else {
-        println!("no private broker recorded ({})", state_path.display());
-        println!("0 of 0 nodes running");
+        crate::say!("no private broker recorded ({})", state_path.display());
+        crate::say!("0 of 0 nodes running");
         return Ok(Exit::Infrastructure);
     };
     let states = state.node_states().await;
     let width = state.nodes.iter().map(|n| n.name.len()).max().unwrap_or(0);
     for (node, node_state) in state.nodes.iter().zip(&states) {
-        println!(
+        crate::say!(
             "{:width$}  {:12}  {}  pid {}",
             node.name,
             node_state.to_string(),
@@ -135,7 +135,7 @@ async fn status(state_path: &Path) -> Result<Exit, BrokerError> {
         );
     }
     let running = states.iter().filter(|s| **s == NodeState::Running).count();
-    println!("{running} of {} nodes running", state.nodes.len());
+    crate::say!("{running} of {} nodes running", state.nodes.len());
     Ok(if running == state.nodes.len() {
         Exit::Success
     } else {
@@ -145,7 +145,7 @@ async fn status(state_path: &Path) -> Result<Exit, BrokerError> {
 
 async fn down(state_path: &Path) -> Result<Exit, BrokerError> {
     let Some(state) = BrokerState::load(state_path)? else {
-        println!(
+        crate::say!(
             "no private broker recorded ({}); nothing to stop",
             state_path.display()
         );
@@ -154,7 +154,7 @@ async fn down(state_path: &Path) -> Result<Exit, BrokerError> {
     let stopped = state.stop_all(crate::broker::STOP_GRACE).await;
     BrokerState::remove(state_path);
     let folder: PathBuf = state.base_dir.clone();
-    println!(
+    crate::say!(
         "stopped {stopped} of {} nodes; {}",
         state.nodes.len(),
         if state.keep {

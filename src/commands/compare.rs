@@ -22,7 +22,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<Exit> {
     let a = super::report::load(&args.baseline)?;
     let b = super::report::load(&args.candidate)?;
     let rows = rows(&a, &b);
-    println!(
+    crate::say!(
         "{:<34} {:>14} {:>14} {:>10}",
         "",
         short(&a),
@@ -31,7 +31,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<Exit> {
     );
     for row in &rows {
         let change = percent_change(row.a, row.b).map_or("-".to_string(), |c| format!("{c:+.1}%"));
-        println!(
+        crate::say!(
             "{:<34} {:>14} {:>14} {:>10}",
             row.name,
             figure(row.a),
@@ -39,7 +39,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<Exit> {
             change
         );
     }
-    println!("{:<34} {:>14} {:>14}", "verdict", verdict(&a), verdict(&b));
+    crate::say!("{:<34} {:>14} {:>14}", "verdict", verdict(&a), verdict(&b));
     let Some(limit) = args.fail_on_regression else {
         return Ok(Exit::Success);
     };
@@ -60,11 +60,11 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<Exit> {
         }
     }
     if regressions.is_empty() {
-        println!("no regression beyond {limit}%");
+        crate::say!("no regression beyond {limit}%");
         Ok(Exit::Success)
     } else {
         for regression in &regressions {
-            println!("REGRESSION: {regression}");
+            crate::say!("REGRESSION: {regression}");
         }
         Ok(Exit::GateFailed)
     }

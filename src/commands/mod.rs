@@ -7,7 +7,6 @@ pub mod merge;
 pub mod progress;
 pub mod report;
 pub mod run;
-pub mod sweep;
 pub mod toxiproxy;
 pub mod validate;
 
@@ -22,7 +21,7 @@ impl Console {
     /// Prints one line (nothing when quiet).
     pub fn line(&self, text: impl AsRef<str>) {
         if !self.quiet {
-            println!("{}", text.as_ref());
+            crate::say!("{}", text.as_ref());
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle as BarStyle};
 
 use crate::cli::ProgressStyle;
-use crate::faults::runner::Announce;
+use crate::faults::runner::{Announce, FaultOutcome};
 use crate::workload::ProgressLine;
 
 /// Where live progress goes.
@@ -82,7 +82,7 @@ impl Progress {
         let not_yet = t.confirmed.saturating_sub(t.fresh);
         match &self.mode {
             Mode::Quiet => {}
-            Mode::Plain => println!(
+            Mode::Plain => crate::say!(
                 "[{:>6.1}s] {:10} sent {:>9}  confirmed {:>9}  delivered {:>9}  {rates}undelivered {not_yet}  duplicates {}{fault}",
                 line.elapsed.as_secs_f64(),
                 line.phase,
@@ -106,7 +106,7 @@ impl Progress {
     pub fn message(&self, text: &str) {
         match &self.mode {
             Mode::Quiet => {}
-            Mode::Plain => println!("{text}"),
+            Mode::Plain => crate::say!("{text}"),
             Mode::Bar(bar) => bar.println(text),
         }
     }
@@ -130,12 +130,12 @@ impl Announce for Progress {
         ));
     }
 
-    fn ended(&self, elapsed_s: f64, label: &str, outcome: &str) {
+    fn ended(&self, elapsed_s: f64, label: &str, outcome: &FaultOutcome) {
         self.active
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|l| l != label);
-        let word = if outcome == "applied" {
+        let word = if outcome.is_applied() {
             "ends"
         } else {
             "failed"

@@ -44,7 +44,7 @@ pub fn rebuild(args: &ReportArgs) -> anyhow::Result<Exit> {
     for warning in warnings {
         eprintln!("warning: {warning}");
     }
-    println!(
+    crate::say!(
         "rebuilt report.html, {}, timeseries.csv, events.csv and junit.xml in {}",
         summary_csv.display(),
         args.run.display()
@@ -59,9 +59,9 @@ fn rebuild_sweep(dir: &std::path::Path, path: &std::path::Path) -> anyhow::Resul
         .map_err(|e| UsageError(format!("{}: cannot read: {e}", path.display())))?;
     let report: crate::sweep::SweepReport = serde_json::from_str(&text)
         .map_err(|e| UsageError(format!("{}: not a warren sweep: {e}", path.display())))?;
-    super::sweep::write(dir, &report, &[ReportFormat::Csv, ReportFormat::Html])
+    crate::sweep::files::write(dir, &report, &[ReportFormat::Csv, ReportFormat::Html])
         .with_context(|| format!("writing to {}", dir.display()))?;
-    println!("rebuilt report.html and capacity.csv in {}", dir.display());
+    crate::say!("rebuilt report.html and capacity.csv in {}", dir.display());
     Ok(Exit::Success)
 }
 

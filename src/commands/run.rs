@@ -123,7 +123,7 @@ async fn execute(
     let live = metrics.as_ref().map(|(live, _)| live.clone());
     if let Some(sweep) = &plan.sweep {
         let step_duration = args.duration.unwrap_or(sweep.step_duration);
-        let steps = super::sweep::Steps {
+        let steps = crate::sweep::steps::Steps {
             plan: &plan,
             sweep,
             step_duration,

@@ -28,13 +28,13 @@ pub async fn serve(args: &ToxiproxyArgs, shutdown: CancellationToken) -> anyhow:
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
-    println!(
+    crate::say!(
         "Toxiproxy-compatible API (Toxiproxy {}) on http://{address}; Ctrl-C stops it",
         api::TOXIPROXY_VERSION
     );
     let registry = Registry::new();
     api::serve(listener, registry.clone(), shutdown).await;
     registry.clear().await;
-    println!("stopped; every proxy deleted");
+    crate::say!("stopped; every proxy deleted");
     Ok(Exit::Success)
 }

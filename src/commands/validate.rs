@@ -11,7 +11,7 @@ pub fn validate(args: &ValidateArgs) -> Exit {
         match scenario::load(path, Overrides::default()) {
             Ok(plan) => {
                 valid += 1;
-                println!("{}: ok ({})", path.display(), plan.name);
+                crate::say!("{}: ok ({})", path.display(), plan.name);
                 for warning in &plan.warnings {
                     eprintln!("warning: {warning}");
                 }

@@ -196,7 +196,7 @@ impl Announce for LiveMetrics {
         self.fault(label, true);
     }
 
-    fn ended(&self, _elapsed_s: f64, label: &str, _outcome: &str) {
+    fn ended(&self, _elapsed_s: f64, label: &str, _outcome: &crate::faults::outcome::FaultOutcome) {
         self.fault(label, false);
     }
 }

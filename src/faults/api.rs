@@ -2,13 +2,14 @@
 //! shapes and status codes, over the proxy engine. Clients written for Toxiproxy (the
 //! toxiproxy_rust crate among them) drive it unchanged.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use hyper::body::HttpBody;
-use hyper::server::conn::Http;
-use hyper::service::service_fn;
-use hyper::{Body, Method, Request, Response, StatusCode};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -19,75 +20,41 @@ use super::toxics::{Stream, Toxic, ToxicKind};
 /// The Toxiproxy version whose API this one follows.
 pub const TOXIPROXY_VERSION: &str = "2.12.0";
 
-/// Serves the API on `listener` until `shutdown` fires.
+/// The largest request body the API reads: a populate of a few hundred proxies is a few
+/// tens of kilobytes; a larger body is refused with 413 before it is buffered.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Serves the API on `listener` (on axum) until `shutdown` fires.
 pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: CancellationToken) {
-    loop {
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let Ok((stream, _)) = accepted else { continue };
-        let registry = registry.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let registry = registry.clone();
-                async move { Ok::<_, Infallible>(handle(request, &registry).await) }
-            });
-            let connection = Http::new()
-                .http1_keep_alive(true)
-                .serve_connection(stream, service);
-            tokio::select! {
-                () = shutdown.cancelled() => {}
-                _ = connection => {}
-            }
-        });
+    let app = Router::new()
+        .fallback(route)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(registry);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if let Err(error) = served {
+        tracing::warn!(%error, "the Toxiproxy API stopped");
     }
 }
 
-/// The largest request body the API reads: a populate of a few hundred proxies is a few
-/// tens of kilobytes; a body larger than this is refused with 413 before it is buffered.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-/// Reads a request body of at most [`MAX_BODY_BYTES`], chunk by chunk: a client that
-/// announces or sends more gets 413 and the server stays up.
-async fn read_body(mut body: Body) -> Result<Vec<u8>, (u16, String)> {
-    let too_large = || {
-        (
-            413,
-            format!("request body larger than {MAX_BODY_BYTES} bytes"),
-        )
-    };
-    if body.size_hint().lower() > MAX_BODY_BYTES as u64 {
-        return Err(too_large());
+/// Every request: the body (refused with 413 above [`MAX_BODY_BYTES`]), then [`handle`].
+async fn route(
+    State(registry): State<Arc<Registry>>,
+    method: Method,
+    uri: Uri,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match body {
+        Ok(body) => handle(&method, uri.path(), &body, &registry).await,
+        Err(rejection) => error(rejection.status().as_u16(), &rejection.body_text()),
     }
-    let mut bytes = Vec::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.map_err(|e| (400, e.to_string()))?;
-        if bytes.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(too_large());
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(bytes)
 }
 
 /// Answers one request.
-pub async fn handle(request: Request<Body>, registry: &Registry) -> Response<Body> {
-    let method = request.method().clone();
-    let path: Vec<String> = request
-        .uri()
-        .path()
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect();
-    let body = match read_body(request.into_body()).await {
-        Ok(bytes) => bytes,
-        Err((status, message)) => return error(status, &message),
-    };
-    let segments: Vec<&str> = path.iter().map(String::as_str).collect();
-    let result = match (&method, segments.as_slice()) {
+pub async fn handle(method: &Method, path: &str, body: &[u8], registry: &Registry) -> Response {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let result = match (method, segments.as_slice()) {
         (&Method::GET, ["version"]) => Ok((200, json!({ "version": TOXIPROXY_VERSION }))),
         (&Method::POST, ["reset"]) => registry.reset().await.map(|()| (204, Value::Null)),
         (&Method::GET, ["proxies"]) => {
@@ -99,10 +66,10 @@ pub async fn handle(request: Request<Body>, registry: &Registry) -> Response<Bod
                 .collect();
             Ok((200, Value::Object(all)))
         }
-        (&Method::POST, ["proxies"]) => create_proxy(registry, &body).await,
-        (&Method::POST, ["populate"]) => populate(registry, &body).await,
+        (&Method::POST, ["proxies"]) => create_proxy(registry, body).await,
+        (&Method::POST, ["populate"]) => populate(registry, body).await,
         (&Method::GET, ["proxies", name]) => registry.get(name).await.map(|p| (200, p.to_json())),
-        (&Method::POST, ["proxies", name]) => update_proxy(registry, name, &body).await,
+        (&Method::POST, ["proxies", name]) => update_proxy(registry, name, body).await,
         (&Method::DELETE, ["proxies", name]) => {
             registry.delete(name).await.map(|()| (204, Value::Null))
         }
@@ -110,7 +77,7 @@ pub async fn handle(request: Request<Body>, registry: &Registry) -> Response<Bod
             .toxics(name)
             .await
             .map(|list| (200, Value::Array(list.iter().map(Toxic::to_json).collect()))),
-        (&Method::POST, ["proxies", name, "toxics"]) => create_toxic(registry, name, &body).await,
+        (&Method::POST, ["proxies", name, "toxics"]) => create_toxic(registry, name, body).await,
         (&Method::GET, ["proxies", name, "toxics", toxic]) => registry
             .toxics(name)
             .await
@@ -121,7 +88,7 @@ pub async fn handle(request: Request<Body>, registry: &Registry) -> Response<Bod
             })
             .map(|t| (200, t.to_json())),
         (&Method::POST, ["proxies", name, "toxics", toxic]) => {
-            update_toxic(registry, name, toxic, &body).await
+            update_toxic(registry, name, toxic, body).await
         }
         (&Method::DELETE, ["proxies", name, "toxics", toxic]) => registry
             .remove_toxic(name, toxic)
@@ -300,21 +267,19 @@ async fn update_toxic(
         .map(|t| (200, t.to_json()))
 }
 
-fn respond(status: u16, value: &Value) -> Response<Body> {
+fn respond(status: u16, value: &Value) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if status == StatusCode::NO_CONTENT {
-        return Response::builder()
-            .status(status)
-            .body(Body::empty())
-            .expect("a valid response");
+        return status.into_response();
     }
-    Response::builder()
-        .status(status)
-        .header("Content-Type", "application/json")
-        .body(Body::from(value.to_string()))
-        .expect("a valid response")
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
 }
 
-fn error(status: u16, message: &str) -> Response<Body> {
+fn error(status: u16, message: &str) -> Response {
     respond(status, &json!({ "error": message, "status": status }))
 }

@@ -4,8 +4,10 @@
 
 pub mod api;
 pub mod client;
+pub mod control;
 pub mod network;
 pub mod nodes;
+pub mod outcome;
 pub mod proxy;
 pub mod runner;
 pub mod timeline;

@@ -1,12 +1,9 @@
 //! Network faults of a run: one proxy per broker node on each client path (publishers,
-//! consumers), made through a Toxiproxy API (warren's embedded server, or a real one),
-//! and the faults applied to them and taken back.
+//! consumers), made in warren's embedded proxy engine (in process) or on a real
+//! Toxiproxy, and the faults applied to them and taken back.
 
-use std::sync::Arc;
-
-use tokio_util::sync::CancellationToken;
-
-use super::client::{ToxiproxyClient, ToxiproxyError};
+use super::client::{RemoteToxiproxy, ToxiproxyError};
+use super::control::ProxyControl;
 use super::proxy::Registry;
 use super::toxics::{Stream, ToxicKind};
 use crate::redact::BrokerUri;
@@ -14,13 +11,11 @@ use crate::scenario::{FaultAction, Plan, StreamDirection, Toxic, TrafficPath};
 
 /// The proxies of a run and the server that holds them.
 pub struct NetworkFaults {
-    client: ToxiproxyClient,
+    client: ProxyControl,
     /// Per node: the proxy names of the publishers' and the consumers' path.
     proxies: Vec<(String, String)>,
     publisher_uris: Vec<BrokerUri>,
     consumer_uris: Vec<BrokerUri>,
-    /// The embedded server, when warren runs it.
-    embedded: Option<(CancellationToken, Arc<Registry>)>,
 }
 
 /// Something a fault did, to be taken back.
@@ -40,31 +35,11 @@ impl NetworkFaults {
         brokers: &[BrokerUri],
         tag: &str,
     ) -> Result<Self, ToxiproxyError> {
-        let (client, embedded) = match &plan.proxy.toxiproxy {
-            Some(address) => (ToxiproxyClient::new(address), None),
-            None => {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .map_err(|e| ToxiproxyError {
-                        address: "127.0.0.1".into(),
-                        what: "start the embedded Toxiproxy".into(),
-                        reason: e.to_string(),
-                    })?;
-                let address = listener
-                    .local_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_default();
-                let registry = Registry::new();
-                let shutdown = CancellationToken::new();
-                tokio::spawn(super::api::serve(
-                    listener,
-                    registry.clone(),
-                    shutdown.clone(),
-                ));
-                (ToxiproxyClient::new(&address), Some((shutdown, registry)))
-            }
+        let client = match &plan.proxy.toxiproxy {
+            Some(address) => ProxyControl::Remote(RemoteToxiproxy::new(address)),
+            None => ProxyControl::Embedded(Registry::new()),
         };
-        client.version().await?;
+        client.check().await?;
         let mut wanted = Vec::new();
         let mut proxies = Vec::new();
         for (node, broker) in brokers.iter().enumerate() {
@@ -89,7 +64,7 @@ impl NetworkFaults {
             }
             proxies.push((names[0].clone(), names[1].clone()));
         }
-        let made = client.populate(wanted).await?;
+        let made = client.populate(&wanted).await?;
         let port_of = |name: &str| -> Result<u16, ToxiproxyError> {
             made.iter()
                 .find(|p| p.name == name)
@@ -120,7 +95,6 @@ impl NetworkFaults {
             proxies,
             publisher_uris,
             consumer_uris,
-            embedded,
         })
     }
 
@@ -239,17 +213,21 @@ impl NetworkFaults {
             .collect())
     }
 
-    /// Deletes the proxies and stops the embedded server.
+    /// Deletes the proxies (the embedded engine's connections close with them).
     pub async fn stop(self) {
         for (publishers, consumers) in &self.proxies {
             for proxy in [publishers, consumers] {
                 let _ = self.client.delete(proxy).await;
             }
         }
-        if let Some((shutdown, registry)) = self.embedded {
+        if let ProxyControl::Embedded(registry) = &self.client {
             registry.clear().await;
-            shutdown.cancel();
         }
+    }
+
+    /// Where the proxies live: "embedded" or the Toxiproxy's address.
+    pub fn server(&self) -> &str {
+        self.client.address()
     }
 }
 

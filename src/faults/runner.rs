@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::network::NetworkFaults;
 use super::nodes::NodeFaults;
+pub use super::outcome::FaultOutcome;
 use super::timeline::{Occurrence, describe_action};
 use crate::metrics::Clock;
 use crate::scenario::FaultAction;
@@ -28,14 +29,13 @@ pub struct FaultRecord {
     pub ended_ns: Option<u64>,
     /// The node hit, for node faults.
     pub node: Option<usize>,
-    /// "applied", "not started: the run ended", or why it failed.
-    pub outcome: String,
+    pub outcome: FaultOutcome,
 }
 
 impl FaultRecord {
     /// True when the fault was made.
     pub fn applied(&self) -> bool {
-        self.outcome == "applied"
+        self.outcome.is_applied()
     }
 }
 
@@ -44,7 +44,7 @@ pub trait Announce: Send + Sync {
     /// A fault began, `elapsed_s` after the start of publishing.
     fn began(&self, elapsed_s: f64, label: &str, action: &str);
     /// A fault ended (or failed: `outcome` says).
-    fn ended(&self, elapsed_s: f64, label: &str, outcome: &str);
+    fn ended(&self, elapsed_s: f64, label: &str, outcome: &FaultOutcome);
 }
 
 /// Tells several listeners (the console and the live metrics) the same news.
@@ -57,7 +57,7 @@ impl Announce for AnnounceAll {
         }
     }
 
-    fn ended(&self, elapsed_s: f64, label: &str, outcome: &str) {
+    fn ended(&self, elapsed_s: f64, label: &str, outcome: &FaultOutcome) {
         for listener in &self.0 {
             listener.ended(elapsed_s, label, outcome);
         }
@@ -171,7 +171,7 @@ async fn run_one(
         started_ns: 0,
         ended_ns: None,
         node: None,
-        outcome: "not started: the run ended".into(),
+        outcome: FaultOutcome::NotStarted,
     };
     tokio::select! {
         () = cancel.cancelled() => return record,
@@ -193,14 +193,14 @@ async fn run_one(
     let target = match target {
         Ok(target) => target,
         Err(error) => {
-            record.outcome = format!("failed: {error}");
+            record.outcome = FaultOutcome::Failed(error.to_string());
             return record;
         }
     };
     match &occurrence.action {
         FaultAction::Down { .. } | FaultAction::Toxic { .. } => {
             let Some(network) = network else {
-                record.outcome = "failed: no proxy on the client paths".into();
+                record.outcome = FaultOutcome::Failed("no proxy on the client paths".into());
                 return record;
             };
             match network.apply(&occurrence.action).await {
@@ -211,9 +211,9 @@ async fn run_one(
                     }
                     network.revert(&applied).await;
                     record.ended_ns = Some(clock.now_ns());
-                    record.outcome = "applied".into();
+                    record.outcome = FaultOutcome::Applied;
                 }
-                Err(error) => record.outcome = format!("failed: {error}"),
+                Err(error) => record.outcome = FaultOutcome::Failed(error.to_string()),
             }
         }
         action => match nodes.run(action, target, occurrence.lasting, &cancel).await {
@@ -222,9 +222,9 @@ async fn run_one(
                 let never_taken_back =
                     matches!(action, FaultAction::NodeKill { .. }) && occurrence.lasting.is_none();
                 record.ended_ns = (!never_taken_back).then(|| clock.now_ns());
-                record.outcome = "applied".into();
+                record.outcome = FaultOutcome::Applied;
             }
-            Err(error) => record.outcome = format!("failed: {error}"),
+            Err(error) => record.outcome = FaultOutcome::Failed(error.to_string()),
         },
     }
     record

@@ -237,7 +237,7 @@ fn faults(out: &mut String, report: &RunReport) {
     let seconds = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{s:.1}"));
     for fault in &f.faults {
         let node = fault.node.map_or(String::new(), |n| format!(" [node {n}]"));
-        if fault.outcome != "applied" {
+        if !fault.outcome.is_applied() {
             let _ = writeln!(
                 out,
                 "  {:14} {}{node}: {}",

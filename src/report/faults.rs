@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::events::{Event, EventKind};
+use crate::faults::outcome::FaultOutcome;
 use crate::faults::runner::FaultRecord;
 use crate::metrics::Clock;
 use crate::metrics::activity::{Activity, first_after, longest_silence};
@@ -14,8 +15,7 @@ pub struct FaultReport {
     pub label: String,
     pub action: String,
     pub node: Option<usize>,
-    /// "applied", or why not.
-    pub outcome: String,
+    pub outcome: FaultOutcome,
     /// Seconds from the start of publishing.
     pub planned_s: f64,
     pub start_s: Option<f64>,
@@ -104,7 +104,7 @@ impl FaultsReport {
     pub fn worst_recovery_s(&self, confirms: bool) -> Option<f64> {
         self.faults
             .iter()
-            .filter(|f| f.outcome == "applied" && f.observable)
+            .filter(|f| f.outcome.is_applied() && f.observable)
             .map(|f| {
                 let delivery = f.recovery_delivery_s.unwrap_or(f64::INFINITY);
                 if confirms {
@@ -120,7 +120,7 @@ impl FaultsReport {
     pub fn unobserved(&self) -> usize {
         self.faults
             .iter()
-            .filter(|f| f.outcome == "applied" && !f.observable)
+            .filter(|f| f.outcome.is_applied() && !f.observable)
             .count()
     }
 
@@ -176,7 +176,7 @@ mod tests {
             started_ns: start,
             ended_ns: end,
             node: None,
-            outcome: "applied".into(),
+            outcome: FaultOutcome::Applied,
         }
     }
 

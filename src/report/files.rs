@@ -93,25 +93,26 @@ mod erased {
     }
 }
 
-/// The column names of events.csv.
-pub const EVENTS_CSV_HEADER: &str = "at_ms,source,kind,detail";
+/// One row of events.csv: the field names are the columns, in order.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct EventRow {
+    pub at_ms: csv::Fixed<3>,
+    pub source: String,
+    pub kind: String,
+    pub detail: String,
+}
 
 /// events.csv: one row per event (repeats within a second are one row, whose detail
 /// says how many more and until when).
 pub fn events_csv(events: &[crate::events::Event]) -> String {
-    let mut out = format!("{EVENTS_CSV_HEADER}\n");
-    for event in events {
-        let kind = serde_json::to_value(event.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        out.push_str(&format!(
-            "{:.3},{},{},{}\n",
-            event.at_ms,
-            csv::quote(&event.source),
-            kind,
-            csv::quote(&event.described())
-        ));
-    }
-    out
+    let rows: Vec<EventRow> = events
+        .iter()
+        .map(|event| EventRow {
+            at_ms: csv::Fixed(event.at_ms),
+            source: event.source.clone(),
+            kind: crate::scenario::serde_name(&event.kind),
+            detail: event.described(),
+        })
+        .collect();
+    csv::table_with_header(&rows)
 }

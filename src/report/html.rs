@@ -224,7 +224,7 @@ fn fault_windows(report: &RunReport) -> Vec<Window> {
         .faults
         .faults
         .iter()
-        .filter(|f| f.outcome == "applied")
+        .filter(|f| f.outcome.is_applied())
         .filter_map(|f| {
             let start = f.start_s? + report.publish_start_s;
             let end = f
@@ -367,11 +367,11 @@ fn faults_table(out: &mut String, report: &RunReport) {
             s(f.recovery_confirm_s),
             s(f.recovery_delivery_s),
             if f.observable {
-                escape(&f.outcome)
+                escape(&f.outcome.to_string())
             } else {
                 format!(
                     "{}; recovery not observed (ended after publishing)",
-                    escape(&f.outcome)
+                    escape(&f.outcome.to_string())
                 )
             }
         );

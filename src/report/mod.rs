@@ -1,7 +1,6 @@
 //! One report model per run, built once from what the run measured; renderers turn it into
 //! console text and files. Units are in field names.
 
-pub mod capacity;
 pub mod console;
 pub mod csv;
 pub mod explain;

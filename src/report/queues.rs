@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Percentiles;
+use super::csv::Fixed;
 use crate::ledger::Counts;
 use crate::workload::WorkloadOutcome;
 
@@ -67,50 +68,54 @@ pub fn build(outcome: &WorkloadOutcome, queue_type: &str) -> Vec<QueueReport> {
         .collect()
 }
 
-/// The columns of queues.csv, in order.
-pub const QUEUES_COLUMNS: &[&str] = &[
-    "queue",
-    "node",
-    "type",
-    "delivered",
-    "delivered_per_s",
-    "e2e_p50_us",
-    "e2e_p99_us",
-    "e2e_p999_us",
-    "lost_confirmed",
-    "lost_unconfirmed",
-    "duplicated",
-    "stranded",
-    "dead_lettered",
-    "left",
-];
+/// One row of queues.csv: the field names are the columns, in order.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QueueRow {
+    pub queue: String,
+    pub node: String,
+    #[serde(rename = "type")]
+    pub queue_type: String,
+    pub delivered: u64,
+    pub delivered_per_s: Fixed<1>,
+    pub e2e_p50_us: u64,
+    pub e2e_p99_us: u64,
+    pub e2e_p999_us: u64,
+    pub lost_confirmed: u64,
+    pub lost_unconfirmed: u64,
+    pub duplicated: u64,
+    pub stranded: u64,
+    pub dead_lettered: u64,
+    /// Messages left at deletion; empty when unknown.
+    pub left: Option<u32>,
+}
+
+impl QueueRow {
+    /// The row of one queue.
+    pub fn of(q: &QueueReport) -> Self {
+        let t = &q.totals;
+        Self {
+            queue: q.name.clone(),
+            node: q.node.clone().unwrap_or_default(),
+            queue_type: q.queue_type.clone(),
+            delivered: t.delivered,
+            delivered_per_s: Fixed(q.delivered_per_s),
+            e2e_p50_us: q.e2e.p50_us,
+            e2e_p99_us: q.e2e.p99_us,
+            e2e_p999_us: q.e2e.p999_us,
+            lost_confirmed: t.lost_confirmed,
+            lost_unconfirmed: t.lost_unconfirmed,
+            duplicated: t.duplicated,
+            stranded: t.stranded,
+            dead_lettered: t.dead_lettered,
+            left: q.left,
+        }
+    }
+}
 
 /// queues.csv: one row per queue.
 pub fn csv(queues: &[QueueReport]) -> String {
-    let mut out = QUEUES_COLUMNS.join(",");
-    out.push('\n');
-    for q in queues {
-        let t = &q.totals;
-        let row = [
-            super::csv::quote(&q.name),
-            super::csv::quote(q.node.as_deref().unwrap_or("")),
-            q.queue_type.clone(),
-            t.delivered.to_string(),
-            format!("{:.1}", q.delivered_per_s),
-            q.e2e.p50_us.to_string(),
-            q.e2e.p99_us.to_string(),
-            q.e2e.p999_us.to_string(),
-            t.lost_confirmed.to_string(),
-            t.lost_unconfirmed.to_string(),
-            t.duplicated.to_string(),
-            t.stranded.to_string(),
-            t.dead_lettered.to_string(),
-            q.left.map_or(String::new(), |l| l.to_string()),
-        ];
-        out.push_str(&row.join(","));
-        out.push('\n');
-    }
-    out
+    let rows: Vec<QueueRow> = queues.iter().map(QueueRow::of).collect();
+    super::csv::table_with_header(&rows)
 }
 
 #[cfg(test)]
@@ -135,7 +140,10 @@ mod tests {
         };
         let text = csv(&[queue]);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0].split(',').count(), QUEUES_COLUMNS.len());
+        assert_eq!(
+            lines[0].split(',').count(),
+            super::super::csv::columns::<QueueRow>().len()
+        );
         assert_eq!(
             lines[1],
             "\"q,1\",a@localhost,quorum,7,12.3,0,0,0,1,0,0,0,0,0"

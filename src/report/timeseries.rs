@@ -121,70 +121,85 @@ pub fn rows(
         .collect()
 }
 
-const LATENCY_COLUMNS: [&str; 7] = [
-    "min_us", "p50_us", "p75_us", "p95_us", "p99_us", "p999_us", "max_us",
-];
+/// One row of timeseries.csv: the field names are the columns, in order.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TimeseriesRow {
+    pub second: u32,
+    pub sent_per_s: u64,
+    pub confirmed_per_s: u64,
+    pub nacked_per_s: u64,
+    pub returned_per_s: u64,
+    pub delivered_per_s: u64,
+    pub deliveries_per_s: u64,
+    pub duplicates_so_far: u64,
+    pub reconnects: u64,
+    pub confirm_min_us: u64,
+    pub confirm_p50_us: u64,
+    pub confirm_p75_us: u64,
+    pub confirm_p95_us: u64,
+    pub confirm_p99_us: u64,
+    pub confirm_p999_us: u64,
+    pub confirm_max_us: u64,
+    pub e2e_min_us: u64,
+    pub e2e_p50_us: u64,
+    pub e2e_p75_us: u64,
+    pub e2e_p95_us: u64,
+    pub e2e_p99_us: u64,
+    pub e2e_p999_us: u64,
+    pub e2e_max_us: u64,
+    pub e2e_sent_min_us: u64,
+    pub e2e_sent_p50_us: u64,
+    pub e2e_sent_p75_us: u64,
+    pub e2e_sent_p95_us: u64,
+    pub e2e_sent_p99_us: u64,
+    pub e2e_sent_p999_us: u64,
+    pub e2e_sent_max_us: u64,
+    /// The faults in effect, separated by `;`.
+    pub faults: String,
+}
 
-/// The header of timeseries.csv.
-pub fn csv_header() -> String {
-    let mut columns: Vec<String> = [
-        "second",
-        "sent_per_s",
-        "confirmed_per_s",
-        "nacked_per_s",
-        "returned_per_s",
-        "delivered_per_s",
-        "deliveries_per_s",
-        "duplicates_so_far",
-        "reconnects",
-    ]
-    .iter()
-    .map(|c| c.to_string())
-    .collect();
-    for prefix in ["confirm", "e2e", "e2e_sent"] {
-        columns.extend(LATENCY_COLUMNS.iter().map(|c| format!("{prefix}_{c}")));
+impl TimeseriesRow {
+    /// The row of one second.
+    pub fn of(row: &SecondRow) -> Self {
+        let (c, e, s) = (&row.confirm, &row.e2e, &row.e2e_sent);
+        Self {
+            second: row.second,
+            sent_per_s: row.sent,
+            confirmed_per_s: row.confirmed,
+            nacked_per_s: row.nacked,
+            returned_per_s: row.returned,
+            delivered_per_s: row.delivered,
+            deliveries_per_s: row.deliveries,
+            duplicates_so_far: row.duplicates_so_far,
+            reconnects: row.reconnects,
+            confirm_min_us: c.min_us,
+            confirm_p50_us: c.p50_us,
+            confirm_p75_us: c.p75_us,
+            confirm_p95_us: c.p95_us,
+            confirm_p99_us: c.p99_us,
+            confirm_p999_us: c.p999_us,
+            confirm_max_us: c.max_us,
+            e2e_min_us: e.min_us,
+            e2e_p50_us: e.p50_us,
+            e2e_p75_us: e.p75_us,
+            e2e_p95_us: e.p95_us,
+            e2e_p99_us: e.p99_us,
+            e2e_p999_us: e.p999_us,
+            e2e_max_us: e.max_us,
+            e2e_sent_min_us: s.min_us,
+            e2e_sent_p50_us: s.p50_us,
+            e2e_sent_p75_us: s.p75_us,
+            e2e_sent_p95_us: s.p95_us,
+            e2e_sent_p99_us: s.p99_us,
+            e2e_sent_p999_us: s.p999_us,
+            e2e_sent_max_us: s.max_us,
+            faults: row.faults.join(";"),
+        }
     }
-    columns.push("faults".into());
-    columns.join(",")
 }
 
 /// timeseries.csv: one row per second.
 pub fn csv(rows: &[SecondRow]) -> String {
-    let mut out = csv_header();
-    out.push('\n');
-    for row in rows {
-        let mut fields: Vec<String> = [
-            row.second as u64,
-            row.sent,
-            row.confirmed,
-            row.nacked,
-            row.returned,
-            row.delivered,
-            row.deliveries,
-            row.duplicates_so_far,
-            row.reconnects,
-        ]
-        .iter()
-        .map(u64::to_string)
-        .collect();
-        for latency in [&row.confirm, &row.e2e, &row.e2e_sent] {
-            fields.extend(
-                [
-                    latency.min_us,
-                    latency.p50_us,
-                    latency.p75_us,
-                    latency.p95_us,
-                    latency.p99_us,
-                    latency.p999_us,
-                    latency.max_us,
-                ]
-                .iter()
-                .map(u64::to_string),
-            );
-        }
-        fields.push(row.faults.join(";"));
-        out.push_str(&fields.join(","));
-        out.push('\n');
-    }
-    out
+    let rows: Vec<TimeseriesRow> = rows.iter().map(TimeseriesRow::of).collect();
+    super::csv::table_with_header(&rows)
 }

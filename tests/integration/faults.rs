@@ -374,3 +374,28 @@ fn a_queue_deleted_mid_run_ends_the_run_in_bounded_time_with_the_reason() {
     );
     scratch.assert_clean();
 }
+
+/// A scenario naming a Toxiproxy that is not running: the run stops before the workload
+/// with exit 3 and one line naming the address, and nothing is left behind.
+#[test]
+fn a_toxiproxy_that_does_not_answer_is_an_infrastructure_error() {
+    let scratch = Scratch::new("toxiproxy-down");
+    let port = crate::helpers::closed_port();
+    let path = scratch.file(
+        "s.toml",
+        &format!(
+            "name = \"toxiproxy-down\"\nduration = \"10s\"\n[proxy]\ntoxiproxy = \"127.0.0.1:{port}\"\n[[faults]]\nat = \"2s\"\nkind = \"down\"\nfor = \"1s\"\n"
+        ),
+    );
+    let (code, stdout, stderr) = output(scratch.warren_run(&path, &scratch.path.join("out")));
+    assert_eq!(code, 3, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "Toxiproxy at 127.0.0.1:{port}: GET /version: nothing answers at 127.0.0.1:{port}"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stdout.contains("broker torn down"), "{stdout}");
+    scratch.assert_clean();
+}

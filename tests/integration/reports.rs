@@ -70,9 +70,9 @@ fn a_run_folder_holds_every_output_and_each_reads_back() {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     let documented = [
-        csv::SUMMARY_COLUMNS.join(","),
-        timeseries::csv_header(),
-        files::EVENTS_CSV_HEADER.to_string(),
+        csv::columns::<csv::SummaryRow>().join(","),
+        csv::columns::<timeseries::TimeseriesRow>().join(","),
+        csv::columns::<files::EventRow>().join(","),
     ];
     for header in &documented {
         assert!(

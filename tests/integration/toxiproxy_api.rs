@@ -1,29 +1,28 @@
-//! The embedded Toxiproxy-compatible API: every toxiproxy_rust call works against it, and
-//! raw HTTP calls get Toxiproxy's JSON shapes and status codes.
+//! `warren toxiproxy`, the Toxiproxy-compatible API: every call of toxiproxy_rust (the Rust
+//! ecosystem's Toxiproxy client) works against it, and raw HTTP calls get Toxiproxy's JSON
+//! shapes and status codes.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener as StdListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::helpers::warren;
 use reqwest::blocking::Client as Http;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use toxiproxy_rust::client::Client;
 use toxiproxy_rust::proxy::ProxyPack;
-use warren::faults::{Registry, api};
+use warren::faults::api;
 
-/// An embedded server on a free port, run by a background runtime; stops on drop.
+/// `warren toxiproxy` on a free port, as a user runs it; interrupted (which deletes every
+/// proxy) and reaped on drop.
 struct Server {
     address: String,
-    shutdown: CancellationToken,
+    child: std::process::Child,
     echo: String,
 }
 
 impl Server {
     fn start() -> Self {
-        let listener = StdListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let address = listener.local_addr().unwrap().to_string();
         let echo = StdListener::bind("127.0.0.1:0").unwrap();
         let echo_address = echo.local_addr().unwrap().to_string();
         std::thread::spawn(move || {
@@ -38,21 +37,25 @@ impl Server {
                 });
             }
         });
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                api::serve(listener, Registry::new(), token).await;
-            });
-        });
+        let mut child = warren()
+            .args(["toxiproxy", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        // "Toxiproxy-compatible API (Toxiproxy 2.12.0) on http://127.0.0.1:PORT; Ctrl-C stops it"
+        let address = first
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .unwrap_or_else(|| panic!("no address in {first:?}"))
+            .to_string();
         Self {
             address,
-            shutdown,
+            child,
             echo: echo_address,
         }
     }
@@ -64,7 +67,19 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.shutdown.cancel();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -423,6 +438,33 @@ fn warren_toxiproxy_serves_the_api_until_ctrl_c() {
     running.signal("INT");
     let (code, _) = running.finish(Duration::from_secs(10));
     assert_eq!(code, 0);
+}
+
+/// Output piped into something that stopped reading (`warren toxiproxy | head -1`): the
+/// lines after it are dropped, not a panic, and Ctrl-C still ends it cleanly.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let mut child = crate::helpers::warren()
+        .args(["toxiproxy", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("Toxiproxy-compatible API"), "{first}");
+    // The reading end is closed here: the next line has nowhere to go.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
 }
 
 /// Sends `head` and then up to `body_bytes` of body (a server that answered early may

@@ -3,64 +3,73 @@
 //! new columns are only ever added at the end.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
-use super::csv::quote;
-use super::junit::escape;
-use super::svg::{Chart, Line};
-use crate::sweep::{StepResult, SweepReport};
+use serde::Serialize;
 
-/// The columns of capacity.csv, in order. Latencies in µs, rates in msg/s.
-pub const CAPACITY_COLUMNS: &[&str] = &[
-    "step",
-    "target_per_s",
-    "published_per_s",
-    "delivered_per_s",
-    "confirm_p50_us",
-    "confirm_p99_us",
-    "confirm_p999_us",
-    "e2e_p50_us",
-    "e2e_p99_us",
-    "e2e_p999_us",
-    "attempted",
-    "delivered",
-    "lost_confirmed",
-    "lost_unconfirmed",
-    "duplicated",
-    "cpu_s",
-    "cpu_us_per_delivery",
-    "verdict",
-    "reasons",
-];
+use super::{StepResult, SweepReport};
+use crate::report::csv::{Fixed, Shortest};
+use crate::report::junit::escape;
+use crate::report::svg::{Chart, Line};
+use crate::scenario::ReportFormat;
+
+/// One row of capacity.csv: the field names are the columns, in order. Latencies in µs,
+/// rates in msg/s.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CapacityRow {
+    pub step: usize,
+    pub target_per_s: Shortest,
+    pub published_per_s: Fixed<1>,
+    pub delivered_per_s: Fixed<1>,
+    pub confirm_p50_us: u64,
+    pub confirm_p99_us: u64,
+    pub confirm_p999_us: u64,
+    pub e2e_p50_us: u64,
+    pub e2e_p99_us: u64,
+    pub e2e_p999_us: u64,
+    pub attempted: u64,
+    pub delivered: u64,
+    pub lost_confirmed: u64,
+    pub lost_unconfirmed: u64,
+    pub duplicated: u64,
+    pub cpu_s: Fixed<3>,
+    pub cpu_us_per_delivery: Fixed<2>,
+    pub verdict: &'static str,
+    /// Why a step missed, separated by "; ".
+    pub reasons: String,
+}
+
+impl CapacityRow {
+    /// The row of one step.
+    pub fn of(s: &StepResult) -> Self {
+        Self {
+            step: s.step,
+            target_per_s: Shortest(s.target_per_s),
+            published_per_s: Fixed(s.published_per_s),
+            delivered_per_s: Fixed(s.delivered_per_s),
+            confirm_p50_us: s.confirm.p50_us,
+            confirm_p99_us: s.confirm.p99_us,
+            confirm_p999_us: s.confirm.p999_us,
+            e2e_p50_us: s.e2e.p50_us,
+            e2e_p99_us: s.e2e.p99_us,
+            e2e_p999_us: s.e2e.p999_us,
+            attempted: s.attempted,
+            delivered: s.delivered,
+            lost_confirmed: s.lost_confirmed,
+            lost_unconfirmed: s.lost_unconfirmed,
+            duplicated: s.duplicated,
+            cpu_s: Fixed(s.cpu_s),
+            cpu_us_per_delivery: Fixed(s.cpu_us_per_delivery),
+            verdict: verdict_word(s),
+            reasons: s.judgement.reasons.join("; "),
+        }
+    }
+}
 
 /// capacity.csv: a header and one row per step that ran.
 pub fn csv(report: &SweepReport) -> String {
-    let mut out = CAPACITY_COLUMNS.join(",") + "\n";
-    for s in &report.steps {
-        let row = [
-            s.step.to_string(),
-            format!("{}", s.target_per_s),
-            format!("{:.1}", s.published_per_s),
-            format!("{:.1}", s.delivered_per_s),
-            s.confirm.p50_us.to_string(),
-            s.confirm.p99_us.to_string(),
-            s.confirm.p999_us.to_string(),
-            s.e2e.p50_us.to_string(),
-            s.e2e.p99_us.to_string(),
-            s.e2e.p999_us.to_string(),
-            s.attempted.to_string(),
-            s.delivered.to_string(),
-            s.lost_confirmed.to_string(),
-            s.lost_unconfirmed.to_string(),
-            s.duplicated.to_string(),
-            format!("{:.3}", s.cpu_s),
-            format!("{:.2}", s.cpu_us_per_delivery),
-            verdict_word(s).to_string(),
-            quote(&s.judgement.reasons.join("; ")),
-        ];
-        out.push_str(&row.join(","));
-        out.push('\n');
-    }
-    out
+    let rows: Vec<CapacityRow> = report.steps.iter().map(CapacityRow::of).collect();
+    crate::report::csv::table_with_header(&rows)
 }
 
 /// The steps as a console table.
@@ -218,6 +227,25 @@ fn steps_table(out: &mut String, report: &SweepReport) {
     }
 }
 
+/// capacity.csv (csv), sweep.json (json) and report.html (html), as the formats ask.
+///
+/// # Errors
+/// The I/O error of the first file that could not be written.
+pub fn write(dir: &Path, report: &SweepReport, formats: &[ReportFormat]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if formats.contains(&ReportFormat::Csv) {
+        std::fs::write(dir.join("capacity.csv"), csv(report))?;
+    }
+    if formats.contains(&ReportFormat::Json) {
+        let json = serde_json::to_string_pretty(report).expect("a sweep report serializes");
+        std::fs::write(dir.join("sweep.json"), json + "\n")?;
+    }
+    if formats.contains(&ReportFormat::Html) {
+        std::fs::write(dir.join("report.html"), html(report))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,7 +303,10 @@ mod tests {
         let text = csv(&report());
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
-        assert_eq!(lines[0].split(',').count(), CAPACITY_COLUMNS.len());
+        assert_eq!(
+            lines[0].split(',').count(),
+            crate::report::csv::columns::<CapacityRow>().len()
+        );
         assert!(lines[1].starts_with("1,1000,1000.0,990.0,900,2000,0,400,3000,100000,"));
         assert!(lines[1].ends_with(",0.500,12.50,met,"), "{}", lines[1]);
         assert!(lines[2].ends_with(",missed,p99 end-to-end 90 ms > 50 ms"));

@@ -3,6 +3,9 @@
 //! rate); the sweep stops after two steps in a row fall short, and its answer is the
 //! highest target rate a step met.
 
+pub mod files;
+pub mod steps;
+
 use serde::{Deserialize, Serialize};
 
 use crate::report::{Percentiles, RunReport};

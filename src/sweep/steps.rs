@@ -9,17 +9,19 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::Console;
-use super::drive::drive;
-use crate::broker::{Broker, NodeInfo};
-use crate::cli::ProgressStyle;
-use crate::exit::Exit;
-use crate::report::{RunContext, RunReport, capacity, files};
-use crate::scenario::units::format_duration;
-use crate::scenario::{BodySize, Plan, ReportFormat, SweepPlan};
-use crate::sweep::{
+use super::files::{table, write};
+use super::{
     MISSES_TO_STOP, Objective, StepResult, SweepReport, capacity as highest_met, judge, should_stop,
 };
+use crate::broker::{Broker, NodeInfo};
+use crate::cli::ProgressStyle;
+use crate::commands::Console;
+use crate::commands::drive::drive;
+use crate::exit::Exit;
+use crate::report::files as run_files;
+use crate::report::{RunContext, RunReport};
+use crate::scenario::units::format_duration;
+use crate::scenario::{BodySize, Plan, ReportFormat, SweepPlan};
 use crate::timestamp::UtcTime;
 use crate::workload::WorkloadError;
 
@@ -114,7 +116,7 @@ impl Steps<'_> {
             let (back, driven) = drive(
                 &plan,
                 broker,
-                super::drive::DriveOptions {
+                crate::commands::drive::DriveOptions {
                     console: self.console,
                     style: self.progress,
                     no_verify: self.no_verify,
@@ -154,13 +156,13 @@ impl Steps<'_> {
             };
             let report = RunReport::build(context, &outcome);
             let folder = format!("step-{number:02}-{rate}");
-            let measured = files::Measured {
+            let measured = run_files::Measured {
                 series: &outcome.series,
                 latencies: &outcome.latencies,
                 origin_unix_ns: outcome.clock.ns_at(outcome.clock.origin()),
             };
             let dir = self.run_dir.join(&folder);
-            match files::write(&dir, &report, &formats, Some(&measured)) {
+            match run_files::write(&dir, &report, &formats, Some(&measured)) {
                 Ok(warnings) => {
                     for warning in warnings {
                         self.console.line(format!("warning: {warning}"));
@@ -225,7 +227,7 @@ impl Steps<'_> {
         write(self.run_dir, &report, &plan.report.formats)
             .with_context(|| format!("writing results to {}", self.run_dir.display()))?;
         if plan.report.formats.contains(&ReportFormat::Console) {
-            self.console.line(capacity::table(&report));
+            self.console.line(table(&report));
             if let Some(reason) = &report.stopped_early {
                 self.console.line(reason);
             }
@@ -261,27 +263,4 @@ fn step_line(step: &StepResult) -> String {
         step.cpu_us_per_delivery,
         step.judgement.describe()
     )
-}
-
-/// capacity.csv (csv), sweep.json (json) and report.html (html), as the formats ask.
-///
-/// # Errors
-/// The I/O error of the first file that could not be written.
-pub(super) fn write(
-    dir: &Path,
-    report: &SweepReport,
-    formats: &[ReportFormat],
-) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    if formats.contains(&ReportFormat::Csv) {
-        std::fs::write(dir.join("capacity.csv"), capacity::csv(report))?;
-    }
-    if formats.contains(&ReportFormat::Json) {
-        let json = serde_json::to_string_pretty(report).expect("a sweep report serializes");
-        std::fs::write(dir.join("sweep.json"), json + "\n")?;
-    }
-    if formats.contains(&ReportFormat::Html) {
-        std::fs::write(dir.join("report.html"), capacity::html(report))?;
-    }
-    Ok(())
 }

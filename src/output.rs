@@ -1,0 +1,24 @@
+//! Writing to stdout without ever panicking: `println!` panics when stdout is a pipe whose
+//! reader has gone (`warren run ... | head`), which in the middle of a run would skip the
+//! teardown and the results. [`say!`](crate::say) drops the line instead.
+
+/// Like `println!`, but a line that cannot be written (a closed pipe, a full disk) is
+/// dropped, never a panic.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// Like `print!`, with the same promise as [`say!`](crate::say).
+#[macro_export]
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = write!(out, $($arg)*);
+        let _ = out.flush();
+    }};
+}
