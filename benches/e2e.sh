@@ -5,7 +5,8 @@
 # queue, confirm window 64, prefetch 200, a multiple ack every 50 deliveries;
 #   1+1 and 4+4 publishers+consumers as fast as possible, with and without --no-verify;
 #   1+1 at a fixed 5,000 msg/s, for the end-to-end latency the harness adds.
-# Each run lasts DURATION (20 s) and is repeated RUNS (3) times, the setups taking turns;
+# Each run lasts DURATION (20 s) and is repeated RUNS (3) times, the setups taking turns
+# (forward, then backward; SETTLE seconds between runs, 5 by default);
 # the table gives the median and the spread (min..max) of delivered msg/s, of the client's CPU per delivered message
 # ((user + system CPU of the warren process during the workload) / deliveries) and of the
 # p50 end-to-end latency.
@@ -132,8 +133,11 @@ stats() {
 results="$work/results.md"
 echo "| setup | delivered msg/s | client CPU µs per delivered msg | e2e p50 ms (from intended send) | e2e p50 ms (from actual send) |" >"$results"
 echo "|---|---|---|---|---|" >>"$results"
-# Runs are interleaved (run 1 of every setup, then run 2 of every setup, ...), so a
-# drift of the machine or the node over the sitting falls on every setup alike.
+# Runs are interleaved, in turn forward and backward (A B, B A, A B, ...), with SETTLE
+# seconds (5) between runs: a drift of the machine or the node over the sitting, and the
+# node still tidying up after the run before (a deleted queue's message store), fall on
+# every setup alike instead of always on the one that comes second.
+settle=${SETTLE:-5}
 label_of() { local setup=$1; [[ $setup == *:* ]] || setup="$setup:"; local flag=${setup#*:}; echo "${setup%%:*}${flag:+ $flag}"; }
 file_of() { local setup=$1; [[ $setup == *:* ]] || setup="$setup:"; echo "$work/${setup%%:*}${setup#*:}"; }
 for setup in "${setups[@]}"; do
@@ -141,7 +145,13 @@ for setup in "${setups[@]}"; do
     : >"$f.rates"; : >"$f.cpu"; : >"$f.p50"; : >"$f.sent50"
 done
 for run in $(seq 1 "$runs"); do
-    for setup in "${setups[@]}"; do
+    order=("${setups[@]}")
+    if (( run % 2 == 0 )); then
+        order=()
+        for (( i = ${#setups[@]} - 1; i >= 0; i-- )); do order+=("${setups[$i]}"); done
+    fi
+    for setup in "${order[@]}"; do
+        sleep "$settle"
         [[ $setup == *:* ]] || setup="$setup:"
         name=${setup%%:*}
         flag=${setup#*:}

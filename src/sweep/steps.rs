@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::files::{table, write};
+use super::files::{step_line, table, write};
 use super::{
     MISSES_TO_STOP, Objective, StepResult, SweepReport, capacity as highest_met, judge, should_stop,
 };
@@ -247,20 +247,4 @@ impl Steps<'_> {
         }
         Ok(report.exit())
     }
-}
-
-/// One line on a finished step.
-fn step_line(step: &StepResult) -> String {
-    let ms = |us: u64| us as f64 / 1_000.0;
-    format!(
-        "published {:.0}/s, delivered {:.0}/s; e2e p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms; lost (confirmed) {}; warren {:.1} µs CPU/msg: {}",
-        step.published_per_s,
-        step.delivered_per_s,
-        ms(step.e2e.p50_us),
-        ms(step.e2e.p99_us),
-        ms(step.e2e.p999_us),
-        step.lost_confirmed,
-        step.cpu_us_per_delivery,
-        step.judgement.describe()
-    )
 }

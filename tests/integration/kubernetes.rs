@@ -163,7 +163,16 @@ fn pod(job: &str, index: u32, root: &Path, broker_uri: &str) -> Pod {
 
 fn command(pod: &Pod, scratch: &Scratch) -> Command {
     let mut command = warren();
-    command.env("TMPDIR", scratch.tmp()).args(&pod.args);
+    // Each pod has a network of its own, so every worker serves metrics on the same port;
+    // here they share one, and each takes a free port instead.
+    let args = pod.args.iter().map(|arg| {
+        if arg.starts_with("--metrics-listen=") {
+            "--metrics-listen=127.0.0.1:0".to_string()
+        } else {
+            arg.clone()
+        }
+    });
+    command.env("TMPDIR", scratch.tmp()).args(args);
     for (name, value) in &pod.env {
         command.env(name, value);
     }
@@ -211,6 +220,11 @@ fn the_indexed_job_and_the_merge_job_run_here_as_on_a_cluster() {
         codes.push(code);
     }
     assert_eq!(codes, vec![0; workers as usize], "{logs}");
+    assert_eq!(
+        logs.matches("metrics: http://127.0.0.1:").count(),
+        workers as usize,
+        "every worker serves its live metrics: {logs}"
+    );
     let (merge_code, merge_lines) = merge.finish(Duration::from_secs(120));
     let merge_text = merge_lines.join("\n");
     assert_eq!(merge_code, 0, "{merge_text}\n{logs}");
@@ -261,4 +275,33 @@ fn the_indexed_job_and_the_merge_job_run_here_as_on_a_cluster() {
 
     runtime.block_on(node.shutdown());
     scratch.assert_clean();
+}
+
+/// The port each worker serves metrics on is the one its pod tells Prometheus to scrape.
+#[test]
+fn the_workers_serve_metrics_where_their_pods_say() {
+    let manifest = yaml("workers.yaml");
+    let template = &manifest["spec"]["template"];
+    let annotations = &template["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    let port = annotations["prometheus.io/port"].as_str().unwrap();
+    let container = &template["spec"]["containers"][0];
+    let listen = container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str()?.strip_prefix("--metrics-listen="))
+        .next()
+        .expect("the workers serve metrics");
+    assert_eq!(listen, format!(":{port}"));
+    let declared = container["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "metrics")
+        .expect("a port named metrics");
+    assert_eq!(
+        declared["containerPort"].as_u64().unwrap().to_string(),
+        port
+    );
 }

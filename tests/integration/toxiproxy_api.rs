@@ -37,22 +37,7 @@ impl Server {
                 });
             }
         });
-        let mut child = warren()
-            .args(["toxiproxy", "--listen", "127.0.0.1:0"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        // "Toxiproxy-compatible API (Toxiproxy 2.12.0) on http://127.0.0.1:PORT; Ctrl-C stops it"
-        let address = first
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split(';').next())
-            .unwrap_or_else(|| panic!("no address in {first:?}"))
-            .to_string();
+        let (child, address) = spawn_warren_toxiproxy();
         Self {
             address,
             child,
@@ -63,6 +48,29 @@ impl Server {
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
+}
+
+/// `warren toxiproxy --listen 127.0.0.1:0`, its stdout read up to the first line (then
+/// closed) and the address that line names.
+fn spawn_warren_toxiproxy() -> (std::process::Child, String) {
+    let mut child = warren()
+        .args(["toxiproxy", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // "Toxiproxy-compatible API (Toxiproxy 2.12.0) on http://127.0.0.1:PORT; Ctrl-C stops it"
+    let address = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_string();
+    (child, address)
 }
 
 impl Drop for Server {
@@ -444,18 +452,9 @@ fn warren_toxiproxy_serves_the_api_until_ctrl_c() {
 /// lines after it are dropped, not a panic, and Ctrl-C still ends it cleanly.
 #[test]
 fn a_closed_stdout_is_not_a_panic() {
-    let mut child = crate::helpers::warren()
-        .args(["toxiproxy", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert!(first.contains("Toxiproxy-compatible API"), "{first}");
-    // The reading end is closed here: the next line has nowhere to go.
+    // The reading end is closed once the first line is read: the next line has nowhere
+    // to go.
+    let (child, _) = spawn_warren_toxiproxy();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,
