@@ -106,6 +106,10 @@ pub async fn drive(
     let progress = Arc::new(Progress::new(style, console.quiet, plan.stop.duration));
     let mut listeners: Vec<Arc<dyn Announce>> = vec![progress.clone()];
     if let Some(live) = &live_metrics {
+        // Every fault of the timeline is served from the start, at 0 until it begins.
+        for occurrence in &occurrences {
+            live.fault(&occurrence.label, false);
+        }
         listeners.push(live.clone());
     }
     let announce: Arc<dyn Announce> = Arc::new(AnnounceAll(listeners));

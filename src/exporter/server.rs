@@ -48,7 +48,7 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 /// Why the metrics could not be served.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("--metrics-listen {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,

@@ -253,7 +253,7 @@ fn prometheus_scrapes_a_run_with_a_fault_and_the_dashboard_has_data() {
         "20 s at 500 msg/s: {values:?}"
     );
 
-    // The fault's window: 1 for about its 5 s, 0 before it ends and after.
+    // The fault's window: 0 before it, 1 for about its 5 s, 0 after.
     let fault = prometheus.range("warren_fault_active", started, ended);
     assert_eq!(fault.len(), 1, "one fault: {fault:?}");
     let (labels, values) = &fault[0];
@@ -266,6 +266,11 @@ fn prometheus_scrapes_a_run_with_a_fault_and_the_dashboard_has_data() {
     assert!(
         (3..=8).contains(&active),
         "in effect for {active} s: {values:?}"
+    );
+    let first_active = values.iter().position(|v| *v == 1.0).unwrap();
+    assert!(
+        first_active >= 3 && values[..first_active].iter().all(|v| *v == 0.0),
+        "0 from the start of publishing until the fault began at 6 s: {values:?}"
     );
     assert_eq!(values.last(), Some(&0.0), "over by the end: {values:?}");
     // While it held deliveries back, confirmed messages were missing.
@@ -313,5 +318,29 @@ fn prometheus_scrapes_a_run_with_a_fault_and_the_dashboard_has_data() {
         );
     }
     drop(prometheus);
+    scratch.assert_clean();
+}
+
+/// An address something else already listens on: exit 3 before the broker starts, one line
+/// naming it, no run folder.
+#[test]
+fn a_metrics_address_in_use_stops_the_run_before_anything_starts() {
+    let scratch = Scratch::new("metrics-busy");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let scenario = scratch.file("metrics.toml", SCENARIO);
+    let out = scratch.path.join("out");
+    let mut run = scratch.warren_run(&scenario, &out);
+    run.args(["--metrics-listen", &addr.to_string()]);
+    let (code, stdout, stderr) = output(run);
+    assert_eq!(code, 3, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the metrics endpoint could not be started: cannot listen on {addr}: "
+        )),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("broker up"), "{stdout}");
+    assert!(!out.exists());
     scratch.assert_clean();
 }
