@@ -13,6 +13,7 @@ mod ports;
 mod process;
 mod rootfs;
 pub mod state;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;
