@@ -217,10 +217,8 @@ impl State {
 
     /// Everything counted so far, by queue label.
     fn figures(&self) -> BTreeMap<String, Figures> {
+        // What is carried has no messages in flight: carry_over zeroes them.
         let mut all = self.carried.clone();
-        for figures in all.values_mut() {
-            figures.in_flight = 0;
-        }
         if let Some(tasks) = &self.tasks {
             for (queue, figures) in tasks.figures() {
                 all.entry(queue).or_default().add(&figures);
