@@ -13,6 +13,8 @@
 #
 # Usage: benches/e2e.sh [DURATION] [RUNS] [SETUP...]   (needs rabbitmq-server: scripts/install.sh)
 #   SETUP: b1x1, b1x1:--no-verify, b4x4, b4x4:--no-verify, b1x1-5k (default: all five);
+#   b1x1-tls, b4x4-tls: the same over amqps, against a second private node that speaks
+#   TLS only (`broker up --tls`: TLS 1.3, ECDSA P-256), started beside the plain one;
 #   java1x1, java4x4, java1x1-5k: the same setups driven by the Java reference client
 #   (benches/java-reference/Reference.java: the RabbitMQ Java client with PerfTest's loop),
 #   on the same node, for a same-machine reference; it needs a JDK and Debian's
@@ -45,16 +47,30 @@ trap stop_node EXIT
 "$warren" broker up --detach >"$work/broker-up.log"
 uri=$(grep -o 'amqp://[^ ]*' "$work/broker-up.log" | head -1)
 uri=${uri/guest:\*\*\*\*@/guest:guest@}
+# The TLS node, when a -tls setup is asked for: its own state file, the same settings.
+tls_uri="" tls_ca=""
+stop_tls_node() { WARREN_STATE_FILE="$work/broker-tls.json" "$warren" broker down >/dev/null 2>&1 || true; }
+if [[ " ${setups[*]} " == *"-tls"* ]]; then
+    trap 'stop_node; stop_tls_node' EXIT
+    WARREN_STATE_FILE="$work/broker-tls.json" "$warren" broker up --detach --tls >"$work/broker-up-tls.log"
+    tls_uri=$(grep -o 'amqps://[^ ]*' "$work/broker-up-tls.log" | head -1)
+    tls_ca=$(sed -n 's/^TLS CA.*: //p' "$work/broker-up-tls.log")
+fi
 
-scenario() { # name publishers consumers [rate]
-    local rate_line=""
+scenario() { # name publishers consumers [rate] [tls]
+    local rate_line="" broker_uri=$uri tls_table=""
     [[ -n "${4:-}" ]] && rate_line="rate = $4"
+    if [[ -n "${5:-}" ]]; then
+        broker_uri=$tls_uri
+        tls_table=$'[broker.tls]\nca_file = "'"$tls_ca"'"'
+    fi
     cat >"$work/$1.toml" <<EOF
 name = "$1"
 duration = "$duration"
 [broker]
 mode = "external"
-uris = ["$uri"]
+uris = ["$broker_uri"]
+$tls_table
 [topology]
 queue = { type = "classic", durable = true }
 [publishers]
@@ -78,6 +94,10 @@ EOF
 scenario b1x1 1 1
 scenario b4x4 4 4
 scenario b1x1-5k 1 1 5000
+if [[ -n $tls_uri ]]; then
+    scenario b1x1-tls 1 1 "" tls
+    scenario b4x4-tls 4 4 "" tls
+fi
 
 # The Java reference client, compiled once when a java setup is asked for.
 java_cp=/usr/share/java/amqp-client.jar:/usr/share/java/slf4j-api.jar:/usr/share/java/slf4j-nop.jar:$work/java

@@ -254,6 +254,14 @@ pub struct BrokerUpArgs {
     /// instead of this machine's install; needs root
     #[arg(long, env = "WARREN_RABBITMQ_ROOT", value_name = "DIR")]
     pub rabbitmq_root: Option<std::path::PathBuf>,
+
+    /// Nodes speak TLS only (amqps), with a CA made for them; its file is printed
+    #[arg(long)]
+    pub tls: bool,
+
+    /// With --tls: nodes demand a client certificate (one from the same CA is printed)
+    #[arg(long, requires = "tls")]
+    pub tls_client_auth: bool,
 }
 
 fn parse_duration_arg(text: &str) -> Result<Duration, String> {

@@ -22,6 +22,9 @@ pub struct BrokerUri {
     host: String,
     /// True when `host` is an IPv6 address.
     ipv6: bool,
+    /// The host as the URI was first written: the name a TLS certificate is checked
+    /// against, kept when [`BrokerUri::with_address`] points the URI at a proxy.
+    origin_host: String,
     /// TCP port (the scheme's default when the URI gives none).
     port: u16,
     /// User name, percent-decoded (`guest` when the URI names none).
@@ -114,7 +117,15 @@ impl BrokerUri {
             .map_err(|e| refuse(format!("{host:?}: {e}")))?;
         url.set_port(Some(port))
             .map_err(|()| refuse(format!("port {port}")))?;
-        url.as_str().parse()
+        let mut proxied: BrokerUri = url.as_str().parse()?;
+        proxied.origin_host = self.origin_host.clone();
+        Ok(proxied)
+    }
+
+    /// The host the URI named before any proxy came between: the name a TLS client
+    /// checks the broker's certificate against (SNI too), unless told another.
+    pub fn origin_host(&self) -> &str {
+        &self.origin_host
     }
 
     /// True for `amqps://`.
@@ -190,6 +201,7 @@ impl FromStr for BrokerUri {
         Ok(Self {
             text: text.to_string(),
             tls,
+            origin_host: host.clone(),
             host,
             ipv6,
             port,

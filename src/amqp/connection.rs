@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use amqprs::callbacks::ConnectionCallback;
 use amqprs::connection::{Connection, OpenConnectionArguments};
-use amqprs::tls::TlsAdaptor;
 use amqprs::{Close, channel::Channel};
 use tokio::sync::mpsc;
 
 use super::channel::AmqpChannel;
 use super::failure::{CLOSE_WITHIN, EndReason, Failure};
+use super::tls::TlsClient;
 use crate::redact::{BrokerUri, redact};
 
 /// Why a connection could not be opened.
@@ -37,6 +37,9 @@ pub struct ConnectOptions {
     pub heartbeat: Duration,
     /// How long connecting may take.
     pub timeout: Duration,
+    /// TLS for amqps URIs (`[broker.tls]`, or a TLS node's CA); this system's roots when
+    /// unset.
+    pub tls: Option<TlsClient>,
 }
 
 /// Something the broker told a connection, outside any channel.
@@ -103,6 +106,7 @@ pub struct AmqpConnection {
 /// [`AmqpError`] naming the redacted URI and what went wrong.
 pub async fn connect(
     uri: &BrokerUri,
+    tls: Option<&TlsClient>,
     name: &str,
     timeout: Duration,
 ) -> Result<AmqpConnection, AmqpError> {
@@ -112,6 +116,7 @@ pub async fn connect(
             name: name.to_string(),
             heartbeat: Duration::from_secs(10),
             timeout,
+            tls: tls.cloned(),
         },
     )
     .await
@@ -139,7 +144,13 @@ pub async fn connect_with(
         .heartbeat(heartbeat)
         .connection_name(&options.name);
     if uri.is_tls() {
-        arguments.tls_adaptor(tls_adaptor(uri.host()).map_err(unreachable)?);
+        let adaptor = match &options.tls {
+            Some(tls) => tls.adaptor(uri),
+            None => TlsClient::system()
+                .map_err(|e| unreachable(e.to_string()))?
+                .adaptor(uri),
+        };
+        arguments.tls_adaptor(adaptor);
     }
     let inner = match tokio::time::timeout(options.timeout, Connection::open(&arguments)).await {
         Err(_) => {
@@ -200,28 +211,6 @@ pub async fn connect_with(
         state,
         events: Mutex::new(Some(receiver)),
     })
-}
-
-/// TLS for amqps: the system's trusted roots, the URI's host as the server name.
-fn tls_adaptor(host: &str) -> Result<TlsAdaptor, String> {
-    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    for certificate in found.certs {
-        let _ = roots.add(certificate);
-    }
-    if roots.is_empty() {
-        return Err("amqps: no trusted root certificates found on this system".into());
-    }
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("amqps: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(TlsAdaptor::new(
-        tokio_rustls::TlsConnector::from(Arc::new(config)),
-        host.to_string(),
-    ))
 }
 
 impl AmqpConnection {

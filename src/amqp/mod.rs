@@ -7,8 +7,10 @@
 mod channel;
 mod confirms;
 mod connection;
+mod endpoints;
 mod failure;
 mod probe;
+mod tls;
 
 pub use channel::{
     AmqpChannel, Deliveries, Delivery, PublishOutcome, PublishTarget, QueueSpec, QueueStatus,
@@ -17,5 +19,7 @@ pub use channel::{
 pub use connection::{
     AmqpConnection, AmqpError, ConnectOptions, ConnectionEvent, connect, connect_with,
 };
+pub use endpoints::Endpoints;
 pub use failure::{CLOSE_WITHIN, Failure, FailureKind, within};
-pub use probe::{ServerInfo, probe};
+pub use probe::{ServerInfo, probe, probe_uri};
+pub use tls::{Identity, TlsClient, TlsFileError, TlsSettings, Trust};

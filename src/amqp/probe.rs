@@ -8,8 +8,11 @@ use amq_protocol::frame::{AMQPFrame, parse_frame};
 use amq_protocol::protocol::{AMQPClass, connection};
 use amq_protocol::types::AMQPValue;
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::tls::TlsClient;
+use crate::redact::BrokerUri;
 
 /// What a broker says about itself in connection.start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -44,30 +47,86 @@ pub async fn probe(host: &str, port: u16, timeout: Duration) -> Result<ServerInf
     }
 }
 
+/// Like [`probe`], for a URI: over TLS for amqps (with `tls`, or this system's roots),
+/// so a TLS failure is told in one line that says which (an untrusted certificate, a
+/// wrong name, a client certificate the broker demands, a plain port).
+///
+/// # Errors
+/// A message saying what failed.
+pub async fn probe_uri(
+    uri: &BrokerUri,
+    tls: Option<&TlsClient>,
+    timeout: Duration,
+) -> Result<ServerInfo, String> {
+    if !uri.is_tls() {
+        return probe(uri.host(), uri.port(), timeout).await;
+    }
+    let address = uri.address();
+    let work = async {
+        let system;
+        let tls = match tls {
+            Some(tls) => tls,
+            None => {
+                system = TlsClient::system().map_err(|e| e.to_string())?;
+                &system
+            }
+        };
+        let stream = TcpStream::connect((uri.host(), uri.port()))
+            .await
+            .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+        let stream = tls.handshake(stream, uri).await?;
+        // In TLS 1.3 the broker judges the client's certificate after the handshake: a
+        // refusal arrives as the first read's error.
+        read_start(stream, &address, |e| tls.explain(&e, uri)).await
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "no AMQP answer over TLS from {address} within {} ms",
+            timeout.as_millis()
+        )),
+    }
+}
+
 async fn probe_inner(host: &str, port: u16) -> Result<ServerInfo, String> {
-    let mut stream = TcpStream::connect((host, port))
+    let stream = TcpStream::connect((host, port))
         .await
         .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
-    stream
-        .write_all(PROTOCOL_HEADER)
-        .await
-        .map_err(|e| format!("{host}:{port}: {e}"))?;
+    let address = format!("{host}:{port}");
+    read_start(stream, &address, |e| format!("{address}: {e}")).await
+}
+
+/// The first byte of a TLS record that carries an alert or a handshake message: what a
+/// TLS port answers to the AMQP protocol header, if it answers at all.
+const TLS_ALERT: u8 = 0x15;
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Sends the protocol header on `stream` and reads connection.start.
+async fn read_start<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    address: &str,
+    explain: impl Fn(std::io::Error) -> String,
+) -> Result<ServerInfo, String> {
+    stream.write_all(PROTOCOL_HEADER).await.map_err(&explain)?;
+    stream.flush().await.map_err(&explain)?;
     let mut buffer = Vec::with_capacity(1024);
     loop {
         let mut chunk = [0u8; 4096];
-        let read = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|e| format!("{host}:{port}: {e}"))?;
+        let read = stream.read(&mut chunk).await.map_err(&explain)?;
         if read == 0 {
             return Err(format!(
-                "{host}:{port} closed the connection without an AMQP greeting"
+                "{address} closed the connection without an AMQP greeting (if it is a TLS port, use amqps://)"
             ));
         }
         buffer.extend_from_slice(&chunk[..read]);
+        if matches!(buffer[0], TLS_ALERT | TLS_HANDSHAKE) {
+            return Err(format!(
+                "{address} answers in TLS: it is a TLS port, use amqps://"
+            ));
+        }
         if buffer.starts_with(b"AMQP") {
             return Err(format!(
-                "{host}:{port} speaks another AMQP version (it answered with its protocol header)"
+                "{address} speaks another AMQP version (it answered with its protocol header)"
             ));
         }
         if let Some(info) = parse_start(&buffer)? {
@@ -75,7 +134,7 @@ async fn probe_inner(host: &str, port: u16) -> Result<ServerInfo, String> {
         }
         if buffer.len() > MAX_START_FRAME {
             return Err(format!(
-                "{host}:{port} does not answer like an AMQP 0-9-1 broker"
+                "{address} does not answer like an AMQP 0-9-1 broker"
             ));
         }
     }

@@ -17,7 +17,8 @@ use super::node::{Node, NodeEnv, NodeSpec};
 use super::partition::{self, DistLinks, DistNode};
 use super::ports::{free_ports, is_free};
 use super::rootfs::{RabbitRoot, remove_broker_folders};
-use super::state::{BrokerState, NodeRecord};
+use super::state::{BrokerState, NodeRecord, TlsRecord};
+use super::tls::{self, ManagedTls, SERVER_NAMES, TlsFiles};
 use crate::redact::BrokerUri;
 
 /// How to bring up a managed broker.
@@ -39,6 +40,8 @@ pub struct ClusterOptions {
     /// Start RabbitMQ from this root file system instead of this machine's install (see
     /// [`super::rootfs`]).
     pub rabbitmq_root: Option<PathBuf>,
+    /// The nodes' AMQP listeners speak TLS only, with a CA made for this broker.
+    pub tls: Option<ManagedTls>,
 }
 
 /// A running managed broker.
@@ -57,6 +60,8 @@ pub struct ManagedCluster {
     mount_point: Option<PathBuf>,
     /// Set once torn down or detached, so `Drop` leaves things alone.
     done: bool,
+    /// The CA and certificates of a TLS broker, with how its nodes check clients.
+    tls: Option<(TlsFiles, ManagedTls)>,
 }
 
 impl ManagedCluster {
@@ -120,12 +125,26 @@ impl ManagedCluster {
                 amqp_port: amqp_ports.get(index).copied().unwrap_or(ports[index * 2]),
                 dist_port: ports[index * 2 + 1],
                 dir: base.join(format!("node-{}", index + 1)),
+                tls: options.tls.is_some(),
             })
             .collect();
-        let setup = || -> std::io::Result<Option<PathBuf>> {
+        let setup = || -> std::io::Result<(Option<PathBuf>, Option<TlsFiles>)> {
             write_cookie(&base)?;
+            let files = match options.tls {
+                Some(_) => {
+                    let dir = base.join("tls");
+                    std::fs::create_dir_all(&dir)?;
+                    let names = SERVER_NAMES.map(String::from);
+                    Some(tls::generate(&dir, &names).map_err(std::io::Error::other)?)
+                }
+                None => None,
+            };
             for spec in &specs {
-                spec.prepare(specs.len() > 1, install.version)?;
+                let listener = files
+                    .as_ref()
+                    .zip(options.tls)
+                    .map(|(files, managed)| files.node_config(spec.amqp_port, managed.client_auth));
+                spec.prepare(specs.len() > 1, install.version, listener.as_deref())?;
                 if partitionable {
                     let text = partition::node_inetrc(spec.index, specs.len());
                     partition::write_inetrc(&spec.dir.join("inetrc"), &text)?;
@@ -135,12 +154,13 @@ impl ManagedCluster {
                 partition::write_inetrc(&base.join("inetrc"), &partition::cli_inetrc(specs.len()))?;
             }
             account.own(&base)?;
-            match &root {
-                Some(root) => root.make_mount_point(&base),
-                None => Ok(None),
-            }
+            let mount_point = match &root {
+                Some(root) => root.make_mount_point(&base)?,
+                None => None,
+            };
+            Ok((mount_point, files))
         };
-        let mount_point = match setup() {
+        let (mount_point, tls_files) = match setup() {
             Ok(made) => made,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&base);
@@ -180,12 +200,29 @@ impl ManagedCluster {
         } else {
             None
         };
+        let tls = tls_files.zip(options.tls);
+        let tls_client = match &tls {
+            Some((files, managed)) => match files.client(managed.client_auth) {
+                Ok(client) => Some(client),
+                Err(e) => {
+                    let mut epmd = epmd;
+                    epmd.stop().await;
+                    undo_folders();
+                    return Err(BrokerError::io(
+                        "read back the broker's TLS files",
+                        std::io::Error::other(e.to_string()),
+                    ));
+                }
+            },
+            None => None,
+        };
         let env = NodeEnv {
             install: install.clone(),
             home: base.clone(),
             epmd_port,
             account,
             die_with_warren: !options.detachable,
+            tls: tls_client,
         };
         let ctl = Ctl {
             install: install.clone(),
@@ -204,6 +241,7 @@ impl ManagedCluster {
             cut: Vec::new(),
             mount_point,
             done: false,
+            tls,
         };
         // On error, `cluster` is dropped here and its Drop kills what was started.
         cluster.boot(cancel).await?;
@@ -256,6 +294,16 @@ impl ManagedCluster {
             reason: format!("{joiner} could not join it ({state}): {error}"),
             log: super::node::log_tail(&seed.spec.dir, 30),
         }
+    }
+
+    /// How warren's clients speak TLS to these nodes, when they are TLS nodes.
+    pub fn tls_client(&self) -> Option<crate::amqp::TlsClient> {
+        self.env.tls.clone()
+    }
+
+    /// The CA and certificates of a TLS broker.
+    pub fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref().map(|(files, _)| files)
     }
 
     /// The folder holding the nodes' data and logs.
@@ -604,6 +652,10 @@ impl ManagedCluster {
                 .as_ref()
                 .map(|root| root.path().to_path_buf()),
             mount_point: self.mount_point.clone(),
+            tls: self.tls.as_ref().map(|(files, managed)| TlsRecord {
+                files: files.clone(),
+                client_auth: managed.client_auth,
+            }),
         }
     }
 

@@ -29,7 +29,7 @@ pub use node::{NodeSpec, START_TIMEOUT, STOP_GRACE, log_tail};
 pub use rootfs::{ROOT_VAR, RabbitRoot};
 pub use state::{BrokerState, NodeState};
 
-use crate::amqp::probe;
+use crate::amqp::{TlsClient, probe_uri};
 use crate::redact::BrokerUri;
 use crate::scenario::BrokerPlan;
 
@@ -174,15 +174,31 @@ impl Broker {
                         parent_dir: options.parent_dir,
                         partitionable: options.partitionable,
                         rabbitmq_root: managed.root.clone().or_else(RabbitRoot::path_from_env),
+                        tls: managed.tls,
                     },
                     cancel,
                 )
                 .await?;
                 Ok(Broker::Managed(Box::new(cluster)))
             }
-            BrokerPlan::External(external) => Ok(Broker::External(
-                ExternalBroker::check(external.uris.clone(), cancel).await?,
-            )),
+            BrokerPlan::External(external) => {
+                let tls = match &external.tls {
+                    Some(settings) => Some(TlsClient::load(settings).map_err(|e| {
+                        BrokerError::Unreachable {
+                            uri: external
+                                .uris
+                                .first()
+                                .map(BrokerUri::redacted)
+                                .unwrap_or_default(),
+                            reason: e.to_string(),
+                        }
+                    })?),
+                    None => None,
+                };
+                Ok(Broker::External(
+                    ExternalBroker::check(external.uris.clone(), tls, cancel).await?,
+                ))
+            }
         }
     }
 
@@ -191,6 +207,15 @@ impl Broker {
         match self {
             Broker::Managed(cluster) => cluster.uris(),
             Broker::External(external) => external.uris.clone(),
+        }
+    }
+
+    /// How clients speak TLS to amqps URIs: the scenario's `[broker.tls]`, or the CA of
+    /// warren's TLS nodes; `None` for this system's roots (or no TLS at all).
+    pub fn tls(&self) -> Option<TlsClient> {
+        match self {
+            Broker::Managed(cluster) => cluster.tls_client(),
+            Broker::External(external) => external.tls.clone(),
         }
     }
 
@@ -206,15 +231,12 @@ impl Broker {
     /// Each node with what it says about itself.
     pub async fn describe(&self) -> Vec<NodeInfo> {
         let names = self.node_names();
+        let tls = self.tls();
         let mut nodes = Vec::new();
         for (name, uri) in names.into_iter().zip(self.uris()) {
-            let info = if uri.is_tls() {
-                None
-            } else {
-                probe(uri.host(), uri.port(), Duration::from_secs(5))
-                    .await
-                    .ok()
-            };
+            let info = probe_uri(&uri, tls.as_ref(), Duration::from_secs(5))
+                .await
+                .ok();
             nodes.push(NodeInfo {
                 name,
                 uri: uri.redacted(),

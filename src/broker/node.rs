@@ -14,7 +14,7 @@ use super::account::Account;
 use super::ctl::erlang_env;
 use super::install::{RabbitInstall, ReleaseVersion};
 use super::process::{die_with_parent, signal, signal_group};
-use crate::amqp::probe;
+use crate::amqp::{TlsClient, probe_uri};
 use crate::redact::BrokerUri;
 
 /// Where a node lives and listens. Kept across restarts, so data survives them.
@@ -30,6 +30,9 @@ pub struct NodeSpec {
     pub dist_port: u16,
     /// The node's folder: data (mnesia), logs, config.
     pub dir: PathBuf,
+    /// The AMQP listener speaks TLS only (amqps).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// What every node of one broker shares.
@@ -42,6 +45,8 @@ pub struct NodeEnv {
     pub account: Account,
     /// False for `broker up --detach`: those nodes must outlive warren.
     pub die_with_warren: bool,
+    /// How warren's own connections speak TLS to nodes whose listener is TLS.
+    pub tls: Option<TlsClient>,
 }
 
 /// How long a node may take to boot before warren gives up on it.
@@ -61,13 +66,15 @@ pub struct Node {
 impl NodeSpec {
     /// The node's AMQP URI with the default guest account (loopback only).
     pub fn uri(&self) -> BrokerUri {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.amqp_port)
+        let scheme = if self.tls { "amqps" } else { "amqp" };
+        format!("{scheme}://guest:guest@127.0.0.1:{}/%2f", self.amqp_port)
             .parse()
             .expect("a loopback AMQP URI always parses")
     }
 
-    /// Writes the node's folder: config that ignores /etc/rabbitmq, no plugins, and only
-    /// settings `release` accepts and acts on (see [`node_config`]).
+    /// Writes the node's folder: config that ignores /etc/rabbitmq, no plugins, only
+    /// settings `release` accepts and acts on (see [`node_config`]), and the TLS
+    /// listener's lines for a TLS node.
     ///
     /// # Errors
     /// The I/O error of the file that could not be written.
@@ -75,6 +82,7 @@ impl NodeSpec {
         &self,
         in_cluster: bool,
         release: Option<ReleaseVersion>,
+        tls: Option<&str>,
     ) -> std::io::Result<()> {
         for sub in ["mnesia", "log"] {
             std::fs::create_dir_all(self.dir.join(sub))?;
@@ -82,10 +90,11 @@ impl NodeSpec {
         std::fs::write(self.dir.join("enabled_plugins"), "[].\n")?;
         std::fs::write(self.dir.join("advanced.config"), "[].\n")?;
         std::fs::write(self.dir.join("rabbitmq-env.conf"), "")?;
-        std::fs::write(
-            self.dir.join("rabbitmq.conf"),
-            node_config(in_cluster, release),
-        )?;
+        let mut config = node_config(in_cluster, release);
+        if let Some(lines) = tls {
+            config.push_str(lines);
+        }
+        std::fs::write(self.dir.join("rabbitmq.conf"), config)?;
         Ok(())
     }
 
@@ -100,12 +109,17 @@ impl NodeSpec {
         if inetrc.exists() {
             command.env("ERL_INETRC", inetrc);
         }
+        // A TLS node's listeners are in its rabbitmq.conf: these variables would add a
+        // plain one on the same port.
+        if !self.tls {
+            command
+                .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+                .env("RABBITMQ_NODE_PORT", self.amqp_port.to_string());
+        }
         command
             // Makes the script exec the VM, so the child's pid is the VM's pid.
             .env("RUNNING_UNDER_SYSTEMD", "true")
             .env("RABBITMQ_NODENAME", &self.name)
-            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-            .env("RABBITMQ_NODE_PORT", self.amqp_port.to_string())
             .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
             .env("RABBITMQ_MNESIA_BASE", dir.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", dir.join("log"))
@@ -196,10 +210,15 @@ impl Node {
         self.pid = child.id();
         self.child = Some(child);
         self.paused = false;
-        self.wait_ready(cancel).await
+        self.wait_ready(env.tls.as_ref(), cancel).await
     }
 
-    async fn wait_ready(&mut self, cancel: &CancellationToken) -> Result<(), BrokerError> {
+    async fn wait_ready(
+        &mut self,
+        tls: Option<&TlsClient>,
+        cancel: &CancellationToken,
+    ) -> Result<(), BrokerError> {
+        let uri = self.spec.uri();
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         loop {
             if cancel.is_cancelled() {
@@ -212,10 +231,7 @@ impl Node {
                     return Err(self.failed(format!("the Erlang VM exited during boot ({status})")));
                 }
             }
-            if probe("127.0.0.1", self.spec.amqp_port, Duration::from_secs(2))
-                .await
-                .is_ok()
-            {
+            if probe_uri(&uri, tls, Duration::from_secs(2)).await.is_ok() {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::BrokerError;
 use super::process::{is_alive, is_node_vm, signal, signal_group, state, wait_gone};
 use super::rootfs::{RabbitRoot, remove_broker_folders};
-use crate::amqp::probe;
+use crate::amqp::{probe, probe_uri};
 
 /// Environment variable that moves the state file (tests use their own).
 pub const STATE_FILE_VAR: &str = "WARREN_STATE_FILE";
@@ -38,6 +38,18 @@ pub struct BrokerState {
     /// The outermost folder made inside that root for the broker's folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount_point: Option<PathBuf>,
+    /// The CA and certificates of TLS nodes (`broker up --tls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsRecord>,
+}
+
+/// The TLS of recorded nodes: the CA clients trust, and whether the nodes demand a
+/// client certificate (warren's own is among the files).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsRecord {
+    #[serde(flatten)]
+    pub files: super::tls::TlsFiles,
+    pub client_auth: bool,
 }
 
 /// One node as recorded on disk.
@@ -165,16 +177,25 @@ impl BrokerState {
 
     /// The state of each node, in order.
     pub async fn node_states(&self) -> Vec<NodeState> {
+        let tls = self
+            .tls
+            .as_ref()
+            .and_then(|record| record.files.client(record.client_auth).ok());
         let mut states = Vec::with_capacity(self.nodes.len());
         for node in &self.nodes {
+            let uri: Option<crate::redact::BrokerUri> = node.uri.parse().ok();
             states.push(if !self.vm_alive(node) {
                 NodeState::Stopped
             } else if state(node.pid) == Some('T') {
                 NodeState::Paused
-            } else if probe("127.0.0.1", node.amqp_port, Duration::from_secs(3))
-                .await
-                .is_ok()
-            {
+            } else if match &uri {
+                Some(uri) => probe_uri(uri, tls.as_ref(), Duration::from_secs(3))
+                    .await
+                    .is_ok(),
+                None => probe("127.0.0.1", node.amqp_port, Duration::from_secs(3))
+                    .await
+                    .is_ok(),
+            } {
                 NodeState::Running
             } else {
                 NodeState::Unresponsive

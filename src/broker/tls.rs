@@ -1,11 +1,13 @@
-//! Throwaway certificates for private TLS nodes (issue 21, first step): a CA made for one
-//! broker, a server certificate for the names clients use (localhost and 127.0.0.1), and
-//! a client certificate from the same CA for nodes that require one. PEM files, keys in
-//! PKCS#8, written into a folder of the caller's (a node folder), readable by its owner
-//! only; the caller gives the folder to the account the node runs as.
+//! Private TLS nodes (`[broker] tls = true`, `warren broker up --tls`): a throwaway CA
+//! made for one broker, a server certificate for the names clients use (localhost,
+//! 127.0.0.1, ::1), a client certificate from the same CA for nodes that require one,
+//! and the lines of rabbitmq.conf that turn the node's AMQP listener into a TLS one.
+//! PEM files, keys in PKCS#8, written into the broker's folder, readable by their owner
+//! only; the caller gives the folder to the account the nodes run as.
 
 use std::path::{Path, PathBuf};
 
+use crate::amqp::{Identity, TlsClient, TlsFileError, Trust};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
@@ -23,8 +25,20 @@ pub enum TlsFilesError {
     },
 }
 
+/// How warren's own nodes speak TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ManagedTls {
+    /// Nodes demand a client certificate (`verify_peer`, `fail_if_no_peer_cert`), and
+    /// warren's clients offer the one it issued itself.
+    pub client_auth: bool,
+}
+
+/// The names a private node's certificate carries: every name a client on this machine
+/// may use for it.
+pub const SERVER_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
 /// The PEM files of one broker's throwaway CA.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TlsFiles {
     /// The CA certificate clients trust (`ssl_options.cacertfile` on the node).
     pub ca_cert: PathBuf,
@@ -80,6 +94,44 @@ pub fn generate(dir: &Path, server_names: &[String]) -> Result<TlsFiles, TlsFile
     write(&files.client_cert, &client_cert.pem())?;
     write(&files.client_key, &client_key.serialize_pem())?;
     Ok(files)
+}
+
+impl TlsFiles {
+    /// The TLS client warren's own connections use: it trusts this CA only and, when the
+    /// nodes demand one, offers warren's client certificate.
+    ///
+    /// # Errors
+    /// [`TlsFileError`] when a file cannot be read back.
+    pub fn client(&self, client_auth: bool) -> Result<TlsClient, TlsFileError> {
+        let identity = client_auth
+            .then(|| Identity::from_files(&self.client_cert, &self.client_key))
+            .transpose()?;
+        Ok(TlsClient::new(
+            Trust::from_file(&self.ca_cert)?,
+            identity,
+            None,
+            true,
+        ))
+    }
+
+    /// The lines of a node's rabbitmq.conf that make its only AMQP listener a TLS one on
+    /// 127.0.0.1:`port` with these files.
+    pub fn node_config(&self, port: u16, client_auth: bool) -> String {
+        let mut text = format!(
+            "listeners.tcp = none\nlisteners.ssl.1 = 127.0.0.1:{port}\nssl_options.cacertfile = {}\nssl_options.certfile = {}\nssl_options.keyfile = {}\n",
+            self.ca_cert.display(),
+            self.server_cert.display(),
+            self.server_key.display(),
+        );
+        if client_auth {
+            text.push_str(
+                "ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = true\n",
+            );
+        } else {
+            text.push_str("ssl_options.verify = verify_none\n");
+        }
+        text
+    }
 }
 
 fn name(common_name: &str) -> DistinguishedName {

@@ -66,6 +66,9 @@ async fn up(
         parent_dir: None,
         partitionable: false,
         rabbitmq_root: args.rabbitmq_root.filter(|dir| !dir.as_os_str().is_empty()),
+        tls: args.tls.then_some(crate::broker::tls::ManagedTls {
+            client_auth: args.tls_client_auth,
+        }),
     };
     let cluster = match ManagedCluster::start(options, &cancel).await {
         Err(BrokerError::Interrupted) => {
@@ -81,6 +84,19 @@ async fn up(
     }
     for (spec, uri) in cluster.specs().iter().zip(cluster.uris()) {
         crate::say!("  {}  {}", spec.name, uri.expose());
+    }
+    if let Some(files) = cluster.tls_files() {
+        crate::say!(
+            "TLS CA (trust it with [broker.tls] ca_file): {}",
+            files.ca_cert.display()
+        );
+        if args.tls_client_auth {
+            crate::say!(
+                "client certificate (cert_file, key_file): {} {}",
+                files.client_cert.display(),
+                files.client_key.display()
+            );
+        }
     }
     crate::say!("data and logs: {}", cluster.base_dir().display());
     if args.detach {

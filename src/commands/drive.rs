@@ -101,6 +101,7 @@ pub async fn drive(
     };
     let uris = broker.uris();
     let node_names = broker.node_names();
+    let tls = broker.tls();
     let broker = Arc::new(Mutex::new(broker));
     let nodes = Arc::new(NodeFaults::new(broker.clone(), commands, queue, plan.seed));
     let progress = Arc::new(Progress::new(style, console.quiet, plan.stop.duration));
@@ -127,6 +128,7 @@ pub async fn drive(
         node_names,
         worker,
         live: live_metrics,
+        tls,
         ..WorkloadOptions::default()
     };
     let (outcome, faults) = tokio::join!(

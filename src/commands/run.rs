@@ -404,7 +404,13 @@ fn override_broker(plan: &mut Plan, args: &RunArgs) -> Result<(), UsageError> {
                     .map_err(|e| UsageError(format!("--broker-uri {text:?}: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // The scenario's [broker.tls] still says how to speak TLS to amqps URIs.
+        let tls = match &plan.broker {
+            BrokerPlan::External(external) => external.tls.clone(),
+            BrokerPlan::Managed(_) => None,
+        };
         plan.broker = BrokerPlan::External(crate::scenario::ExternalBrokerPlan {
+            tls,
             uris,
             allow_destructive: false,
             commands: crate::scenario::NodeCommands::default(),
@@ -502,6 +508,7 @@ async fn session(
     cancel: &CancellationToken,
 ) -> anyhow::Result<BrokerReport> {
     let nodes = broker.describe().await;
+    let tls = broker.tls();
     let (cluster_name, running_nodes) = match broker {
         Broker::Managed(cluster) => {
             let status = cluster
@@ -541,7 +548,7 @@ async fn session(
         let name = format!("warren {}", plan.name);
         let connection = tokio::select! {
             () = cancel.cancelled() => break,
-            connection = connect(&uri, &name, Duration::from_secs(10)) => connection,
+            connection = connect(&uri, tls.as_ref(), &name, Duration::from_secs(10)) => connection,
         };
         match connection {
             Ok(connection) => {

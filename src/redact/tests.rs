@@ -119,6 +119,10 @@ fn a_uri_can_point_at_a_proxy_and_keep_everything_else() {
     let proxied = uri.with_address("127.0.0.1", 25672).unwrap();
     assert_eq!(proxied.expose(), "amqp://u:p@127.0.0.1:25672/vh");
     assert_eq!(proxied.vhost(), "vh");
+    // A certificate names the broker, not the proxy: the TLS name stays the broker's.
+    assert_eq!(proxied.origin_host(), "rabbit");
+    assert_eq!(proxied.host(), "127.0.0.1");
+    assert_eq!(uri.origin_host(), "rabbit");
     // Regression: an empty client_host panicked here after the broker had started.
     for bad in ["", "[::1]", "a b", "-x", "x..y"] {
         assert!(uri.with_address(bad, 1).is_err(), "{bad:?}");

@@ -98,6 +98,9 @@ pub fn render(report: &RunReport) -> String {
     for reason in &report.loss_explanations {
         let _ = writeln!(out, "  could explain the losses: {reason}");
     }
+    for warning in &report.warnings {
+        let _ = writeln!(out, "  warning: {warning}");
+    }
     final_read_line(&mut out, report);
     queues_table(&mut out, report);
     for producer in &report.verdict.producers {

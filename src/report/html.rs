@@ -160,6 +160,9 @@ fn verdict_table(out: &mut String, report: &RunReport) {
             escape(reason)
         );
     }
+    for warning in &report.warnings {
+        let _ = writeln!(out, "<p class=\"fail\">warning: {}</p>", escape(warning));
+    }
     let read = &report.final_read;
     let left = report
         .queue_left

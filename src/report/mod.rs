@@ -186,6 +186,10 @@ pub struct RunReport {
     /// messages), so a promise RabbitMQ never made is not read as a broken one.
     #[serde(default)]
     pub loss_explanations: Vec<String>,
+    /// The scenario's warnings: what it may say but weakens what the run proves (TLS
+    /// verification turned off, a `timeout` toxic shorter than heartbeat detection).
+    #[serde(default)]
+    pub warnings: Vec<String>,
     pub publishers: u32,
     pub consumers: u32,
     pub elapsed_s: f64,
@@ -305,6 +309,7 @@ impl RunReport {
             warren_version: env!("CARGO_PKG_VERSION").to_string(),
             run_id: format!("{:016x}", outcome.run_id),
             started_at: context.started_at,
+            warnings: plan.warnings.clone(),
             loss_explanations: explain::losses(
                 plan,
                 &outcome.verdict.totals,

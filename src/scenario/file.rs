@@ -86,6 +86,50 @@ pub struct BrokerSection {
     pub pause_command: Option<String>,
     pub resume_command: Option<String>,
     pub rabbitmqctl_command: Option<String>,
+    /// `tls = true` (warren's own nodes) or a `[broker.tls]` table (an external broker).
+    pub tls: Option<TlsEntry>,
+    pub tls_client_auth: Option<bool>,
+}
+
+/// `broker.tls`: `true` / `false` for warren's own nodes, or the client's TLS settings
+/// for an external broker's amqps URIs.
+#[derive(Debug)]
+pub enum TlsEntry {
+    /// `tls = true`: warren's nodes speak TLS.
+    Enabled(bool),
+    /// `[broker.tls]`: how warren's clients speak TLS.
+    Client(TlsSection),
+}
+
+/// `[broker.tls]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub server_name: Option<String>,
+    pub verify: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for TlsEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TlsVisitor;
+        impl<'de> Visitor<'de> for TlsVisitor {
+            type Value = TlsEntry;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true or false (warren's own nodes), or a table like [broker.tls] with ca_file, cert_file, key_file, server_name, verify")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<TlsEntry, E> {
+                Ok(TlsEntry::Enabled(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TlsEntry, A::Error> {
+                TlsSection::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(TlsEntry::Client)
+            }
+        }
+        deserializer.deserialize_any(TlsVisitor)
+    }
 }
 
 /// `[topology]`: the queue and exchange declared for the run.

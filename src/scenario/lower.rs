@@ -59,7 +59,7 @@ pub(super) fn lower(
             "a number of client threads",
         ) as u32,
     };
-    let broker = broker(c, file.broker);
+    let broker = broker(c, file.broker, path);
     let topology = topology(c, file.topology);
     // A kept queue is left as the run left it unless the scenario asks for the read.
     let final_read = file
@@ -218,7 +218,7 @@ fn stop_condition(
     }
 }
 
-fn broker(c: &mut Checker<'_>, section: BrokerSection) -> BrokerPlan {
+fn broker(c: &mut Checker<'_>, section: BrokerSection, path: &Path) -> BrokerPlan {
     let mode = section.mode.unwrap_or(BrokerMode::Managed);
     let managed = mode == BrokerMode::Managed;
     let external = "mode = \"external\"";
@@ -280,11 +280,13 @@ fn broker(c: &mut Checker<'_>, section: BrokerSection) -> BrokerPlan {
                 Some(path)
             }
         });
+        let tls = super::tls::managed(c, section.tls, section.tls_client_auth);
         return BrokerPlan::Managed(ManagedBrokerPlan {
             nodes,
             first_port,
             keep: section.keep.unwrap_or(false),
             root,
+            tls,
         });
     }
     let mut uris = Vec::new();
@@ -311,7 +313,9 @@ fn broker(c: &mut Checker<'_>, section: BrokerSection) -> BrokerPlan {
             );
         }
     }
+    let tls = super::tls::external(c, section.tls, section.tls_client_auth, &uris, path);
     BrokerPlan::External(ExternalBrokerPlan {
+        tls,
         uris,
         allow_destructive: section.allow_destructive.unwrap_or(false),
         commands: NodeCommands {

@@ -11,6 +11,7 @@ mod lower;
 pub mod plan;
 pub mod routing;
 pub mod source;
+mod tls;
 mod topology;
 pub mod units;
 mod warnings;

@@ -167,6 +167,8 @@ pub struct ManagedBrokerPlan {
     /// Start RabbitMQ from this root file system instead of this machine's install
     /// (`$WARREN_RABBITMQ_ROOT` when unset).
     pub root: Option<std::path::PathBuf>,
+    /// The nodes speak TLS only (`tls = true`), perhaps demanding client certificates.
+    pub tls: Option<crate::broker::tls::ManagedTls>,
 }
 
 /// An external broker and, optionally, the commands that fault its nodes.
@@ -178,6 +180,9 @@ pub struct ExternalBrokerPlan {
     pub allow_destructive: bool,
     /// Shell commands for node faults.
     pub commands: NodeCommands,
+    /// `[broker.tls]`: how clients speak TLS to the amqps URIs (checked when the scenario
+    /// is); this system's roots when unset.
+    pub tls: Option<Box<crate::amqp::TlsSettings>>,
 }
 
 /// Shell commands that fault an external broker's nodes (`{node}` is replaced by the index).

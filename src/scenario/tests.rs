@@ -109,6 +109,7 @@ fn the_design_example_parses_into_a_complete_plan() {
             first_port: None,
             keep: false,
             root: None,
+            tls: None,
         })
     );
     assert_eq!(
@@ -548,4 +549,117 @@ fn many_queues_need_a_consumer_each_and_routes_that_reach_a_queue() {
         error.contains("consumers.count = 3: a stream queue takes 1 consumer (2 for queues = 2)"),
         "{error}"
     );
+}
+
+/// A scenario in a folder of its own beside a throwaway CA's files (names relative to it).
+struct TlsFolder(std::path::PathBuf);
+
+impl TlsFolder {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("warren-scenario-tls-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        crate::broker::tls::generate(&dir, &["localhost".into()]).unwrap();
+        Self(dir)
+    }
+
+    fn parse(&self, text: &str) -> Result<Plan, String> {
+        parse(&self.0.join("t.toml"), text, Overrides::default()).map_err(|e| e.to_string())
+    }
+}
+
+impl Drop for TlsFolder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const EXTERNAL_TLS: &str = "name = \"t\"\n[broker]\nmode = \"external\"\nuris = [\"amqps://u:p@rabbit:5671/%2f\"]\n[broker.tls]\n";
+
+#[test]
+fn broker_tls_files_are_read_from_the_scenarios_folder_and_checked() {
+    let folder = TlsFolder::new("files");
+    let plan = folder
+        .parse(&format!("{EXTERNAL_TLS}ca_file = \"ca_certificate.pem\"\ncert_file = \"client_certificate.pem\"\nkey_file = \"client_key.pem\"\nserver_name = \"rabbit.internal\"\n"))
+        .unwrap();
+    let BrokerPlan::External(external) = plan.broker else {
+        panic!("external")
+    };
+    let tls = external.tls.expect("[broker.tls]");
+    assert_eq!(tls.ca_file, Some(folder.0.join("ca_certificate.pem")));
+    assert_eq!(tls.server_name.as_deref(), Some("rabbit.internal"));
+    assert!(tls.verify);
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+
+    // Another certificate's key: the key's field is named, with its line.
+    let error = folder
+        .parse(&format!(
+            "{EXTERNAL_TLS}cert_file = \"client_certificate.pem\"\nkey_file = \"server_key.pem\"\n"
+        ))
+        .unwrap_err();
+    assert!(
+        error.contains("t.toml:7:12: broker.tls.key_file = \"server_key.pem\": ")
+            && error.contains("this key does not belong to the certificate"),
+        "{error}"
+    );
+    // A key given as the CA.
+    let error = folder
+        .parse(&format!(
+            "{EXTERNAL_TLS}ca_file = \"ca_key_is_not_here.pem\"\n"
+        ))
+        .unwrap_err();
+    assert!(
+        error.contains("broker.tls.ca_file") && error.contains("cannot be read"),
+        "{error}"
+    );
+}
+
+#[test]
+fn verify_false_is_a_warning_and_tls_settings_fit_only_their_broker() {
+    let folder = TlsFolder::new("verify");
+    let plan = folder
+        .parse(&format!("{EXTERNAL_TLS}verify = false\n"))
+        .unwrap();
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("broker.tls.verify = false")),
+        "{:?}",
+        plan.warnings
+    );
+    // A table for warren's own nodes, and tls = true for an external broker.
+    let error = folder
+        .parse("name = \"t\"\n[broker.tls]\nca_file = \"ca_certificate.pem\"\n")
+        .unwrap_err();
+    assert!(
+        error.contains("warren makes the certificates of its own nodes"),
+        "{error}"
+    );
+    let error = folder
+        .parse("name = \"t\"\n[broker]\nmode = \"external\"\nuris = [\"amqps://h\"]\ntls = true\n")
+        .unwrap_err();
+    assert!(
+        error.contains("an external broker speaks TLS where its URIs are amqps://"),
+        "{error}"
+    );
+    let error = folder
+        .parse("name = \"t\"\n[broker]\nmode = \"external\"\nuris = [\"amqp://h\"]\n[broker.tls]\nverify = true\n")
+        .unwrap_err();
+    assert!(error.contains("applies to amqps:// URIs"), "{error}");
+    // tls = true for warren's own nodes, with client certificates.
+    let plan = folder
+        .parse("name = \"t\"\n[broker]\ntls = true\ntls_client_auth = true\n")
+        .unwrap();
+    let BrokerPlan::Managed(managed) = plan.broker else {
+        panic!("managed")
+    };
+    assert_eq!(
+        managed.tls,
+        Some(crate::broker::tls::ManagedTls { client_auth: true })
+    );
+    let error = folder
+        .parse("name = \"t\"\n[broker]\ntls_client_auth = true\n")
+        .unwrap_err();
+    assert!(error.contains("only used with tls = true"), "{error}");
 }

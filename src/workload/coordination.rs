@@ -21,9 +21,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::link::Link;
+use crate::amqp::Endpoints;
 use crate::amqp::{AmqpChannel, Deliveries, PublishTarget};
 use crate::events::EventLog;
-use crate::redact::BrokerUri;
 use crate::workers::{RunName, Share};
 
 /// How often a worker repeats its announcement.
@@ -155,7 +155,7 @@ fn wall_ns() -> u64 {
 impl Coordination {
     /// Joins the meeting point of run `run` on the broker (`uris`, never a proxy).
     pub fn join(
-        uris: Arc<[BrokerUri]>,
+        uris: Arc<Endpoints>,
         share: Share,
         run: RunName,
         timeout: Duration,

@@ -14,10 +14,10 @@ use super::consumer::SnapshotRequest;
 use super::link::Link;
 use super::message::{self, DecodeError};
 use super::topology::{DeadLetters, Topology};
+use crate::amqp::Endpoints;
 use crate::amqp::{AmqpChannel, Deliveries, Delivery, Failure, FailureKind, within};
 use crate::events::{EventKind, EventLog};
 use crate::ledger::{DeadLetterShard, DeathReason};
-use crate::redact::BrokerUri;
 
 /// Dead letters held unacknowledged at most.
 const PREFETCH: u16 = 500;
@@ -32,7 +32,7 @@ const SOURCE: &str = "dead-letter reader";
 /// What the reader needs.
 pub struct DeadLetterSetup {
     /// The broker itself, never a proxy: the reader is bookkeeping, not under test.
-    pub uris: Arc<[BrokerUri]>,
+    pub uris: Arc<Endpoints>,
     /// What it reads (and declares again after a reconnection: a broker restart may
     /// have lost them).
     pub dead_letters: DeadLetters,
@@ -67,7 +67,7 @@ impl Reading {
     pub fn start(
         plan: &crate::scenario::Plan,
         topology: &Arc<Topology>,
-        uris: &Arc<[BrokerUri]>,
+        uris: &Arc<Endpoints>,
         events: &EventLog,
         run_id: u64,
     ) -> Option<Self> {

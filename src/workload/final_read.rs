@@ -14,10 +14,10 @@ use tokio_util::sync::CancellationToken;
 use super::link::Link;
 use super::message::{self, DecodeError};
 use super::topology::Topology;
+use crate::amqp::Endpoints;
 use crate::amqp::{AmqpChannel, Deliveries, Delivery, Failure, FailureKind, QueueStatus, within};
 use crate::events::{EventKind, EventLog};
 use crate::ledger::DeliveryShard;
-use crate::redact::BrokerUri;
 use crate::scenario::{Plan, QueueType};
 
 /// Deliveries the final reader holds unacknowledged at most.
@@ -33,7 +33,7 @@ const SOURCE: &str = "final read";
 /// What the final read needs.
 pub struct FinalReadSetup<'a> {
     /// The broker itself (never a proxy: faults are over, and the read must not be faulted).
-    pub uris: Arc<[BrokerUri]>,
+    pub uris: Arc<Endpoints>,
     pub topology: &'a Topology,
     /// The queues to read (indexes into the topology's): those with messages missing.
     pub queues: Vec<u32>,
@@ -104,7 +104,7 @@ pub struct Occasion<'a> {
 pub(super) struct AfterDrain<'a> {
     pub plan: &'a Plan,
     pub topology: &'a Topology,
-    pub uris: &'a Arc<[BrokerUri]>,
+    pub uris: &'a Arc<Endpoints>,
     pub run_id: u64,
     pub events: &'a EventLog,
     pub cancel: &'a CancellationToken,

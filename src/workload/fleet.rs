@@ -17,9 +17,9 @@ use super::publisher::{self, PublisherReport};
 use super::shards::{Shards, TaskHandle};
 use super::topology::Topology;
 use super::{WorkloadError, setup};
+use crate::amqp::Endpoints;
 use crate::events::{EventKind, EventLog};
 use crate::metrics::Clock;
-use crate::redact::BrokerUri;
 use crate::scenario::{AckMode, BodySize, Plan};
 use crate::workers::Share;
 
@@ -64,7 +64,7 @@ impl Clients<'_> {
     /// scenario's `count` (slot `s` first serves this worker's `s`-th client).
     fn links(
         &self,
-        uris: &Arc<[BrokerUri]>,
+        uris: &Arc<Endpoints>,
         role: &str,
         count: u32,
         heartbeat: Duration,
@@ -102,7 +102,7 @@ impl Clients<'_> {
     pub fn start_consumers(
         &self,
         shards: &Shards,
-        uris: &Arc<[BrokerUri]>,
+        uris: &Arc<Endpoints>,
         sabotage: Sabotage,
         cancel: &CancellationToken,
     ) -> Consumers {
@@ -159,7 +159,7 @@ impl Clients<'_> {
     pub fn start_publishers(
         &self,
         shards: &Shards,
-        uris: &Arc<[BrokerUri]>,
+        uris: &Arc<Endpoints>,
         start: Instant,
         cancel: &CancellationToken,
     ) -> Publishers {

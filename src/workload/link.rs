@@ -11,9 +11,9 @@ use futures_util::StreamExt;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::amqp::Endpoints;
 use crate::amqp::{AmqpConnection, ConnectOptions, ConnectionEvent, connect_with};
 use crate::events::{EventKind, EventLog};
-use crate::redact::BrokerUri;
 
 /// First wait after a failed connection attempt.
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -24,7 +24,7 @@ const BACKOFF_CAP: Duration = Duration::from_secs(5);
 pub struct Link {
     /// Shown in events and in the broker's connection list.
     pub name: String,
-    uris: Arc<[BrokerUri]>,
+    uris: Arc<Endpoints>,
     options: ConnectOptions,
     events: EventLog,
     state: Mutex<LinkState>,
@@ -50,7 +50,7 @@ impl Link {
     /// A slot named `name` that connects to `uris`, starting with `first_uri`.
     pub fn new(
         name: String,
-        uris: Arc<[BrokerUri]>,
+        uris: Arc<Endpoints>,
         first_uri: usize,
         heartbeat: Duration,
         events: EventLog,
@@ -59,6 +59,7 @@ impl Link {
             name: name.clone(),
             heartbeat,
             timeout: Duration::from_secs(10),
+            tls: uris.tls().cloned(),
         };
         let next_uri = first_uri % uris.len().max(1);
         Self {

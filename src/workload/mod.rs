@@ -37,6 +37,7 @@ use outcome::cpu_time;
 pub use outcome::{CpuTime, QueueOutcome, WorkloadOutcome};
 pub use progress::Totals;
 
+use crate::amqp::Endpoints;
 use crate::amqp::Failure;
 use crate::events::{EventKind, EventLog};
 use crate::ledger::{DeadLetterShard, DeliveryShard, PublishLedger};
@@ -82,6 +83,8 @@ pub struct WorkloadOptions {
     pub worker: Option<WorkerRun>,
     /// `--metrics-listen`: the live figures Prometheus scrapes.
     pub live: Option<Arc<crate::exporter::LiveMetrics>>,
+    /// TLS for amqps URIs: the scenario's `[broker.tls]` or the CA of warren's TLS nodes.
+    pub tls: Option<crate::amqp::TlsClient>,
 }
 
 /// How a worker takes part in a shared run.
@@ -204,7 +207,7 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> Result<WorkloadOutcome, WorkloadError> {
     let cpu_start = cpu_time();
-    let uris: Arc<[BrokerUri]> = uris.into();
+    let uris = Arc::new(Endpoints::new(uris.to_vec(), options.tls.clone()));
     let worker = options.worker.clone();
     let share = worker.as_ref().map_or(Share::ALONE, |w| w.share);
     let run_id = worker
@@ -250,7 +253,12 @@ pub async fn run(
     let (sample_sink, samples) = mpsc::unbounded_channel();
     let mut collector = Collector::new(samples, clock.origin(), options.live.clone());
     let topology = Arc::new(Topology::from_plan(plan, run_id));
-    let proxied = |given: Option<Vec<BrokerUri>>| given.map_or_else(|| uris.clone(), Into::into);
+    let proxied = |given: Option<Vec<BrokerUri>>| {
+        given.map_or_else(
+            || uris.clone(),
+            |given| Arc::new(Endpoints::new(given, options.tls.clone())),
+        )
+    };
 
     // Declare (worker 0 alone); start the client threads, the consumers and the
     // dead-letter reader.

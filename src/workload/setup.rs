@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 use super::WorkloadError;
 use super::link::Link;
 use super::topology::Topology;
+use crate::amqp::Endpoints;
 use crate::amqp::{AmqpChannel, Failure, FailureKind, within};
 use crate::events::{EventKind, EventLog};
-use crate::redact::BrokerUri;
 use crate::scenario::Plan;
 
 /// The coordinator's own channel: declares the topology, checks the queue while draining,
@@ -80,7 +80,7 @@ impl SetupChannel {
 /// As [`open_setup`].
 pub(super) async fn declare(
     plan: &Plan,
-    uris: &Arc<[BrokerUri]>,
+    uris: &Arc<Endpoints>,
     topology: &Topology,
     events: &EventLog,
     cancel: &CancellationToken,
@@ -108,7 +108,7 @@ pub(super) async fn declare(
 /// does): it only checks the queues while draining. Opened when first used.
 pub(super) fn attach(
     plan: &Plan,
-    uris: &Arc<[BrokerUri]>,
+    uris: &Arc<Endpoints>,
     events: &EventLog,
     cancel: &CancellationToken,
 ) -> SetupChannel {

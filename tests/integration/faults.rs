@@ -344,7 +344,7 @@ fn a_queue_deleted_mid_run_ends_the_run_in_bounded_time_with_the_reason() {
         let uri: warren::redact::BrokerUri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f")
             .parse()
             .unwrap();
-        let connection = warren::amqp::connect(&uri, "deleter", Duration::from_secs(10))
+        let connection = warren::amqp::connect(&uri, None, "deleter", Duration::from_secs(10))
             .await
             .unwrap();
         let channel = connection.open_channel().await.unwrap();

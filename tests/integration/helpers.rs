@@ -29,6 +29,7 @@ pub fn cluster_options(scratch: &Scratch, nodes: usize) -> warren::broker::Clust
         partitionable: false,
         // The version leg (`scripts/test.sh --rabbitmq 4.0`) names another root here.
         rabbitmq_root: warren::broker::RabbitRoot::path_from_env(),
+        tls: None,
     }
 }
 

@@ -15,6 +15,7 @@ mod queues;
 mod reports;
 mod run_command;
 mod sweep;
+mod tls;
 mod toxiproxy_api;
 mod workers;
 mod workload;

@@ -17,7 +17,7 @@ fn options(scratch: &Scratch, nodes: usize) -> ClusterOptions {
 
 /// Opens an AMQP connection and a channel, then closes them.
 async fn accepts_connections(uri: &BrokerUri) {
-    let connection = connect(uri, "warren test", Duration::from_secs(10))
+    let connection = connect(uri, None, "warren test", Duration::from_secs(10))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     connection.check_channel().await.unwrap();
@@ -66,6 +66,7 @@ async fn a_node_restarts_survives_kill_9_and_pauses() {
         uris: vec![uri.clone()],
         allow_destructive: false,
         commands: NodeCommands::default(),
+        tls: None,
     });
     let external = Broker::start(&plan, StartOptions::default(), &cancel)
         .await

@@ -291,6 +291,7 @@ async fn connect_to(port: u16) -> Result<AmqpConnection, warren::amqp::AmqpError
         name: "scripted".into(),
         heartbeat: Duration::from_secs(2),
         timeout: Duration::from_secs(5),
+        tls: None,
     };
     connect_with(&uri, &options).await
 }

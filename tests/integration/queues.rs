@@ -186,9 +186,14 @@ async fn a_fanout_is_judged_per_queue_and_a_removed_binding_loses_in_that_queue_
     ));
     let (handle, mut progress) = start(&plan, &cluster);
     until_delivered(&mut progress, 2_000).await;
-    let connection = warren::amqp::connect(&cluster.uris()[0], "unbinder", Duration::from_secs(10))
-        .await
-        .unwrap();
+    let connection = warren::amqp::connect(
+        &cluster.uris()[0],
+        None,
+        "unbinder",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
     let channel = connection.open_channel().await.unwrap();
     channel
         .unbind_queue(&format!("{exchange}-q-3"), &exchange, "")

@@ -672,7 +672,7 @@ async fn a_wrong_password_is_a_refusal_not_an_unreachable_broker() {
     let uri = cluster.uris()[0].expose().to_string();
     assert!(uri.contains("guest:guest@"), "{uri}");
     let wrong: BrokerUri = uri.replace("guest:guest@", "guest:wrong@").parse().unwrap();
-    let error = warren::amqp::connect(&wrong, "refused", Duration::from_secs(10))
+    let error = warren::amqp::connect(&wrong, None, "refused", Duration::from_secs(10))
         .await
         .err()
         .expect("a wrong password is refused");

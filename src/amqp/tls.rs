@@ -1,0 +1,450 @@
+//! TLS for amqps connections: which CA the client trusts (a PEM bundle, or this system's
+//! roots), the client certificate it offers, the name it checks the broker's certificate
+//! against, and whether it checks at all. Files are read and checked once, when the
+//! scenario is checked; handshake failures are told in one line that says which.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use tokio_rustls::rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use tokio_rustls::rustls::sign::CertifiedKey;
+use tokio_rustls::rustls::{
+    self, AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore,
+    SignatureScheme,
+};
+
+use crate::redact::BrokerUri;
+
+/// The client side of TLS as a scenario asks for it (`[broker.tls]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TlsSettings {
+    /// PEM bundle of the CAs the broker's certificate must come from; this system's
+    /// roots when unset.
+    pub ca_file: Option<PathBuf>,
+    /// The client certificate (PEM, its chain after it), for brokers that demand one.
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM: PKCS#8, RSA or EC; not encrypted).
+    pub key_file: Option<PathBuf>,
+    /// The name the broker's certificate must carry (and SNI); the URI's host when unset.
+    pub server_name: Option<String>,
+    /// Check the broker's certificate. Off only for lab brokers, and said loudly.
+    pub verify: bool,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            server_name: None,
+            verify: true,
+        }
+    }
+}
+
+/// What is wrong with a file `[broker.tls]` names.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsFileError {
+    #[error("{path}: cannot be read: {cause}")]
+    Unreadable {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("{path}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)")]
+    NoCertificate { path: PathBuf },
+    #[error("{path}: not a usable certificate: {reason}")]
+    BadCertificate { path: PathBuf, reason: String },
+    #[error(
+        "{path}: no private key in it (expected a PEM key: -----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or EC PRIVATE KEY)"
+    )]
+    NoKey { path: PathBuf },
+    #[error(
+        "{path}: the key is encrypted, and warren reads unencrypted keys only; decrypt it with `openssl pkey -in {path} -out client_key.pem` and keep that file private"
+    )]
+    EncryptedKey { path: PathBuf },
+    #[error("{path}: not a usable private key: {reason}")]
+    BadKey { path: PathBuf, reason: String },
+    #[error("{key}: this key does not belong to the certificate in {cert}")]
+    KeyMismatch { key: PathBuf, cert: PathBuf },
+    #[error(
+        "no trusted root certificates found on this system (install ca-certificates, or name the broker's CA in [broker.tls] ca_file)"
+    )]
+    NoSystemRoots,
+}
+
+/// The certificates a client trusts, read from a file or from the system.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    roots: Arc<RootCertStore>,
+    /// Where they came from, for messages: the file, or "this system's trusted roots".
+    from: String,
+}
+
+impl Trust {
+    /// Every certificate of a PEM bundle.
+    ///
+    /// # Errors
+    /// [`TlsFileError`] when the file cannot be read or holds no usable certificate.
+    pub fn from_file(path: &Path) -> Result<Self, TlsFileError> {
+        let certificates = certificates(path)?;
+        let mut roots = RootCertStore::empty();
+        for certificate in certificates {
+            roots
+                .add(certificate)
+                .map_err(|e| TlsFileError::BadCertificate {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(Self {
+            roots: Arc::new(roots),
+            from: path.display().to_string(),
+        })
+    }
+
+    /// This system's trusted roots, read once per process.
+    ///
+    /// # Errors
+    /// [`TlsFileError::NoSystemRoots`] when the system has none.
+    pub fn system() -> Result<Self, TlsFileError> {
+        static SYSTEM: OnceLock<Option<Arc<RootCertStore>>> = OnceLock::new();
+        let roots = SYSTEM.get_or_init(|| {
+            let mut roots = RootCertStore::empty();
+            for certificate in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(certificate);
+            }
+            (!roots.is_empty()).then(|| Arc::new(roots))
+        });
+        roots
+            .clone()
+            .map(|roots| Self {
+                roots,
+                from: "this system's trusted roots".into(),
+            })
+            .ok_or(TlsFileError::NoSystemRoots)
+    }
+}
+
+/// A client certificate with its key, checked to belong together.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    chain: Vec<CertificateDer<'static>>,
+    key: Arc<PrivateKeyDer<'static>>,
+}
+
+impl Identity {
+    /// Reads a certificate (and the chain after it) and its private key.
+    ///
+    /// # Errors
+    /// [`TlsFileError`] naming the file at fault, or both when the key is another's.
+    pub fn from_files(cert: &Path, key: &Path) -> Result<Self, TlsFileError> {
+        let chain = certificates(cert)?;
+        let text = std::fs::read(key).map_err(|cause| TlsFileError::Unreadable {
+            path: key.to_path_buf(),
+            cause,
+        })?;
+        if text.windows(9).any(|w| w == b"ENCRYPTED") {
+            return Err(TlsFileError::EncryptedKey {
+                path: key.to_path_buf(),
+            });
+        }
+        let private = PrivateKeyDer::from_pem_slice(&text).map_err(|_| TlsFileError::NoKey {
+            path: key.to_path_buf(),
+        })?;
+        match CertifiedKey::from_der(chain.clone(), private.clone_key(), &provider()) {
+            Ok(_) => {}
+            Err(rustls::Error::InconsistentKeys(_)) => {
+                return Err(TlsFileError::KeyMismatch {
+                    key: key.to_path_buf(),
+                    cert: cert.to_path_buf(),
+                });
+            }
+            Err(error) => {
+                return Err(TlsFileError::BadKey {
+                    path: key.to_path_buf(),
+                    reason: error.to_string(),
+                });
+            }
+        }
+        Ok(Self {
+            chain,
+            key: Arc::new(private),
+        })
+    }
+}
+
+/// Every PEM certificate of a file.
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsFileError> {
+    let text = std::fs::read(path).map_err(|cause| TlsFileError::Unreadable {
+        path: path.to_path_buf(),
+        cause,
+    })?;
+    let found: Vec<_> = CertificateDer::pem_slice_iter(&text)
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsFileError::BadCertificate {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    if found.is_empty() {
+        return Err(TlsFileError::NoCertificate {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(found)
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A TLS client ready for every connection of a run: cheap to clone.
+#[derive(Clone)]
+pub struct TlsClient {
+    connector: TlsConnector,
+    /// Overrides the URI's host as the name checked.
+    server_name: Option<String>,
+    verify: bool,
+    /// Where the trusted CAs came from, for messages.
+    trusted_from: String,
+    offers_certificate: bool,
+}
+
+impl std::fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsClient")
+            .field("server_name", &self.server_name)
+            .field("verify", &self.verify)
+            .field("trusted_from", &self.trusted_from)
+            .field("offers_certificate", &self.offers_certificate)
+            .finish()
+    }
+}
+
+impl TlsClient {
+    /// A client from checked parts.
+    pub fn new(
+        trust: Trust,
+        identity: Option<Identity>,
+        server_name: Option<String>,
+        verify: bool,
+    ) -> Self {
+        let provider = provider();
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions");
+        let builder = if verify {
+            builder.with_root_certificates(trust.roots.clone())
+        } else {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate {
+                    algorithms: provider.signature_verification_algorithms,
+                }))
+        };
+        let offers_certificate = identity.is_some();
+        let config = match identity {
+            Some(identity) => builder
+                .with_client_auth_cert(identity.chain, identity.key.clone_key())
+                .expect("the key was checked against the certificate"),
+            None => builder.with_no_client_auth(),
+        };
+        Self {
+            connector: TlsConnector::from(Arc::new(config)),
+            server_name,
+            verify,
+            trusted_from: trust.from,
+            offers_certificate,
+        }
+    }
+
+    /// The client a scenario's `[broker.tls]` describes.
+    ///
+    /// # Errors
+    /// [`TlsFileError`] for the first file that cannot be used.
+    pub fn load(settings: &TlsSettings) -> Result<Self, TlsFileError> {
+        let trust = match &settings.ca_file {
+            Some(path) => Trust::from_file(path)?,
+            None if settings.verify => Trust::system()?,
+            None => Trust {
+                roots: Arc::new(RootCertStore::empty()),
+                from: "nothing (verify = false)".into(),
+            },
+        };
+        let identity = match (&settings.cert_file, &settings.key_file) {
+            (Some(cert), Some(key)) => Some(Identity::from_files(cert, key)?),
+            _ => None,
+        };
+        Ok(Self::new(
+            trust,
+            identity,
+            settings.server_name.clone(),
+            settings.verify,
+        ))
+    }
+
+    /// The client for an amqps URI a scenario gives no `[broker.tls]` for: this system's
+    /// roots, no client certificate.
+    ///
+    /// # Errors
+    /// [`TlsFileError::NoSystemRoots`].
+    pub fn system() -> Result<Self, TlsFileError> {
+        Ok(Self::new(Trust::system()?, None, None, true))
+    }
+
+    /// False when the broker's certificate is not checked (`verify = false`).
+    pub fn verifies(&self) -> bool {
+        self.verify
+    }
+
+    /// The name the broker's certificate is checked against for `uri`.
+    pub fn server_name(&self, uri: &BrokerUri) -> String {
+        self.server_name
+            .clone()
+            .unwrap_or_else(|| uri.origin_host().to_string())
+    }
+
+    /// What the AMQP client needs to speak TLS to `uri`.
+    pub fn adaptor(&self, uri: &BrokerUri) -> amqprs::tls::TlsAdaptor {
+        amqprs::tls::TlsAdaptor::new(self.connector.clone(), self.server_name(uri))
+    }
+
+    /// A TLS handshake on `stream`, connected to `uri`.
+    ///
+    /// # Errors
+    /// One line saying why (see [`Self::explain`]).
+    pub async fn handshake(
+        &self,
+        stream: TcpStream,
+        uri: &BrokerUri,
+    ) -> Result<TlsStream<TcpStream>, String> {
+        let name = self.server_name(uri);
+        let server_name = ServerName::try_from(name.clone())
+            .map_err(|_| format!("{name:?} is not a name a TLS certificate can carry"))?;
+        self.connector
+            .connect(server_name, stream)
+            .await
+            .map_err(|error| self.explain(&error, uri))
+    }
+
+    /// One line for a TLS failure of a connection to `uri`: which of the usual mistakes
+    /// it is (an untrusted or expired certificate, a wrong name, a client certificate the
+    /// broker demands, a port that does not speak TLS), or the library's reason.
+    pub fn explain(&self, error: &std::io::Error, uri: &BrokerUri) -> String {
+        let name = self.server_name(uri);
+        let Some(tls) = error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        else {
+            return match error.kind() {
+                std::io::ErrorKind::UnexpectedEof => format!(
+                    "{} closed the connection during the TLS handshake (is it a TLS port? does it demand a client certificate?)",
+                    uri.address()
+                ),
+                _ => format!("TLS: {error}"),
+            };
+        };
+        use CertificateError as C;
+        match tls {
+            rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => format!(
+                "the broker's certificate is not trusted: no CA in {} issued it (name the CA that did in [broker.tls] ca_file)",
+                self.trusted_from
+            ),
+            rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+                "the broker's certificate has expired".into()
+            }
+            rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+                "the broker's certificate is not valid yet (is this machine's clock right?)".into()
+            }
+            rustls::Error::InvalidCertificate(
+                C::NotValidForName | C::NotValidForNameContext { .. },
+            ) => format!(
+                "the broker's certificate is not valid for the name {name:?} (set [broker.tls] server_name to a name it carries)"
+            ),
+            rustls::Error::InvalidCertificate(other) => {
+                format!("the broker's certificate is refused: {other:?}")
+            }
+            rustls::Error::AlertReceived(
+                AlertDescription::CertificateRequired | AlertDescription::HandshakeFailure,
+            ) if !self.offers_certificate => {
+                "the broker demands a client certificate, and none is configured (set [broker.tls] cert_file and key_file)".into()
+            }
+            rustls::Error::AlertReceived(
+                AlertDescription::BadCertificate
+                | AlertDescription::UnknownCA
+                | AlertDescription::CertificateUnknown
+                | AlertDescription::UnsupportedCertificate
+                | AlertDescription::CertificateExpired,
+            ) => format!(
+                "the broker refused warren's client certificate ({})",
+                alert_name(tls)
+            ),
+            rustls::Error::InvalidMessage(_) => format!(
+                "{} does not answer in TLS: is it a plain AMQP port? (then use amqp://)",
+                uri.address()
+            ),
+            other => format!("TLS: {other}"),
+        }
+    }
+}
+
+fn alert_name(error: &rustls::Error) -> String {
+    match error {
+        rustls::Error::AlertReceived(alert) => format!("{alert:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// The verifier of `verify = false`: any certificate is taken, but the handshake's
+/// signatures are still checked against it.
+#[derive(Debug)]
+struct AnyCertificate {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests;
