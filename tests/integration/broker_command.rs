@@ -224,14 +224,15 @@ fn an_ipv6_literal_never_reaches_a_broker_on_another_address() {
     let scratch = Scratch::new("ipv6-literal");
     let node = DetachedNode::up(&scratch);
     let port = node.port();
-    let external = |name: &str, host: &str| {
+    let external_as = |name: &str, scheme: &str, host: &str| {
         scratch.file(
             &format!("{name}.toml"),
             &format!(
-                "name = \"{name}\"\nduration = \"2s\"\n[broker]\nmode = \"external\"\nuris = [\"amqp://guest:guest@{host}:{port}/%2f\"]\n"
+                "name = \"{name}\"\nduration = \"2s\"\n[broker]\nmode = \"external\"\nuris = [\"{scheme}://guest:guest@{host}:{port}/%2f\"]\n"
             ),
         )
     };
+    let external = |name: &str, host: &str| external_as(name, "amqp", host);
     let scenario = external("ipv6", "[::1]");
     let (code, stdout, stderr) = output(scratch.warren_run(&scenario, &scratch.path.join("out")));
     assert_eq!(code, 3, "{stdout}{stderr}");
@@ -240,6 +241,14 @@ fn an_ipv6_literal_never_reaches_a_broker_on_another_address() {
     let scenario = external("ipv4", "127.0.0.1");
     let (code, stdout, stderr) = output(scratch.warren_run(&scenario, &scratch.path.join("out4")));
     assert_eq!(code, 0, "{stdout}{stderr}");
+    // The plain port named as amqps: one line that says so, exit 3.
+    let scenario = external_as("tls-on-plain", "amqps", "127.0.0.1");
+    let (code, stdout, stderr) = output(scratch.warren_run(&scenario, &scratch.path.join("outs")));
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("does not answer in TLS: is it a plain AMQP port? (then use amqp://)"),
+        "{stderr}"
+    );
     drop(node);
     scratch.assert_clean();
 }

@@ -118,12 +118,13 @@ fn a_node_that_demands_client_certificates_takes_warrens_and_names_what_others_l
     );
 
     // With warren's certificate: the reliable recipe through a blackhole longer than
-    // heartbeat detection and a reset of every connection, over TLS.
-    let faults = "[[faults]]\nat = \"2s\"\nkind = \"blackhole\"\nstream = \"both\"\nfor = \"4s\"\n[[faults]]\nat = \"9s\"\nkind = \"reset_peer\"\nfor = \"1s\"\n";
+    // heartbeat detection, a reset of every connection and a slicer, over TLS.
+    // A slicer cuts the TLS records into pieces a few bytes long on their way.
+    let faults = "[[faults]]\nat = \"2s\"\nkind = \"blackhole\"\nstream = \"both\"\nfor = \"4s\"\n[[faults]]\nat = \"9s\"\nkind = \"reset_peer\"\nfor = \"1s\"\n[[faults]]\nat = \"12s\"\nkind = \"slicer\"\naverage_size = 16\nsize_variation = 8\nstream = \"both\"\nfor = \"2s\"\n";
     let (code, out, summary) = run(
         &scratch,
         "faults.toml",
-        &reliable("tls-faults", 14, &node.broker("amqps", &trusted), faults),
+        &reliable("tls-faults", 16, &node.broker("amqps", &trusted), faults),
     );
     assert_eq!(code, 0, "{out}");
     assert_eq!(lost_confirmed(&summary), 0, "{out}");

@@ -220,3 +220,40 @@ fn files_that_cannot_serve_are_refused_with_the_file_named() {
     assert!(error.contains("encrypted"), "{error}");
     assert!(Identity::from_files(&files.client_cert, &files.client_key).is_ok());
 }
+
+/// A CA and a server certificate for localhost valid from `from` to `until` (years),
+/// written over the server files of a fresh set.
+fn dated(from: i32, until: i32) -> (Scratch, TlsFiles) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, date_time_ymd};
+    let (dir, files) = files();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, &ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut server = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    server.not_before = date_time_ymd(from, 1, 1);
+    server.not_after = date_time_ymd(until, 1, 1);
+    let cert = server.signed_by(&key, &issuer).unwrap();
+    std::fs::write(&files.ca_cert, ca_cert.pem()).unwrap();
+    std::fs::write(&files.server_cert, cert.pem()).unwrap();
+    std::fs::write(&files.server_key, key.serialize_pem()).unwrap();
+    (dir, files)
+}
+
+#[tokio::test]
+async fn an_expired_or_future_certificate_says_which() {
+    let (_dir, files) = dated(2000, 2001);
+    let client = TlsClient::load(&settings(&files)).unwrap();
+    let error = greet(&client, "localhost", serve(&files, false).await)
+        .await
+        .unwrap_err();
+    assert_eq!(error, "the broker's certificate has expired");
+    let (_dir, files) = dated(2200, 2201);
+    let client = TlsClient::load(&settings(&files)).unwrap();
+    let error = greet(&client, "localhost", serve(&files, false).await)
+        .await
+        .unwrap_err();
+    assert!(error.contains("not valid yet"), "{error}");
+}
