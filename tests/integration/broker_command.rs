@@ -3,17 +3,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{Running, Scratch, output, warren};
-
-fn broker_command(scratch: &Scratch, args: &[&str]) -> std::process::Command {
-    let mut command = warren();
-    command
-        .env("TMPDIR", scratch.tmp())
-        .env("WARREN_STATE_FILE", scratch.path.join("state.json"))
-        .arg("broker")
-        .args(args);
-    command
-}
+use crate::helpers::{Running, Scratch, broker_command, output, warren};
 
 #[test]
 fn detached_nodes_are_listed_by_status_and_stopped_by_down() {

@@ -185,6 +185,17 @@ pub fn warren() -> Command {
     command
 }
 
+/// `warren broker ARGS` with the scratch folder's temp folder and state file.
+pub fn broker_command(scratch: &Scratch, args: &[&str]) -> Command {
+    let mut command = warren();
+    command
+        .env("TMPDIR", scratch.tmp())
+        .env("WARREN_STATE_FILE", scratch.path.join("state.json"))
+        .arg("broker")
+        .args(args);
+    command
+}
+
 /// A running warren whose output lines arrive on a channel.
 pub struct Running {
     pub child: Child,

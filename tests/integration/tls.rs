@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{Scratch, output, warren};
+use crate::helpers::{Scratch, broker_command, output};
 
 /// The reliable recipe, `seconds` long, over `broker`, with `faults` appended.
 fn reliable(name: &str, seconds: u32, broker: &str, faults: &str) -> String {
@@ -39,7 +39,7 @@ struct TlsNode<'a> {
 
 impl<'a> TlsNode<'a> {
     fn up(scratch: &'a Scratch) -> Self {
-        let (code, stdout, stderr) = output(Self::command(
+        let (code, stdout, stderr) = output(broker_command(
             scratch,
             &["up", "--detach", "--tls", "--tls-client-auth"],
         ));
@@ -54,16 +54,6 @@ impl<'a> TlsNode<'a> {
         )
         .unwrap();
         Self { scratch, state }
-    }
-
-    fn command(scratch: &Scratch, args: &[&str]) -> std::process::Command {
-        let mut command = warren();
-        command
-            .env("TMPDIR", scratch.tmp())
-            .env("WARREN_STATE_FILE", scratch.path.join("state.json"))
-            .arg("broker")
-            .args(args);
-        command
     }
 
     fn uri(&self, scheme: &str) -> String {
@@ -86,7 +76,7 @@ impl<'a> TlsNode<'a> {
 
 impl Drop for TlsNode<'_> {
     fn drop(&mut self) {
-        let _ = output(Self::command(self.scratch, &["down"]));
+        let _ = output(broker_command(self.scratch, &["down"]));
     }
 }
 
