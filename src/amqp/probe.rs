@@ -77,7 +77,21 @@ pub async fn probe_uri(
         let stream = tls.handshake(stream, uri).await?;
         // In TLS 1.3 the broker judges the client's certificate after the handshake: a
         // refusal arrives as the first read's error.
-        read_start(stream, &address, |e| tls.explain(&e, uri)).await
+        let closed = format!(
+            "{address} closed the TLS connection without an AMQP greeting{}",
+            if tls.offers_certificate() {
+                ""
+            } else {
+                " (does the broker demand a client certificate? set [broker.tls] cert_file and key_file)"
+            }
+        );
+        read_start(
+            stream,
+            &address,
+            |e| tls.explain_after_handshake(&e, uri),
+            closed,
+        )
+        .await
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(result) => result,
@@ -93,7 +107,10 @@ async fn probe_inner(host: &str, port: u16) -> Result<ServerInfo, String> {
         .await
         .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
     let address = format!("{host}:{port}");
-    read_start(stream, &address, |e| format!("{address}: {e}")).await
+    let closed = format!(
+        "{address} closed the connection without an AMQP greeting (if it is a TLS port, use amqps://)"
+    );
+    read_start(stream, &address, |e| format!("{address}: {e}"), closed).await
 }
 
 /// The first byte of a TLS record that carries an alert or a handshake message: what a
@@ -106,6 +123,7 @@ async fn read_start<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     address: &str,
     explain: impl Fn(std::io::Error) -> String,
+    closed: String,
 ) -> Result<ServerInfo, String> {
     stream.write_all(PROTOCOL_HEADER).await.map_err(&explain)?;
     stream.flush().await.map_err(&explain)?;
@@ -114,9 +132,7 @@ async fn read_start<S: AsyncRead + AsyncWrite + Unpin>(
         let mut chunk = [0u8; 4096];
         let read = stream.read(&mut chunk).await.map_err(&explain)?;
         if read == 0 {
-            return Err(format!(
-                "{address} closed the connection without an AMQP greeting (if it is a TLS port, use amqps://)"
-            ));
+            return Err(closed);
         }
         buffer.extend_from_slice(&chunk[..read]);
         if matches!(buffer[0], TLS_ALERT | TLS_HANDSHAKE) {

@@ -301,6 +301,11 @@ impl TlsClient {
         Ok(Self::new(Trust::system()?, None, None, true))
     }
 
+    /// True when the client offers a certificate of its own.
+    pub fn offers_certificate(&self) -> bool {
+        self.offers_certificate
+    }
+
     /// False when the broker's certificate is not checked (`verify = false`).
     pub fn verifies(&self) -> bool {
         self.verify
@@ -394,6 +399,32 @@ impl TlsClient {
             ),
             other => format!("TLS: {other}"),
         }
+    }
+}
+
+impl TlsClient {
+    /// Like [`Self::explain`], for a failure after the handshake, before the broker's
+    /// AMQP greeting: a broker that demands a client certificate judges it only after a
+    /// TLS 1.3 handshake, and its alert may never arrive (the socket is reset under the
+    /// client's first write), so a reset or a close there, with no certificate offered,
+    /// is said to be that.
+    pub fn explain_after_handshake(&self, error: &std::io::Error, uri: &BrokerUri) -> String {
+        use std::io::ErrorKind as K;
+        let tls_error = error
+            .get_ref()
+            .is_some_and(|inner| inner.is::<rustls::Error>());
+        let cut = matches!(
+            error.kind(),
+            K::ConnectionReset | K::UnexpectedEof | K::BrokenPipe | K::ConnectionAborted
+        );
+        if !tls_error && cut && !self.offers_certificate {
+            return format!(
+                "{} ended the TLS connection right after the handshake ({}): the broker most likely demands a client certificate, and none is configured (set [broker.tls] cert_file and key_file)",
+                uri.address(),
+                error.kind()
+            );
+        }
+        self.explain(error, uri)
     }
 }
 

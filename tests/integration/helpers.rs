@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 /// Held by every test that runs a 3-node cluster, so two of them never share the 2-core
 /// CI machine: six Erlang VMs and two warrens there made rabbitmqctl take tens of
-/// seconds, and faults that wait on it ran late. A panicking holder does not block the rest.
+/// seconds, and faults that wait on it ran late. Held too by the sweep, whose verdict is
+/// throughput, and by the heaviest TLS test. A panicking holder does not block the rest.
 pub fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static CLUSTERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
     CLUSTERS

@@ -24,6 +24,9 @@ p99_e2e_ms = 1000
 
 #[test]
 fn a_three_step_sweep_writes_a_row_per_step_a_chart_and_the_answer() {
+    // A sweep judges throughput: no cluster, and no TLS node with its fault runs, shares
+    // the two cores with it (a node booting beside step 2 once cost it 17% of its rate).
+    let _alone = crate::helpers::one_cluster_at_a_time();
     let scratch = Scratch::new("sweep");
     let scenario = scratch.file("s.toml", THREE_STEPS);
     let out = scratch.path.join("out");

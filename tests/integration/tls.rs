@@ -90,6 +90,8 @@ fn refused(code: i32, output: &str, reason: &str) {
 
 #[test]
 fn a_node_that_demands_client_certificates_takes_warrens_and_names_what_others_lack() {
+    // Its node and fault runs load the machine: not beside a cluster or a sweep.
+    let _alone = crate::helpers::one_cluster_at_a_time();
     let scratch = Scratch::new("tls-client-auth");
     let node = TlsNode::up(&scratch);
     assert!(

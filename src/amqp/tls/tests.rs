@@ -257,3 +257,22 @@ async fn an_expired_or_future_certificate_says_which() {
         .unwrap_err();
     assert!(error.contains("not valid yet"), "{error}");
 }
+
+#[test]
+fn a_reset_right_after_the_handshake_without_a_certificate_names_the_likely_demand() {
+    let (_dir, files) = files();
+    let uri: BrokerUri = "amqps://127.0.0.1:5671".parse().unwrap();
+    let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+    let without = TlsClient::load(&settings(&files)).unwrap();
+    let said = without.explain_after_handshake(&reset, &uri);
+    assert!(said.contains("demands a client certificate"), "{said}");
+    // With a certificate offered, a reset is not blamed on one.
+    let with = TlsClient::load(&TlsSettings {
+        cert_file: Some(files.client_cert.clone()),
+        key_file: Some(files.client_key.clone()),
+        ..settings(&files)
+    })
+    .unwrap();
+    let said = with.explain_after_handshake(&reset, &uri);
+    assert!(!said.contains("client certificate"), "{said}");
+}
