@@ -11,6 +11,8 @@
 //! 52  payload
 //! ```
 
+use crate::seeded::SplitMix;
+
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = 52;
 const MAGIC: [u8; 3] = *b"WRN";
@@ -109,12 +111,9 @@ fn checksum(body: &[u8]) -> u32 {
 /// Fills a payload region with a fixed, non-repeating-looking pattern (made once per
 /// buffer; only the header changes from message to message).
 pub fn fill_payload(payload: &mut [u8], seed: u64) {
-    let mut state = seed | 1;
+    let mut generator = SplitMix::new(seed);
     for chunk in payload.chunks_mut(8) {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let bytes = state.to_le_bytes();
+        let bytes = generator.next().to_le_bytes();
         chunk.copy_from_slice(&bytes[..chunk.len()]);
     }
 }

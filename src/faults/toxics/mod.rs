@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::seeded::SplitMix;
+
 /// Which direction of a connection a toxic acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -176,19 +178,20 @@ impl Toxic {
     }
 }
 
-/// A small, fast generator for per-connection choices (toxicity draws, jitter, slice sizes).
+/// A seeded generator for per-connection choices (toxicity draws, jitter, slice sizes):
+/// splitmix64 from [`crate::seeded`], so one seed replays the same choices.
 #[derive(Debug, Clone)]
-pub struct Dice(u64);
+pub struct Dice(SplitMix);
 
 impl Dice {
     /// A generator from `seed`.
     pub fn new(seed: u64) -> Self {
-        Self(seed | 1)
+        Self(SplitMix::new(seed))
     }
 
     /// A uniform value in `0..1`.
     pub fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        (self.0.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// A uniform value in `-spread..=spread`.
@@ -196,15 +199,7 @@ impl Dice {
         if spread == 0 {
             return 0;
         }
-        (self.next() % (2 * spread + 1)) as i64 - spread as i64
-    }
-
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        (self.0.next() % (2 * spread + 1)) as i64 - spread as i64
     }
 }
 
