@@ -28,6 +28,25 @@ pub enum AmqpError {
     TimedOut { uri: String, seconds: u64 },
 }
 
+/// Whether the broker refused the connection: its connection.close during the handshake
+/// carried 403 ACCESS_REFUSED (credentials, permissions) or 530 NOT_ALLOWED (a vhost it
+/// lacks, a connection limit). Any other close (320 CONNECTION_FORCED from a node going
+/// down) is passing, and worth a retry.
+fn refused_by_reply(error: &amqprs::error::Error) -> bool {
+    matches!(
+        error,
+        amqprs::error::Error::ConnectionOpenRefused {
+            reply_code: ACCESS_REFUSED | NOT_ALLOWED,
+            ..
+        }
+    )
+}
+
+/// AMQP's reply code for a refused login or permission.
+const ACCESS_REFUSED: u16 = 403;
+/// AMQP's reply code for an operation the broker does not allow (a vhost it lacks).
+const NOT_ALLOWED: u16 = 530;
+
 /// How to open a connection.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -161,11 +180,7 @@ pub async fn connect_with(
         }
         Ok(Err(error)) => {
             let reason = redact(&error.to_string());
-            let refused = reason.contains("ACCESS_REFUSED")
-                || reason.contains("NOT_ALLOWED")
-                || reason.contains("403")
-                || reason.contains("530");
-            return Err(if refused {
+            return Err(if refused_by_reply(&error) {
                 AmqpError::Refused {
                     uri: uri.redacted(),
                     reason,

@@ -102,6 +102,18 @@ async fn read_frame(socket: &mut TcpStream) -> Option<ClientFrame> {
 
 /// The broker's side of the handshake, announcing `frame_max` and `heartbeat`.
 pub async fn handshake(socket: &mut TcpStream, frame_max: u32, heartbeat: u16) -> Option<()> {
+    start(socket).await?;
+    let mut tune = 2047u16.to_be_bytes().to_vec();
+    tune.extend_from_slice(&frame_max.to_be_bytes());
+    tune.extend_from_slice(&heartbeat.to_be_bytes());
+    socket.write_all(&method(0, 10, 30, &tune)).await.ok()?;
+    read_frame(socket).await?; // tune-ok
+    read_frame(socket).await?; // open
+    socket.write_all(&method(0, 10, 41, &[0])).await.ok()
+}
+
+/// The handshake's first exchange: the protocol header, connection.start, start-ok.
+async fn start(socket: &mut TcpStream) -> Option<()> {
     let mut protocol = [0u8; 8];
     socket.read_exact(&mut protocol).await.ok()?;
     let mut start = vec![0, 9];
@@ -114,13 +126,7 @@ pub async fn handshake(socket: &mut TcpStream, frame_max: u32, heartbeat: u16) -
     start.extend_from_slice(&long_string("en_US"));
     socket.write_all(&method(0, 10, 10, &start)).await.ok()?;
     read_frame(socket).await?; // start-ok
-    let mut tune = 2047u16.to_be_bytes().to_vec();
-    tune.extend_from_slice(&frame_max.to_be_bytes());
-    tune.extend_from_slice(&heartbeat.to_be_bytes());
-    socket.write_all(&method(0, 10, 30, &tune)).await.ok()?;
-    read_frame(socket).await?; // tune-ok
-    read_frame(socket).await?; // open
-    socket.write_all(&method(0, 10, 41, &[0])).await.ok()
+    Some(())
 }
 
 /// What the scripted broker sends once the client is set up.
@@ -431,6 +437,86 @@ fn a_broker_announcing_a_tiny_frame_max_is_refused_with_the_reason() {
         let port = scripted(7, None).await;
         let error = connect_to(port).await.err().expect("refused");
         assert!(error.to_string().contains("frame_max 7"), "{error}");
+    });
+}
+
+/// A broker that answers start-ok (or, with `after_open`, connection.open) with
+/// connection.close `code` and `text`, as RabbitMQ does for bad credentials (403) or a
+/// vhost it does not have (530).
+async fn closing_broker(listener: TcpListener, after_open: bool, code: u16, text: &str) {
+    let Ok((mut socket, _)) = listener.accept().await else {
+        return;
+    };
+    if start(&mut socket).await.is_none() {
+        return;
+    }
+    if after_open {
+        let mut tune = 2047u16.to_be_bytes().to_vec();
+        tune.extend_from_slice(&131_072u32.to_be_bytes());
+        tune.extend_from_slice(&2u16.to_be_bytes());
+        if socket.write_all(&method(0, 10, 30, &tune)).await.is_err() {
+            return;
+        }
+        read_frame(&mut socket).await; // tune-ok
+        read_frame(&mut socket).await; // open
+    }
+    let mut close = code.to_be_bytes().to_vec();
+    close.extend_from_slice(&short_string(text));
+    close.extend_from_slice(&[0, 10, 0, if after_open { 40 } else { 11 }]);
+    let _ = socket.write_all(&method(0, 10, 50, &close)).await;
+    read_frame(&mut socket).await; // close-ok, or the end
+}
+
+/// The broker closing the connection during the handshake is "the broker refused the
+/// connection" for ACCESS_REFUSED and NOT_ALLOWED only, read from the reply code: a node
+/// shutting down (320) is unreachable for now, whatever digits its reason holds (the
+/// reason's text was searched for "403" and "530").
+#[test]
+fn a_close_during_the_handshake_is_a_refusal_by_its_reply_code() {
+    use warren::amqp::AmqpError;
+    runtime().block_on(async {
+        for (after_open, code, text, refused) in [
+            (
+                false,
+                403,
+                "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN",
+                true,
+            ),
+            (true, 530, "NOT_ALLOWED - vhost perf not found", true),
+            (
+                true,
+                320,
+                "CONNECTION_FORCED - node rabbit@host-4030 is shutting down (530 left)",
+                false,
+            ),
+            (false, 541, "INTERNAL_ERROR - 403", false),
+        ] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::spawn(closing_broker(listener, after_open, code, text));
+            let error = tokio::time::timeout(BOUND, connect_to(port))
+                .await
+                .expect("no hang")
+                .err()
+                .expect("the broker closed the connection");
+            assert_eq!(
+                matches!(error, AmqpError::Refused { .. }),
+                refused,
+                "{code}: {error}"
+            );
+            assert!(
+                matches!(
+                    error,
+                    AmqpError::Refused { .. } | AmqpError::Unreachable { .. }
+                ),
+                "{error:?}"
+            );
+            let message = error.to_string();
+            assert!(
+                message.contains(&code.to_string()) && message.contains(text),
+                "the reply code and text are in the error: {message}"
+            );
+        }
     });
 }
 

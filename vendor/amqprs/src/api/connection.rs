@@ -597,6 +597,18 @@ impl TryFrom<&str> for OpenConnectionArguments {
 }
 
 /////////////////////////////////////////////////////////////////////////////
+/// warren: the error for `frame` arriving where a handshake `step` expected another
+/// method: the server's reply when it is a connection.close (a refusal by its code), the
+/// frame otherwise.
+fn open_failure(frame: &Frame, step: &str) -> Error {
+    match frame {
+        Frame::Close(_, close) => Error::ConnectionOpenRefused {
+            reply_code: close.reply_code(),
+            reply_text: close.reply_text().clone(),
+        },
+        other => Error::ConnectionOpenError(format!("{step}, reason: {other}")),
+    }
+}
 
 impl Connection {
     /// Open and returns a new connection.
@@ -720,7 +732,7 @@ impl Connection {
         unwrap_expected_method!(
             frame,
             Frame::OpenOk,
-            Error::ConnectionOpenError(format!("failed to open connection, reason: {}", frame))
+            open_failure(&frame, "failed to open connection")
         )?;
 
         // spawn network management tasks and get internal channel' sender half.
@@ -915,10 +927,7 @@ impl Connection {
         let tune = unwrap_expected_method!(
             frame,
             Frame::Tune,
-            Error::ConnectionOpenError(format!(
-                "failed to tune connection params, reason: {}",
-                frame
-            ))
+            open_failure(&frame, "failed to tune connection params")
         )?;
 
         // according to https://www.rabbitmq.com/heartbeats.html

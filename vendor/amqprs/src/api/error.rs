@@ -15,6 +15,15 @@ pub enum Error {
     UriError(String),
     /// Error during openning a connection.
     ConnectionOpenError(String),
+    /// warren: the server closed the connection while it was being opened, with this
+    /// reply (403 ACCESS_REFUSED for credentials, 530 NOT_ALLOWED for a vhost, 320
+    /// CONNECTION_FORCED for a node shutting down, ...), so callers decide by the code.
+    ConnectionOpenRefused {
+        /// The reply code of the server's connection.close.
+        reply_code: u16,
+        /// Its reply text.
+        reply_text: String,
+    },
     /// Error during closing a connection.
     ConnectionCloseError(String),
     /// Error when using the connection. Usually due to incorrect usage by user.
@@ -65,6 +74,13 @@ impl fmt::Display for Error {
             }
             Error::NetworkError(msg) => write!(f, "AMQP network error: {}", msg),
             Error::ConnectionOpenError(msg) => write!(f, "AMQP connection open error: {}", msg),
+            Error::ConnectionOpenRefused {
+                reply_code,
+                reply_text,
+            } => write!(
+                f,
+                "AMQP connection open error: the server closed the connection: {reply_code} {reply_text}"
+            ),
             Error::ConnectionCloseError(msg) => write!(f, "AMQP connection close error: {}", msg),
             Error::ConnectionUseError(msg) => write!(f, "AMQP connection usage error: {}", msg),
             Error::ChannelOpenError(msg) => write!(f, "AMQP channel open error: {}", msg),
