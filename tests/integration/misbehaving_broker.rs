@@ -103,13 +103,20 @@ async fn read_frame(socket: &mut TcpStream) -> Option<ClientFrame> {
 /// The broker's side of the handshake, announcing `frame_max` and `heartbeat`.
 pub async fn handshake(socket: &mut TcpStream, frame_max: u32, heartbeat: u16) -> Option<()> {
     start(socket).await?;
+    tune(socket, frame_max, heartbeat).await?;
+    socket.write_all(&method(0, 10, 41, &[0])).await.ok()
+}
+
+/// The handshake's middle: connection.tune with `frame_max` and `heartbeat`, then the
+/// client's tune-ok and connection.open.
+async fn tune(socket: &mut TcpStream, frame_max: u32, heartbeat: u16) -> Option<()> {
     let mut tune = 2047u16.to_be_bytes().to_vec();
     tune.extend_from_slice(&frame_max.to_be_bytes());
     tune.extend_from_slice(&heartbeat.to_be_bytes());
     socket.write_all(&method(0, 10, 30, &tune)).await.ok()?;
     read_frame(socket).await?; // tune-ok
     read_frame(socket).await?; // open
-    socket.write_all(&method(0, 10, 41, &[0])).await.ok()
+    Some(())
 }
 
 /// The handshake's first exchange: the protocol header, connection.start, start-ok.
@@ -450,15 +457,8 @@ async fn closing_broker(listener: TcpListener, after_open: bool, code: u16, text
     if start(&mut socket).await.is_none() {
         return;
     }
-    if after_open {
-        let mut tune = 2047u16.to_be_bytes().to_vec();
-        tune.extend_from_slice(&131_072u32.to_be_bytes());
-        tune.extend_from_slice(&2u16.to_be_bytes());
-        if socket.write_all(&method(0, 10, 30, &tune)).await.is_err() {
-            return;
-        }
-        read_frame(&mut socket).await; // tune-ok
-        read_frame(&mut socket).await; // open
+    if after_open && tune(&mut socket, 131_072, 2).await.is_none() {
+        return;
     }
     let mut close = code.to_be_bytes().to_vec();
     close.extend_from_slice(&short_string(text));

@@ -158,12 +158,7 @@ async fn a_broker_that_demands_a_client_certificate_says_so() {
         .await
         .unwrap_err();
     assert!(error.contains("demands a client certificate"), "{error}");
-    let with = TlsClient::load(&TlsSettings {
-        cert_file: Some(files.client_cert.clone()),
-        key_file: Some(files.client_key.clone()),
-        ..settings(&files)
-    })
-    .unwrap();
+    let with = files.client(true).unwrap();
     greet(&with, "localhost", serve(&files, true).await)
         .await
         .unwrap();
@@ -267,12 +262,7 @@ fn a_reset_right_after_the_handshake_without_a_certificate_names_the_likely_dema
     let said = without.explain_after_handshake(&reset, &uri);
     assert!(said.contains("demands a client certificate"), "{said}");
     // With a certificate offered, a reset is not blamed on one.
-    let with = TlsClient::load(&TlsSettings {
-        cert_file: Some(files.client_cert.clone()),
-        key_file: Some(files.client_key.clone()),
-        ..settings(&files)
-    })
-    .unwrap();
+    let with = files.client(true).unwrap();
     let said = with.explain_after_handshake(&reset, &uri);
     assert!(!said.contains("client certificate"), "{said}");
 }
