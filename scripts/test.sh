@@ -1,17 +1,22 @@
 #!/bin/sh
-# Installs what is missing, then runs every test (unit and integration; the integration
-# tests start private RabbitMQ nodes on free ports and remove them afterwards, and render
-# the HTML report in headless Chromium and scrape a run with a Prometheus server, both
-# installed here when missing). The
-# vendored AMQP client's own tests connect to one more private node, started here with
-# `warren broker up` and stopped when the tests end, whatever their outcome. Before them,
-# scripts/check-deploy.sh validates deploy/kubernetes/ and the Dockerfile's build stage.
+# The whole suite: installs what is missing, then runs every test, the fast tier and the
+# broker tier (cargo's `broker-tests` feature). The broker tests start private RabbitMQ
+# nodes on free loopback ports and remove them afterwards, render the HTML report in
+# headless Chromium and scrape a run with a Prometheus server (both installed here when
+# missing). The vendored AMQP client's own broker tests connect to one more private node,
+# started here with `warren broker up` and stopped when the tests end, whatever their
+# outcome. Before them, scripts/check-deploy.sh validates deploy/kubernetes/ and the
+# Dockerfile's build stage. Plain `cargo test` is the fast tier alone: no broker needed.
 #
 #   scripts/test.sh [--rabbitmq VERSION] [cargo test arguments]
 #
 # --rabbitmq 4.0 is the version leg: every private node (the tests' and the client's) runs
 # RabbitMQ 4.0.5 from a Debian 13 root that scripts/rabbitmq.sh builds once and caches
 # (root only: the nodes run in it with chroot).
+#
+# The broker tests mostly wait on their timelines, so libtest gets a thread for each
+# (RUST_TEST_THREADS, 64 unless set) and each test takes its share of the machine first:
+# WARREN_TEST_UNITS (5 unless set) bounds the nodes running at once (tests/support).
 set -eu
 cd "$(dirname "$0")/.."
 rabbitmq=""
@@ -44,7 +49,7 @@ if [ -n "$test_tools" ]; then
 fi
 . scripts/env.sh
 
-cargo build --quiet --bin warren
+cargo build --quiet --features broker-tests --bin warren
 # deploy/: the Kubernetes manifests validate, and the Dockerfile copies what the build needs.
 scripts/check-deploy.sh
 warren_bin="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug/warren"
@@ -65,4 +70,6 @@ broker ctl -- add_user user bitnami >/dev/null
 broker ctl -- set_permissions -p / user '.*' '.*' '.*' >/dev/null
 echo "test.sh: the AMQP client's tests use a private node on 127.0.0.1:$port"
 
-AMQPRS_TEST_PORT="$port" cargo test "$@"
+: "${RUST_TEST_THREADS:=64}"
+export RUST_TEST_THREADS
+AMQPRS_TEST_PORT="$port" cargo test --features broker-tests "$@"

@@ -172,6 +172,39 @@ mod tests {
         }
     }
 
+    /// The sleep is armed to the microsecond: a 150 µs sleep leaves at most 150 µs on the
+    /// timerfd (tokio's timer would have rounded it up to the next millisecond tick). Read
+    /// from the timer itself, so it holds however loaded the machine is.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_sub_millisecond_sleep_is_armed_to_the_microsecond() {
+        let mut timer = PreciseTimer::new();
+        let delay = Duration::from_micros(150);
+        let due = Instant::now() + delay;
+        {
+            let sleep = timer.sleep_until(due);
+            tokio::pin!(sleep);
+            if futures_util::poll!(sleep.as_mut()).is_ready() {
+                // Descheduled for the whole 150 µs before the first poll: nothing was armed.
+                assert!(Instant::now() >= due);
+                return;
+            }
+        }
+        assert_eq!(timer.armed, Some(due), "the timerfd, not tokio's timer");
+        let fd = timer
+            .fd
+            .as_ref()
+            .and_then(Option::as_ref)
+            .expect("a timerfd");
+        match fd.get_ref().0.get().unwrap() {
+            // Expired already: it fired within the 150 µs.
+            None => {}
+            Some(Expiration::OneShot(left)) => {
+                assert!(Duration::from(left) <= delay, "{left:?} left of {delay:?}");
+            }
+            Some(other) => panic!("armed as {other:?}"),
+        }
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn a_passed_due_time_returns_at_once_and_a_dropped_sleep_leaves_no_stale_wake() {
         let mut timer = PreciseTimer::new();

@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use amq_protocol::frame::{AMQPFrame, parse_frame};
-use amq_protocol::protocol::{AMQPClass, connection};
-use amq_protocol::types::AMQPValue;
+use amqprs::FieldValue;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -158,31 +156,16 @@ async fn read_start<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Parses connection.start from the bytes read so far; `Ok(None)` means "read more".
 fn parse_start(bytes: &[u8]) -> Result<Option<ServerInfo>, String> {
-    const HEADER: usize = 7;
-    if bytes.len() < HEADER {
+    let Some(properties) = amqprs::decode_connection_start(bytes)? else {
         return Ok(None);
-    }
-    let size = u32::from_be_bytes([bytes[3], bytes[4], bytes[5], bytes[6]]) as usize;
-    if bytes.len() < HEADER + size + 1 {
-        return Ok(None);
-    }
-    let frame = parse_frame(&bytes[..HEADER + size + 1])
-        .map(|(_, frame)| frame)
-        .map_err(|e| format!("not an AMQP frame: {e:?}"))?;
-    let AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Start(start))) = frame
-    else {
-        return Err(format!("expected connection.start, got {frame:?}"));
     };
     let text = |key: &str| {
-        start
-            .server_properties
-            .inner()
-            .get(key)
-            .and_then(|value| match value {
-                AMQPValue::LongString(s) => {
-                    Some(String::from_utf8_lossy(s.as_bytes()).into_owned())
-                }
-                AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+        properties
+            .as_ref()
+            .iter()
+            .find(|(name, _)| name.as_ref() == key)
+            .and_then(|(_, value)| match value {
+                FieldValue::S(text) => Some(text.as_ref().clone()),
                 _ => None,
             })
     };
@@ -192,4 +175,93 @@ fn parse_start(bytes: &[u8]) -> Result<Option<ServerInfo>, String> {
         cluster_name: text("cluster_name"),
         platform: text("platform"),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn long_string(text: &str) -> Vec<u8> {
+        let mut out = (text.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(text.as_bytes());
+        out
+    }
+
+    /// A frame of `kind` on `channel` around `payload`, as a broker sends it.
+    fn frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![kind];
+        out.extend_from_slice(&channel.to_be_bytes());
+        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        out.extend_from_slice(payload);
+        out.push(0xCE);
+        out
+    }
+
+    /// connection.start as RabbitMQ sends it: its server properties hold long strings,
+    /// a nested table (capabilities) and others.
+    fn connection_start(channel: u16) -> Vec<u8> {
+        let mut properties = Vec::new();
+        for (key, value) in [
+            ("product", "RabbitMQ"),
+            ("version", "3.10.8"),
+            ("cluster_name", "rabbit@warren"),
+            ("platform", "Erlang/OTP 25.2.3"),
+        ] {
+            properties.push(key.len() as u8);
+            properties.extend_from_slice(key.as_bytes());
+            properties.push(b'S');
+            properties.extend_from_slice(&long_string(value));
+        }
+        properties.push(12);
+        properties.extend_from_slice(b"capabilities");
+        properties.push(b'F');
+        let mut capabilities = vec![9];
+        capabilities.extend_from_slice(b"publisher");
+        capabilities.extend_from_slice(&[b't', 1]);
+        properties.extend_from_slice(&(capabilities.len() as u32).to_be_bytes());
+        properties.extend_from_slice(&capabilities);
+        let mut payload = vec![0, 10, 0, 10, 0, 9];
+        payload.extend_from_slice(&(properties.len() as u32).to_be_bytes());
+        payload.extend_from_slice(&properties);
+        payload.extend_from_slice(&long_string("AMQPLAIN PLAIN"));
+        payload.extend_from_slice(&long_string("en_US"));
+        frame(1, channel, &payload)
+    }
+
+    #[test]
+    fn a_connection_start_names_the_broker() {
+        let info = parse_start(&connection_start(0)).unwrap().unwrap();
+        assert_eq!(
+            info,
+            ServerInfo {
+                product: "RabbitMQ".into(),
+                version: "3.10.8".into(),
+                cluster_name: Some("rabbit@warren".into()),
+                platform: Some("Erlang/OTP 25.2.3".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn a_partial_frame_asks_for_more_bytes() {
+        let whole = connection_start(0);
+        for cut in [0, 3, 7, whole.len() - 1] {
+            assert_eq!(parse_start(&whole[..cut]), Ok(None), "{cut} bytes");
+        }
+    }
+
+    #[test]
+    fn anything_but_a_connection_start_on_channel_0_is_refused_with_the_reason() {
+        let on_channel_1 = parse_start(&connection_start(1)).unwrap_err();
+        assert!(on_channel_1.contains("channel 1"), "{on_channel_1}");
+        let heartbeat = parse_start(&frame(8, 0, &[])).unwrap_err();
+        assert!(
+            heartbeat.contains("expected connection.start"),
+            "{heartbeat}"
+        );
+        let mut corrupted = connection_start(0);
+        *corrupted.last_mut().unwrap() = 0;
+        let corrupted = parse_start(&corrupted).unwrap_err();
+        assert!(corrupted.contains("not an AMQP frame"), "{corrupted}");
+    }
 }

@@ -1,21 +1,13 @@
-//! Integration tests: one binary, against real RabbitMQ nodes started from the local
-//! rabbitmq-server install. Each test uses its own folders and free ports.
+//! The fast tier: integration tests that need no RabbitMQ, run by plain `cargo test` on any
+//! machine with Rust. Scripted brokers, the Toxiproxy-compatible API, bad scenarios, runs
+//! refused before any broker starts, and the files shipped beside the binary. The tests
+//! against real RabbitMQ nodes are the `broker` target (tests/broker/), which
+//! scripts/test.sh runs.
 
-mod attribution;
 mod bad_scenarios;
-mod broker_command;
-mod faults;
+#[path = "../support/helpers.rs"]
 mod helpers;
-mod kubernetes;
-mod library;
-mod managed_nodes;
-mod metrics;
 mod misbehaving_broker;
-mod queues;
-mod reports;
-mod run_command;
-mod sweep;
-mod tls;
+mod refused_before_start;
+mod shipped_files;
 mod toxiproxy_api;
-mod workers;
-mod workload;

@@ -68,6 +68,8 @@ mod net;
 
 /// public API and types
 pub use api::*;
+/// warren: reads a broker's connection.start without logging in.
+pub use frame::decode_connection_start;
 pub use frame::Ack;
 pub use frame::BasicProperties;
 pub use frame::Cancel;

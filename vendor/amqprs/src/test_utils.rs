@@ -16,7 +16,7 @@ pub fn setup_logging() {
 /// warren: the port of the RabbitMQ node the crate's own tests connect to, from
 /// `AMQPRS_TEST_PORT`: warren's scripts/test.sh starts a private node on a free port and
 /// gives it upstream's test account (user `user`, password `bitnami`).
-#[cfg(test)]
+#[cfg(all(test, feature = "broker-tests"))]
 pub fn test_port() -> u16 {
     std::env::var("AMQPRS_TEST_PORT")
         .ok()
@@ -28,7 +28,7 @@ pub fn test_port() -> u16 {
 }
 
 /// warren: `localhost:<test_port>`.
-#[cfg(test)]
+#[cfg(all(test, feature = "broker-tests"))]
 pub fn test_address() -> String {
     format!("localhost:{}", test_port())
 }

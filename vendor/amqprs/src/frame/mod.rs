@@ -268,3 +268,20 @@ impl Frame {
 }
 
 /////////////////////////////////////////////////////////////////////////////
+
+/// warren: the server properties of a broker's `connection.start`, read from the first
+/// bytes it sends after the protocol header, for a probe that names the broker without
+/// logging in (warren's `amqp::probe`). `Ok(None)` means the frame is not complete yet;
+/// an error says why the bytes are not a `connection.start` on channel 0.
+pub fn decode_connection_start(
+    buf: &[u8],
+) -> Result<Option<amqp_serde::types::FieldTable>, String> {
+    match Frame::decode(buf) {
+        Ok(None) => Ok(None),
+        Ok(Some((_, 0, Frame::Start(_, start)))) => Ok(Some(start.server_properties)),
+        Ok(Some((_, channel, frame))) => Err(format!(
+            "expected connection.start on channel 0, got {frame} on channel {channel}"
+        )),
+        Err(error) => Err(format!("not an AMQP frame: {error}")),
+    }
+}

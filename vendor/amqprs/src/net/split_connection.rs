@@ -421,7 +421,8 @@ impl BufIoReader {
 /////////////////////////////////////////////////////////////////////////////
 
 /////////////////////////////////////////////////////////////////////////////
-#[cfg(test)]
+// warren: these tests talk to a RabbitMQ node (scripts/test.sh starts one).
+#[cfg(all(test, feature = "broker-tests"))]
 mod test {
     use super::SplitConnection;
     use crate::{frame::*, test_utils::setup_logging};

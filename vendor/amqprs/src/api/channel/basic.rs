@@ -977,7 +977,8 @@ impl Channel {
     }
 }
 
-#[cfg(test)]
+// warren: these tests talk to a RabbitMQ node (scripts/test.sh starts one).
+#[cfg(all(test, feature = "broker-tests"))]
 mod tests {
     use crate::callbacks::{DefaultChannelCallback, DefaultConnectionCallback};
     use crate::test_utils::setup_logging;

@@ -459,6 +459,7 @@ mod tests {
         assert_eq!(<Wrapper<Channel>>::IS_CLONEABLE.to_string(), "true");
     }
 
+    #[cfg(feature = "broker-tests")] // warren: talks to a RabbitMQ node
     #[tokio::test]
     async fn test_channel_clone_and_drop() {
         // open one channel, clone it, and drop both, check

@@ -89,7 +89,8 @@ impl Channel {
     }
 }
 
-#[cfg(test)]
+// warren: these tests talk to a RabbitMQ node (scripts/test.sh starts one).
+#[cfg(all(test, feature = "broker-tests"))]
 mod tests {
 
     use crate::{

@@ -320,27 +320,3 @@ fn prometheus_scrapes_a_run_with_a_fault_and_the_dashboard_has_data() {
     drop(prometheus);
     scratch.assert_clean();
 }
-
-/// An address something else already listens on: exit 3 before the broker starts, one line
-/// naming it, no run folder.
-#[test]
-fn a_metrics_address_in_use_stops_the_run_before_anything_starts() {
-    let scratch = Scratch::new("metrics-busy");
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = taken.local_addr().unwrap();
-    let scenario = scratch.file("metrics.toml", SCENARIO);
-    let out = scratch.path.join("out");
-    let mut run = scratch.warren_run(&scenario, &out);
-    run.args(["--metrics-listen", &addr.to_string()]);
-    let (code, stdout, stderr) = output(run);
-    assert_eq!(code, 3, "{stdout}\n{stderr}");
-    assert!(
-        stderr.contains(&format!(
-            "the metrics endpoint could not be started: cannot listen on {addr}: "
-        )),
-        "{stderr}"
-    );
-    assert!(!stdout.contains("broker up"), "{stdout}");
-    assert!(!out.exists());
-    scratch.assert_clean();
-}

@@ -1,5 +1,8 @@
-//! Shared helpers: a scratch folder per test, the warren binary, waiting for output lines,
-//! and the leak check (no process may still mention a test's folder).
+//! Helpers of both integration targets (tests/integration, the fast tier, and
+//! tests/broker): a scratch folder per test, the warren binary, waiting for output lines,
+//! the leak check (no process may still mention a test's folder), and each broker test's
+//! share of the machine. Each target uses part of them.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -8,15 +11,135 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-/// Held by every test that runs a 3-node cluster, so two of them never share the 2-core
-/// CI machine: six Erlang VMs and two warrens there made rabbitmqctl take tens of
-/// seconds, and faults that wait on it ran late. Held too by the sweep, whose verdict is
-/// throughput, and by the heaviest TLS test. A panicking holder does not block the rest.
-pub fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static CLUSTERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    CLUSTERS
+/// The scenario library's folder.
+pub fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+}
+
+/// A scenario header line's value: `# key: value`.
+pub fn scenario_header(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(&format!("# {key}: "))
+            .map(str::trim)
+            .map(str::to_string)
+    })
+}
+
+/// The folder of the Kubernetes manifests.
+pub const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes");
+
+/// A manifest of deploy/kubernetes/, parsed.
+pub fn deploy_yaml(name: &str) -> serde_yaml::Value {
+    let path = Path::new(DEPLOY).join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// What a broker test puts on the 2-core machine while it runs, in units, for
+/// [`machine_share`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// One private node (or an external or scripted broker) and one warren: one unit.
+    Node,
+    /// One node and more than one warren's work: several warren processes, thousands of
+    /// clients, or a verdict on throughput: two units.
+    Several,
+    /// A 3-node cluster: three units, and one cluster at a time (six Erlang VMs and two
+    /// warrens on two cores once made rabbitmqctl take tens of seconds).
+    Cluster,
+}
+
+impl Load {
+    fn units(self) -> usize {
+        match self {
+            Load::Node => 1,
+            Load::Several => 2,
+            Load::Cluster => 3,
+        }
+    }
+}
+
+/// A test's share of the machine, given back when dropped (a panicking test's too).
+pub struct MachineShare {
+    load: Load,
+}
+
+/// The units broker tests may hold at once: `WARREN_TEST_UNITS`, else 5 (a cluster beside
+/// two one-node tests, or five one-node tests). Broker tests mostly wait on their
+/// timelines, so this, not libtest's thread count, bounds what runs at once
+/// (scripts/test.sh gives libtest a thread for every test).
+fn machine_units() -> usize {
+    std::env::var("WARREN_TEST_UNITS")
+        .ok()
+        .and_then(|units| units.parse().ok())
+        .filter(|units: &usize| *units >= Load::Cluster.units())
+        .unwrap_or(5)
+}
+
+struct Shares {
+    held: usize,
+    cluster_running: bool,
+    clusters_waiting: usize,
+}
+
+static SHARES: std::sync::Mutex<Shares> = std::sync::Mutex::new(Shares {
+    held: 0,
+    cluster_running: false,
+    clusters_waiting: 0,
+});
+static SHARE_FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+fn shares() -> std::sync::MutexGuard<'static, Shares> {
+    SHARES
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Waits until the machine has room for a test of `load`, and holds it until the share is
+/// dropped. The clusters form the suite's longest chain, so they go first: while one waits
+/// for the cluster before it to end, other tests leave it the units it needs.
+pub fn machine_share(load: Load) -> MachineShare {
+    let capacity = machine_units();
+    let mut shares = shares();
+    if load == Load::Cluster {
+        shares.clusters_waiting += 1;
+    }
+    loop {
+        let free = capacity - shares.held;
+        let fits = if load == Load::Cluster {
+            !shares.cluster_running && free >= load.units()
+        } else {
+            let reserved = if shares.clusters_waiting > 0 && !shares.cluster_running {
+                Load::Cluster.units()
+            } else {
+                0
+            };
+            free >= load.units() + reserved
+        };
+        if fits {
+            break;
+        }
+        shares = SHARE_FREED
+            .wait(shares)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+    shares.held += load.units();
+    if load == Load::Cluster {
+        shares.clusters_waiting -= 1;
+        shares.cluster_running = true;
+    }
+    MachineShare { load }
+}
+
+impl Drop for MachineShare {
+    fn drop(&mut self) {
+        let mut shares = shares();
+        shares.held -= self.load.units();
+        if self.load == Load::Cluster {
+            shares.cluster_running = false;
+        }
+        SHARE_FREED.notify_all();
+    }
 }
 
 /// The options of a private node or cluster of `nodes` under `scratch`.
@@ -56,15 +179,35 @@ pub async fn started_cluster(scratch: &Scratch, nodes: usize) -> warren::broker:
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A folder of one test, removed when the test ends.
+/// A folder of one test, removed when the test ends, and the test's share of the machine
+/// (given back after the folder's processes are killed).
 pub struct Scratch {
     pub path: PathBuf,
+    _share: MachineShare,
 }
 
 impl Scratch {
-    /// Makes `<temp>/warren-it-<name>-<pid>-<n>` (traversable by the rabbitmq user).
+    /// Makes `<temp>/warren-it-<name>-<pid>-<n>` (traversable by the rabbitmq user) once
+    /// the machine has room for a one-node test.
     pub fn new(name: &str) -> Self {
+        Self::with_load(name, Load::Node)
+    }
+
+    /// Like [`Scratch::new`], for a test of a 3-node cluster ([`Load::Cluster`]).
+    pub fn cluster(name: &str) -> Self {
+        Self::with_load(name, Load::Cluster)
+    }
+
+    /// Like [`Scratch::new`], for a test of several warrens, thousands of clients or a
+    /// verdict on throughput ([`Load::Several`]).
+    pub fn several(name: &str) -> Self {
+        Self::with_load(name, Load::Several)
+    }
+
+    /// Like [`Scratch::new`], for a test of `load`.
+    pub fn with_load(name: &str, load: Load) -> Self {
         use std::os::unix::fs::PermissionsExt;
+        let share = machine_share(load);
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path =
@@ -74,7 +217,10 @@ impl Scratch {
         for dir in [&path, &path.join("tmp")] {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-        Self { path }
+        Self {
+            path,
+            _share: share,
+        }
     }
 
     /// The folder given to warren as TMPDIR: where it makes node folders.

@@ -26,8 +26,7 @@ p99_e2e_ms = 1000
 fn a_three_step_sweep_writes_a_row_per_step_a_chart_and_the_answer() {
     // A sweep judges throughput: no cluster, and no TLS node with its fault runs, shares
     // the two cores with it (a node booting beside step 2 once cost it 17% of its rate).
-    let _alone = crate::helpers::one_cluster_at_a_time();
-    let scratch = Scratch::new("sweep");
+    let scratch = Scratch::several("sweep");
     let scenario = scratch.file("s.toml", THREE_STEPS);
     let out = scratch.path.join("out");
     let mut command = warren();
@@ -90,22 +89,4 @@ fn a_three_step_sweep_writes_a_row_per_step_a_chart_and_the_answer() {
         csv
     );
     scratch.assert_clean();
-}
-
-#[test]
-fn sweeping_a_scenario_without_a_sweep_section_is_bad_input() {
-    let scratch = Scratch::new("no-sweep");
-    let scenario = scratch.file("s.toml", "name = \"x\"\n");
-    let mut command = warren();
-    command
-        .env("TMPDIR", scratch.tmp())
-        .arg("sweep")
-        .arg(&scenario);
-    let (code, stdout, stderr) = output(command);
-    assert_eq!(code, 2, "{stdout}\n{stderr}");
-    assert!(
-        stderr.contains("s.toml: has no [sweep] section"),
-        "{stderr}"
-    );
-    assert!(scratch.tmp_entries().is_empty());
 }

@@ -9,21 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use serde_yaml::Value;
-
-use super::helpers::{Running, Scratch, output, warren};
-
-const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes");
-
-fn yaml(name: &str) -> Value {
-    let path = Path::new(DEPLOY).join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use super::helpers::{DEPLOY, Running, Scratch, deploy_yaml, output, warren};
 
 /// The literals of warren-settings in kustomization.yaml.
 fn settings() -> BTreeMap<String, String> {
-    let kustomization = yaml("kustomization.yaml");
+    let kustomization = deploy_yaml("kustomization.yaml");
     let generators = kustomization["configMapGenerator"].as_sequence().unwrap();
     let settings = generators
         .iter()
@@ -44,7 +34,7 @@ fn settings() -> BTreeMap<String, String> {
 /// from the example's 3,000 msg/s to what three debug builds and a node sustain on two
 /// cores (the one edit; the rest is the file a cluster gets).
 fn scenario_config_map(root: &Path) -> PathBuf {
-    let kustomization = yaml("kustomization.yaml");
+    let kustomization = deploy_yaml("kustomization.yaml");
     let generator = kustomization["configMapGenerator"]
         .as_sequence()
         .unwrap()
@@ -73,7 +63,7 @@ struct Pod {
 /// folders under `root`, its Secret holding `broker_uri`.
 fn pod(job: &str, index: u32, root: &Path, broker_uri: &str) -> Pod {
     let settings = settings();
-    let manifest = yaml(job);
+    let manifest = deploy_yaml(job);
     let spec = &manifest["spec"]["template"]["spec"];
     let container = &spec["containers"][0];
     assert_eq!(container["name"], "warren");
@@ -182,8 +172,7 @@ fn command(pod: &Pod, scratch: &Scratch) -> Command {
 #[test]
 fn the_indexed_job_and_the_merge_job_run_here_as_on_a_cluster() {
     // Three warrens and a node: not beside a cluster on two cores.
-    let _alone = super::helpers::one_cluster_at_a_time();
-    let scratch = Scratch::new("kubernetes");
+    let scratch = Scratch::several("kubernetes");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let node = runtime.block_on(super::helpers::started_cluster(&scratch, 1));
     let broker_uri = node.uris()[0].expose().to_string();
@@ -275,33 +264,4 @@ fn the_indexed_job_and_the_merge_job_run_here_as_on_a_cluster() {
 
     runtime.block_on(node.shutdown());
     scratch.assert_clean();
-}
-
-/// The port each worker serves metrics on is the one its pod tells Prometheus to scrape.
-#[test]
-fn the_workers_serve_metrics_where_their_pods_say() {
-    let manifest = yaml("workers.yaml");
-    let template = &manifest["spec"]["template"];
-    let annotations = &template["metadata"]["annotations"];
-    assert_eq!(annotations["prometheus.io/scrape"], "true");
-    let port = annotations["prometheus.io/port"].as_str().unwrap();
-    let container = &template["spec"]["containers"][0];
-    let listen = container["args"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .filter_map(|a| a.as_str()?.strip_prefix("--metrics-listen="))
-        .next()
-        .expect("the workers serve metrics");
-    assert_eq!(listen, format!(":{port}"));
-    let declared = container["ports"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "metrics")
-        .expect("a port named metrics");
-    assert_eq!(
-        declared["containerPort"].as_u64().unwrap().to_string(),
-        port
-    );
 }

@@ -85,7 +85,7 @@ async fn a_node_restarts_survives_kill_9_and_pauses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_form_a_cluster_and_a_killed_node_rejoins() {
-    let scratch = Scratch::new("cluster");
+    let scratch = Scratch::cluster("cluster");
     let cancel = CancellationToken::new();
     let mut cluster = ManagedCluster::start(options(&scratch, 3), &cancel)
         .await
@@ -132,13 +132,21 @@ async fn a_dropped_cluster_is_killed_and_removed() {
     scratch.assert_clean();
 }
 
+/// Cancelled once the node's Erlang VM runs (an event, not a time: a loaded machine takes
+/// longer to get there), the start stops it and leaves nothing behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_start_leaves_nothing_behind() {
     let scratch = Scratch::new("cancelled");
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+    let node_folder = scratch.tmp();
+    let watcher = tokio::spawn(async move {
+        while !processes_mentioning(&node_folder)
+            .iter()
+            .any(|(_, cmd)| cmd.contains("beam"))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         trigger.cancel();
     });
     let result = ManagedCluster::start(options(&scratch, 1), &cancel).await;
@@ -147,5 +155,6 @@ async fn a_cancelled_start_leaves_nothing_behind() {
         "{:?}",
         result.err()
     );
+    watcher.await.unwrap();
     scratch.assert_clean();
 }

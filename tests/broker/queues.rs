@@ -13,7 +13,7 @@ use warren::report::{RunContext, RunReport};
 use warren::scenario::{Overrides, Plan, parse};
 use warren::workload::{self, ProgressLine, Sabotage, WorkloadOptions, WorkloadOutcome};
 
-use crate::helpers::{Scratch, one_cluster_at_a_time};
+use crate::helpers::Scratch;
 
 async fn cluster(scratch: &Scratch, nodes: usize) -> ManagedCluster {
     crate::helpers::started_cluster(scratch, nodes).await
@@ -241,8 +241,7 @@ async fn a_fanout_is_judged_per_queue_and_a_removed_binding_loses_in_that_queue_
 // runtime ever takes it, so holding it across awaits cannot deadlock.
 #[allow(clippy::await_holding_lock)]
 async fn quorum_queues_are_spread_over_a_cluster_and_a_leader_kill_loses_nothing_confirmed() {
-    let _one = one_cluster_at_a_time();
-    let scratch = Scratch::new("spread");
+    let scratch = Scratch::cluster("spread");
     let mut cluster = cluster(&scratch, 3).await;
     let plan = plan(
         "name = \"spread\"\nduration = \"20s\"\ndrain_timeout = \"30s\"\n[topology]\nqueues = 6\nqueue = { type = \"quorum\" }\n[publishers]\ncount = 6\nrate = 600\n[consumers]\ncount = 6\n",
@@ -346,7 +345,7 @@ async fn two_client_threads_give_the_same_totals_as_one() {
 /// 10,000-client figure belongs to the benchmark (benches/clients.sh).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_publishers_and_consumers_lose_nothing() {
-    let scratch = Scratch::new("crowd");
+    let scratch = Scratch::several("crowd");
     let cluster = cluster(&scratch, 1).await;
     let plan = plan(
         "name = \"crowd\"\nmessages = 10\ndrain_timeout = \"60s\"\n[topology]\nqueues = 40\n[publishers]\ncount = 2000\nconnections = 200\nrate = 2000\nsize = 100\n[consumers]\ncount = 2000\nconnections = 200\nprefetch = 10\n",

@@ -91,8 +91,7 @@ fn refused(code: i32, output: &str, reason: &str) {
 #[test]
 fn a_node_that_demands_client_certificates_takes_warrens_and_names_what_others_lack() {
     // Its node and fault runs load the machine: not beside a cluster or a sweep.
-    let _alone = crate::helpers::one_cluster_at_a_time();
-    let scratch = Scratch::new("tls-client-auth");
+    let scratch = Scratch::several("tls-client-auth");
     let node = TlsNode::up(&scratch);
     assert!(
         node.state["nodes"][0]["uri"]
@@ -210,8 +209,7 @@ fn a_tls_node_of_warrens_own_runs_the_reliable_recipe_over_amqps() {
 
 #[test]
 fn a_three_node_tls_cluster_loses_nothing_confirmed_when_its_leader_is_killed() {
-    let _one = crate::helpers::one_cluster_at_a_time();
-    let scratch = Scratch::new("tls-cluster");
+    let scratch = Scratch::cluster("tls-cluster");
     let text = reliable(
         "tls-cluster",
         16,

@@ -113,8 +113,7 @@ fn totals(summary: &Value) -> (u64, u64, u64, u64, u64) {
 #[test]
 fn three_workers_merge_into_the_verdict_of_one_process_and_consume_each_others_messages() {
     // Several warrens and a node: not beside a cluster on two cores.
-    let _alone = super::helpers::one_cluster_at_a_time();
-    let scratch = Scratch::new("workers-three");
+    let scratch = Scratch::several("workers-three");
     // Consumers run on workers 0 and 1 only: worker 2's messages are all consumed
     // elsewhere, and the others' are shared round robin.
     let file = scratch.file("workers.toml", &scenario("", 3, 2, false));
@@ -174,8 +173,7 @@ fn three_workers_merge_into_the_verdict_of_one_process_and_consume_each_others_m
 #[test]
 fn a_restart_by_worker_0_and_a_network_fault_on_every_worker_lose_nothing_confirmed() {
     // Several warrens and a node: not beside a cluster on two cores.
-    let _alone = super::helpers::one_cluster_at_a_time();
-    let scratch = Scratch::new("workers-faults");
+    let scratch = Scratch::several("workers-faults");
     let faults = r#"
 [[faults]]
 at = "1s"
@@ -206,8 +204,7 @@ kind = "broker_restart"
 #[test]
 fn a_worker_killed_mid_run_makes_the_merge_fail_naming_it() {
     // Several warrens and a node: not beside a cluster on two cores.
-    let _alone = super::helpers::one_cluster_at_a_time();
-    let scratch = Scratch::new("workers-killed");
+    let scratch = Scratch::several("workers-killed");
     let file = scratch.file("killed.toml", &scenario("", 3, 3, false));
     let out = scratch.path.join("workers");
     let mut command = workers_sh(&scratch, &file, 3, &out);
@@ -250,8 +247,7 @@ fn a_worker_killed_mid_run_makes_the_merge_fail_naming_it() {
 #[test]
 fn a_worker_that_arrives_after_the_start_cannot_join_the_run() {
     // Several warrens and a node: not beside a cluster on two cores.
-    let _alone = super::helpers::one_cluster_at_a_time();
-    let scratch = Scratch::new("workers-late");
+    let scratch = Scratch::several("workers-late");
     let file = scratch.file("late.toml", &scenario("", 2, 2, false));
     let out = scratch.path.join("workers");
     let mut command = workers_sh(&scratch, &file, 2, &out);
