@@ -49,13 +49,25 @@ if [ -n "$test_tools" ]; then
 fi
 . scripts/env.sh
 
-cargo build --quiet --features broker-tests --bin warren
+# Built as the tests build it (dev-dependencies' features unified), so nothing is built
+# twice; the warren binary the tests run is among it.
+cargo test --quiet --no-run --features broker-tests
 # deploy/: the Kubernetes manifests validate, and the Dockerfile copies what the build needs.
 scripts/check-deploy.sh
 warren_bin="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug/warren"
 state_dir="$(mktemp -d)"
 broker() { WARREN_STATE_FILE="$state_dir/broker.json" "$warren_bin" broker "$@"; }
-stop_broker() { broker down >/dev/null 2>&1 || true; rm -rf "$state_dir"; }
+# How long each broker test held its share of the machine; the longest are printed at the
+# end, whatever the outcome.
+times="$state_dir/test-times.tsv"
+export WARREN_TEST_TIMES="$times"
+longest() {
+    if [ -s "$times" ]; then
+        echo "test.sh: the longest broker tests (seconds, load, test):"
+        sort -rn "$times" | head -n 10 | sed 's/^/  /'
+    fi
+}
+stop_broker() { longest; broker down >/dev/null 2>&1 || true; rm -rf "$state_dir"; }
 trap stop_broker EXIT
 trap 'exit 130' INT TERM
 broker up --detach > "$state_dir/up.txt"

@@ -57,7 +57,8 @@ fi
 
 pids=()
 stop_all() { for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done; }
-trap 'stop_all; exit 130' INT TERM
+# Ctrl-C stops every worker and waits for them: worker 0 stops the nodes it started.
+trap 'stop_all; wait; exit 130' INT TERM
 run_worker() {
     local index="$1"
     shift

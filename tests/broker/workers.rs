@@ -248,7 +248,12 @@ fn a_worker_killed_mid_run_makes_the_merge_fail_naming_it() {
 fn a_worker_that_arrives_after_the_start_cannot_join_the_run() {
     // Several warrens and a node: not beside a cluster on two cores.
     let scratch = Scratch::several("workers-late");
-    let file = scratch.file("late.toml", &scenario("", 2, 2, false));
+    // 100 s of messages: the run is still going when the late worker arrives, however
+    // loaded the machine; it is stopped with Ctrl-C once the late worker is refused.
+    let file = scratch.file(
+        "late.toml",
+        &scenario("", 2, 2, false).replace("messages = 3000", "messages = 60000"),
+    );
     let out = scratch.path.join("workers");
     let mut command = workers_sh(&scratch, &file, 2, &out);
     command.args(["--barrier-timeout", "10s"]);
@@ -277,7 +282,9 @@ fn a_worker_that_arrives_after_the_start_cannot_join_the_run() {
         stderr.contains("worker 1 arrived") && stderr.contains("cannot join a run in progress"),
         "{stderr}"
     );
-    let _ = run.finish(Duration::from_secs(300));
+    run.signal("INT");
+    let (code, _) = run.finish(Duration::from_secs(300));
+    assert_eq!(code, 130, "workers.sh stopped by Ctrl-C\n{}", logs(&out));
     scratch.assert_clean();
 }
 

@@ -44,8 +44,9 @@ pub enum Load {
     /// One node and more than one warren's work: several warren processes, thousands of
     /// clients, or a verdict on throughput: two units.
     Several,
-    /// A 3-node cluster: three units, and one cluster at a time (six Erlang VMs and two
-    /// warrens on two cores once made rabbitmqctl take tens of seconds).
+    /// A 3-node cluster: three units, and one cluster at a time unless
+    /// `WARREN_TEST_CLUSTERS` says more (six Erlang VMs and two warrens on two cores once
+    /// made rabbitmqctl take tens of seconds).
     Cluster,
 }
 
@@ -62,6 +63,39 @@ impl Load {
 /// A test's share of the machine, given back when dropped (a panicking test's too).
 pub struct MachineShare {
     load: Load,
+    test: String,
+    since: Instant,
+}
+
+/// Appends `seconds<TAB>load<TAB>test` to the file `WARREN_TEST_TIMES` names, if any:
+/// how long each broker test held its share (scripts/test.sh prints the longest).
+fn record_time(share: &MachineShare) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("WARREN_TEST_TIMES") else {
+        return;
+    };
+    let line = format!(
+        "{:.1}\t{:?}\t{}\n",
+        share.since.elapsed().as_secs_f64(),
+        share.load,
+        share.test
+    );
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = file.write_all(line.as_bytes());
+    }
+}
+
+/// A whole number from the environment variable `name`, at least `least`, else `default`.
+fn env_count(name: &str, least: usize, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .filter(|value: &usize| *value >= least)
+        .unwrap_or(default)
 }
 
 /// The units broker tests may hold at once: `WARREN_TEST_UNITS`, else 5 (a cluster beside
@@ -69,22 +103,23 @@ pub struct MachineShare {
 /// timelines, so this, not libtest's thread count, bounds what runs at once
 /// (scripts/test.sh gives libtest a thread for every test).
 fn machine_units() -> usize {
-    std::env::var("WARREN_TEST_UNITS")
-        .ok()
-        .and_then(|units| units.parse().ok())
-        .filter(|units: &usize| *units >= Load::Cluster.units())
-        .unwrap_or(5)
+    env_count("WARREN_TEST_UNITS", Load::Cluster.units(), 5)
+}
+
+/// The clusters that may run at once: `WARREN_TEST_CLUSTERS`, else 1.
+fn cluster_lanes() -> usize {
+    env_count("WARREN_TEST_CLUSTERS", 1, 1)
 }
 
 struct Shares {
     held: usize,
-    cluster_running: bool,
+    clusters_running: usize,
     clusters_waiting: usize,
 }
 
 static SHARES: std::sync::Mutex<Shares> = std::sync::Mutex::new(Shares {
     held: 0,
-    cluster_running: false,
+    clusters_running: 0,
     clusters_waiting: 0,
 });
 static SHARE_FREED: std::sync::Condvar = std::sync::Condvar::new();
@@ -100,6 +135,7 @@ fn shares() -> std::sync::MutexGuard<'static, Shares> {
 /// for the cluster before it to end, other tests leave it the units it needs.
 pub fn machine_share(load: Load) -> MachineShare {
     let capacity = machine_units();
+    let lanes = cluster_lanes();
     let mut shares = shares();
     if load == Load::Cluster {
         shares.clusters_waiting += 1;
@@ -107,9 +143,9 @@ pub fn machine_share(load: Load) -> MachineShare {
     loop {
         let free = capacity - shares.held;
         let fits = if load == Load::Cluster {
-            !shares.cluster_running && free >= load.units()
+            shares.clusters_running < lanes && free >= load.units()
         } else {
-            let reserved = if shares.clusters_waiting > 0 && !shares.cluster_running {
+            let reserved = if shares.clusters_waiting > 0 && shares.clusters_running < lanes {
                 Load::Cluster.units()
             } else {
                 0
@@ -126,17 +162,25 @@ pub fn machine_share(load: Load) -> MachineShare {
     shares.held += load.units();
     if load == Load::Cluster {
         shares.clusters_waiting -= 1;
-        shares.cluster_running = true;
+        shares.clusters_running += 1;
     }
-    MachineShare { load }
+    MachineShare {
+        load,
+        test: std::thread::current()
+            .name()
+            .unwrap_or("a test")
+            .to_string(),
+        since: Instant::now(),
+    }
 }
 
 impl Drop for MachineShare {
     fn drop(&mut self) {
+        record_time(self);
         let mut shares = shares();
         shares.held -= self.load.units();
         if self.load == Load::Cluster {
-            shares.cluster_running = false;
+            shares.clusters_running -= 1;
         }
         SHARE_FREED.notify_all();
     }
