@@ -8,10 +8,11 @@ use crate::helpers::{Scratch, output};
 
 /// The reliable recipe at 1,000 msg/s with 10 s heartbeats (a 5 s confirm timeout, so a
 /// publisher whose publishes vanished republishes them within the run), and one 2 s network
-/// fault.
+/// fault. Bound by messages (10 s of them), not by time: a publisher that falls behind on a
+/// loaded machine still sends all 10,000.
 fn blip(kind: &str, path: &str) -> String {
     format!(
-        "name = \"blip\"\nduration = \"10s\"\n[topology]\nqueue = {{ type = \"classic\", durable = true }}\n[publishers]\ncount = 1\nconfirm = true\npersistent = true\nmandatory = true\nrate = 1000\nheartbeat = \"10s\"\nconfirm_timeout = \"5s\"\n[consumers]\ncount = 1\nack = \"manual\"\nprefetch = 100\nheartbeat = \"10s\"\n[[faults]]\nat = \"2s\"\nkind = \"{kind}\"\npath = \"{path}\"\nstream = \"both\"\nfor = \"2s\"\n"
+        "name = \"blip\"\nmessages = 10000\n[topology]\nqueue = {{ type = \"classic\", durable = true }}\n[publishers]\ncount = 1\nconfirm = true\npersistent = true\nmandatory = true\nrate = 1000\nheartbeat = \"10s\"\nconfirm_timeout = \"5s\"\n[consumers]\ncount = 1\nack = \"manual\"\nprefetch = 100\nheartbeat = \"10s\"\n[[faults]]\nat = \"2s\"\nkind = \"{kind}\"\npath = \"{path}\"\nstream = \"both\"\nfor = \"2s\"\n"
     )
 }
 
