@@ -119,21 +119,111 @@ async fn tune(socket: &mut TcpStream, frame_max: u32, heartbeat: u16) -> Option<
     Some(())
 }
 
-/// The handshake's first exchange: the protocol header, connection.start, start-ok.
-async fn start(socket: &mut TcpStream) -> Option<()> {
-    let mut protocol = [0u8; 8];
-    socket.read_exact(&mut protocol).await.ok()?;
+/// connection.start's arguments as RabbitMQ shapes them: version 0-9, server properties
+/// of long strings and a nested table (capabilities), mechanisms, locales.
+fn start_arguments() -> Vec<u8> {
+    let mut properties = Vec::new();
+    for (key, value) in [
+        ("product", "scripted"),
+        ("version", "3.99.1"),
+        ("cluster_name", "scripted@test"),
+        ("platform", "Erlang/OTP 99"),
+    ] {
+        properties.extend_from_slice(&short_string(key));
+        properties.push(b'S');
+        properties.extend_from_slice(&long_string(value));
+    }
+    let mut capabilities = short_string("publisher_confirms");
+    capabilities.extend_from_slice(&[b't', 1]);
+    properties.extend_from_slice(&short_string("capabilities"));
+    properties.push(b'F');
+    properties.extend_from_slice(&(capabilities.len() as u32).to_be_bytes());
+    properties.extend_from_slice(&capabilities);
     let mut start = vec![0, 9];
-    let mut properties = short_string("product");
-    properties.push(b'S');
-    properties.extend_from_slice(&long_string("scripted"));
     start.extend_from_slice(&(properties.len() as u32).to_be_bytes());
     start.extend_from_slice(&properties);
     start.extend_from_slice(&long_string("PLAIN AMQPLAIN"));
     start.extend_from_slice(&long_string("en_US"));
-    socket.write_all(&method(0, 10, 10, &start)).await.ok()?;
+    start
+}
+
+/// The handshake's first exchange: the protocol header, connection.start, start-ok.
+async fn start(socket: &mut TcpStream) -> Option<()> {
+    let mut protocol = [0u8; 8];
+    socket.read_exact(&mut protocol).await.ok()?;
+    socket
+        .write_all(&method(0, 10, 10, &start_arguments()))
+        .await
+        .ok()?;
     read_frame(socket).await?; // start-ok
     Some(())
+}
+
+/// Answers one connection's protocol header with `greeting`, split in two writes (a probe
+/// reads until the frame is whole), then waits for the probe to hang up.
+async fn greeting_broker(listener: TcpListener, greeting: Vec<u8>) {
+    let Ok((mut socket, _)) = listener.accept().await else {
+        return;
+    };
+    let mut protocol = [0u8; 8];
+    if socket.read_exact(&mut protocol).await.is_err() {
+        return;
+    }
+    let (first, rest) = greeting.split_at(greeting.len() / 2);
+    for part in [first, rest] {
+        if socket.write_all(part).await.is_err() || socket.flush().await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = socket.read(&mut [0u8; 64]).await;
+}
+
+/// warren's probe names a broker from its connection.start alone, without logging in, and
+/// says why anything else is not one: a start on channel 1, a heartbeat, a broken frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_reads_the_brokers_greeting_and_refuses_what_is_not_one() {
+    let mut broken = method(0, 10, 10, &start_arguments());
+    *broken.last_mut().unwrap() = 0;
+    let cases = [
+        (method(0, 10, 10, &start_arguments()), None),
+        (
+            method(1, 10, 10, &start_arguments()),
+            Some("expected connection.start on channel 0"),
+        ),
+        (frame(8, 0, &[]), Some("expected connection.start")),
+        (broken, Some("not an AMQP frame")),
+    ];
+    for (greeting, refusal) in cases {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let broker = tokio::spawn(greeting_broker(listener, greeting));
+        let answer = warren::amqp::probe("127.0.0.1", port, Duration::from_secs(10)).await;
+        match refusal {
+            None => {
+                let info = answer.unwrap();
+                assert_eq!(
+                    (
+                        info.product.as_str(),
+                        info.version.as_str(),
+                        info.cluster_name.as_deref(),
+                        info.platform.as_deref()
+                    ),
+                    (
+                        "scripted",
+                        "3.99.1",
+                        Some("scripted@test"),
+                        Some("Erlang/OTP 99")
+                    )
+                );
+            }
+            Some(reason) => {
+                let error = answer.unwrap_err();
+                assert!(error.contains(reason), "{error}");
+            }
+        }
+        broker.await.unwrap();
+    }
 }
 
 /// What the scripted broker sends once the client is set up.
