@@ -6,10 +6,13 @@ use serde_json::Value;
 
 use crate::helpers::{Scratch, broker_command, output};
 
-/// The reliable recipe, `seconds` long, over `broker`, with `faults` appended.
+/// The reliable recipe, `seconds` of messages at 400 msg/s a publisher (bound by messages,
+/// so a fault that ends late on a loaded machine still has publishing after it), over
+/// `broker`, with `faults` appended.
 fn reliable(name: &str, seconds: u32, broker: &str, faults: &str) -> String {
+    let messages = seconds * 400;
     format!(
-        "name = \"{name}\"\nduration = \"{seconds}s\"\nseed = 7\n{broker}\n[topology]\nqueue = {{ type = \"classic\", durable = true }}\n[publishers]\ncount = 2\nconfirm = true\nmax_in_flight = 64\npersistent = true\nmandatory = true\nrate = 400\nheartbeat = \"1s\"\n[consumers]\ncount = 1\nack = \"manual\"\nprefetch = 50\nheartbeat = \"1s\"\n{faults}\n[gates]\nmax_lost_confirmed = 0\nmax_lost_unconfirmed = 0\n"
+        "name = \"{name}\"\nmessages = {messages}\nseed = 7\n{broker}\n[topology]\nqueue = {{ type = \"classic\", durable = true }}\n[publishers]\ncount = 2\nconfirm = true\nmax_in_flight = 64\npersistent = true\nmandatory = true\nrate = 400\nheartbeat = \"1s\"\n[consumers]\ncount = 1\nack = \"manual\"\nprefetch = 50\nheartbeat = \"1s\"\n{faults}\n[gates]\nmax_lost_confirmed = 0\nmax_lost_unconfirmed = 0\n"
     )
 }
 
