@@ -30,4 +30,10 @@ mod tests {
             "rate 0 means unlimited, as in Toxiproxy"
         );
     }
+
+    #[test]
+    fn a_small_piece_takes_its_own_time_to_the_microsecond() {
+        assert_eq!(time_for(100, 1000), Duration::from_micros(100));
+        assert_eq!(time_for(1, 1000), Duration::from_micros(1));
+    }
 }

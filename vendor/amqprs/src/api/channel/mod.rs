@@ -437,26 +437,13 @@ mod tests {
         connection::{Connection, OpenConnectionArguments},
         test_utils::setup_logging,
     };
-    use std::marker::PhantomData;
 
-    #[ignore = "https://github.com/gftea/amqprs/issues/69"]
-    #[tokio::test]
-    async fn test_channel_cloneable() {
-        // default: `IS_CLONEABLE = false` for all types
-        trait NotCloneable {
-            const IS_CLONEABLE: bool = false;
-        }
-        impl<T> NotCloneable for T {}
-
-        // For all cloneable type `T`, Wrapper<T> is cloneable.
-        // otherwise, it fallbacks to value from trait `NotCloneable`
-        struct Wrapper<T>(PhantomData<T>);
-        #[allow(dead_code)]
-        impl<T: Clone> Wrapper<T> {
-            const IS_CLONEABLE: bool = true;
-        }
-        // Prevent clippy to report assertion on const value.
-        assert_eq!(<Wrapper<Channel>>::IS_CLONEABLE.to_string(), "true");
+    /// warren: a compile-time check in place of upstream's ignored const-specialization
+    /// trick (gftea/amqprs#69): this does not build unless `Channel: Clone`.
+    #[test]
+    fn test_channel_cloneable() {
+        fn cloneable<T: Clone>() {}
+        cloneable::<Channel>();
     }
 
     #[cfg(feature = "broker-tests")] // warren: talks to a RabbitMQ node
