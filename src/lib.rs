@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod output;
 pub mod precise_timer;
+pub mod protocol;
 pub mod redact;
 pub mod report;
 pub mod scenario;

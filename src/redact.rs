@@ -9,6 +9,8 @@ use percent_encoding::percent_decode_str;
 use serde::{Serialize, Serializer};
 use url::{Host, Url};
 
+use crate::protocol::SHORT_STRING_MAX;
+
 /// An AMQP URI. `Display`, `Debug` and `Serialize` show it with the password replaced by
 /// `****`; only [`BrokerUri::expose`] and [`BrokerUri::password`] give the secret, for
 /// connecting.
@@ -193,6 +195,12 @@ impl FromStr for BrokerUri {
             }
             Some(segment) => decode(segment, "virtual host")?,
         };
+        if vhost.len() > SHORT_STRING_MAX {
+            return Err(refuse(&format!(
+                "the virtual host is {} bytes; it is at most {SHORT_STRING_MAX} (an AMQP short string)",
+                vhost.len()
+            )));
+        }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(refuse(
                 "warren does not read settings from the URI (?heartbeat=...): set them in the scenario",

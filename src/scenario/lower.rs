@@ -13,6 +13,7 @@ use super::file::{
     BrokerSection, GatesSection, ProxySection, ReportSection, ScenarioFile, SweepSection,
 };
 use super::plan::*;
+use super::short_strings::short_strings;
 use super::topology::{clients_and_routes, stream_consumers, topology};
 use crate::redact::BrokerUri;
 
@@ -61,6 +62,7 @@ pub(super) fn lower(
     };
     let broker = broker(c, file.broker, path);
     let topology = topology(c, file.topology);
+    short_strings(c, &topology);
     // A kept queue is left as the run left it unless the scenario asks for the read.
     let final_read = file
         .final_read

@@ -10,6 +10,7 @@ pub mod file;
 mod lower;
 pub mod plan;
 pub mod routing;
+pub mod short_strings;
 pub mod source;
 mod tls;
 mod topology;

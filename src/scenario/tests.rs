@@ -663,3 +663,46 @@ fn verify_false_is_a_warning_and_tls_settings_fit_only_their_broker() {
         .unwrap_err();
     assert!(error.contains("only used with tls = true"), "{error}");
 }
+
+/// Names and keys of exactly 255 bytes, as sent, are taken: the limit is the short
+/// string's, not one byte less.
+#[test]
+fn names_and_keys_of_255_bytes_as_sent_are_taken() {
+    let queue = "q".repeat(252);
+    let exchange = "e".repeat(255);
+    let key = format!("{}{{n}}", "k".repeat(253));
+    let plan = plan(&format!(
+        r#"
+name = "limits"
+duration = "10s"
+[topology]
+queues = 10
+[topology.queue]
+name = "{queue}"
+[topology.exchange]
+name = "{exchange}"
+routing_key = "{key}"
+[consumers]
+count = 10
+"#
+    ));
+    assert_eq!(plan.topology.queues, 10);
+    let refused = problems(&format!(
+        r#"
+name = "limits"
+duration = "10s"
+[topology]
+queues = 10
+[topology.queue]
+name = "{queue}q"
+[topology.exchange]
+name = "{exchange}"
+routing_key = "{key}k"
+[consumers]
+count = 10
+"#
+    ));
+    assert!(refused.contains("topology.queue.name: with queues = 10"), "{refused}");
+    assert!(refused.contains("topology.exchange.routing_key: 256 bytes"), "{refused}");
+    assert!(!refused.contains("topology.exchange.name"), "{refused}");
+}

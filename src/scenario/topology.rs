@@ -9,6 +9,7 @@ use super::diagnostic::Checker;
 use super::file::TopologySection;
 use super::plan::*;
 use super::routing::{QUEUE_NUMBER, Routes, queue_names};
+use crate::protocol::SHORT_STRING_MAX;
 
 /// The most queues one run makes.
 pub const MAX_QUEUES: u32 = 10_000;
@@ -43,8 +44,8 @@ pub(super) fn topology(c: &mut Checker<'_>, section: TopologySection) -> Topolog
         c.error("topology.queue.durable", format!(" = false: {} queues are always durable; remove the field or use type = \"classic\"", if queue_type == QueueType::Quorum { "quorum" } else { "stream" }));
     }
     if let Some(name) = &queue.name {
-        if name.is_empty() || name.len() > 255 || name.starts_with("amq.") {
-            c.error("topology.queue.name", format!(" = {name:?}: expected 1 to 255 characters, not starting with \"amq.\" (reserved by the broker); omit it for a fresh name per run"));
+        if name.is_empty() || name.len() > SHORT_STRING_MAX || name.starts_with("amq.") {
+            c.error("topology.queue.name", format!(" = {name:?}: expected 1 to {SHORT_STRING_MAX} bytes, not starting with \"amq.\" (reserved by the broker); omit it for a fresh name per run"));
         }
     }
     let mut arguments = BTreeMap::new();

@@ -4,6 +4,7 @@
 
 use crate::amqp::{AmqpChannel, Failure, QueueSpec};
 use crate::scenario::routing::{Routes, queue_names};
+use crate::scenario::short_strings::DEAD_LETTERS_SUFFIX;
 use crate::scenario::{ExchangeKind, Plan, QueueArgument, QueueType};
 
 /// What is declared on the broker.
@@ -61,11 +62,11 @@ impl Topology {
             .clone()
             .unwrap_or_else(|| format!("warren-{}-{:08x}", plan.name, run_id as u32));
         let dead_letters = t.dead_letter.then(|| DeadLetters {
-            exchange: format!("{base}.dead-letters"),
+            exchange: format!("{base}{DEAD_LETTERS_SUFFIX}"),
             // Replicated like the queues it serves: a quorum queue's dead letters must
             // survive the loss of the node a classic queue would live on.
             queue: QueueSpec {
-                name: format!("{base}.dead-letters"),
+                name: format!("{base}{DEAD_LETTERS_SUFFIX}"),
                 queue_type: if t.queue_type == QueueType::Quorum {
                     QueueType::Quorum
                 } else {
