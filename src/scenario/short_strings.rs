@@ -29,7 +29,13 @@ pub(super) fn short_strings(c: &mut Checker<'_>, topology: &TopologyPlan) {
         );
     }
     if let Some(key) = &topology.routing_key {
-        expanded_key(c, "topology.exchange.routing_key", key, topology.queues, "routing");
+        expanded_key(
+            c,
+            "topology.exchange.routing_key",
+            key,
+            topology.queues,
+            "routing",
+        );
     }
     for (i, binding) in topology.bindings.iter().enumerate() {
         let field = format!("topology.exchange.bindings[{i}]");

@@ -702,7 +702,13 @@ routing_key = "{key}k"
 count = 10
 "#
     ));
-    assert!(refused.contains("topology.queue.name: with queues = 10"), "{refused}");
-    assert!(refused.contains("topology.exchange.routing_key: 256 bytes"), "{refused}");
+    assert!(
+        refused.contains("topology.queue.name: with queues = 10"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("topology.exchange.routing_key: 256 bytes"),
+        "{refused}"
+    );
     assert!(!refused.contains("topology.exchange.name"), "{refused}");
 }
