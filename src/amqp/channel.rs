@@ -339,6 +339,11 @@ impl AmqpChannel {
     /// unanswered.
     fn failure(&self, error: &amqprs::error::Error) -> Failure {
         use amqprs::error::Error;
+        // A value too long for an AMQP short string, caught by the client before anything
+        // was sent: a request the broker would refuse, whatever state the channel is in.
+        if let Error::ShortStrTooLong(_) = error {
+            return Failure::refused(error.to_string());
+        }
         if let Some(failure) = self.recorded_end() {
             return failure;
         }

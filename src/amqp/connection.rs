@@ -31,14 +31,15 @@ pub enum AmqpError {
 /// Whether the broker refused the connection: its connection.close during the handshake
 /// carried 403 ACCESS_REFUSED (credentials, permissions) or 530 NOT_ALLOWED (a vhost it
 /// lacks, a connection limit). Any other close (320 CONNECTION_FORCED from a node going
-/// down) is passing, and worth a retry.
+/// down) is passing, and worth a retry. A value the client could not send (a virtual host
+/// over 255 bytes) is refused too: no retry can send it.
 fn refused_by_reply(error: &amqprs::error::Error) -> bool {
     matches!(
         error,
         amqprs::error::Error::ConnectionOpenRefused {
             reply_code: ACCESS_REFUSED | NOT_ALLOWED,
             ..
-        }
+        } | amqprs::error::Error::ShortStrTooLong(_)
     )
 }
 

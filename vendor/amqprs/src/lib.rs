@@ -57,6 +57,9 @@
 //! [`Channel`]: channel/struct.Channel.html
 //! [`callbacks`]: callbacks/index.html
 //!
+// warren: nothing a caller's value or the socket brings may panic the client, so its
+// non-test code neither unwraps nor expects; tests keep theirs.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 /////////////////////////////////////////////////////////////////////////////
 #[cfg(test)]
 mod test_utils;
@@ -70,6 +73,9 @@ mod net;
 pub use api::*;
 /// warren: reads a broker's connection.start without logging in.
 pub use frame::decode_connection_start;
+/// warren: a caller's string as an AMQP short string, or why it cannot be one.
+pub use frame::{short_str, ShortStrTooLong};
+
 pub use frame::Ack;
 pub use frame::BasicProperties;
 pub use frame::Cancel;

@@ -43,15 +43,16 @@ use std::{
 };
 
 use amqp_serde::types::{
-    AmqpChannelId, AmqpPeerProperties, FieldTable, FieldValue, LongStr, LongUint, ShortUint,
+    AmqpChannelId, AmqpPeerProperties, ByteArray, FieldTable, FieldValue, LongStr, LongUint,
+    ShortStr, ShortUint,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::{
     frame::{
-        Blocked, Close, CloseOk, Frame, MethodHeader, Open, OpenChannel, OpenChannelOk,
-        ProtocolHeader, StartOk, TuneOk, Unblocked, UpdateSecret, UpdateSecretOk,
-        DEFAULT_CONN_CHANNEL, FRAME_MIN_SIZE,
+        literal, long_literal, long_str, short_str, Blocked, Close, CloseOk, Frame, MethodHeader,
+        Open, OpenChannel, OpenChannelOk, ProtocolHeader, StartOk, TuneOk, Unblocked, UpdateSecret,
+        UpdateSecretOk, DEFAULT_CONN_CHANNEL, FRAME_MIN_SIZE,
     },
     net::{
         ChannelResource, ConnManagementCommand, ConnectionFailure, IncomingMessage,
@@ -575,15 +576,17 @@ impl TryFrom<&str> for OpenConnectionArguments {
         // Create a hash map for query
         // TODO: This map needs to be of type (or similar) <&str, Vec<&str>> to support multiple values for the same key, which is both possible and plausible in the URI spec
         // This is being left as a TODO because there is a bit of research to do in order to determine what actions when multiple value are provided.
+        // warren: a parameter without '=' is an error (it panicked); empty ones ("a=1&")
+        // are skipped
         let pu_q_map: std::collections::HashMap<&str, &str> = pu_q
             .split('&')
+            .filter(|s| !s.is_empty())
             .map(|s| {
-                let mut split = s.split('=');
-                let key = split.next().unwrap();
-                let value = split.next().unwrap();
-                (key, value)
+                s.split_once('=').ok_or_else(|| {
+                    Error::UriError(format!("query parameter '{s}' has no value (key=value)"))
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
 
         // Apply heartbeat
         let heartbeat = pu_q_map
@@ -617,6 +620,53 @@ impl Connection {
     ///
     /// Returns [`Err`] if any step goes wrong during openning an connection.
     pub async fn open(args: &OpenConnectionArguments) -> Result<Self> {
+        // warren: the caller's values are checked before the socket is opened: one too
+        // long for its AMQP string is an error (they panicked after the broker was up).
+        let virtual_host = short_str(args.virtual_host.clone(), "virtual host")?;
+        let response = args
+            .credentials
+            .get_response()
+            .map_err(|err| Error::ConnectionOpenError(err.to_string()))?;
+
+        // if no given connection name, generate one
+        let connection_name = match args.connection_name {
+            Some(ref given_name) => given_name.clone(),
+            None => generate_connection_name(&format!(
+                "{}:{}{}",
+                args.host, args.port, args.virtual_host
+            )),
+        };
+        // construct client properties
+        let mut client_properties = AmqpPeerProperties::new();
+        client_properties.insert(
+            literal("connection_name"),
+            FieldValue::S(
+                long_str(connection_name.clone(), "connection name")
+                    .map_err(|err| Error::ConnectionOpenError(err.to_string()))?,
+            ),
+        );
+        // fields required by spec: "product", "platform", "version"
+        client_properties.insert(literal("product"), FieldValue::S(long_literal("AMQPRS")));
+        client_properties.insert(literal("platform"), FieldValue::S(long_literal("Rust")));
+        client_properties.insert(literal("version"), FieldValue::S(long_literal("0.1")));
+        let mut client_properties_capabilities = FieldTable::new();
+        // warren: the capabilities RabbitMQ checks before it sends connection.blocked /
+        // unblocked, connection.close on a failed login, and basic.nack.
+        for capability in [
+            "consumer_cancel_notify",
+            "connection.blocked",
+            "authentication_failure_close",
+            "publisher_confirms",
+            "basic.nack",
+            "per_consumer_qos",
+        ] {
+            client_properties_capabilities.insert(literal(capability), true.into());
+        }
+        client_properties.insert(
+            literal("capabilities"),
+            FieldValue::F(client_properties_capabilities),
+        );
+
         #[cfg(feature = "tls")]
         let mut io_conn = match &args.tls_adaptor {
             Some(tls_adaptor) => {
@@ -664,65 +714,18 @@ impl Connection {
         // C:protocol-header
         Self::negotiate_protocol(&mut io_conn).await?;
 
-        // if no given connection name, generate one
-        let connection_name = match args.connection_name {
-            Some(ref given_name) => given_name.clone(),
-            None => generate_connection_name(&format!(
-                "{}:{}{}",
-                args.host, args.port, args.virtual_host
-            )),
-        };
-        // construct client properties
-        let mut client_properties = AmqpPeerProperties::new();
-        client_properties.insert(
-            "connection_name".try_into().unwrap(),
-            FieldValue::S(connection_name.clone().try_into().unwrap()),
-        );
-        // fields required by spec: "product", "platform", "version"
-        client_properties.insert(
-            "product".try_into().unwrap(),
-            FieldValue::S("AMQPRS".try_into().unwrap()),
-        );
-        client_properties.insert(
-            "platform".try_into().unwrap(),
-            FieldValue::S("Rust".try_into().unwrap()),
-        );
-        client_properties.insert(
-            "version".try_into().unwrap(),
-            FieldValue::S("0.1".try_into().unwrap()),
-        );
-        let mut client_properties_capabilities = FieldTable::new();
-        // warren: the capabilities RabbitMQ checks before it sends connection.blocked /
-        // unblocked, connection.close on a failed login, and basic.nack.
-        for capability in [
-            "consumer_cancel_notify",
-            "connection.blocked",
-            "authentication_failure_close",
-            "publisher_confirms",
-            "basic.nack",
-            "per_consumer_qos",
-        ] {
-            client_properties_capabilities.insert(capability.try_into().unwrap(), true.into());
-        }
-        client_properties.insert(
-            "capabilities".try_into().unwrap(),
-            FieldValue::F(client_properties_capabilities),
-        );
-
         // S: `Start` C: `StartOk`
         let server_properties =
-            Self::start_connection_negotiation(&mut io_conn, client_properties, args).await?;
+            Self::start_connection_negotiation(&mut io_conn, client_properties, response, args)
+                .await?;
 
         // S: 'Tune' C: `TuneOk`
         let (channel_max, frame_max, heartbeat) =
             Self::tuning_parameters(&mut io_conn, args.heartbeat).await?;
         io_conn.set_frame_max(frame_max);
         // C: Open
-        let open = Open::new(
-            args.virtual_host.clone().try_into().unwrap(),
-            "".try_into().unwrap(),
-        )
-        .into_frame();
+        // warren: the virtual host checked above, without an unwrap
+        let open = Open::new(virtual_host, ShortStr::default()).into_frame();
         io_conn
             .write_frame(DEFAULT_CONN_CHANNEL, open, FRAME_MIN_SIZE)
             .await?;
@@ -814,6 +817,7 @@ impl Connection {
     async fn start_connection_negotiation(
         io_conn: &mut SplitConnection,
         client_properties: AmqpPeerProperties,
+        response: ByteArray,
         args: &OpenConnectionArguments,
     ) -> Result<ServerProperties> {
         // S: 'Start'
@@ -855,13 +859,13 @@ impl Connection {
         // warren: a field of another type than expected reads as absent (it panicked)
         let mut caps_table: FieldTable = start
             .server_properties
-            .remove(&"capabilities".try_into().unwrap())
+            .remove(&literal("capabilities"))
             .and_then(|value| value.try_into().ok())
             .unwrap_or_default();
         // helper closure to get bool FieldValue
-        let mut unwrap_bool_field = |key: &str| {
+        let mut unwrap_bool_field = |key: &'static str| {
             let value: bool = caps_table
-                .remove(&key.try_into().unwrap())
+                .remove(&literal(key))
                 .and_then(|value| value.try_into().ok())
                 .unwrap_or(false);
             value
@@ -880,31 +884,32 @@ impl Connection {
         };
 
         // helper closure to get LongStr FieldValue
-        let mut unwrap_longstr_field = |key: &str| {
-            let value: LongStr = start
+        let mut unwrap_longstr_field = |key: &'static str| {
+            start
                 .server_properties
-                .remove(&key.try_into().unwrap())
-                .and_then(|value| value.try_into().ok())
-                .unwrap_or_else(|| "unknown".try_into().unwrap());
-            value
+                .remove(&literal(key))
+                .and_then(|value| LongStr::try_from(value).ok())
+                .map(String::from)
+                .unwrap_or_else(|| "unknown".to_owned())
         };
 
         let server_properties = ServerProperties {
             capabilities,
-            product: unwrap_longstr_field("product").into(),
-            cluster_name: unwrap_longstr_field("cluster_name").into(),
-            version: unwrap_longstr_field("version").into(),
+            product: unwrap_longstr_field("product"),
+            cluster_name: unwrap_longstr_field("cluster_name"),
+            version: unwrap_longstr_field("version"),
         };
 
         // C: 'StartOk'
-        let resopnse = args.credentials.get_response().try_into().unwrap();
+        // warren: the response was built (and checked) before connecting; the mechanism
+        // and locale are the crate's own literals
         // TODO: support different machanisms: PLAIN, AMQPLAIN, SSL
         // TODO: handle locale selection
         let start_ok = StartOk::new(
             client_properties,
-            args.credentials.get_mechanism_name().try_into().unwrap(),
-            resopnse,
-            DEFAULT_LOCALE.try_into().unwrap(),
+            literal(args.credentials.get_mechanism_name()),
+            response,
+            literal(DEFAULT_LOCALE),
         );
 
         io_conn
@@ -1205,7 +1210,8 @@ impl Connection {
     ///
     /// Returns error if fails to send indication to server.
     pub async fn blocked(&self, reason: &str) -> Result<()> {
-        let blocked = Blocked::new(reason.to_owned().try_into().unwrap());
+        // warren: a reason over 255 bytes is an error, not a panic
+        let blocked = Blocked::new(short_str(reason, "blocked reason")?);
 
         self.shared
             .outgoing_tx
@@ -1302,14 +1308,17 @@ impl Connection {
     ///
     /// Returns error if fails to send indication to server.
     pub async fn update_secret(&self, new_secret: &str, reason: &str) -> Result<()> {
+        // warren: checked before a responder is registered; a reason over 255 bytes is an
+        // error, not a panic
+        let update_secret = UpdateSecret::new(
+            long_str(new_secret, "new secret")
+                .map_err(|err| Error::UpdateSecretError(err.to_string()))?,
+            short_str(reason, "update-secret reason")?,
+        );
+
         let responder_rx = self
             .register_responder(DEFAULT_CONN_CHANNEL, UpdateSecretOk::header())
             .await?;
-
-        let update_secret = UpdateSecret::new(
-            new_secret.to_owned().try_into().unwrap(),
-            reason.to_owned().try_into().unwrap(),
-        );
 
         synchronous_request!(
             self.shared.outgoing_tx,
@@ -1688,6 +1697,20 @@ mod tests {
         assert_eq!(args.host, "[::1]");
         assert_eq!(args.port, 5672);
         assert_eq!(args.virtual_host, "/");
+        assert_eq!(args.heartbeat, 30);
+    }
+
+    // warren: a query parameter without '=' panicked (`split.next().unwrap()`)
+    #[cfg(feature = "urispec")]
+    #[test]
+    fn a_query_parameter_without_a_value_is_a_uri_error() {
+        match OpenConnectionArguments::try_from("amqp://host/?heartbeat") {
+            Err(crate::api::Error::UriError(text)) => assert!(text.contains("heartbeat"), "{text}"),
+            Err(other) => panic!("expected a UriError, got {other}"),
+            Ok(_) => panic!("expected a UriError, got arguments"),
+        }
+        // empty parameters are skipped
+        let args = OpenConnectionArguments::try_from("amqp://host/?heartbeat=30&").unwrap();
         assert_eq!(args.heartbeat, 30);
     }
 

@@ -15,7 +15,7 @@ use crate::frame::{BasicProperties, Deliver};
 
 use async_trait::async_trait;
 #[cfg(feature = "traces")]
-use tracing::info;
+use tracing::{info, warn};
 
 /// Trait defines the callback interfaces for consuming asynchronous content data from server.
 ///
@@ -105,7 +105,14 @@ impl AsyncConsumer for DefaultConsumer {
             #[cfg(feature = "traces")]
             info!("ack to delivery {} on channel {}", deliver, channel);
             let args = BasicAckArguments::new(deliver.delivery_tag(), false);
-            channel.basic_ack(args).await.unwrap();
+            // warren: an ack on a closed channel is logged, not a panic of the consumer task
+            if let Err(err) = channel.basic_ack(args).await {
+                #[cfg(feature = "traces")]
+                warn!(
+                    "failed to ack delivery {} on channel {}: {}",
+                    deliver, channel, err
+                );
+            }
         }
     }
 }
@@ -171,7 +178,14 @@ impl BlockingConsumer for DefaultBlockingConsumer {
             info!("ack to delivery {} on channel {}", deliver, channel);
             let args = BasicAckArguments::new(deliver.delivery_tag(), false);
             // should call blocking version of API because we are in blocing context
-            channel.basic_ack_blocking(args).unwrap();
+            // warren: an ack on a closed channel is logged, not a panic of the consumer thread
+            if let Err(err) = channel.basic_ack_blocking(args) {
+                #[cfg(feature = "traces")]
+                warn!(
+                    "failed to ack delivery {} on channel {}: {}",
+                    deliver, channel, err
+                );
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Error type can be returned by the APIs.
 
-use crate::net;
+use crate::{frame::ShortStrTooLong, net};
 
 use std::fmt;
 use tokio::sync::{mpsc::error::SendError, oneshot::error::RecvError};
@@ -41,6 +41,17 @@ pub enum Error {
     InternalChannelError(String),
     /// Error during updating the secret
     UpdateSecretError(String),
+    /// warren: a value the caller passed (an exchange or queue name, a routing key, a
+    /// consumer tag, a virtual host, ...) is longer than an AMQP short string's 255 bytes;
+    /// the request was refused before anything was sent (it panicked the client).
+    ShortStrTooLong(ShortStrTooLong),
+}
+
+// warren: a caller's value too long for a short string, refused before it is sent.
+impl From<ShortStrTooLong> for Error {
+    fn from(err: ShortStrTooLong) -> Self {
+        Self::ShortStrTooLong(err)
+    }
 }
 
 #[cfg(feature = "urispec")]
@@ -90,6 +101,7 @@ impl fmt::Display for Error {
                 write!(f, "AMQP internal communication error: {}", msg)
             }
             Error::UpdateSecretError(msg) => write!(f, "AMQP update secret error: {}", msg),
+            Error::ShortStrTooLong(err) => write!(f, "AMQP request not sent: {err}"),
         }
     }
 }

@@ -67,11 +67,9 @@ impl TlsAdaptor {
     ///
     /// # Errors
     ///
-    /// Return errors if any I/O failure.
-    ///
-    /// # Panics
-    ///
-    /// Panics if private key is invalid.
+    /// Return errors if any I/O failure, or (warren: it panicked) an
+    /// [`InvalidInput`](std::io::ErrorKind::InvalidInput) error if the private key does
+    /// not fit the certificate or cannot be used.
     pub fn with_client_auth(
         root_ca_cert: Option<&Path>,
         client_cert: &Path,
@@ -88,12 +86,20 @@ impl TlsAdaptor {
         let config = ClientConfig::builder()
             .with_root_certificates(root_cert_store)
             .with_client_auth_cert(client_certs, client_key)
-            .unwrap();
+            // warren: an error, not a panic
+            .map_err(|err| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("client certificate and key: {err}"),
+                )
+            })?;
         let connector = TlsConnector::from(Arc::new(config));
 
         Ok(Self { connector, domain })
     }
 
+    // warren: a root CA certificate that is not a usable trust anchor is an
+    // InvalidData error (it panicked)
     fn build_root_store(root_ca_cert: Option<&Path>) -> std::io::Result<RootCertStore> {
         let mut root_store = RootCertStore::empty();
         if let Some(root_ca_cert) = root_ca_cert {
@@ -104,8 +110,17 @@ impl TlsAdaptor {
 
             let trust_anchors = certs
                 .iter()
-                .map(|cert| webpki::anchor_from_trusted_cert(cert).unwrap().to_owned())
-                .collect::<Vec<_>>();
+                .map(|cert| {
+                    webpki::anchor_from_trusted_cert(cert)
+                        .map(|anchor| anchor.to_owned())
+                        .map_err(|err| {
+                            std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                format!("root CA certificate: {err}"),
+                            )
+                        })
+                })
+                .collect::<std::io::Result<Vec<_>>>()?;
 
             root_store.roots.extend(trust_anchors);
         } else {

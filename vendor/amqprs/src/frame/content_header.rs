@@ -4,7 +4,7 @@ use crate::{DELIVERY_MODE_PERSISTENT, DELIVERY_MODE_TRANSIENT};
 use amqp_serde::types::{FieldTable, LongLongUint, Octect, ShortStr, ShortUint, TimeStamp};
 use serde::{de::Visitor, Deserialize, Serialize};
 
-use super::Frame;
+use super::{short_str, Frame, ShortStrTooLong};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ContentHeader {
@@ -40,16 +40,22 @@ pub struct ContentHeaderCommon {
 ///
 /// See also [message properties](https://www.rabbitmq.com/consumers.html#message-properties).
 ///
+/// The string setters return an error for a value longer than an AMQP short string's
+/// 255 bytes (warren: they panicked).
+///
 /// # Example
 ///
 /// ```
-/// # use amqprs::{BasicProperties, DELIVERY_MODE_PERSISTENT};
+/// # use amqprs::{BasicProperties, ShortStrTooLong, DELIVERY_MODE_PERSISTENT};
+/// # fn main() -> Result<(), ShortStrTooLong> {
 /// let basic_props = BasicProperties::default()
-///     .with_content_type("application/json")
+///     .with_content_type("application/json")?
 ///     .with_persistence(true)
-///     .with_message_type("app1.notifications.orders.created")
-///     .with_app_id("app1")
+///     .with_message_type("app1.notifications.orders.created")?
+///     .with_app_id("app1")?
 ///     .finish();
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Serialize, Default, Clone)]
 pub struct BasicProperties {
@@ -75,6 +81,11 @@ pub struct BasicProperties {
 impl BasicProperties {
     #[allow(clippy::too_many_arguments)]
     /// Returns a new instance.
+    ///
+    /// # Errors
+    ///
+    /// warren: [`ShortStrTooLong`], naming the property, if a string property is longer
+    /// than 255 bytes (it panicked).
     pub fn new(
         content_type: Option<String>,
         content_encoding: Option<String>,
@@ -90,22 +101,24 @@ impl BasicProperties {
         user_id: Option<String>,
         app_id: Option<String>,
         cluster_id: Option<String>,
-    ) -> Self {
+    ) -> Result<Self, ShortStrTooLong> {
         // initial flags
         let mut property_flags = [0u8; 2];
 
         // first byte of flags
         let content_type = match content_type {
             Some(v) => {
+                let v = short_str(v, "content type")?;
                 Self::set_content_type_flag(&mut property_flags);
-                Some(v.try_into().unwrap())
+                Some(v)
             }
             None => None,
         };
         let content_encoding = match content_encoding {
             Some(v) => {
+                let v = short_str(v, "content encoding")?;
                 Self::set_content_encoding_flag(&mut property_flags);
-                Some(v.try_into().unwrap())
+                Some(v)
             }
             None => None,
         };
@@ -132,30 +145,34 @@ impl BasicProperties {
         };
         let correlation_id = match correlation_id {
             Some(v) => {
+                let v = short_str(v, "correlation id")?;
                 Self::set_correlation_id_flag(&mut property_flags);
-                Some(v.try_into().unwrap())
+                Some(v)
             }
             None => None,
         };
         let reply_to = match reply_to {
             Some(v) => {
+                let v = short_str(v, "reply-to")?;
                 Self::set_reply_to_flag(&mut property_flags);
-                Some(v.try_into().unwrap())
+                Some(v)
             }
             None => None,
         };
         let expiration = match expiration {
             Some(v) => {
+                let v = short_str(v, "expiration")?;
                 Self::set_expiration_flag(&mut property_flags);
-                Some(v.try_into().unwrap())
+                Some(v)
             }
             None => None,
         };
         // second byte of flags
         let message_id = match message_id {
             Some(v) => {
+                let v = short_str(v, "message id")?;
                 Self::set_message_id_flag(&mut property_flags);
-                Some(v.try_into().unwrap())
+                Some(v)
             }
             None => None,
         };
@@ -168,33 +185,37 @@ impl BasicProperties {
         };
         let message_type = match message_type {
             Some(v) => {
+                let v = short_str(v, "message type")?;
                 Self::set_message_type_flag(&mut property_flags);
-                Some(v.try_into().unwrap())
+                Some(v)
             }
             None => None,
         };
         let user_id = match user_id {
             Some(v) => {
+                let v = short_str(v, "user id")?;
                 Self::set_user_id_flag(&mut property_flags);
-                Some(v.try_into().unwrap())
+                Some(v)
             }
             None => None,
         };
         let app_id = match app_id {
             Some(v) => {
+                let v = short_str(v, "app id")?;
                 Self::set_app_id_flag(&mut property_flags);
-                Some(v.try_into().unwrap())
+                Some(v)
             }
             None => None,
         };
         let cluster_id = match cluster_id {
             Some(v) => {
+                let v = short_str(v, "cluster id")?;
                 Self::set_cluster_id_flag(&mut property_flags);
-                Some(v.try_into().unwrap())
+                Some(v)
             }
             None => None,
         };
-        Self {
+        Ok(Self {
             property_flags,
             content_type,
             content_encoding,
@@ -210,7 +231,7 @@ impl BasicProperties {
             user_id,
             app_id,
             cluster_id,
-        }
+        })
     }
 
     fn set_content_type_flag(flags: &mut [Octect; 2]) {
@@ -263,10 +284,15 @@ impl BasicProperties {
     /// Chainable setter of content type.
     ///
     /// # Default: [`None`]
-    pub fn with_content_type(&mut self, content_type: &str) -> &mut Self {
+    ///
+    /// # Errors
+    ///
+    /// warren: [`ShortStrTooLong`] if the value is longer than 255 bytes (it panicked);
+    /// the properties are then unchanged.
+    pub fn with_content_type(&mut self, content_type: &str) -> Result<&mut Self, ShortStrTooLong> {
+        self.content_type = Some(short_str(content_type, "content type")?);
         Self::set_content_type_flag(&mut self.property_flags);
-        self.content_type = Some(content_type.to_owned().try_into().unwrap());
-        self
+        Ok(self)
     }
 
     pub fn content_encoding(&self) -> Option<&String> {
@@ -276,10 +302,18 @@ impl BasicProperties {
     /// Chainable setter of content encoding.
     ///
     /// # Default: [`None`]
-    pub fn with_content_encoding(&mut self, content_encoding: &str) -> &mut Self {
+    ///
+    /// # Errors
+    ///
+    /// warren: [`ShortStrTooLong`] if the value is longer than 255 bytes (it panicked);
+    /// the properties are then unchanged.
+    pub fn with_content_encoding(
+        &mut self,
+        content_encoding: &str,
+    ) -> Result<&mut Self, ShortStrTooLong> {
+        self.content_encoding = Some(short_str(content_encoding, "content encoding")?);
         Self::set_content_encoding_flag(&mut self.property_flags);
-        self.content_encoding = Some(content_encoding.to_owned().try_into().unwrap());
-        self
+        Ok(self)
     }
 
     pub fn headers(&self) -> Option<&FieldTable> {
@@ -310,11 +344,14 @@ impl BasicProperties {
     ///
     /// # Example
     /// ```
-    /// # use amqprs::{BasicProperties, DELIVERY_MODE_PERSISTENT};
+    /// # use amqprs::{BasicProperties, ShortStrTooLong, DELIVERY_MODE_PERSISTENT};
+    /// # fn main() -> Result<(), ShortStrTooLong> {
     /// let basic_props = BasicProperties::default()
-    ///     .with_content_type("application/json")
+    ///     .with_content_type("application/json")?
     ///     .with_delivery_mode(DELIVERY_MODE_PERSISTENT)
     ///     .finish();
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn with_delivery_mode(&mut self, delivery_mode: u8) -> &mut Self {
         Self::set_delivery_mode_flag(&mut self.property_flags);
@@ -379,10 +416,18 @@ impl BasicProperties {
     /// `correlation_id`: application correlation identifier
     ///
     /// # Default: [`None`]
-    pub fn with_correlation_id(&mut self, correlation_id: &str) -> &mut Self {
+    ///
+    /// # Errors
+    ///
+    /// warren: [`ShortStrTooLong`] if the value is longer than 255 bytes (it panicked);
+    /// the properties are then unchanged.
+    pub fn with_correlation_id(
+        &mut self,
+        correlation_id: &str,
+    ) -> Result<&mut Self, ShortStrTooLong> {
+        self.correlation_id = Some(short_str(correlation_id, "correlation id")?);
         Self::set_correlation_id_flag(&mut self.property_flags);
-        self.correlation_id = Some(correlation_id.try_into().unwrap());
-        self
+        Ok(self)
     }
 
     pub fn reply_to(&self) -> Option<&String> {
@@ -392,10 +437,15 @@ impl BasicProperties {
     /// Chainable setter of reply_to.
     ///
     /// # Default: [`None`]
-    pub fn with_reply_to(&mut self, reply_to: &str) -> &mut Self {
+    ///
+    /// # Errors
+    ///
+    /// warren: [`ShortStrTooLong`] if the value is longer than 255 bytes (it panicked);
+    /// the properties are then unchanged.
+    pub fn with_reply_to(&mut self, reply_to: &str) -> Result<&mut Self, ShortStrTooLong> {
+        self.reply_to = Some(short_str(reply_to, "reply-to")?);
         Self::set_reply_to_flag(&mut self.property_flags);
-        self.reply_to = Some(reply_to.try_into().unwrap());
-        self
+        Ok(self)
     }
 
     pub fn expiration(&self) -> Option<&String> {
@@ -405,10 +455,15 @@ impl BasicProperties {
     /// Chainable setter of expiration.
     ///
     /// # Default: [`None`]
-    pub fn with_expiration(&mut self, expiration: &str) -> &mut Self {
+    ///
+    /// # Errors
+    ///
+    /// warren: [`ShortStrTooLong`] if the value is longer than 255 bytes (it panicked);
+    /// the properties are then unchanged.
+    pub fn with_expiration(&mut self, expiration: &str) -> Result<&mut Self, ShortStrTooLong> {
+        self.expiration = Some(short_str(expiration, "expiration")?);
         Self::set_expiration_flag(&mut self.property_flags);
-        self.expiration = Some(expiration.try_into().unwrap());
-        self
+        Ok(self)
     }
 
     pub fn message_id(&self) -> Option<&String> {
@@ -417,10 +472,15 @@ impl BasicProperties {
     /// Chainable setter of message_id.
     ///
     /// # Default: [`None`]
-    pub fn with_message_id(&mut self, message_id: &str) -> &mut Self {
+    ///
+    /// # Errors
+    ///
+    /// warren: [`ShortStrTooLong`] if the value is longer than 255 bytes (it panicked);
+    /// the properties are then unchanged.
+    pub fn with_message_id(&mut self, message_id: &str) -> Result<&mut Self, ShortStrTooLong> {
+        self.message_id = Some(short_str(message_id, "message id")?);
         Self::set_message_id_flag(&mut self.property_flags);
-        self.message_id = Some(message_id.try_into().unwrap());
-        self
+        Ok(self)
     }
 
     pub fn timestamp(&self) -> Option<u64> {
@@ -441,10 +501,15 @@ impl BasicProperties {
     /// Chainable setter of message_type.
     ///
     /// # Default: [`None`]
-    pub fn with_message_type(&mut self, message_type: &str) -> &mut Self {
+    ///
+    /// # Errors
+    ///
+    /// warren: [`ShortStrTooLong`] if the value is longer than 255 bytes (it panicked);
+    /// the properties are then unchanged.
+    pub fn with_message_type(&mut self, message_type: &str) -> Result<&mut Self, ShortStrTooLong> {
+        self.message_type = Some(short_str(message_type, "message type")?);
         Self::set_message_type_flag(&mut self.property_flags);
-        self.message_type = Some(message_type.try_into().unwrap());
-        self
+        Ok(self)
     }
     pub fn user_id(&self) -> Option<&String> {
         self.user_id.as_ref().map(|v| v.as_ref())
@@ -452,10 +517,15 @@ impl BasicProperties {
     /// Chainable setter of user_id.
     ///
     /// # Default: [`None`]
-    pub fn with_user_id(&mut self, user_id: &str) -> &mut Self {
+    ///
+    /// # Errors
+    ///
+    /// warren: [`ShortStrTooLong`] if the value is longer than 255 bytes (it panicked);
+    /// the properties are then unchanged.
+    pub fn with_user_id(&mut self, user_id: &str) -> Result<&mut Self, ShortStrTooLong> {
+        self.user_id = Some(short_str(user_id, "user id")?);
         Self::set_user_id_flag(&mut self.property_flags);
-        self.user_id = Some(user_id.try_into().unwrap());
-        self
+        Ok(self)
     }
 
     pub fn app_id(&self) -> Option<&String> {
@@ -464,10 +534,15 @@ impl BasicProperties {
     /// Chainable setter of app_id.
     ///
     /// # Default: [`None`]
-    pub fn with_app_id(&mut self, app_id: &str) -> &mut Self {
+    ///
+    /// # Errors
+    ///
+    /// warren: [`ShortStrTooLong`] if the value is longer than 255 bytes (it panicked);
+    /// the properties are then unchanged.
+    pub fn with_app_id(&mut self, app_id: &str) -> Result<&mut Self, ShortStrTooLong> {
+        self.app_id = Some(short_str(app_id, "app id")?);
         Self::set_app_id_flag(&mut self.property_flags);
-        self.app_id = Some(app_id.try_into().unwrap());
-        self
+        Ok(self)
     }
 
     pub fn cluster_id(&self) -> Option<&String> {
@@ -476,10 +551,15 @@ impl BasicProperties {
     /// Chainable setter of cluster_id.
     ///
     /// # Default: [`None`]
-    pub fn with_cluster_id(&mut self, cluster_id: &str) -> &mut Self {
+    ///
+    /// # Errors
+    ///
+    /// warren: [`ShortStrTooLong`] if the value is longer than 255 bytes (it panicked);
+    /// the properties are then unchanged.
+    pub fn with_cluster_id(&mut self, cluster_id: &str) -> Result<&mut Self, ShortStrTooLong> {
+        self.cluster_id = Some(short_str(cluster_id, "cluster id")?);
         Self::set_cluster_id_flag(&mut self.property_flags);
-        self.cluster_id = Some(cluster_id.try_into().unwrap());
-        self
+        Ok(self)
     }
 
     /// Finish chaining and returns a new instance according to chained configurations.
@@ -679,7 +759,7 @@ impl fmt::Display for BasicProperties {
 mod tests {
     use amqp_serde::types::FieldTable;
 
-    use crate::{BasicProperties, DELIVERY_MODE_TRANSIENT};
+    use crate::{BasicProperties, ShortStrTooLong, DELIVERY_MODE_TRANSIENT};
 
     #[test]
     fn test_basic_properties_internal_flags() {
@@ -698,7 +778,8 @@ mod tests {
             Some("user".to_owned()),
             Some("app".to_owned()),
             Some("my_cluster".to_owned()),
-        );
+        )
+        .unwrap();
 
         assert_eq!([0xff, 0xfc], props.property_flags);
 
@@ -717,13 +798,56 @@ mod tests {
             None,
             Some("app".to_owned()),
             None,
-        );
+        )
+        .unwrap();
         assert_eq!([0x88, 0x88], props.property_flags);
 
-        props.with_content_encoding("utf8");
+        props.with_content_encoding("utf8").unwrap();
         assert_eq!([0xC8, 0x88], props.property_flags);
 
         props.with_timestamp(1674404425);
         assert_eq!([0xC8, 0xC8], props.property_flags);
+    }
+
+    // warren: a message id of 256 bytes panicked `new` (try_into().unwrap())
+    #[test]
+    fn a_message_id_of_256_bytes_is_an_error() {
+        let error = BasicProperties::new(
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some("x".repeat(256)),
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            error,
+            ShortStrTooLong {
+                what: "message id",
+                len: 256
+            }
+        );
+    }
+
+    // warren: the setters refuse too long a value and leave the properties as they were
+    #[test]
+    fn a_setter_refuses_too_long_a_value_and_changes_nothing() {
+        let mut props = BasicProperties::default();
+        let error = props.with_reply_to(&"q".repeat(300)).unwrap_err();
+        assert_eq!((error.what, error.len), ("reply-to", 300));
+        assert_eq!(props.reply_to(), None);
+        assert_eq!([0, 0], props.property_flags);
+
+        props.with_reply_to(&"q".repeat(255)).unwrap();
+        assert_eq!(props.reply_to().map(String::len), Some(255));
     }
 }

@@ -72,6 +72,8 @@ mod error;
 mod heartbeat;
 mod method;
 mod protocol_header;
+// warren: checked conversions into AMQP short and long strings
+mod short_str;
 
 pub use constants::*;
 pub use content_body::*;
@@ -80,6 +82,7 @@ pub use error::*;
 pub use heartbeat::*;
 pub use method::*;
 pub use protocol_header::*;
+pub use short_str::*;
 
 /////////////////////////////////////////////////////////////////
 impl_frame! {

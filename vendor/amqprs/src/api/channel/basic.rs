@@ -12,9 +12,9 @@ use crate::{
     },
     consumer::BlockingConsumer,
     frame::{
-        Ack, BasicProperties, Cancel, CancelOk, Consume, ConsumeOk, ContentBody, ContentHeader,
-        ContentHeaderCommon, Frame, Get, GetOk, Nack, Publish, Qos, QosOk, Recover, RecoverOk,
-        Reject,
+        short_str, Ack, BasicProperties, Cancel, CancelOk, Consume, ConsumeOk, ContentBody,
+        ContentHeader, ContentHeaderCommon, Frame, Get, GetOk, Nack, Publish, Qos, QosOk, Recover,
+        RecoverOk, Reject,
     },
 };
 
@@ -578,10 +578,11 @@ impl Channel {
             no_wait,
             arguments,
         } = args;
+        // warren: a value over 255 bytes is an error (Error::ShortStrTooLong), not a panic
         let mut consume = Consume::new(
             0,
-            queue.try_into().unwrap(),
-            consumer_tag.clone().try_into().unwrap(),
+            short_str(queue, "queue name")?,
+            short_str(consumer_tag.clone(), "consumer tag")?,
             arguments,
         );
         consume.set_no_local(no_local);
@@ -831,7 +832,8 @@ impl Channel {
             no_wait,
         } = args;
 
-        let cancel = Cancel::new(consumer_tag.clone().try_into().unwrap(), no_wait);
+        // warren: a value over 255 bytes is an error (Error::ShortStrTooLong), not a panic
+        let cancel = Cancel::new(short_str(consumer_tag.clone(), "consumer tag")?, no_wait);
 
         let consumer_tag = if args.no_wait {
             self.shared
@@ -868,7 +870,8 @@ impl Channel {
     ///
     /// Returns error if any failure in comunication with server.
     pub async fn basic_get(&self, args: BasicGetArguments) -> Result<Option<GetMessage>> {
-        let get = Get::new(0, args.queue.try_into().unwrap(), args.no_ack);
+        // warren: a value over 255 bytes is an error (Error::ShortStrTooLong), not a panic
+        let get = Get::new(0, short_str(args.queue, "queue name")?, args.no_ack);
 
         let (tx, mut rx) = mpsc::unbounded_channel();
         let command = RegisterGetContentResponder { tx };
@@ -950,10 +953,11 @@ impl Channel {
         content: Vec<u8>,
         args: BasicPublishArguments,
     ) -> Result<()> {
+        // warren: a value over 255 bytes is an error (Error::ShortStrTooLong), not a panic
         let mut publish = Publish::new(
             0,
-            args.exchange.try_into().unwrap(),
-            args.routing_key.try_into().unwrap(),
+            short_str(args.exchange, "exchange name")?,
+            short_str(args.routing_key, "routing key")?,
         );
         publish.set_mandatory(args.mandatory);
         publish.set_immediate(args.immediate);
@@ -1101,6 +1105,7 @@ mod tests {
 
             let basic_properties = BasicProperties::default()
                 .with_content_type("application/json;charset=utf-8")
+                .unwrap()
                 .with_persistence(true)
                 .finish();
 

@@ -1,6 +1,8 @@
 use crate::{
     api::{error::Error, FieldTable},
-    frame::{Bind, BindOk, Declare, DeclareOk, Delete, DeleteOk, Frame, Unbind, UnbindOk},
+    frame::{
+        short_str, Bind, BindOk, Declare, DeclareOk, Delete, DeleteOk, Frame, Unbind, UnbindOk,
+    },
 };
 use std::borrow::ToOwned;
 use std::fmt::{Debug, Display, Formatter};
@@ -404,10 +406,11 @@ impl Channel {
     ///
     /// Returns error if any failure in comunication with server.
     pub async fn exchange_declare(&self, args: ExchangeDeclareArguments) -> Result<()> {
+        // warren: a value over 255 bytes is an error (Error::ShortStrTooLong), not a panic
         let mut declare = Declare::new(
             0,
-            args.exchange.try_into().unwrap(),
-            args.exchange_type.try_into().unwrap(),
+            short_str(args.exchange, "exchange name")?,
+            short_str(args.exchange_type, "exchange type")?,
             args.arguments,
         );
 
@@ -442,7 +445,8 @@ impl Channel {
     ///
     /// Returns error if any failure in comunication with server.
     pub async fn exchange_delete(&self, args: ExchangeDeleteArguments) -> Result<()> {
-        let mut delete = Delete::new(0, args.exchange.try_into().unwrap());
+        // warren: a value over 255 bytes is an error (Error::ShortStrTooLong), not a panic
+        let mut delete = Delete::new(0, short_str(args.exchange, "exchange name")?);
         delete.set_if_unused(args.if_unused);
         delete.set_no_wait(args.no_wait);
         if args.no_wait {
@@ -470,11 +474,12 @@ impl Channel {
     ///
     /// Returns error if any failure in comunication with server.
     pub async fn exchange_bind(&self, args: ExchangeBindArguments) -> Result<()> {
+        // warren: a value over 255 bytes is an error (Error::ShortStrTooLong), not a panic
         let bind = Bind::new(
             0,
-            args.destination.try_into().unwrap(),
-            args.source.try_into().unwrap(),
-            args.routing_key.try_into().unwrap(),
+            short_str(args.destination, "destination exchange name")?,
+            short_str(args.source, "source exchange name")?,
+            short_str(args.routing_key, "routing key")?,
             args.no_wait,
             args.arguments,
         );
@@ -503,11 +508,12 @@ impl Channel {
     ///
     /// Returns error if any failure in comunication with server.
     pub async fn exchange_unbind(&self, args: ExchangeUnbindArguments) -> Result<()> {
+        // warren: a value over 255 bytes is an error (Error::ShortStrTooLong), not a panic
         let unbind = Unbind::new(
             0,
-            args.destination.try_into().unwrap(),
-            args.source.try_into().unwrap(),
-            args.routing_key.try_into().unwrap(),
+            short_str(args.destination, "destination exchange name")?,
+            short_str(args.source, "source exchange name")?,
+            short_str(args.routing_key, "routing key")?,
             args.no_wait,
             args.arguments,
         );

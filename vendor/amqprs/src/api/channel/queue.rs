@@ -4,8 +4,8 @@ use super::Channel;
 use crate::{
     api::{error::Error, FieldTable, Result},
     frame::{
-        BindQueue, BindQueueOk, DeclareQueue, DeclareQueueOk, DeleteQueue, DeleteQueueOk, Frame,
-        PurgeQueue, PurgeQueueOk, UnbindQueue, UnbindQueueOk,
+        short_str, BindQueue, BindQueueOk, DeclareQueue, DeclareQueueOk, DeleteQueue,
+        DeleteQueueOk, Frame, PurgeQueue, PurgeQueueOk, UnbindQueue, UnbindQueueOk,
     },
 };
 
@@ -375,7 +375,9 @@ impl Channel {
         &self,
         args: QueueDeclareArguments,
     ) -> Result<Option<(String, AmqpMessageCount, u32)>> {
-        let mut declare = DeclareQueue::new(0, args.queue.try_into().unwrap(), args.arguments);
+        // warren: a value over 255 bytes is an error (Error::ShortStrTooLong), not a panic
+        let mut declare =
+            DeclareQueue::new(0, short_str(args.queue, "queue name")?, args.arguments);
         declare.set_passive(args.passive);
         declare.set_durable(args.durable);
         declare.set_exclusive(args.exclusive);
@@ -410,11 +412,12 @@ impl Channel {
     ///
     /// Returns error if any failure in comunication with server.
     pub async fn queue_bind(&self, args: QueueBindArguments) -> Result<()> {
+        // warren: a value over 255 bytes is an error (Error::ShortStrTooLong), not a panic
         let bind = BindQueue::new(
             0,
-            args.queue.try_into().unwrap(),
-            args.exchange.try_into().unwrap(),
-            args.routing_key.try_into().unwrap(),
+            short_str(args.queue, "queue name")?,
+            short_str(args.exchange, "exchange name")?,
+            short_str(args.routing_key, "routing key")?,
             args.no_wait,
             args.arguments,
         );
@@ -448,7 +451,8 @@ impl Channel {
     ///
     /// Returns error if any failure in comunication with server.
     pub async fn queue_purge(&self, args: QueuePurgeArguments) -> Result<Option<AmqpMessageCount>> {
-        let purge = PurgeQueue::new(0, args.queue.try_into().unwrap(), args.no_wait);
+        // warren: a value over 255 bytes is an error (Error::ShortStrTooLong), not a panic
+        let purge = PurgeQueue::new(0, short_str(args.queue, "queue name")?, args.no_wait);
 
         if args.no_wait {
             self.shared
@@ -482,7 +486,8 @@ impl Channel {
         &self,
         args: QueueDeleteArguments,
     ) -> Result<Option<AmqpMessageCount>> {
-        let mut delete = DeleteQueue::new(0, args.queue.try_into().unwrap());
+        // warren: a value over 255 bytes is an error (Error::ShortStrTooLong), not a panic
+        let mut delete = DeleteQueue::new(0, short_str(args.queue, "queue name")?);
         delete.set_if_unused(args.if_unused);
         delete.set_if_empty(args.if_empty);
         delete.set_no_wait(args.no_wait);
@@ -511,11 +516,12 @@ impl Channel {
     ///
     /// Returns error if any failure in comunication with server.
     pub async fn queue_unbind(&self, args: QueueUnbindArguments) -> Result<()> {
+        // warren: a value over 255 bytes is an error (Error::ShortStrTooLong), not a panic
         let unbind = UnbindQueue::new(
             0,
-            args.queue.try_into().unwrap(),
-            args.exchange.try_into().unwrap(),
-            args.routing_key.try_into().unwrap(),
+            short_str(args.queue, "queue name")?,
+            short_str(args.exchange, "exchange name")?,
+            short_str(args.routing_key, "routing key")?,
             args.arguments,
         );
 

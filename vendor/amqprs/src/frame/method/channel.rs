@@ -12,7 +12,8 @@ pub struct OpenChannel {
 impl OpenChannel {
     pub(crate) fn new() -> Self {
         Self {
-            out_of_band: "".try_into().unwrap(),
+            // warren: the empty default, without an unwrap
+            out_of_band: ShortStr::default(),
         }
     }
 }

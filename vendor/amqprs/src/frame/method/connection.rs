@@ -1,7 +1,9 @@
 use std::fmt;
 
-use crate::frame::REPLY_SUCCESS;
-use amqp_serde::types::{AmqpPeerProperties, LongStr, LongUint, Octect, ShortStr, ShortUint};
+use crate::frame::{literal, REPLY_SUCCESS};
+use amqp_serde::types::{
+    AmqpPeerProperties, ByteArray, LongStr, LongUint, Octect, ShortStr, ShortUint,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -17,7 +19,10 @@ pub struct Start {
 pub struct StartOk {
     client_properties: AmqpPeerProperties,
     machanisms: ShortStr,
-    response: LongStr,
+    /// warren: bytes, not a string: AMQPLAIN's response holds binary length prefixes,
+    /// which are not UTF-8 once a username or password is 128 bytes or longer (it
+    /// panicked converting them to a String). Same wire format as a long string.
+    response: ByteArray,
     locale: ShortStr,
 }
 
@@ -25,7 +30,7 @@ impl StartOk {
     pub fn new(
         client_properties: AmqpPeerProperties,
         machanisms: ShortStr,
-        response: LongStr,
+        response: ByteArray,
         locale: ShortStr,
     ) -> Self {
         Self {
@@ -37,16 +42,8 @@ impl StartOk {
     }
 }
 
-impl Default for StartOk {
-    fn default() -> Self {
-        Self {
-            client_properties: AmqpPeerProperties::new(),
-            machanisms: "PLAIN".try_into().unwrap(),
-            response: "\0guest\0guest".try_into().unwrap(),
-            locale: "en_US".try_into().unwrap(),
-        }
-    }
-}
+// warren: no `Default` for StartOk (guest/guest credentials, unused, and a bytes
+// response has no infallible constructor).
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Tune {
@@ -111,7 +108,7 @@ impl Open {
 impl Default for Open {
     fn default() -> Self {
         Self {
-            virtual_host: "/".try_into().unwrap(),
+            virtual_host: literal("/"), // warren: without an unwrap
             capabilities: ShortStr::default(),
             insist: 0,
         }
