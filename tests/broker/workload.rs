@@ -326,10 +326,11 @@ async fn a_sub_millisecond_processing_delay_is_applied_to_every_message() {
 async fn auto_ack_loses_only_what_the_broker_held_when_it_closed_the_consumer_connection() {
     let scratch = Scratch::new("auto-ack-close");
     let mut cluster = node(&scratch).await;
-    // Bound by messages (4 s at 2,000 msg/s, 8 s to consume): the consumer is still there
-    // to close however long rabbitmqctl takes on a loaded machine.
+    // Bound by messages (4 s at 2,000 msg/s, 40 s to consume at 5 ms each): the consumer
+    // is still there to close while rabbitmqctl lists connections on a loaded machine
+    // (with both cores busy, 8 s of consuming once ended first).
     let plan = plan(
-        "name = \"auto-ack-close\"\nmessages = 8000\ndrain_timeout = \"60s\"\n[publishers]\nrate = 2000\nsize = 100\n[consumers]\nack = \"auto\"\nprocessing_delay = \"1ms\"\n",
+        "name = \"auto-ack-close\"\nmessages = 8000\ndrain_timeout = \"300s\"\n[publishers]\nrate = 2000\nsize = 100\n[consumers]\nack = \"auto\"\nprocessing_delay = \"5ms\"\n",
     );
     let (handle, mut progress) = start(&plan, &cluster, Sabotage::default());
     until_delivered(&mut progress, 500).await;
@@ -642,11 +643,8 @@ async fn connection_blocked_and_unblocked_are_recorded() {
     let scratch = Scratch::new("blocked");
     let cluster = node(&scratch).await;
     let name = cluster.specs()[0].name.clone();
-    // Bound by messages (12 s at 500 msg/s), not by time: whatever rabbitmqctl takes to
-    // set and clear the alarm on a loaded machine, publishing goes on after it clears.
-    let plan = plan("name = \"blocked\"\nmessages = 6000\n[publishers]\nrate = 500\nsize = 100\n");
-    let (handle, mut progress) = start(&plan, &cluster, Sabotage::default());
-    until_delivered(&mut progress, 300).await;
+    // The alarm is raised before the run starts, so publishing cannot end before it
+    // (with both cores busy, setting it once took longer than the 12 s of messages).
     let timeout = Duration::from_secs(30);
     cluster
         .ctl()
@@ -657,9 +655,17 @@ async fn connection_blocked_and_unblocked_are_recorded() {
         )
         .await
         .unwrap();
-    let blocked_at = progress.borrow().totals.fresh;
-    // The fault lasts 2 s.
+    let plan = plan("name = \"blocked\"\nmessages = 6000\n[publishers]\nrate = 500\nsize = 100\n");
+    let (handle, mut progress) = start(&plan, &cluster, Sabotage::default());
+    // A publish reached the blocked broker; the alarm lasts 2 s more.
+    let waited = tokio::time::timeout(
+        Duration::from_secs(120),
+        progress.wait_for(|line| line.totals.sent >= 1),
+    )
+    .await;
+    assert!(waited.is_ok_and(|r| r.is_ok()), "nothing was published");
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let blocked_at = progress.borrow().totals.fresh;
     cluster
         .ctl()
         .run(&name, &["set_vm_memory_high_watermark", "0.4"], timeout)
