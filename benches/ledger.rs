@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use warren::ledger::{DeliveryShard, Evidence, PublishLedger, decide};
+use warren::message::{self, HEADER_LEN, Header};
 use warren::metrics::latency::Latencies;
 use warren::seeded::splitmix;
-use warren::workload::message::{self, HEADER_LEN, Header};
 
 /// How messages arrive at the consumer.
 #[derive(Clone, Copy)]

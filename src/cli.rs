@@ -139,8 +139,8 @@ pub struct RunArgs {
 
     /// Run share I of N workers of one run (0-based; worker 0 declares the topology and
     /// injects node faults) [env: JOB_COMPLETION_INDEX and WARREN_WORKERS]
-    #[arg(long, value_name = "I/N", value_parser = crate::workers::Share::parse)]
-    pub worker: Option<crate::workers::Share>,
+    #[arg(long, value_name = "I/N", value_parser = crate::share::Share::parse)]
+    pub worker: Option<crate::share::Share>,
 
     /// The id the workers of one run share (letters, digits, '.', '_', '-') [env: WARREN_RUN_ID]
     #[arg(long, value_name = "ID")]
@@ -169,7 +169,7 @@ pub struct RunArgs {
     /// Serve live Prometheus metrics (OpenMetrics text at /metrics) on this address while
     /// the run goes: 127.0.0.1:9464, localhost:9464, [::1]:9464 or :9464 (every
     /// interface); port 0 picks a free one [default: the scenario's report.metrics_listen]
-    #[arg(long, value_name = "ADDR", value_parser = crate::exporter::parse_listen)]
+    #[arg(long, value_name = "ADDR", value_parser = crate::listen::parse_listen)]
     pub metrics_listen: Option<std::net::SocketAddr>,
 
     /// After the run, keep serving metrics until Prometheus has scraped the final figures

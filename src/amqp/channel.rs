@@ -17,8 +17,7 @@ use futures_util::Stream;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::confirms::{Answer, Confirms};
-use super::connection::ConnectionState;
-use super::failure::{CLOSE_WITHIN, EndReason, Failure};
+use super::failure::{CLOSE_WITHIN, ConnectionState, EndReason, Failure};
 use crate::scenario::{ExchangeKind as PlanExchangeKind, QueueArgument, QueueType};
 
 /// How the broker answered one publish.

@@ -10,7 +10,7 @@ use amqprs::{Close, channel::Channel};
 use tokio::sync::mpsc;
 
 use super::channel::AmqpChannel;
-use super::failure::{CLOSE_WITHIN, EndReason, Failure};
+use super::failure::{CLOSE_WITHIN, ConnectionState, Failure};
 use super::tls::TlsClient;
 use crate::redact::{BrokerUri, redact};
 
@@ -71,13 +71,6 @@ pub enum ConnectionEvent {
     Unblocked,
     /// The connection failed.
     Failed(String),
-}
-
-/// What a connection shares with its channels and the client's callbacks.
-#[derive(Debug, Default)]
-pub(super) struct ConnectionState {
-    /// Why the broker closed the connection, once it has.
-    pub(super) ended: EndReason,
 }
 
 /// The client's callbacks for one connection: they turn the broker's connection.close,

@@ -4,6 +4,9 @@
 
 use std::sync::Mutex;
 
+/// How long opening a channel (with confirm.select and the declarations) may take.
+pub const OPEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long a polite close may wait for the broker's answer.
 pub const CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -92,6 +95,13 @@ impl Failure {
     pub(super) fn from_connection_close(code: u16, text: &str) -> Self {
         Self::connection_lost(format!("connection closed by the broker: {code} {text}"))
     }
+}
+
+/// What a connection shares with its channels and the client's callbacks.
+#[derive(Debug, Default)]
+pub(super) struct ConnectionState {
+    /// Why the broker closed the connection, once it has.
+    pub(super) ended: EndReason,
 }
 
 /// Why a channel or a connection ended, once it has. The client's callbacks record it

@@ -20,6 +20,6 @@ pub use connection::{
     AmqpConnection, AmqpError, ConnectOptions, ConnectionEvent, connect, connect_with,
 };
 pub use endpoints::Endpoints;
-pub use failure::{CLOSE_WITHIN, Failure, FailureKind, within};
+pub use failure::{CLOSE_WITHIN, Failure, FailureKind, OPEN_WITHIN, within};
 pub use probe::{ServerInfo, probe, probe_uri};
 pub use tls::{Identity, TlsClient, TlsFileError, TlsSettings, Trust};

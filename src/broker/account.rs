@@ -7,7 +7,6 @@ use std::path::Path;
 use nix::unistd::{Gid, Uid, User, chown};
 
 use super::BrokerError;
-use super::rootfs::RabbitRoot;
 
 /// Who owns a managed node's files and processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -21,16 +20,12 @@ pub struct Account {
 }
 
 impl Account {
-    /// The account for private nodes started from `root` (this machine's install when
-    /// `None`).
+    /// The account for private nodes started from this machine's own install (another
+    /// root's is [`super::rootfs::RabbitRoot::service_account`]).
     ///
     /// # Errors
-    /// [`BrokerError::NoServiceUser`] when warren runs as root and no `rabbitmq` user exists;
-    /// [`BrokerError::BadRoot`] when the other root has none.
-    pub fn for_nodes(root: Option<&RabbitRoot>) -> Result<Self, BrokerError> {
-        if let Some(root) = root {
-            return root.service_account();
-        }
+    /// [`BrokerError::NoServiceUser`] when warren runs as root and no `rabbitmq` user exists.
+    pub fn of_this_machine() -> Result<Self, BrokerError> {
         if !Uid::effective().is_root() {
             return Ok(Self {
                 uid: Uid::effective().as_raw(),

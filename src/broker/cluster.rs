@@ -84,7 +84,7 @@ impl ManagedCluster {
             .map(RabbitRoot::open)
             .transpose()?;
         let install = RabbitInstall::locate(root.as_ref())?;
-        let account = Account::for_nodes(root.as_ref())?;
+        let account = RabbitRoot::node_account(root.as_ref())?;
         let amqp_ports = match options.first_port {
             Some(first) => {
                 let ports: Vec<u16> = (0..options.nodes as u16).map(|i| first + i).collect();

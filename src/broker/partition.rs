@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::faults::Registry;
+use crate::toxiproxy::Registry;
 
 /// A node's host name in a partitionable cluster.
 pub fn host_name(index: usize) -> String {

@@ -69,6 +69,19 @@ impl RabbitRoot {
         self.path.join(inside.strip_prefix("/").unwrap_or(inside))
     }
 
+    /// The account for private nodes started from `root`, or from this machine's own
+    /// install when `None`.
+    ///
+    /// # Errors
+    /// [`BrokerError::BadRoot`] when the other root has no `rabbitmq` user;
+    /// [`BrokerError::NoServiceUser`] when warren runs as root and this machine has none.
+    pub fn node_account(root: Option<&Self>) -> Result<Account, BrokerError> {
+        match root {
+            Some(root) => root.service_account(),
+            None => Account::of_this_machine(),
+        }
+    }
+
     /// The root's `rabbitmq` user, from its /etc/passwd, by number (its names mean nothing
     /// on this side): the account its nodes run as.
     ///

@@ -113,7 +113,7 @@ impl BrokerState {
             install: super::install::RabbitInstall::locate(root.as_ref())?,
             home: self.base_dir.clone(),
             epmd_port: self.epmd_port,
-            account: super::account::Account::for_nodes(root.as_ref())?,
+            account: super::rootfs::RabbitRoot::node_account(root.as_ref())?,
         };
         ctl.run(node, args, std::time::Duration::from_secs(60))
             .await

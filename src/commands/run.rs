@@ -440,25 +440,25 @@ fn refuse_a_second_run(
 fn worker_run(args: &RunArgs) -> Result<Option<crate::workload::WorkerRun>, UsageError> {
     let share = match args.worker {
         Some(share) => Some(share),
-        None => crate::workers::Share::from_env().map_err(UsageError)?,
+        None => crate::share::Share::from_env().map_err(UsageError)?,
     };
     let Some(share) = share else {
         return Ok(None);
     };
     let attempt =
-        crate::workers::attempt_from_vars(|name| std::env::var(name).ok()).map_err(UsageError)?;
-    let share = crate::workers::Share { attempt, ..share };
+        crate::share::attempt_from_vars(|name| std::env::var(name).ok()).map_err(UsageError)?;
+    let share = crate::share::Share { attempt, ..share };
     let run_id = args
         .run_id
         .clone()
-        .or_else(|| std::env::var(crate::workers::RUN_ID_VAR).ok())
+        .or_else(|| std::env::var(crate::share::RUN_ID_VAR).ok())
         .ok_or_else(|| {
             UsageError(format!(
                 "worker {share}: the workers of a run share a run id; give --run-id ID or ${}",
-                crate::workers::RUN_ID_VAR
+                crate::share::RUN_ID_VAR
             ))
         })?;
-    let run = crate::workers::RunName::parse(&run_id).map_err(UsageError)?;
+    let run = crate::share::RunName::parse(&run_id).map_err(UsageError)?;
     Ok(Some(crate::workload::WorkerRun {
         share,
         run,

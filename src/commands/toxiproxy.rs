@@ -6,7 +6,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::ToxiproxyArgs;
 use crate::exit::{Exit, UsageError};
-use crate::faults::{Registry, api};
+use crate::toxiproxy::{Registry, api};
 
 /// Serves the API until Ctrl-C, then deletes every proxy.
 ///

@@ -6,4 +6,4 @@ pub mod live;
 pub mod server;
 
 pub use live::{EndFigures, LiveMetrics, Tasks};
-pub use server::{Ending, MetricsServer, parse_listen};
+pub use server::{Ending, MetricsServer};

@@ -2,12 +2,12 @@
 //! consumers), made in warren's embedded proxy engine (in process) or on a real
 //! Toxiproxy, and the faults applied to them and taken back.
 
-use super::client::{RemoteToxiproxy, ToxiproxyError};
-use super::control::ProxyControl;
-use super::proxy::Registry;
-use super::toxics::{Stream, ToxicKind};
 use crate::redact::BrokerUri;
 use crate::scenario::{FaultAction, Plan, StreamDirection, Toxic, TrafficPath};
+use crate::toxiproxy::client::{RemoteToxiproxy, ToxiproxyError};
+use crate::toxiproxy::control::ProxyControl;
+use crate::toxiproxy::proxy::Registry;
+use crate::toxiproxy::toxics::{Stream, ToxicKind};
 
 /// The proxies of a run and the server that holds them.
 pub struct NetworkFaults {

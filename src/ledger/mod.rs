@@ -11,6 +11,6 @@ pub mod verdict;
 pub use dead_letters::{DeadLetterShard, DeathReason};
 pub use delivery::DeliveryShard;
 pub use publish::PublishLedger;
-pub use queues::{QueueEvidence, QueueRecords, QueueVerdict, decide_queues};
+pub use queues::{QueueEvidence, QueueRecords, decide_queues};
 pub use seqset::SeqSet;
-pub use verdict::{Counts, Evidence, ProducerVerdict, Verdict, decide};
+pub use verdict::{Counts, Evidence, ProducerVerdict, QueueVerdict, Verdict, decide};

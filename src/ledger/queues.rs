@@ -4,33 +4,10 @@
 //! losing it in one is a loss even when the others delivered it. The run's verdict is the
 //! exact sum of its queues'.
 
-use serde::{Deserialize, Serialize};
-
 use super::dead_letters::DeadLetterShard;
 use super::delivery::{DeliveryShard, SAMPLES};
 use super::publish::PublishLedger;
-use super::verdict::{Counts, Evidence, ProducerVerdict, Verdict, add, decide};
-
-/// What one queue of the run was, and its verdict (verdict.json `queues`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct QueueVerdict {
-    /// The queue's name on the broker.
-    pub name: String,
-    /// The node it was placed on (its leader, for a replicated queue), when known.
-    pub node: Option<String>,
-    /// classic, quorum or stream.
-    #[serde(rename = "type")]
-    pub queue_type: String,
-    /// The same totals as the run's, for this queue alone.
-    pub totals: Counts,
-    pub foreign: u64,
-    pub corrupted: u64,
-    pub deliveries: u64,
-    /// Whether order was promised here (one consumer, manual acks) and therefore checked.
-    pub order_checked: bool,
-    /// Per producer whose messages were routed here (or arrived here anyway).
-    pub producers: Vec<ProducerVerdict>,
-}
+use super::verdict::{Counts, Evidence, ProducerVerdict, QueueVerdict, Verdict, add, decide};
 
 /// Everything recorded about one queue's messages.
 pub struct QueueEvidence<'a> {

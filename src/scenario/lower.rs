@@ -498,7 +498,7 @@ fn report(c: &mut Checker<'_>, section: ReportSection) -> ReportPlan {
         );
     }
     let metrics_listen = section.metrics_listen.and_then(|text| {
-        crate::exporter::parse_listen(&text)
+        crate::listen::parse_listen(&text)
             .map_err(|expected| c.error("report.metrics_listen", format!(" = {expected}")))
             .ok()
     });

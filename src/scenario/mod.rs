@@ -33,7 +33,7 @@ use file::ScenarioFile;
 use source::{FieldSpans, Source, join};
 
 /// The smallest message body: warren's message header (with its checksum).
-pub const MIN_BODY_SIZE: u64 = crate::workload::message::HEADER_LEN as u64;
+pub const MIN_BODY_SIZE: u64 = crate::message::HEADER_LEN as u64;
 
 /// The largest message body RabbitMQ accepts by default (max_message_size, 128 MiB).
 pub const MAX_BODY_SIZE: u64 = 128 * 1024 * 1024;

@@ -11,13 +11,13 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::Share;
 use crate::broker::NodeInfo;
 use crate::events::Event;
 use crate::faults::runner::FaultRecord;
 use crate::ledger::{DeadLetterShard, DeliveryShard, PublishLedger};
 use crate::metrics::activity::Activity;
 use crate::metrics::series::Series;
+use crate::share::Share;
 use crate::workload::coordination::ClockSync;
 use crate::workload::{CpuTime, DrainResult, FinalReadReport, WorkloadOutcome};
 

@@ -8,17 +8,18 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use roaring::RoaringBitmap;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::link::Link;
-use super::message::{self, DecodeError};
 use super::progress::ConsumerCounters;
-use super::thread_records::SharedRecords;
+use super::thread_records::{Seen, SharedRecords};
 use super::topology::Topology;
-use crate::amqp::{AmqpChannel, Deliveries, Delivery, Failure, FailureKind, StreamStart, within};
+use crate::amqp::{
+    AmqpChannel, Deliveries, Delivery, Failure, FailureKind, OPEN_WITHIN, StreamStart, within,
+};
 use crate::events::{EventKind, EventLog};
+use crate::message::{self, DecodeError};
 use crate::metrics::Clock;
 use crate::metrics::activity::Activity;
 use crate::precise_timer::PreciseTimer;
@@ -44,10 +45,6 @@ pub struct Sabotage {
     /// broker dead-letters it.
     pub reject_every: Option<u64>,
 }
-
-/// What a task has seen so far: per queue it read (an index into the topology's queues),
-/// the sequence numbers of each producer.
-pub type Seen = Vec<(u32, Vec<RoaringBitmap>)>;
 
 /// A request for what a task has seen so far.
 pub type SnapshotRequest = oneshot::Sender<Seen>;
@@ -252,7 +249,7 @@ impl Consumer {
             );
         }
         match within(
-            super::publisher::OPEN_WITHIN,
+            OPEN_WITHIN,
             "checking the queue",
             channel.ready_messages(queue),
         )
@@ -283,7 +280,7 @@ impl Consumer {
         &self,
         connection: &crate::amqp::AmqpConnection,
     ) -> Result<(AmqpChannel, Deliveries), Failure> {
-        within(super::publisher::OPEN_WITHIN, "opening a channel", async {
+        within(OPEN_WITHIN, "opening a channel", async {
             let channel = connection.open_channel().await?;
             let manual = self.setup.plan.ack == AckMode::Manual;
             if manual {
@@ -441,7 +438,7 @@ impl Consumer {
         let queue = self.queue_name();
         let quiet = stall_timeout.as_secs_f64();
         match within(
-            stall_timeout.min(super::publisher::OPEN_WITHIN),
+            stall_timeout.min(OPEN_WITHIN),
             "checking the queue",
             channel.queue_status(queue),
         )

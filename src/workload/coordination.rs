@@ -24,7 +24,7 @@ use super::link::Link;
 use crate::amqp::Endpoints;
 use crate::amqp::{AmqpChannel, Deliveries, PublishTarget};
 use crate::events::EventLog;
-use crate::workers::{RunName, Share};
+use crate::share::{RunName, Share};
 
 /// How often a worker repeats its announcement.
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(200);

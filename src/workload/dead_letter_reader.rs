@@ -12,12 +12,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::consumer::SnapshotRequest;
 use super::link::Link;
-use super::message::{self, DecodeError};
 use super::topology::{DeadLetters, Topology};
 use crate::amqp::Endpoints;
 use crate::amqp::{AmqpChannel, Deliveries, Delivery, Failure, FailureKind, within};
 use crate::events::{EventKind, EventLog};
 use crate::ledger::{DeadLetterShard, DeathReason};
+use crate::message::{self, DecodeError};
 
 /// Dead letters held unacknowledged at most.
 const PREFETCH: u16 = 500;

@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use super::link::Link;
-use super::message::{self, DecodeError};
 use super::topology::Topology;
 use crate::amqp::Endpoints;
 use crate::amqp::{AmqpChannel, Deliveries, Delivery, Failure, FailureKind, QueueStatus, within};
 use crate::events::{EventKind, EventLog};
 use crate::ledger::DeliveryShard;
+use crate::message::{self, DecodeError};
 use crate::scenario::{Plan, QueueType};
 
 /// Deliveries the final reader holds unacknowledged at most.

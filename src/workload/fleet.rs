@@ -21,7 +21,7 @@ use crate::amqp::Endpoints;
 use crate::events::{EventKind, EventLog};
 use crate::metrics::Clock;
 use crate::scenario::{AckMode, BodySize, Plan};
-use crate::workers::Share;
+use crate::share::Share;
 
 /// How long closing every connection at the end may take in all.
 const CLOSE_ALL_WITHIN: Duration = Duration::from_secs(10);

@@ -13,7 +13,6 @@ mod fleet;
 mod inflight;
 pub(crate) mod judge;
 pub mod link;
-pub mod message;
 mod outcome;
 pub mod pacing;
 pub mod progress;
@@ -44,7 +43,7 @@ use crate::ledger::{DeadLetterShard, DeliveryShard, PublishLedger};
 use crate::metrics::Clock;
 use crate::redact::BrokerUri;
 use crate::scenario::Plan;
-use crate::workers::Share;
+use crate::share::Share;
 use collector::Collector;
 use coordination::{Coordination, Phase};
 pub(crate) use setup::SetupChannel;
@@ -90,8 +89,8 @@ pub struct WorkloadOptions {
 /// How a worker takes part in a shared run.
 #[derive(Debug, Clone)]
 pub struct WorkerRun {
-    pub share: crate::workers::Share,
-    pub run: crate::workers::RunName,
+    pub share: crate::share::Share,
+    pub run: crate::share::RunName,
     /// How long it waits for the other workers at each meeting.
     pub barrier_timeout: Duration,
 }
@@ -100,8 +99,8 @@ pub struct WorkerRun {
 /// the verdict is made from, exactly.
 #[derive(Debug, Clone)]
 pub struct WorkerEvidence {
-    pub share: crate::workers::Share,
-    pub run: crate::workers::RunName,
+    pub share: crate::share::Share,
+    pub run: crate::share::RunName,
     pub clock_sync: coordination::ClockSync,
     /// The ledgers of this worker's publishers.
     pub ledgers: Vec<PublishLedger>,

@@ -14,21 +14,20 @@ use tokio_util::sync::CancellationToken;
 
 use super::inflight::{InFlight, Window};
 use super::link::Link;
-use super::message::{self, HEADER_LEN, Header};
 use super::pacing::{Pace, Sizes};
 use super::progress::PublisherCounters;
 use super::thread_records::SharedRecords;
 use super::topology::Topology;
-use crate::amqp::{AmqpChannel, Failure, FailureKind, PublishOutcome, PublishTarget, within};
+use crate::amqp::{
+    AmqpChannel, Failure, FailureKind, OPEN_WITHIN, PublishOutcome, PublishTarget, within,
+};
 use crate::events::{EventKind, EventLog};
 use crate::ledger::PublishLedger;
+use crate::message::{self, HEADER_LEN, Header};
 use crate::metrics::Clock;
 use crate::metrics::activity::Activity;
 use crate::precise_timer::PreciseTimer;
 use crate::scenario::{OnFailure, PublisherPlan};
-
-/// How long opening a channel (with confirm.select and the declarations) may take.
-pub const OPEN_WITHIN: Duration = Duration::from_secs(10);
 
 /// With no deadline, how long a publisher tries to reconnect before it gives up.
 const RECONNECT_GIVE_UP: Duration = Duration::from_secs(300);

@@ -10,9 +10,12 @@ use std::rc::Rc;
 
 use roaring::RoaringBitmap;
 
-use super::consumer::Seen;
 use crate::ledger::DeliveryShard;
 use crate::metrics::series::{QueueSeries, Recorder};
+
+/// What a task has seen so far: per queue it read (an index into the topology's queues),
+/// the sequence numbers of each producer.
+pub type Seen = Vec<(u32, Vec<RoaringBitmap>)>;
 
 /// The records of one thread, shared by its tasks.
 pub type SharedRecords = Rc<RefCell<ThreadRecords>>;

@@ -11,12 +11,12 @@ use tokio_util::sync::CancellationToken;
 use warren::broker::ManagedCluster;
 use warren::events::EventKind;
 use warren::exit::Exit;
-use warren::faults::Registry;
-use warren::faults::toxics::{Stream, Toxic, ToxicKind};
 use warren::ledger::Counts;
 use warren::redact::BrokerUri;
 use warren::report::{RunContext, RunReport};
 use warren::scenario::{Overrides, Plan, parse};
+use warren::toxiproxy::Registry;
+use warren::toxiproxy::toxics::{Stream, Toxic, ToxicKind};
 use warren::workload::DrainEnd;
 use warren::workload::{self, ProgressLine, Sabotage, WorkloadOptions, WorkloadOutcome};
 

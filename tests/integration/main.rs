@@ -8,6 +8,7 @@ mod bad_scenarios;
 #[path = "../support/helpers.rs"]
 mod helpers;
 mod misbehaving_broker;
+mod module_graph;
 mod refused_before_start;
 mod shipped_files;
 mod toxiproxy_api;

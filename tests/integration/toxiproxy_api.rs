@@ -11,7 +11,7 @@ use reqwest::blocking::Client as Http;
 use serde_json::{Value, json};
 use toxiproxy_rust::client::Client;
 use toxiproxy_rust::proxy::ProxyPack;
-use warren::faults::api;
+use warren::toxiproxy::api;
 
 /// `warren toxiproxy` on a free port, as a user runs it; interrupted (which deletes every
 /// proxy) and reaped on drop.

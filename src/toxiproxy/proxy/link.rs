@@ -16,10 +16,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::faults::toxics::{
+use crate::precise_timer::PreciseTimer;
+use crate::toxiproxy::toxics::{
     Dice, Stream, Toxic, ToxicKind, bandwidth, latency, limit_data, slicer,
 };
-use crate::precise_timer::PreciseTimer;
 
 /// The toxics of a proxy, as every link sees them.
 pub type ToxicList = Arc<Vec<Toxic>>;

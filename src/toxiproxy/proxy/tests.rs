@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::faults::toxics::{Stream, Toxic, ToxicKind};
+use crate::toxiproxy::toxics::{Stream, Toxic, ToxicKind};
 
 async fn echo_server() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

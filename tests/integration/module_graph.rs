@@ -1,0 +1,425 @@
+//! The module graph of `src/` (docs/architecture.md, "Layers"): every reference from one
+//! module to another through a `crate::`, `super::` or `self::` path (in a `use` or in
+//! code) is an edge, except a module's references to its own descendants (a module owns
+//! and presents its children). Test code (`#[cfg(test)]`) is left out. The graph must
+//! have no cycle, and no top-level module may reach a module of a higher layer than its
+//! own. The edges that still break these rules are listed in `STILL_TO_REMOVE`, and the
+//! list must be exact: a new break fails the test, and so does a listed one that is gone
+//! (take it off the list).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use syn::visit::Visit;
+
+/// The top-level modules of `src/`, lowest layer first: a module may use modules of its
+/// own layer (without a cycle) and of the layers below it, never above.
+const LAYERS: &[&[&str]] = &[
+    &[
+        "protocol",
+        "seeded",
+        "precise_timer",
+        "timestamp",
+        "signals",
+        "output",
+        "metrics",
+        "listen",
+        "share",
+    ],
+    &["redact", "events", "ledger", "message", "toxiproxy"],
+    &["scenario"],
+    &["amqp", "gates"],
+    &["broker"],
+    &["faults", "exit"],
+    &["workload"],
+    &["exporter", "workers"],
+    &["report"],
+    &["cli", "sweep"],
+    &["commands"],
+];
+
+/// Edges (from, to) that break a rule today, each to be removed by issue 33's work.
+const STILL_TO_REMOVE: &[(&str, &str)] = &[
+    // The plan holds the TLS settings of amqp and broker: they move to one home below
+    // scenario.
+    ("scenario::plan", "amqp"),
+    ("scenario::plan", "broker::tls"),
+    ("scenario::tls", "amqp"),
+    ("scenario::tls", "broker::tls"),
+    // A sweep's steps drive runs through commands: a runner module both use.
+    ("sweep::steps", "commands"),
+    ("sweep::steps", "commands::drive"),
+    // Live metrics reach the workload through a trait, not an exporter import.
+    ("workload", "exporter"),
+    ("workload::collector", "exporter"),
+];
+
+/// A module path of the crate (`""` is the crate root, `"faults::runner"` a file).
+type Module = String;
+
+/// Every module file of `src/`, by its module path (`main.rs` is the binary, not a module).
+fn module_files(src: &Path) -> BTreeMap<Module, PathBuf> {
+    let mut found = BTreeMap::new();
+    let mut folders = vec![src.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let relative = path.strip_prefix(src).unwrap().with_extension("");
+            let mut parts: Vec<String> = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            if parts == ["main"] {
+                continue;
+            }
+            if parts.last().is_some_and(|p| p == "mod" || p == "lib") {
+                parts.pop();
+            }
+            found.insert(parts.join("::"), path);
+        }
+    }
+    found
+}
+
+/// Whether `attrs` hold `#[cfg(test)]`.
+fn test_only(attrs: &[syn::Attribute]) -> bool {
+    attrs.iter().any(|a| {
+        a.path().is_ident("cfg")
+            && a.parse_args::<syn::Ident>()
+                .is_ok_and(|ident| ident == "test")
+    })
+}
+
+/// Collects the module paths one file refers to.
+struct References<'a> {
+    /// The file's module.
+    module: &'a str,
+    modules: &'a BTreeMap<Module, PathBuf>,
+    /// Modules of test code (`#[cfg(test)] mod tests;`), whose files are skipped.
+    test_modules: BTreeSet<Module>,
+    found: BTreeSet<Module>,
+}
+
+impl References<'_> {
+    /// The module `segments` (as written in this file) lands in, if it is in this crate.
+    fn resolve(&mut self, segments: &[String]) {
+        let Some(first) = segments.first() else {
+            return;
+        };
+        let mut base: Vec<String> = if self.module.is_empty() {
+            Vec::new()
+        } else {
+            self.module.split("::").map(str::to_string).collect()
+        };
+        let mut rest = segments;
+        match first.as_str() {
+            "crate" => {
+                base.clear();
+                rest = &segments[1..];
+            }
+            "self" => rest = &segments[1..],
+            "super" => {
+                while rest.first().is_some_and(|s| s == "super") {
+                    base.pop();
+                    rest = &rest[1..];
+                }
+            }
+            // A child module named without `self::` (edition 2018 paths).
+            child
+                if self
+                    .modules
+                    .contains_key(&join(&base, &[child.to_string()])) => {}
+            _ => return,
+        }
+        let mut target = base.join("::");
+        for i in 1..=rest.len() {
+            let candidate = join(&base, &rest[..i]);
+            if !self.modules.contains_key(&candidate) {
+                break;
+            }
+            target = candidate;
+        }
+        self.found.insert(target);
+    }
+}
+
+fn join(base: &[String], more: &[String]) -> String {
+    base.iter()
+        .chain(more)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("::")
+}
+
+/// Every path a `use` tree names, as segment lists (a glob stops at its module).
+fn use_paths(tree: &syn::UseTree, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match tree {
+        syn::UseTree::Path(path) => {
+            prefix.push(path.ident.to_string());
+            use_paths(&path.tree, prefix, out);
+            prefix.pop();
+        }
+        syn::UseTree::Name(name) => {
+            let mut full = prefix.clone();
+            full.push(name.ident.to_string());
+            out.push(full);
+        }
+        syn::UseTree::Rename(rename) => {
+            let mut full = prefix.clone();
+            full.push(rename.ident.to_string());
+            out.push(full);
+        }
+        syn::UseTree::Glob(_) => out.push(prefix.clone()),
+        syn::UseTree::Group(group) => {
+            for item in &group.items {
+                use_paths(item, prefix, out);
+            }
+        }
+    }
+}
+
+impl<'ast> Visit<'ast> for References<'_> {
+    fn visit_item(&mut self, item: &'ast syn::Item) {
+        let attrs = match item {
+            syn::Item::Mod(m) => &m.attrs,
+            syn::Item::Fn(f) => &f.attrs,
+            syn::Item::Impl(i) => &i.attrs,
+            syn::Item::Use(u) => &u.attrs,
+            syn::Item::Struct(s) => &s.attrs,
+            syn::Item::Enum(e) => &e.attrs,
+            syn::Item::Const(c) => &c.attrs,
+            syn::Item::Static(s) => &s.attrs,
+            syn::Item::Trait(t) => &t.attrs,
+            syn::Item::Type(t) => &t.attrs,
+            _ => return syn::visit::visit_item(self, item),
+        };
+        if test_only(attrs) {
+            if let syn::Item::Mod(m) = item {
+                self.test_modules
+                    .insert(join_module(self.module, &m.ident.to_string()));
+            }
+            return;
+        }
+        syn::visit::visit_item(self, item);
+    }
+
+    fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
+        let mut paths = Vec::new();
+        use_paths(&item.tree, &mut Vec::new(), &mut paths);
+        for path in paths {
+            self.resolve(&path);
+        }
+    }
+
+    fn visit_path(&mut self, path: &'ast syn::Path) {
+        let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+        if matches!(
+            segments.first().map(String::as_str),
+            Some("crate" | "super" | "self")
+        ) {
+            self.resolve(&segments);
+        }
+        syn::visit::visit_path(self, path);
+    }
+}
+
+fn join_module(module: &str, child: &str) -> Module {
+    if module.is_empty() {
+        child.to_string()
+    } else {
+        format!("{module}::{child}")
+    }
+}
+
+/// The module graph of `src/`: module → the modules it refers to.
+fn graph() -> BTreeMap<Module, BTreeSet<Module>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let modules = module_files(&src);
+    let mut skipped: BTreeSet<Module> = BTreeSet::new();
+    let mut edges = BTreeMap::new();
+    // Parents before children, so a test module's files are known before they come up.
+    for (module, file) in &modules {
+        if skipped
+            .iter()
+            .any(|t| module == t || module.starts_with(&format!("{t}::")))
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(file).unwrap();
+        let parsed = syn::parse_file(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let mut references = References {
+            module,
+            modules: &modules,
+            test_modules: BTreeSet::new(),
+            found: BTreeSet::new(),
+        };
+        references.visit_file(&parsed);
+        skipped.extend(references.test_modules);
+        let own_prefix = format!("{module}::");
+        let targets: BTreeSet<Module> = references
+            .found
+            .into_iter()
+            .filter(|t| t != module && !(module.is_empty() || t.starts_with(&own_prefix)))
+            .collect();
+        edges.insert(module.clone(), targets);
+    }
+    edges.retain(|module, _| {
+        !skipped
+            .iter()
+            .any(|t| module == t || module.starts_with(&format!("{t}::")))
+    });
+    edges
+}
+
+/// The strongly connected components of more than one module (Tarjan's algorithm).
+fn cycles(edges: &BTreeMap<Module, BTreeSet<Module>>) -> Vec<Vec<Module>> {
+    struct Tarjan<'a> {
+        edges: &'a BTreeMap<Module, BTreeSet<Module>>,
+        index: BTreeMap<&'a str, usize>,
+        low: BTreeMap<&'a str, usize>,
+        stack: Vec<&'a str>,
+        on_stack: BTreeSet<&'a str>,
+        found: Vec<Vec<Module>>,
+    }
+    impl<'a> Tarjan<'a> {
+        fn visit(&mut self, v: &'a str) {
+            let n = self.index.len();
+            self.index.insert(v, n);
+            self.low.insert(v, n);
+            self.stack.push(v);
+            self.on_stack.insert(v);
+            for w in self.edges.get(v).into_iter().flatten() {
+                let w = w.as_str();
+                if !self.index.contains_key(w) {
+                    self.visit(w);
+                    let low = self.low[v].min(self.low[w]);
+                    self.low.insert(v, low);
+                } else if self.on_stack.contains(w) {
+                    let low = self.low[v].min(self.index[w]);
+                    self.low.insert(v, low);
+                }
+            }
+            if self.low[v] == self.index[v] {
+                let mut component = Vec::new();
+                while let Some(w) = self.stack.pop() {
+                    self.on_stack.remove(w);
+                    component.push(w.to_string());
+                    if w == v {
+                        break;
+                    }
+                }
+                if component.len() > 1 {
+                    component.sort();
+                    self.found.push(component);
+                }
+            }
+        }
+    }
+    let mut tarjan = Tarjan {
+        edges,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        on_stack: BTreeSet::new(),
+        found: Vec::new(),
+    };
+    for v in edges.keys() {
+        if !tarjan.index.contains_key(v.as_str()) {
+            tarjan.visit(v);
+        }
+    }
+    tarjan.found
+}
+
+fn top(module: &str) -> &str {
+    module.split("::").next().unwrap_or("")
+}
+
+fn layer(top: &str) -> Option<usize> {
+    LAYERS.iter().position(|layer| layer.contains(&top))
+}
+
+#[test]
+fn the_module_graph_has_no_cycle_and_no_upward_import() {
+    let edges = graph();
+    let mut breaks: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut problems = Vec::new();
+
+    let tops: BTreeSet<&str> = edges.keys().map(|m| top(m)).collect();
+    for module in tops.into_iter().filter(|t| !t.is_empty()) {
+        if layer(module).is_none() {
+            problems.push(format!(
+                "src/{module}: a top-level module missing from LAYERS (and from docs/architecture.md's layers): place it"
+            ));
+        }
+    }
+    for (from, targets) in &edges {
+        for to in targets {
+            let (Some(own), Some(theirs)) = (layer(top(from)), layer(top(to))) else {
+                continue;
+            };
+            if theirs > own {
+                breaks.insert((from.clone(), to.clone()));
+            }
+        }
+    }
+    // Every edge inside a cycle is listed: removing any of them may break it.
+    for component in cycles(&edges) {
+        let members: BTreeSet<&String> = component.iter().collect();
+        for from in &component {
+            for to in &edges[from] {
+                if members.contains(to) {
+                    breaks.insert((from.clone(), to.clone()));
+                }
+            }
+        }
+    }
+    let allowed: BTreeSet<(String, String)> = STILL_TO_REMOVE
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    for (from, to) in breaks.difference(&allowed) {
+        problems.push(format!(
+            "{from} -> {to}: an import up the layers or around a cycle"
+        ));
+    }
+    for (from, to) in allowed.difference(&breaks) {
+        problems.push(format!(
+            "{from} -> {to}: no longer breaks a rule; take it off STILL_TO_REMOVE"
+        ));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The check itself sees a cycle and an upward import where there is one.
+#[test]
+fn the_check_finds_cycles_and_layers() {
+    let edges: BTreeMap<Module, BTreeSet<Module>> = [
+        ("a", vec!["b"]),
+        ("b", vec!["c"]),
+        ("c", vec!["a"]),
+        ("d", vec!["a"]),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.into_iter().map(str::to_string).collect()))
+    .collect();
+    assert_eq!(cycles(&edges), vec![vec!["a", "b", "c"]]);
+    assert!(layer("scenario") < layer("workload"));
+    let graph = graph();
+    assert!(
+        graph["faults::network"].contains("toxiproxy::control"),
+        "{:?}",
+        graph["faults::network"]
+    );
+    assert!(
+        !graph.contains_key("scenario::tests"),
+        "test modules are left out"
+    );
+}
