@@ -246,7 +246,7 @@ async fn quorum_queues_are_spread_over_a_cluster_and_a_leader_kill_loses_nothing
     let scratch = Scratch::cluster("spread");
     let mut cluster = cluster(&scratch, 3).await;
     let plan = plan(
-        "name = \"spread\"\nduration = \"20s\"\ndrain_timeout = \"30s\"\n[topology]\nqueues = 6\nqueue = { type = \"quorum\" }\n[publishers]\ncount = 6\nrate = 600\n[consumers]\ncount = 6\n",
+        "name = \"spread\"\nduration = \"60s\"\ndrain_timeout = \"30s\"\n[topology]\nqueues = 6\nqueue = { type = \"quorum\" }\n[publishers]\ncount = 6\nrate = 600\n[consumers]\ncount = 6\n",
     );
     let (handle, mut progress) = start(&plan, &cluster);
     until_delivered(&mut progress, 1_000).await;
