@@ -26,20 +26,23 @@ pub enum AmqpError {
     /// No answer within the time allowed.
     #[error("{uri}: no answer within {seconds} s")]
     TimedOut { uri: String, seconds: u64 },
+    /// The client could not send what opening takes (a virtual host over 255 bytes): no
+    /// socket was opened.
+    #[error("{uri}: {reason}")]
+    Unsendable { uri: String, reason: String },
 }
 
 /// Whether the broker refused the connection: its connection.close during the handshake
 /// carried 403 ACCESS_REFUSED (credentials, permissions) or 530 NOT_ALLOWED (a vhost it
 /// lacks, a connection limit). Any other close (320 CONNECTION_FORCED from a node going
-/// down) is passing, and worth a retry. A value the client could not send (a virtual host
-/// over 255 bytes) is refused too: no retry can send it.
+/// down) is passing, and worth a retry.
 fn refused_by_reply(error: &amqprs::error::Error) -> bool {
     matches!(
         error,
         amqprs::error::Error::ConnectionOpenRefused {
             reply_code: ACCESS_REFUSED | NOT_ALLOWED,
             ..
-        } | amqprs::error::Error::ShortStrTooLong(_)
+        }
     )
 }
 
@@ -174,7 +177,12 @@ pub async fn connect_with(
         }
         Ok(Err(error)) => {
             let reason = redact(&error.to_string());
-            return Err(if refused_by_reply(&error) {
+            return Err(if let amqprs::error::Error::ShortStrTooLong(_) = error {
+                AmqpError::Unsendable {
+                    uri: uri.redacted(),
+                    reason,
+                }
+            } else if refused_by_reply(&error) {
                 AmqpError::Refused {
                     uri: uri.redacted(),
                     reason,

@@ -224,12 +224,24 @@ impl BufIoWriter {
         self.put_frame_header(frame.get_frame_type(), channel);
 
         // encode payload
-        let payload_size = to_buffer(&frame, &mut self.buffer)?;
+        // warren: a frame that fails to serialize is taken back out of the buffer, so the
+        // frames around it still go out whole
+        let payload_size = match to_buffer(&frame, &mut self.buffer) {
+            Ok(size) => size,
+            Err(error) => {
+                self.buffer.truncate(start_index);
+                return Err(error.into());
+            }
+        };
 
         // update frame's payload size
         // warren: a payload of 4 GiB or more is an error (its size was truncated)
-        let payload_size = u32::try_from(payload_size)
-            .map_err(|_| Error::Framing(format!("a frame payload of {payload_size} bytes")))?;
+        let Ok(payload_size) = u32::try_from(payload_size) else {
+            self.buffer.truncate(start_index);
+            return Err(Error::Framing(format!(
+                "a frame payload of {payload_size} bytes"
+            )));
+        };
         self.patch_payload_size(start_index, payload_size);
 
         // encode frame end byte
@@ -326,10 +338,18 @@ impl BufIoWriter {
         trace!("SENT on channel {}: {}", channel, frame);
 
         if let Frame::PublishCombo(publish, content_header, content_body) = frame {
+            // warren: a publish goes out whole or not at all: its content header failing
+            // to serialize takes the method frame back out too
+            let start = self.buffer.len();
             self.serialize_frame_into_buffer(channel, publish.into_frame())
                 .await?;
-            self.serialize_frame_into_buffer(channel, content_header.into_frame())
-                .await?;
+            if let Err(error) = self
+                .serialize_frame_into_buffer(channel, content_header.into_frame())
+                .await
+            {
+                self.buffer.truncate(start);
+                return Err(error);
+            }
 
             self.serialize_content_body_into_buffer(channel, content_body, frame_max as usize)
                 .await?;
