@@ -73,7 +73,7 @@ fn ctrl_c_while_the_broker_starts_leaves_nothing_behind() {
     let scenario = scratch.file("s.toml", ONE_NODE);
     let command = scratch.warren_run(&scenario, &scratch.path.join("out"));
     let mut running = Running::spawn(command);
-    running.wait_for_line("scenario it-run", Duration::from_secs(10));
+    running.wait_for_line("scenario it-run", Duration::from_secs(60));
     // Interrupt once the Erlang VM exists, while the node boots.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !crate::helpers::processes_mentioning(&scratch.tmp())
@@ -87,7 +87,7 @@ fn ctrl_c_while_the_broker_starts_leaves_nothing_behind() {
         std::thread::sleep(Duration::from_millis(20));
     }
     running.signal("INT");
-    let (code, lines) = running.finish(Duration::from_secs(60));
+    let (code, lines) = running.finish(Duration::from_secs(300));
     assert_eq!(code, 130, "{lines:#?}");
     scratch.assert_clean();
 }
@@ -101,9 +101,9 @@ fn ctrl_c_during_the_workload_writes_what_was_measured_and_cleans_up() {
     );
     let out = scratch.path.join("out");
     let mut running = Running::spawn(scratch.warren_run(&scenario, &out));
-    running.wait_for_line("publishing sent", Duration::from_secs(60));
+    running.wait_for_line("publishing sent", Duration::from_secs(600));
     running.signal("INT");
-    let (code, lines) = running.finish(Duration::from_secs(60));
+    let (code, lines) = running.finish(Duration::from_secs(300));
     assert_eq!(code, 130, "{lines:#?}");
     let verdict: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("verdict.json")).unwrap()).unwrap();
