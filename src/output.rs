@@ -1,6 +1,7 @@
 //! Writing to stdout without ever panicking: `println!` panics when stdout is a pipe whose
 //! reader has gone (`warren run ... | head`), which in the middle of a run would skip the
-//! teardown and the results. [`say!`](crate::say) drops the line instead.
+//! teardown and the results. [`say!`](crate::say) drops the line instead. [`Console`]
+//! is the commands' own lines, silenced by `--quiet`.
 
 /// Like `println!`, but a line that cannot be written (a closed pipe, a full disk) is
 /// dropped, never a panic.
@@ -21,4 +22,20 @@ macro_rules! say_raw {
         let _ = write!(out, $($arg)*);
         let _ = out.flush();
     }};
+}
+
+/// Writes progress lines to stdout unless the user asked for quiet.
+#[derive(Debug, Clone, Copy)]
+pub struct Console {
+    /// `--quiet`: print nothing but errors.
+    pub quiet: bool,
+}
+
+impl Console {
+    /// Prints one line (nothing when quiet).
+    pub fn line(&self, text: impl AsRef<str>) {
+        if !self.quiet {
+            crate::say!("{}", text.as_ref());
+        }
+    }
 }

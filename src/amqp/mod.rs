@@ -22,4 +22,4 @@ pub use connection::{
 pub use endpoints::Endpoints;
 pub use failure::{CLOSE_WITHIN, Failure, FailureKind, OPEN_WITHIN, within};
 pub use probe::{ServerInfo, probe, probe_uri};
-pub use tls::{Identity, TlsClient, TlsFileError, TlsSettings, Trust};
+pub use tls::TlsClient;

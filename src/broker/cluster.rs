@@ -18,8 +18,9 @@ use super::partition::{self, DistLinks, DistNode};
 use super::ports::{free_ports, is_free};
 use super::rootfs::{RabbitRoot, remove_broker_folders};
 use super::state::{BrokerState, NodeRecord, TlsRecord};
-use super::tls::{self, ManagedTls, SERVER_NAMES, TlsFiles};
+use super::tls::{self, SERVER_NAMES, TlsFiles};
 use crate::redact::BrokerUri;
+use crate::tls::ManagedTls;
 
 /// How to bring up a managed broker.
 #[derive(Debug, Clone)]

@@ -7,7 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::amqp::{Identity, TlsClient, TlsFileError, Trust};
+use crate::amqp::TlsClient;
+use crate::tls::{Identity, TlsFileError, Trust};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
@@ -23,14 +24,6 @@ pub enum TlsFilesError {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// How warren's own nodes speak TLS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct ManagedTls {
-    /// Nodes demand a client certificate (`verify_peer`, `fail_if_no_peer_cert`), and
-    /// warren's clients offer the one it issued itself.
-    pub client_auth: bool,
 }
 
 /// The names a private node's certificate carries: every name a client on this machine

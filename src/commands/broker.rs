@@ -66,7 +66,7 @@ async fn up(
         parent_dir: None,
         partitionable: false,
         rabbitmq_root: args.rabbitmq_root.filter(|dir| !dir.as_os_str().is_empty()),
-        tls: args.tls.then_some(crate::broker::tls::ManagedTls {
+        tls: args.tls.then_some(crate::tls::ManagedTls {
             client_auth: args.tls_client_auth,
         }),
     };

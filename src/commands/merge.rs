@@ -4,9 +4,9 @@
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use super::Console;
 use crate::cli::MergeArgs;
 use crate::exit::Exit;
+use crate::output::Console;
 use crate::report::{RunContext, RunReport, console, files};
 use crate::scenario::ReportFormat;
 use crate::scenario::units::format_duration;

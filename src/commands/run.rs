@@ -10,13 +10,13 @@ use anyhow::Context;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::Console;
-use super::drive::drive;
 use crate::amqp::connect;
 use crate::broker::{Broker, BrokerError, NodeInfo, StartOptions};
 use crate::cli::RunArgs;
+use crate::drive::drive;
 use crate::exit::{Exit, UsageError};
 use crate::exporter::{Ending, LiveMetrics, MetricsServer};
+use crate::output::Console;
 use crate::report::{RunContext, RunReport, console, files};
 use crate::scenario::units::format_duration;
 use crate::scenario::{self, BrokerPlan, Overrides, Plan, ReportFormat};
@@ -164,7 +164,7 @@ async fn execute(
             drive(
                 &plan,
                 broker,
-                super::drive::DriveOptions {
+                crate::drive::DriveOptions {
                     console: &console,
                     style: args.progress,
                     no_verify: args.no_verify,

@@ -1,5 +1,8 @@
-//! The part of `warren run` between bring-up and teardown: proxies for network faults, the
-//! workload, and the fault timeline beside it; then everything taken back.
+//! The part of a run between bring-up and teardown, for `warren run` and every step of
+//! `warren sweep`: proxies for network faults, the workload, and the fault timeline beside
+//! it; then everything taken back. `progress.rs` is the live console line.
+
+mod progress;
 
 use std::sync::Arc;
 
@@ -7,8 +10,6 @@ use anyhow::Context;
 use tokio::sync::{Mutex, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::Console;
-use super::progress::Progress;
 use crate::broker::Broker;
 use crate::cli::ProgressStyle;
 use crate::exporter::LiveMetrics;
@@ -16,11 +17,13 @@ use crate::faults::network::NetworkFaults;
 use crate::faults::nodes::NodeFaults;
 use crate::faults::runner::{Announce, AnnounceAll, FaultRecord, FaultRunner};
 use crate::faults::timeline::timeline;
+use crate::output::Console;
 use crate::scenario::{BrokerPlan, FaultAction, Plan};
 use crate::workload::topology::Topology;
 use crate::workload::{
     self, ProgressLine, WorkerRun, WorkloadError, WorkloadOptions, WorkloadOutcome, random_run_id,
 };
+use progress::Progress;
 
 /// What a driven run produced.
 pub struct Driven {

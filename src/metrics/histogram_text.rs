@@ -39,8 +39,8 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Histogr
         serde::de::Error::custom(format!("a histogram that does not decode: {e:?}"))
     })?;
     // Histograms add only with the same bounds: widen what was read to warren's own.
-    if histogram.high() < super::latency::MAX_US {
-        let mut wide = Histogram::new_with_bounds(1, super::latency::MAX_US, histogram.sigfig())
+    if histogram.high() < super::MAX_US {
+        let mut wide = Histogram::new_with_bounds(1, super::MAX_US, histogram.sigfig())
             .map_err(|e| serde::de::Error::custom(format!("{e:?}")))?;
         wide.add(&histogram)
             .map_err(|e| serde::de::Error::custom(format!("{e:?}")))?;

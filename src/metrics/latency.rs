@@ -4,8 +4,7 @@
 
 use hdrhistogram::Histogram;
 
-/// Highest latency recorded exactly (larger values are recorded as this): one hour.
-pub const MAX_US: u64 = 3_600_000_000;
+pub use super::MAX_US;
 
 /// One task's latency histograms.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

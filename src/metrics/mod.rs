@@ -9,3 +9,7 @@ pub mod series;
 
 pub use clock::Clock;
 pub use latency::Latencies;
+
+/// Highest latency recorded exactly (larger values are recorded as this), in µs: one
+/// hour. Every latency histogram of warren spans 1 µs to this.
+pub const MAX_US: u64 = 3_600_000_000;

@@ -143,7 +143,7 @@ impl Default for QueueSeries {
     fn default() -> Self {
         Self {
             delivered_by_second: Vec::new(),
-            e2e_us: Histogram::new_with_bounds(1, super::latency::MAX_US, 2)
+            e2e_us: Histogram::new_with_bounds(1, super::MAX_US, 2)
                 .expect("valid histogram bounds"),
         }
     }
@@ -159,7 +159,7 @@ impl QueueSeries {
         }
         self.delivered_by_second[second] += 1;
         self.e2e_us
-            .saturating_record(e2e_us.clamp(1, super::latency::MAX_US));
+            .saturating_record(e2e_us.clamp(1, super::MAX_US));
     }
 
     /// Adds another thread's record of the same queue.

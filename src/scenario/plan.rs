@@ -168,7 +168,7 @@ pub struct ManagedBrokerPlan {
     /// (`$WARREN_RABBITMQ_ROOT` when unset).
     pub root: Option<std::path::PathBuf>,
     /// The nodes speak TLS only (`tls = true`), perhaps demanding client certificates.
-    pub tls: Option<crate::broker::tls::ManagedTls>,
+    pub tls: Option<crate::tls::ManagedTls>,
 }
 
 /// An external broker and, optionally, the commands that fault its nodes.
@@ -182,7 +182,7 @@ pub struct ExternalBrokerPlan {
     pub commands: NodeCommands,
     /// `[broker.tls]`: how clients speak TLS to the amqps URIs (checked when the scenario
     /// is); this system's roots when unset.
-    pub tls: Option<Box<crate::amqp::TlsSettings>>,
+    pub tls: Option<Box<crate::tls::TlsSettings>>,
 }
 
 /// Shell commands that fault an external broker's nodes (`{node}` is replaced by the index).

@@ -656,7 +656,7 @@ fn verify_false_is_a_warning_and_tls_settings_fit_only_their_broker() {
     };
     assert_eq!(
         managed.tls,
-        Some(crate::broker::tls::ManagedTls { client_auth: true })
+        Some(crate::tls::ManagedTls { client_auth: true })
     );
     let error = folder
         .parse("name = \"t\"\n[broker]\ntls_client_auth = true\n")

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 
 use super::diagnostic::Checker;
 use super::file::{TlsEntry, TlsSection};
-use crate::amqp::{Identity, TlsFileError, TlsSettings, Trust};
-use crate::broker::tls::ManagedTls;
 use crate::redact::BrokerUri;
+use crate::tls::{Identity, ManagedTls, TlsFileError, TlsSettings, Trust};
 
 /// What warren's own nodes do about TLS.
 pub(super) fn managed(

@@ -15,9 +15,9 @@ use super::{
 };
 use crate::broker::{Broker, NodeInfo};
 use crate::cli::ProgressStyle;
-use crate::commands::Console;
-use crate::commands::drive::drive;
+use crate::drive::drive;
 use crate::exit::Exit;
+use crate::output::Console;
 use crate::report::files as run_files;
 use crate::report::{RunContext, RunReport};
 use crate::scenario::units::format_duration;
@@ -116,7 +116,7 @@ impl Steps<'_> {
             let (back, driven) = drive(
                 &plan,
                 broker,
-                crate::commands::drive::DriveOptions {
+                crate::drive::DriveOptions {
                     console: self.console,
                     style: self.progress,
                     no_verify: self.no_verify,
