@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use prometheus_client::registry::Registry;
-use warren::exporter::{LiveMetrics, Tasks};
+use warren::exporter::LiveMetrics;
 use warren::metrics::latency::Latencies;
 use warren::seeded::SplitMix;
+use warren::workload::live::{LiveSink, Tasks};
 use warren::workload::progress::{ConsumerCounters, PublisherCounters};
 
 /// One second of one client thread at 20,000 msg/s: latencies from 300 µs to about

@@ -130,7 +130,7 @@ pub async fn drive(
         no_verify,
         node_names,
         worker,
-        live: live_metrics,
+        live: live_metrics.map(|live| live as Arc<dyn crate::workload::live::LiveSink>),
         tls,
         ..WorkloadOptions::default()
     };

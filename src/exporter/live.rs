@@ -19,7 +19,7 @@ use super::buckets::LatencyBuckets;
 use crate::faults::runner::Announce;
 use crate::metrics::latency::Latencies;
 use crate::workload::link::Link;
-use crate::workload::progress::{ConsumerCounters, PublisherCounters};
+use crate::workload::live::{LiveSink, Tasks};
 
 /// The live figures of a run (or of every step of a sweep), shared by the workload, the
 /// fault runner and the HTTP server.
@@ -44,17 +44,6 @@ struct State {
     faults: BTreeMap<String, bool>,
     end: Option<EndFigures>,
     end_scraped: bool,
-}
-
-/// The tasks of one run, as the workload hands them over when publishing starts.
-#[derive(Default)]
-pub struct Tasks {
-    /// Each publisher's counters with the queue label it counts under.
-    pub publishers: Vec<(String, Arc<PublisherCounters>)>,
-    /// Each consumer's counters with the queue label it counts under.
-    pub consumers: Vec<(String, Arc<ConsumerCounters>)>,
-    pub publisher_links: Vec<Arc<Link>>,
-    pub consumer_links: Vec<Arc<Link>>,
 }
 
 /// What the run concluded, served once it is known.
@@ -93,15 +82,6 @@ impl Figures {
     }
 }
 
-impl std::fmt::Debug for Tasks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tasks")
-            .field("publishers", &self.publishers.len())
-            .field("consumers", &self.consumers.len())
-            .finish_non_exhaustive()
-    }
-}
-
 impl Tasks {
     /// The tasks' counters now, by queue label.
     fn figures(&self) -> BTreeMap<String, Figures> {
@@ -134,28 +114,31 @@ impl Tasks {
     }
 }
 
-impl LiveMetrics {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
+/// The workload's live figures, read at every scrape.
+impl LiveSink for LiveMetrics {
     /// A run's tasks start: their counters are read at every scrape from now on.
-    pub fn attach(&self, tasks: Tasks) {
+    fn attach(&self, tasks: Tasks) {
         let mut state = self.state();
         state.carry_over();
         state.tasks = Some(tasks);
     }
 
     /// A run's tasks ended: what they counted stays, and the next run adds to it.
-    pub fn detach(&self) {
+    fn detach(&self) {
         self.state().carry_over();
     }
 
     /// Adds one second of latencies (the coordinator calls this as seconds arrive).
-    pub fn observe(&self, latencies: &Latencies) {
+    fn observe(&self, latencies: &Latencies) {
         let mut state = self.state();
         state.confirm.add(&latencies.confirm_us);
         state.e2e.add(&latencies.e2e_intended_us);
+    }
+}
+
+impl LiveMetrics {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A fault labelled `label` began (true) or ended (false).
@@ -418,6 +401,7 @@ impl Collector for LiveMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::progress::{ConsumerCounters, PublisherCounters};
     use prometheus_client::registry::Registry;
 
     fn scrape(live: &Arc<LiveMetrics>) -> String {

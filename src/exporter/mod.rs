@@ -5,5 +5,5 @@ pub mod buckets;
 pub mod live;
 pub mod server;
 
-pub use live::{EndFigures, LiveMetrics, Tasks};
+pub use live::{EndFigures, LiveMetrics};
 pub use server::{Ending, MetricsServer};

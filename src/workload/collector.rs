@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::live::LiveSink;
 use super::{ProgressLine, SecondStats, Totals};
-use crate::exporter::LiveMetrics;
 use crate::metrics::series::{Sample, Series};
 
 /// Receives the tasks' seconds as they end.
@@ -16,7 +16,7 @@ pub(super) struct Collector {
     samples: mpsc::UnboundedReceiver<Sample>,
     origin: Instant,
     /// Where `--metrics-listen` reads latencies from, when it is on.
-    live: Option<Arc<LiveMetrics>>,
+    live: Option<Arc<dyn LiveSink>>,
 }
 
 impl Collector {
@@ -25,7 +25,7 @@ impl Collector {
     pub(super) fn new(
         samples: mpsc::UnboundedReceiver<Sample>,
         origin: Instant,
-        live: Option<Arc<LiveMetrics>>,
+        live: Option<Arc<dyn LiveSink>>,
     ) -> Self {
         Self {
             series: Series::default(),

@@ -13,6 +13,7 @@ mod fleet;
 mod inflight;
 pub(crate) mod judge;
 pub mod link;
+pub mod live;
 mod outcome;
 pub mod pacing;
 pub mod progress;
@@ -81,7 +82,7 @@ pub struct WorkloadOptions {
     /// One worker of several running the scenario together (`--worker I/N`).
     pub worker: Option<WorkerRun>,
     /// `--metrics-listen`: the live figures Prometheus scrapes.
-    pub live: Option<Arc<crate::exporter::LiveMetrics>>,
+    pub live: Option<Arc<dyn live::LiveSink>>,
     /// TLS for amqps URIs: the scenario's `[broker.tls]` or the CA of warren's TLS nodes.
     pub tls: Option<crate::amqp::TlsClient>,
 }
@@ -147,7 +148,7 @@ fn live_tasks(
     share: Share,
     (publishers, publisher_links): (&[Arc<progress::PublisherCounters>], &[Arc<link::Link>]),
     (consumers, consumer_links): (&[Arc<progress::ConsumerCounters>], &[Arc<link::Link>]),
-) -> crate::exporter::Tasks {
+) -> live::Tasks {
     let label = |queue: u32| {
         if topology.queues.len() > 1 {
             topology.queues[queue as usize].name.clone()
@@ -156,7 +157,7 @@ fn live_tasks(
         }
     };
     let owned = |count: u32| (0..count).filter(move |&i| share.owns(i));
-    crate::exporter::Tasks {
+    live::Tasks {
         publishers: owned(plan.publishers.count)
             .zip(publishers)
             .map(|(p, counters)| (label(topology.queue_of_publisher(p)), counters.clone()))
