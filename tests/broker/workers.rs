@@ -211,7 +211,9 @@ fn a_worker_killed_mid_run_makes_the_merge_fail_naming_it() {
     let file = scratch.file("killed.toml", &scenario("", 3, 3, false));
     let out = scratch.path.join("workers");
     let mut command = workers_sh(&scratch, &file, 3, &out);
-    command.args(["--barrier-timeout", "10s"]);
+    // Long enough for the workers to meet on a loaded machine (beside two busy loops,
+    // 10 s was not), short enough to end the survivors' wait for a killed worker.
+    command.args(["--barrier-timeout", "60s"]);
     let all = Running::spawn(command);
     // Worker 2's console shows publishing; then it is killed with SIGKILL.
     wait_until_publishing(&out, 2);
@@ -259,7 +261,9 @@ fn a_worker_that_arrives_after_the_start_cannot_join_the_run() {
     );
     let out = scratch.path.join("workers");
     let mut command = workers_sh(&scratch, &file, 2, &out);
-    command.args(["--barrier-timeout", "10s"]);
+    // Long enough for the workers to meet on a loaded machine (beside two busy loops,
+    // 10 s was not), short enough to end the survivors' wait for a killed worker.
+    command.args(["--barrier-timeout", "60s"]);
     let run = Running::spawn(command);
     wait_until_publishing(&out, 1);
     // A second worker 1 (as Kubernetes starts when a pod is replaced), on the same broker.
