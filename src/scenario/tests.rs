@@ -668,11 +668,9 @@ fn verify_false_is_a_warning_and_tls_settings_fit_only_their_broker() {
 /// string's, not one byte less.
 #[test]
 fn names_and_keys_of_255_bytes_as_sent_are_taken() {
-    let queue = "q".repeat(252);
-    let exchange = "e".repeat(255);
-    let key = format!("{}{{n}}", "k".repeat(253));
-    let plan = plan(&format!(
-        r#"
+    let scenario = |queue: &str, exchange: &str, key: &str| {
+        format!(
+            r#"
 name = "limits"
 duration = "10s"
 [topology]
@@ -685,22 +683,17 @@ routing_key = "{key}"
 [consumers]
 count = 10
 "#
-    ));
+        )
+    };
+    let queue = "q".repeat(252);
+    let exchange = "e".repeat(255);
+    let key = format!("{}{{n}}", "k".repeat(253));
+    let plan = plan(&scenario(&queue, &exchange, &key));
     assert_eq!(plan.topology.queues, 10);
-    let refused = problems(&format!(
-        r#"
-name = "limits"
-duration = "10s"
-[topology]
-queues = 10
-[topology.queue]
-name = "{queue}q"
-[topology.exchange]
-name = "{exchange}"
-routing_key = "{key}k"
-[consumers]
-count = 10
-"#
+    let refused = problems(&scenario(
+        &format!("{queue}q"),
+        &exchange,
+        &format!("{key}k"),
     ));
     assert!(
         refused.contains("topology.queue.name: with queues = 10"),

@@ -145,77 +145,46 @@ impl References<'_> {
     /// Records the module `segments` (as written in this file) lands in, if it is in
     /// this crate.
     fn resolve(&mut self, segments: &[String]) {
-        let Some(first) = segments.first() else {
+        let Some(path) = self.absolute(segments) else {
             return;
         };
-        let mut base: Vec<String> = if self.module.is_empty() {
-            Vec::new()
-        } else {
-            self.module.split("::").map(str::to_string).collect()
-        };
-        let mut rest = segments;
-        match first.as_str() {
-            "crate" => {
-                base.clear();
-                rest = &segments[1..];
-            }
-            "self" => rest = &segments[1..],
-            "super" => {
-                while rest.first().is_some_and(|s| s == "super") {
-                    base.pop();
-                    rest = &rest[1..];
-                }
-            }
-            // A module a `use` brought in by name.
-            bound if self.bindings.contains_key(bound) => {
-                base = self.bindings[bound].clone();
-                rest = &segments[1..];
-            }
-            // A child module named without `self::` (edition 2018 paths).
-            child
-                if self
-                    .modules
-                    .contains_key(&join(&base, &[child.to_string()])) => {}
-            _ => return,
-        }
-        let mut target = base.join("::");
-        let mut used = 0;
-        for i in 1..=rest.len() {
-            let candidate = join(&base, &rest[..i]);
-            if !self.modules.contains_key(&candidate) {
-                break;
-            }
-            target = candidate;
-            used = i;
-        }
-        if let (Some(exports), Some(name)) = (self.exports, rest.get(used)) {
+        // The longest prefix that is a module (the crate root, "", always is).
+        let used = (0..=path.len())
+            .rev()
+            .find(|&i| self.modules.contains_key(&path[..i].join("::")))
+            .unwrap_or(0);
+        let mut target = path[..used].join("::");
+        if let (Some(exports), Some(name)) = (self.exports, path.get(used)) {
             target = exports.home(&target, name);
         }
         self.found.insert(target);
     }
 
-    /// `segments` as an absolute path of this crate, when it starts in it.
+    /// `segments` as an absolute path of this crate, when it starts in it: through
+    /// `crate`, `self`, `super`, a module a `use` brought in, or a child module named
+    /// without `self::` (edition 2018 paths).
     fn absolute(&self, segments: &[String]) -> Option<Vec<String>> {
-        let mut base: Vec<String> = if self.module.is_empty() {
+        let own: Vec<String> = if self.module.is_empty() {
             Vec::new()
         } else {
             self.module.split("::").map(str::to_string).collect()
         };
-        let mut rest = segments;
-        match rest.first()?.as_str() {
-            "crate" => {
-                base.clear();
-                rest = &rest[1..];
-            }
-            "self" => rest = &rest[1..],
+        let (mut base, rest) = match segments.first()?.as_str() {
+            "crate" => (Vec::new(), &segments[1..]),
+            "self" => (own, &segments[1..]),
             "super" => {
-                while rest.first().is_some_and(|s| s == "super") {
-                    base.pop();
-                    rest = &rest[1..];
-                }
+                let ups = segments.iter().take_while(|s| *s == "super").count();
+                let kept = own.len().saturating_sub(ups);
+                (own[..kept].to_vec(), &segments[ups..])
+            }
+            bound if self.bindings.contains_key(bound) => {
+                (self.bindings[bound].clone(), &segments[1..])
+            }
+            child if self.modules.contains_key(&join(&own, &[child.to_string()])) => {
+                (own, segments)
             }
             _ => return None,
-        }
+        };
         base.extend(rest.iter().cloned());
         Some(base)
     }
