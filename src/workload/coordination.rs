@@ -355,6 +355,12 @@ impl Coordination {
         .await
     }
 
+    /// Not worker 0: the start instant worker 0 has already announced, if it has. A worker
+    /// that sees one before it said it was ready arrived after the run began.
+    pub fn start_announced(&self) -> Option<u64> {
+        self.board().others.get(&0).and_then(|(a, _)| a.start_ns)
+    }
+
     /// Not worker 0: waits for the start instant worker 0 announces (its clock).
     ///
     /// # Errors

@@ -265,6 +265,15 @@ pub async fn run(
     let setup = match &coordination {
         Some(meeting) if !share.is_leader() => {
             meeting.topology_ready().await?;
+            // A worker that arrives after the start must not consume: its consumers would
+            // take (and acknowledge) messages of the run that it then leaves.
+            if let Some(start_ns) = meeting.start_announced() {
+                let late = not_late(meeting, share, clock, start_ns);
+                if let Err(error) = &late {
+                    meeting.fail(&error.to_string()).await;
+                }
+                late?;
+            }
             setup::attach(plan, &uris, &events, cancel)
         }
         _ => {
@@ -535,22 +544,31 @@ async fn agree_on_start(
         meeting.start_at(start_ns);
         start_ns
     } else {
-        let start_ns = meeting.start_ns().await?;
-        // Worker 0 fixes the start a second ahead: a worker that learns it well after it
-        // passed was not there when the run began (a pod replaced mid-run, say), and
-        // joining would publish a share of the run that began late.
-        let late_by = clock.now_ns().saturating_sub(start_ns);
-        if late_by > LATE_START_TOLERANCE_NS {
-            return Err(coordination::CoordinationError::Late {
-                worker: share.index,
-                late_by: Duration::from_nanos(late_by),
-                run: meeting.run_text().to_string(),
-            }
-            .into());
-        }
-        start_ns
+        not_late(meeting, share, clock, meeting.start_ns().await?)?
     };
     Ok(clock.instant_at(start_ns))
+}
+
+/// `start_ns`, unless this worker learns of it too late to take part. Worker 0 fixes the
+/// start a second ahead: a worker that learns it well after it passed was not there when
+/// the run began (a pod replaced mid-run, say), and joining would publish a share of the
+/// run that began late.
+fn not_late(
+    meeting: &Coordination,
+    share: Share,
+    clock: Clock,
+    start_ns: u64,
+) -> Result<u64, WorkloadError> {
+    let late_by = clock.now_ns().saturating_sub(start_ns);
+    if late_by > LATE_START_TOLERANCE_NS {
+        return Err(coordination::CoordinationError::Late {
+            worker: share.index,
+            late_by: Duration::from_nanos(late_by),
+            run: meeting.run_text().to_string(),
+        }
+        .into());
+    }
+    Ok(start_ns)
 }
 
 /// How far past the agreed start a worker may learn of it and still take part.
