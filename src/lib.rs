@@ -8,6 +8,7 @@ pub mod amqp;
 pub mod broker;
 pub mod cli;
 pub mod commands;
+pub mod deadline;
 pub mod drive;
 pub mod events;
 pub mod exit;

@@ -480,13 +480,19 @@ fn summary(plan: &Plan) -> String {
             if e.uris.len() == 1 { "" } else { "s" }
         ),
     };
-    let length = match (plan.stop.duration, plan.stop.messages_per_publisher) {
+    let mut length = match (plan.stop.duration, plan.stop.messages_per_publisher) {
         _ if plan.sweep.is_some() => "one step per target rate".to_string(),
         (Some(d), Some(m)) => format!("{} or {m} messages per publisher", format_duration(d)),
         (Some(d), None) => format_duration(d),
         (None, Some(m)) => format!("{m} messages per publisher"),
         (None, None) => "unbounded".into(),
     };
+    if let Some(after) = plan.stop.after_faults {
+        length.push_str(&format!(
+            " (at least {} after the last fault)",
+            format_duration(after)
+        ));
+    }
     let faults = match &plan.chaos {
         Some(_) if plan.faults.is_empty() => "a chaos schedule".to_string(),
         Some(_) => format!("{} fault(s) and a chaos schedule", plan.faults.len()),

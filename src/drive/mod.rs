@@ -117,7 +117,12 @@ pub async fn drive(
         listeners.push(live.clone());
     }
     let announce: Arc<dyn Announce> = Arc::new(AnnounceAll(listeners));
-    let runner = FaultRunner::new(occurrences, network.clone(), nodes, Some(announce));
+    let runner = FaultRunner::new(
+        occurrences,
+        (network.clone(), nodes),
+        Some(announce),
+        plan.stop.after_faults,
+    );
     let (started_tx, started_rx) = oneshot::channel();
     let faults_cancel = cancel.child_token();
     let live = progress.clone();
@@ -126,6 +131,7 @@ pub async fn drive(
         publisher_uris: network.as_ref().map(|n| n.publisher_uris()),
         consumer_uris: network.as_ref().map(|n| n.consumer_uris()),
         on_start: Some(started_tx),
+        hold_for_faults: plan.stop.after_faults.is_some(),
         run_id: Some(run_id),
         no_verify,
         node_names,

@@ -144,4 +144,10 @@ impl Announce for Progress {
             "[{elapsed_s:>6.1}s] fault {label} {word}: {outcome}"
         ));
     }
+
+    fn publishing_until(&self, elapsed_s: f64, until_s: f64) {
+        self.message(&format!(
+            "[{elapsed_s:>6.1}s] the faults ended late: publishing goes on until {until_s:.1} s (after_faults)"
+        ));
+    }
 }

@@ -13,6 +13,7 @@ use super::network::NetworkFaults;
 use super::nodes::NodeFaults;
 pub use super::outcome::FaultOutcome;
 use super::timeline::{Occurrence, describe_action};
+use crate::deadline::{PublishingDeadline, PublishingStart};
 use crate::metrics::Clock;
 use crate::scenario::FaultAction;
 
@@ -45,6 +46,8 @@ pub trait Announce: Send + Sync {
     fn began(&self, elapsed_s: f64, label: &str, action: &str);
     /// A fault ended (or failed: `outcome` says).
     fn ended(&self, elapsed_s: f64, label: &str, outcome: &FaultOutcome);
+    /// The faults ended late: publishing goes on until `until_s` (`after_faults`).
+    fn publishing_until(&self, _elapsed_s: f64, _until_s: f64) {}
 }
 
 /// Tells several listeners (the console and the live metrics) the same news.
@@ -62,6 +65,12 @@ impl Announce for AnnounceAll {
             listener.ended(elapsed_s, label, outcome);
         }
     }
+
+    fn publishing_until(&self, elapsed_s: f64, until_s: f64) {
+        for listener in &self.0 {
+            listener.publishing_until(elapsed_s, until_s);
+        }
+    }
 }
 
 /// Runs faults on a timeline.
@@ -70,32 +79,41 @@ pub struct FaultRunner {
     network: Option<Arc<NetworkFaults>>,
     nodes: Arc<NodeFaults>,
     announce: Option<Arc<dyn Announce>>,
+    /// `after_faults`: publishing goes on this long after the last fault ended.
+    after_faults: Option<Duration>,
 }
 
 impl FaultRunner {
-    /// A runner for `occurrences`, making network faults through `network`.
+    /// A runner for `occurrences`, making network faults through `network`; with
+    /// `after_faults`, it settles the publishing deadline the workload holds for it.
     pub fn new(
         occurrences: Vec<Occurrence>,
-        network: Option<Arc<NetworkFaults>>,
-        nodes: Arc<NodeFaults>,
+        (network, nodes): (Option<Arc<NetworkFaults>>, Arc<NodeFaults>),
         announce: Option<Arc<dyn Announce>>,
+        after_faults: Option<Duration>,
     ) -> Self {
         Self {
             occurrences,
             network,
             nodes,
             announce,
+            after_faults,
         }
     }
 
     /// Waits for publishing to start, then runs every occurrence at its time. Returns when
-    /// all are done or `cancel` fires (faults in effect are then taken back first).
+    /// all are done or `cancel` fires (faults in effect are then taken back first); with
+    /// `after_faults`, then settles the publishing deadline.
     pub async fn run(
         &self,
-        started: oneshot::Receiver<(Instant, Clock)>,
+        started: oneshot::Receiver<PublishingStart>,
         cancel: CancellationToken,
     ) -> Vec<FaultRecord> {
-        let (start, clock) = tokio::select! {
+        let PublishingStart {
+            start,
+            clock,
+            deadline,
+        } = tokio::select! {
             () = cancel.cancelled() => return Vec::new(),
             started = started => match started {
                 Ok(started) => started,
@@ -136,7 +154,33 @@ impl FaultRunner {
             }
         }
         records.sort_by(|a, b| a.planned_s.total_cmp(&b.planned_s));
+        if let (Some(deadline), Some(after)) = (deadline, self.after_faults) {
+            self.settle(&deadline, &records, after, (start, clock));
+        }
         records
+    }
+
+    /// Publishing ends `after` past the last fault's end (its start, for one never taken
+    /// back), or as planned if that is later.
+    fn settle(
+        &self,
+        deadline: &PublishingDeadline,
+        records: &[FaultRecord],
+        after: Duration,
+        (start, clock): (Instant, Clock),
+    ) {
+        let last_end_ns = records
+            .iter()
+            .map(|r| r.ended_ns.unwrap_or(r.started_ns))
+            .max()
+            .unwrap_or(0);
+        let until_ns = deadline.settle(last_end_ns.saturating_add(after.as_nanos() as u64));
+        if until_ns > deadline.planned_ns() {
+            if let Some(announce) = &self.announce {
+                let until = clock.instant_at(until_ns).saturating_duration_since(start);
+                announce.publishing_until(start.elapsed().as_secs_f64(), until.as_secs_f64());
+            }
+        }
     }
 
     /// After any exit path: proxies without toxics and enabled, nodes resumed, alarms cleared.

@@ -24,6 +24,8 @@ pub struct ScenarioFile {
     pub description: Option<String>,
     /// How long publishers run.
     pub duration: Option<DurationValue>,
+    /// How long publishing goes on after the last fault has ended (past `duration`).
+    pub after_faults: Option<DurationValue>,
     /// How many messages each publisher sends.
     pub messages: Option<i64>,
     /// Seed of every random choice of the run.

@@ -38,7 +38,8 @@ pub(super) fn lower(
         );
     }
     let name = scenario_name(c, file.name);
-    let stop = stop_condition(c, file.duration.map(|d| d.0), file.messages, overrides);
+    let mut stop = stop_condition(c, file.duration.map(|d| d.0), file.messages, overrides);
+    let after_faults = nonzero(c, "after_faults", file.after_faults);
     let seed = file.seed.map_or(1, |s| {
         u64::try_from(s).unwrap_or_else(|_| {
             c.error("seed", format!(" = {s}: expected a whole number >= 0"));
@@ -80,6 +81,7 @@ pub(super) fn lower(
     let chaos = file
         .chaos
         .and_then(|section| chaos(c, section, &broker, length));
+    stop.after_faults = outlasting(c, after_faults, &stop, faults.is_empty() && chaos.is_none());
     let gates = gates(c, file.gates, &publishers, &topology);
     let sweep = file.sweep.and_then(|section| sweep(c, section));
     let report = report(c, file.report);
@@ -217,7 +219,34 @@ fn stop_condition(
     StopCondition {
         duration,
         messages_per_publisher,
+        after_faults: None,
     }
+}
+
+/// `after_faults`: only for a run bounded by time, and with faults to outlast.
+fn outlasting(
+    c: &mut Checker<'_>,
+    after_faults: Option<Duration>,
+    stop: &StopCondition,
+    no_faults: bool,
+) -> Option<Duration> {
+    let after = after_faults?;
+    let given = format!(" = {}", super::checks::quoted(after));
+    if stop.duration.is_none() {
+        c.error(
+            "after_faults",
+            format!("{given}: the run has no duration (only messages); only a run bounded by time can go on past its faults"),
+        );
+        return None;
+    }
+    if no_faults {
+        c.error(
+            "after_faults",
+            format!("{given}: the scenario has no faults to outlast; add [[faults]] or [chaos], or remove it"),
+        );
+        return None;
+    }
+    Some(after)
 }
 
 fn broker(c: &mut Checker<'_>, section: BrokerSection, path: &Path) -> BrokerPlan {

@@ -123,6 +123,9 @@ pub struct StopCondition {
     pub duration: Option<Duration>,
     /// Each publisher stops after this many messages.
     pub messages_per_publisher: Option<u64>,
+    /// Publishing goes on at least this long after the last fault has ended, past
+    /// `duration` when faults end late (at most `deadline::HOLD_LIMIT` past it).
+    pub after_faults: Option<Duration>,
 }
 
 /// `[broker] mode`.

@@ -227,7 +227,8 @@ fn a_message_count_alone_bounds_the_run() {
         plan.stop,
         StopCondition {
             duration: None,
-            messages_per_publisher: Some(1000)
+            messages_per_publisher: Some(1000),
+            after_faults: None,
         }
     );
 }

@@ -18,6 +18,7 @@ use super::shards::{Shards, TaskHandle};
 use super::topology::Topology;
 use super::{WorkloadError, setup};
 use crate::amqp::Endpoints;
+use crate::deadline::PublishingDeadline;
 use crate::events::{EventKind, EventLog};
 use crate::metrics::Clock;
 use crate::scenario::{AckMode, BodySize, Plan};
@@ -160,7 +161,7 @@ impl Clients<'_> {
         &self,
         shards: &Shards,
         uris: &Arc<Endpoints>,
-        start: Instant,
+        (start, deadline): (Instant, Option<PublishingDeadline>),
         cancel: &CancellationToken,
     ) -> Publishers {
         let plan = self.plan;
@@ -201,7 +202,7 @@ impl Clients<'_> {
                 clock: self.clock,
                 sizes: Sizes::new(min_size, max_size, plan.seed),
                 pace: Pace::new(start_ns + offset.as_nanos() as u64, rate_each),
-                deadline: plan.stop.duration.map(|d| start + d),
+                deadline: deadline.clone(),
                 messages: plan.stop.messages_per_publisher,
                 finish_within: plan.drain_timeout,
                 counters,

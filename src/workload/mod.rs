@@ -39,6 +39,7 @@ pub use progress::Totals;
 
 use crate::amqp::Endpoints;
 use crate::amqp::Failure;
+use crate::deadline::{PublishingDeadline, PublishingStart};
 use crate::events::{EventKind, EventLog};
 use crate::ledger::{DeadLetterShard, DeliveryShard, PublishLedger};
 use crate::metrics::Clock;
@@ -68,9 +69,11 @@ pub struct WorkloadOptions {
     pub publisher_uris: Option<Vec<BrokerUri>>,
     /// Consumers connect here instead of the broker URIs (a proxy on their path).
     pub consumer_uris: Option<Vec<BrokerUri>>,
-    /// Told when publishing starts (message 0 due), with the run's clock: faults are
-    /// scheduled from there.
-    pub on_start: Option<oneshot::Sender<(Instant, Clock)>>,
+    /// Told when publishing starts (message 0 due), with the run's clock and the end of
+    /// publishing: faults are scheduled from there, and settle a deadline they hold.
+    pub on_start: Option<oneshot::Sender<PublishingStart>>,
+    /// The deadline waits for the fault runner to settle it (`after_faults`).
+    pub hold_for_faults: bool,
     /// The run id (random when unset); it names the queue.
     pub run_id: Option<u64>,
     /// `--no-verify`: no ledgers, counts and latency histograms only, to measure what
@@ -348,14 +351,22 @@ pub async fn run(
     };
 
     // Publish.
+    let deadline = plan
+        .stop
+        .duration
+        .map(|d| PublishingDeadline::new(clock, start, d, options.hold_for_faults));
     let publishers = clients.start_publishers(
         &shards,
         &proxied(options.publisher_uris.take()),
-        start,
+        (start, deadline.clone()),
         cancel,
     );
     if let Some(started) = options.on_start.take() {
-        let _ = started.send((start, clock));
+        let _ = started.send(PublishingStart {
+            start,
+            clock,
+            deadline: deadline.clone(),
+        });
     }
     let (publisher_counters, consumer_counters) =
         (publishers.counters.clone(), consumers.counters.clone());
@@ -374,6 +385,7 @@ pub async fn run(
         plan,
         publishers,
         start,
+        deadline,
         events: &events,
         collector: &mut collector,
         on_progress: options.on_progress.as_mut(),

@@ -21,6 +21,7 @@ use super::topology::Topology;
 use crate::amqp::{
     AmqpChannel, Failure, FailureKind, OPEN_WITHIN, PublishOutcome, PublishTarget, within,
 };
+use crate::deadline::PublishingDeadline;
 use crate::events::{EventKind, EventLog};
 use crate::ledger::PublishLedger;
 use crate::message::{self, HEADER_LEN, Header};
@@ -64,8 +65,8 @@ pub struct PublisherSetup {
     pub sizes: Sizes,
     /// When message 0 is due, and the rate of this publisher.
     pub pace: Pace,
-    /// No new message after this instant.
-    pub deadline: Option<Instant>,
+    /// No new message after this (it may move while faults hold it).
+    pub deadline: Option<PublishingDeadline>,
     /// No new message after this many.
     pub messages: Option<u64>,
     /// After the deadline, how long unconfirmed messages may still be retried.
@@ -122,8 +123,6 @@ struct Publisher {
     sent: u64,
     /// Acks received.
     acked: u64,
-    /// The deadline as a clock reading, compared with the time already read per message.
-    deadline_ns: Option<u64>,
     activity: Activity,
     /// No message is sent before this clock reading (a nack backoff).
     hold_until_ns: u64,
@@ -170,7 +169,6 @@ pub async fn run(setup: PublisherSetup, records: SharedRecords) -> PublisherRepo
         spare: Vec::with_capacity(window_size),
         sent: 0,
         acked: 0,
-        deadline_ns: setup.deadline.map(|d| setup.clock.ns_at(d)),
         activity: Activity::default(),
         hold_until_ns: 0,
         nack_backoff: NACK_BACKOFF_START,
@@ -210,11 +208,11 @@ impl Publisher {
             let done_at = self
                 .setup
                 .deadline
-                .filter(|_| self.retry.is_empty())
-                .map(tokio::time::Instant::from);
+                .clone()
+                .filter(|_| self.retry.is_empty());
             let leased = tokio::select! {
                 leased = self.setup.link.lease(failed_generation, &cancel) => leased,
-                () = sleep_until(done_at), if done_at.is_some() => {
+                () = passed(done_at.as_ref()), if done_at.is_some() => {
                     self.stop_generating();
                     return;
                 }
@@ -387,8 +385,10 @@ impl Publisher {
             || seq == u32::MAX;
         let due_ns = self.setup.pace.due_ns(u64::from(seq));
         let out_of_time = self
-            .deadline_ns
-            .is_some_and(|deadline| out_of_time(due_ns, now_ns, deadline));
+            .setup
+            .deadline
+            .as_ref()
+            .is_some_and(|deadline| out_of_time(due_ns, now_ns, deadline.ns()));
         if out_of_messages || out_of_time {
             self.stop_generating();
             return None;
@@ -415,7 +415,8 @@ impl Publisher {
             self.publishing_ended = Some(
                 self.setup
                     .deadline
-                    .map_or(now, |deadline| deadline.min(now)),
+                    .as_ref()
+                    .map_or(now, |deadline| deadline.instant().min(now)),
             );
         }
     }
@@ -440,7 +441,7 @@ impl Publisher {
             .pace
             .due_ns(u64::from(self.next_seq))
             .map(|ns| self.setup.clock.instant_at(ns));
-        match (due, self.setup.deadline) {
+        match (due, self.deadline()) {
             (Some(due), Some(deadline)) => Some(due.min(deadline)),
             (Some(due), None) => Some(due),
             (None, Some(deadline)) if Instant::now() >= deadline => Some(deadline),
@@ -606,6 +607,14 @@ impl Publisher {
         }
     }
 
+    /// The deadline now.
+    fn deadline(&self) -> Option<Instant> {
+        self.setup
+            .deadline
+            .as_ref()
+            .map(PublishingDeadline::instant)
+    }
+
     fn finish_deadline_passed(&self) -> bool {
         self.give_up_at()
             .is_some_and(|at| tokio::time::Instant::now() > at)
@@ -614,7 +623,7 @@ impl Publisher {
     /// When unconfirmed messages stop being retried: `finish_within` after publishing ended
     /// (or after the deadline, if that comes first).
     fn give_up_at(&self) -> Option<tokio::time::Instant> {
-        let ended = match (self.publishing_ended, self.setup.deadline) {
+        let ended = match (self.publishing_ended, self.deadline()) {
             (Some(ended), Some(deadline)) => Some(ended.min(deadline)),
             (ended, deadline) => ended.or(deadline),
         };
@@ -649,6 +658,14 @@ async fn publish(
 async fn sleep_until(wake: Option<tokio::time::Instant>) {
     match wake {
         Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Until `deadline` passes (never without one).
+async fn passed(deadline: Option<&PublishingDeadline>) {
+    match deadline {
+        Some(deadline) => deadline.passed().await,
         None => std::future::pending().await,
     }
 }

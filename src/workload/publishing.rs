@@ -9,6 +9,7 @@ use super::collector::Collector;
 use super::fleet::{Publishers, every_report};
 use super::publisher::PublisherReport;
 use super::{ProgressSink, Totals, WorkloadError};
+use crate::deadline::PublishingDeadline;
 use crate::events::{EventKind, EventLog};
 use crate::scenario::Plan;
 
@@ -22,6 +23,8 @@ pub(super) struct Publishing<'a> {
     pub publishers: Publishers,
     /// When message 0 was due.
     pub start: Instant,
+    /// When publishing ends (it may move while faults hold it).
+    pub deadline: Option<PublishingDeadline>,
     pub events: &'a EventLog,
     pub collector: &'a mut Collector,
     pub on_progress: Option<&'a mut ProgressSink>,
@@ -34,6 +37,7 @@ pub(super) async fn wait(phase: Publishing<'_>) -> Result<Vec<PublisherReport>, 
         plan,
         publishers,
         start,
+        deadline,
         events,
         collector,
         mut on_progress,
@@ -47,12 +51,15 @@ pub(super) async fn wait(phase: Publishing<'_>) -> Result<Vec<PublisherReport>, 
     // Publishers give up retrying `drain_timeout` after the deadline; should any still
     // run a little later (a broker that answers nothing, hundreds of them reconnecting),
     // they are cancelled, and hand in what they have.
-    let stop_at = plan
-        .stop
-        .duration
-        .map(|d| tokio::time::Instant::from(start + d + plan.drain_timeout + PUBLISHERS_GRACE));
+    // Read again every second: faults may hold the deadline, and then settle it.
+    let stop_at = || {
+        deadline.as_ref().map(|d| {
+            tokio::time::Instant::from(d.instant() + plan.drain_timeout + PUBLISHERS_GRACE)
+        })
+    };
     let mut stop_sent = false;
     let reports = loop {
+        let stop_at = stop_at();
         tokio::select! {
             reports = &mut done => break reports,
             () = sleep_until_some(stop_at), if !stop_sent && stop_at.is_some() => {

@@ -160,15 +160,14 @@ fn the_reliable_recipe_survives_kill_9_with_a_recovery_time() {
 
 #[test]
 fn a_paused_broker_stalls_confirms_and_a_memory_alarm_blocks_publishers_until_it_clears() {
-    // Setting and clearing the alarm are two rabbitmqctl calls, each of which took up to
-    // 1.5 s on a loaded 2-core machine: the alarm planned for 7-9 s ended at 12.1 s once.
-    // Bound by messages (30 s of them), not by time: publishing goes on after the alarm
-    // clears, however late, so deliveries resume inside the run. Beside two busy loops,
-    // the alarm took effect only after 18 s of messages had all been sent.
+    // Setting and clearing the alarm are two rabbitmqctl calls: beside two busy loops on
+    // 2 cores, the alarm planned for 7-9 s took effect at 31.7 s. after_faults keeps
+    // publishing going until 3 s after it has cleared, however late, so deliveries resume
+    // inside the run.
     let scratch = Scratch::new("pause-alarm");
     let (code, verdict, stdout) = run(
         &scratch,
-        "name = \"pause-alarm\"\nmessages = 9000\n[publishers]\nrate = 300\n[[faults]]\nat = \"2s\"\nkind = \"broker_pause\"\nfor = \"3s\"\n[[faults]]\nat = \"7s\"\nkind = \"memory_alarm\"\nfor = \"2s\"\n",
+        "name = \"pause-alarm\"\nduration = \"10s\"\nafter_faults = \"3s\"\n[publishers]\nrate = 300\n[[faults]]\nat = \"2s\"\nkind = \"broker_pause\"\nfor = \"3s\"\n[[faults]]\nat = \"7s\"\nkind = \"memory_alarm\"\nfor = \"2s\"\n",
     );
     assert_eq!(code, 0, "{stdout}");
     let silence = verdict["faults"]["longest_without_confirm"]["length_s"]
@@ -193,6 +192,38 @@ fn a_paused_broker_stalls_confirms_and_a_memory_alarm_blocks_publishers_until_it
     assert!(
         alarm["recovery_delivery_s"].is_number(),
         "deliveries went on after the alarm: {alarm}"
+    );
+    assert_eq!(totals(&verdict)["lost_confirmed"], 0);
+    scratch.assert_clean();
+}
+
+#[test]
+fn after_faults_keeps_publishing_past_the_duration_until_the_last_fault_has_ended() {
+    // The outage is planned to end with the run (3 s + 3 s of 6 s), and taking it back
+    // ends it a little later still: without after_faults, publishing would end before it,
+    // and recovery would not be observed. With it, publishing goes on 4 s past its end.
+    let scratch = Scratch::new("after-faults");
+    let (code, verdict, stdout) = run(
+        &scratch,
+        "name = \"after-faults\"\nduration = \"6s\"\nafter_faults = \"4s\"\n[publishers]\nrate = 200\nheartbeat = \"1s\"\n[consumers]\nheartbeat = \"1s\"\n[[faults]]\nat = \"3s\"\nkind = \"down\"\nfor = \"3s\"\n[gates]\nmax_recovery = \"20s\"\nmax_lost_confirmed = 0\n",
+    );
+    assert_eq!(code, 0, "{stdout}");
+    let publishing_s = verdict["throughput"]["publishing_s"].as_f64().unwrap();
+    eprintln!("published for {publishing_s:.2} s (duration 6 s, after_faults 4 s)");
+    // The fault ended at 6 s at the earliest, so publishing at 10 s (less one message's
+    // interval: a publisher stops once its next message is due after the deadline).
+    assert!(
+        publishing_s >= 9.9,
+        "published for {publishing_s} s\n{stdout}"
+    );
+    assert!(
+        stdout.contains("the faults ended late: publishing goes on until"),
+        "{stdout}"
+    );
+    let down = &verdict["faults"]["faults"][0];
+    assert!(
+        down["recovery_delivery_s"].is_number(),
+        "deliveries resumed after the outage, inside the run: {down}"
     );
     assert_eq!(totals(&verdict)["lost_confirmed"], 0);
     scratch.assert_clean();
