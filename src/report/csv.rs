@@ -257,7 +257,7 @@ mod tests {
 
     #[test]
     fn the_readme_lists_the_columns_of_every_csv_file() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../docs/run-folder.md");
         for (file, header) in [
             ("summary.csv", columns::<SummaryRow>()),
             ("queues.csv", columns::<QueueRow>()),
@@ -268,7 +268,7 @@ mod tests {
             let header = header.join(",");
             assert!(
                 readme.lines().any(|l| l == header),
-                "README does not list the columns of {file}: {header}"
+                "docs/run-folder.md does not list the columns of {file}: {header}"
             );
         }
     }

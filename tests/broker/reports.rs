@@ -67,7 +67,8 @@ fn a_run_folder_holds_every_output_and_each_reads_back() {
 
     // CSV headers are the documented ones.
     let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/run-folder.md"))
+            .unwrap();
     let documented = [
         csv::columns::<csv::SummaryRow>().join(","),
         csv::columns::<timeseries::TimeseriesRow>().join(","),
@@ -76,7 +77,7 @@ fn a_run_folder_holds_every_output_and_each_reads_back() {
     for header in &documented {
         assert!(
             readme.lines().any(|l| l == header),
-            "README does not document the columns {header}"
+            "docs/run-folder.md does not document the columns {header}"
         );
     }
     assert_eq!(first_line(&a.join("summary.csv")), documented[0]);
