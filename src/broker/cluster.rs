@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::BrokerError;
 use super::account::Account;
-use super::ctl::{ClusterStatus, Ctl};
+use super::ctl::{CTL_ANSWER_WITHIN, ClusterStatus, Ctl};
 use super::epmd::Epmd;
 use super::install::RabbitInstall;
 use super::node::{Node, NodeEnv, NodeSpec};
@@ -364,7 +364,7 @@ impl ManagedCluster {
         name_part: &str,
         reason: &str,
     ) -> Result<usize, BrokerError> {
-        let timeout = Duration::from_secs(30);
+        let timeout = CTL_ANSWER_WITHIN;
         let (node, listing) = self
             .ctl_on_any_node(
                 &[
@@ -456,7 +456,7 @@ impl ManagedCluster {
             let mut last = None;
             for listing_args in [BY_LEADER, BY_PID] {
                 let (node, listing) = self
-                    .ctl_on_any_node_from(attempt, listing_args, Duration::from_secs(30))
+                    .ctl_on_any_node_from(attempt, listing_args, CTL_ANSWER_WITHIN)
                     .await?;
                 if let Some(leader) = leader_in_listing(&listing, queue) {
                     return Ok(leader);

@@ -13,6 +13,11 @@ use super::BrokerError;
 use super::account::Account;
 use super::install::RabbitInstall;
 
+/// How long a rabbitmqctl query may take before the broker counts as not answering: a
+/// hang guard. Each call starts an Erlang VM; beside two busy loops on 2 cores, with two
+/// RabbitMQ 4.0.5 clusters running, a listing took more than 30 s.
+pub const CTL_ANSWER_WITHIN: Duration = Duration::from_secs(120);
+
 /// How to reach the nodes of one managed broker with rabbitmqctl.
 #[derive(Debug, Clone)]
 pub struct Ctl {
@@ -130,7 +135,7 @@ impl Ctl {
             .run(
                 node,
                 &["cluster_status", "--formatter", "json"],
-                Duration::from_secs(30),
+                CTL_ANSWER_WITHIN,
             )
             .await?;
         json_document(&text).map_err(|e| BrokerError::Ctl {

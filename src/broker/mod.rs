@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 pub use cluster::{ClusterOptions, ManagedCluster};
-pub use ctl::{ClusterStatus, Ctl};
+pub use ctl::{CTL_ANSWER_WITHIN, ClusterStatus, Ctl};
 pub use external::ExternalBroker;
 pub use install::{BIN_DIR_VAR, RabbitInstall, ReleaseVersion};
 pub use node::{NodeSpec, START_TIMEOUT, STOP_GRACE, log_tail};

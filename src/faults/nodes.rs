@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Broker, BrokerError};
+use crate::broker::{Broker, BrokerError, CTL_ANSWER_WITHIN};
 use crate::scenario::{FaultAction, NodeCommands, NodeSelector};
 use crate::seeded::splitmix;
 
@@ -277,7 +277,7 @@ impl NodeFaults {
                 ] {
                     let _ = cluster
                         .ctl()
-                        .run(&spec.name, &args, Duration::from_secs(30))
+                        .run(&spec.name, &args, CTL_ANSWER_WITHIN)
                         .await;
                 }
             }

@@ -256,7 +256,7 @@ mod tests {
     use crate::sweep::files::CapacityRow;
 
     #[test]
-    fn the_readme_lists_the_columns_of_every_csv_file() {
+    fn the_run_folder_page_lists_the_columns_of_every_csv_file() {
         let readme = include_str!("../../docs/run-folder.md");
         for (file, header) in [
             ("summary.csv", columns::<SummaryRow>()),

@@ -257,7 +257,7 @@ async fn quorum_queues_are_spread_over_a_cluster_and_a_leader_kill_loses_nothing
         .run(
             &cluster.specs()[0].name,
             &["list_queues", "name", "leader", "-q", "--no-table-headers"],
-            Duration::from_secs(30),
+            warren::broker::CTL_ANSWER_WITHIN,
         )
         .await
         .unwrap();

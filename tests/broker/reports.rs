@@ -1,5 +1,5 @@
 //! The run folder: every output format, read back with the tools of its format (CSV
-//! headers against the README, the HdrHistogram interval log reader, an XML parser,
+//! headers against docs/run-folder.md, the HdrHistogram interval log reader, an XML parser,
 //! headless Chromium), runs.csv growing run by run, warren report and warren compare.
 
 use std::collections::HashMap;

@@ -213,11 +213,17 @@ fn a_tls_node_of_warrens_own_runs_the_reliable_recipe_over_amqps() {
 #[test]
 fn a_three_node_tls_cluster_loses_nothing_confirmed_when_its_leader_is_killed() {
     let scratch = Scratch::cluster("tls-cluster");
+    // Bound by time, and held until 8 s after the kill has ended: beside two busy loops,
+    // finding the leader outlasted 32 s of messages once, and the kill never began.
     let text = reliable(
         "tls-cluster",
         16,
         "[broker]\nnodes = 3\ntls = true\ntls_client_auth = true\n",
         "[[faults]]\nat = \"4s\"\nkind = \"broker_kill\"\nnode = \"leader\"\nfor = \"3s\"\n",
+    )
+    .replace(
+        "messages = 6400",
+        "duration = \"16s\"\nafter_faults = \"8s\"",
     )
     .replace(
         "queue = { type = \"classic\", durable = true }",
