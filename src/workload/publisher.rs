@@ -412,12 +412,7 @@ impl Publisher {
             self.generating = false;
             // A deadline that passed while disconnected ended publishing then, not now.
             let now = Instant::now();
-            self.publishing_ended = Some(
-                self.setup
-                    .deadline
-                    .as_ref()
-                    .map_or(now, |deadline| deadline.instant().min(now)),
-            );
+            self.publishing_ended = Some(self.deadline().map_or(now, |deadline| deadline.min(now)));
         }
     }
 
