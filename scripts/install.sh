@@ -49,8 +49,11 @@ if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
     # and this script went on to say "ready" with no Rust.
     rustup_init="$(mktemp)"
     trap 'rm -f "$rustup_init"' EXIT
-    if ! curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs -o "$rustup_init"; then
-        echo "install.sh: could not download rustup from https://sh.rustup.rs; install Rust (https://rustup.rs) and run this again" >&2
+    # sh.rustup.rs serves the same script as static.rust-lang.org, which some networks
+    # reach when they cannot resolve sh.rustup.rs: the second is tried when the first fails.
+    if ! curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs -o "$rustup_init" &&
+        ! curl --proto '=https' --tlsv1.2 -sSf https://static.rust-lang.org/rustup/rustup-init.sh -o "$rustup_init"; then
+        echo "install.sh: could not download rustup from https://sh.rustup.rs or https://static.rust-lang.org; install Rust (https://rustup.rs) and run this again" >&2
         exit 1
     fi
     sh "$rustup_init" -y --profile minimal --component clippy,rustfmt
