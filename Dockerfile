@@ -10,7 +10,7 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
-COPY vendor ./vendor
+COPY crates ./crates
 COPY benches ./benches
 COPY tests ./tests
 COPY src ./src

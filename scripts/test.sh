@@ -3,7 +3,7 @@
 # broker tier (cargo's `broker-tests` feature). The broker tests start private RabbitMQ
 # nodes on free loopback ports and remove them afterwards, render the HTML report in
 # headless Chromium and scrape a run with a Prometheus server (both installed here when
-# missing). The vendored AMQP client's own broker tests connect to one more private node,
+# missing). The AMQP client's (crates/warren-amqp) own broker tests connect to one more private node,
 # started here with `warren broker up` and stopped when the tests end, whatever their
 # outcome. Before them, scripts/check-deploy.sh validates deploy/kubernetes/ and the
 # Dockerfile's build stage. Plain `cargo test` is the fast tier alone: no broker needed.
@@ -77,7 +77,7 @@ if [ -z "$port" ]; then
     cat "$state_dir/up.txt" >&2
     exit 3
 fi
-# Upstream amqprs's test account.
+# The test account of the AMQP client's tests (amqprs's, upstream).
 broker ctl -- add_user user bitnami >/dev/null
 broker ctl -- set_permissions -p / user '.*' '.*' '.*' >/dev/null
 echo "test.sh: the AMQP client's tests use a private node on 127.0.0.1:$port"

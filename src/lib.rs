@@ -3,9 +3,11 @@
 //! `main.rs` only parses the command line and calls [`run`]; everything else lives in
 //! these modules, one per concept, so integration tests can drive the whole tool in-process.
 #![deny(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod amqp;
 pub mod broker;
+pub mod broker_uri;
 pub mod cli;
 pub mod commands;
 pub mod deadline;

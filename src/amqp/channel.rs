@@ -5,16 +5,18 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use amqprs::callbacks::ChannelCallback;
-use amqprs::channel::{
+use futures_util::Stream;
+use tokio::sync::mpsc::UnboundedReceiver;
+use warren_amqp::callbacks::ChannelCallback;
+use warren_amqp::channel::{
     BasicAckArguments, BasicConsumeArguments, BasicPublishArguments, BasicQosArguments,
     BasicRejectArguments, Channel, ConfirmSelectArguments, ConsumerMessage,
     ExchangeDeclareArguments, ExchangeDeleteArguments, QueueBindArguments, QueueDeclareArguments,
     QueueDeleteArguments, QueueUnbindArguments,
 };
-use amqprs::{Ack, BasicProperties, Cancel, CloseChannel, FieldTable, FieldValue, Nack, Return};
-use futures_util::Stream;
-use tokio::sync::mpsc::UnboundedReceiver;
+use warren_amqp::{
+    Ack, BasicProperties, Cancel, CloseChannel, FieldTable, FieldValue, Nack, Return,
+};
 
 use super::confirms::{Answer, Confirms};
 use super::failure::{CLOSE_WITHIN, ConnectionState, EndReason, Failure};
@@ -175,7 +177,7 @@ impl ChannelCallback for ChannelEvents {
         &mut self,
         _channel: &Channel,
         close: CloseChannel,
-    ) -> Result<(), amqprs::error::Error> {
+    ) -> Result<(), warren_amqp::error::Error> {
         self.0.ended.record(Failure::from_channel_close(
             close.reply_code(),
             close.reply_text(),
@@ -187,7 +189,7 @@ impl ChannelCallback for ChannelEvents {
         &mut self,
         _channel: &Channel,
         _cancel: Cancel,
-    ) -> Result<(), amqprs::error::Error> {
+    ) -> Result<(), warren_amqp::error::Error> {
         self.0.cancelled.store(true, Ordering::Release);
         Ok(())
     }
@@ -196,7 +198,7 @@ impl ChannelCallback for ChannelEvents {
         &mut self,
         _channel: &Channel,
         active: bool,
-    ) -> Result<bool, amqprs::error::Error> {
+    ) -> Result<bool, warren_amqp::error::Error> {
         Ok(active)
     }
 
@@ -336,8 +338,8 @@ impl AmqpChannel {
     /// Classifies a client error: the recorded reason of an ended channel or connection
     /// comes first, since the client's own error then only says that a request went
     /// unanswered.
-    fn failure(&self, error: &amqprs::error::Error) -> Failure {
-        use amqprs::error::Error;
+    fn failure(&self, error: &warren_amqp::error::Error) -> Failure {
+        use warren_amqp::error::Error;
         // A value too long for an AMQP short string, caught by the client before anything
         // was sent: a request the broker would refuse, whatever state the channel is in.
         if let Error::ShortStrTooLong(_) = error {

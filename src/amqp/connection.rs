@@ -4,15 +4,16 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use amqprs::callbacks::ConnectionCallback;
-use amqprs::connection::{Connection, OpenConnectionArguments};
-use amqprs::{Close, channel::Channel};
 use tokio::sync::mpsc;
+use warren_amqp::callbacks::ConnectionCallback;
+use warren_amqp::connection::{Connection, OpenConnectionArguments};
+use warren_amqp::{Close, channel::Channel};
 
 use super::channel::AmqpChannel;
 use super::failure::{CLOSE_WITHIN, ConnectionState, Failure};
 use super::tls::TlsClient;
-use crate::redact::{BrokerUri, redact};
+use crate::broker_uri::BrokerUri;
+use crate::redact::redact;
 
 /// Why a connection could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -36,10 +37,10 @@ pub enum AmqpError {
 /// carried 403 ACCESS_REFUSED (credentials, permissions) or 530 NOT_ALLOWED (a vhost it
 /// lacks, a connection limit). Any other close (320 CONNECTION_FORCED from a node going
 /// down) is passing, and worth a retry.
-fn refused_by_reply(error: &amqprs::error::Error) -> bool {
+fn refused_by_reply(error: &warren_amqp::error::Error) -> bool {
     matches!(
         error,
-        amqprs::error::Error::ConnectionOpenRefused {
+        warren_amqp::error::Error::ConnectionOpenRefused {
             reply_code: ACCESS_REFUSED | NOT_ALLOWED,
             ..
         }
@@ -89,7 +90,7 @@ impl ConnectionCallback for ConnectionEvents {
         &mut self,
         _connection: &Connection,
         close: Close,
-    ) -> Result<(), amqprs::error::Error> {
+    ) -> Result<(), warren_amqp::error::Error> {
         let failure = Failure::from_connection_close(close.reply_code(), close.reply_text());
         let _ = self
             .events
@@ -177,19 +178,21 @@ pub async fn connect_with(
         }
         Ok(Err(error)) => {
             let reason = redact(&error.to_string());
-            return Err(if let amqprs::error::Error::ShortStrTooLong(_) = error {
-                AmqpError::Unsendable {
-                    uri: uri.redacted(),
-                    reason,
-                }
-            } else if refused_by_reply(&error) {
-                AmqpError::Refused {
-                    uri: uri.redacted(),
-                    reason,
-                }
-            } else {
-                unreachable(reason)
-            });
+            return Err(
+                if let warren_amqp::error::Error::ShortStrTooLong(_) = error {
+                    AmqpError::Unsendable {
+                        uri: uri.redacted(),
+                        reason,
+                    }
+                } else if refused_by_reply(&error) {
+                    AmqpError::Refused {
+                        uri: uri.redacted(),
+                        reason,
+                    }
+                } else {
+                    unreachable(reason)
+                },
+            );
         }
         Ok(Ok(inner)) => inner,
     };

@@ -4,7 +4,7 @@
 use std::ops::Deref;
 
 use super::tls::TlsClient;
-use crate::redact::BrokerUri;
+use crate::broker_uri::BrokerUri;
 
 /// The URIs a connection slot cycles through, with the TLS client for the amqps ones.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
-//! warren's own face over the AMQP client (amqprs): the rest of the code talks to these
+//! warren's own face over its AMQP client (crates/warren-amqp, from amqprs 2.1.5): the rest of the code talks to these
 //! types, so a change of client or of the client's API stays in this module.
 //!
-//! amqprs does its socket I/O in tasks on the caller's runtime, so on warren's one-thread
+//! The client does its socket I/O in tasks on the caller's runtime, so on warren's one-thread
 //! runtime a publish, its confirm and a delivery cross no thread (benches/README.md).
 
 mod channel;

@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use amqprs::FieldValue;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use warren_amqp::FieldValue;
 
 use super::tls::TlsClient;
-use crate::redact::BrokerUri;
+use crate::broker_uri::BrokerUri;
 
 /// What a broker says about itself in connection.start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -156,7 +156,7 @@ async fn read_start<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Parses connection.start from the bytes read so far; `Ok(None)` means "read more".
 fn parse_start(bytes: &[u8]) -> Result<Option<ServerInfo>, String> {
-    let Some(properties) = amqprs::decode_connection_start(bytes)? else {
+    let Some(properties) = warren_amqp::decode_connection_start(bytes)? else {
         return Ok(None);
     };
     let text = |key: &str| {

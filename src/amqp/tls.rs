@@ -18,7 +18,7 @@ use tokio_rustls::rustls::{
     SignatureScheme,
 };
 
-use crate::redact::BrokerUri;
+use crate::broker_uri::BrokerUri;
 use crate::tls::{Identity, TlsFileError, TlsSettings, Trust, provider};
 
 /// A TLS client ready for every connection of a run: cheap to clone.
@@ -133,8 +133,8 @@ impl TlsClient {
     }
 
     /// What the AMQP client needs to speak TLS to `uri`.
-    pub fn adaptor(&self, uri: &BrokerUri) -> amqprs::tls::TlsAdaptor {
-        amqprs::tls::TlsAdaptor::new(self.connector.clone(), self.server_name(uri))
+    pub fn adaptor(&self, uri: &BrokerUri) -> warren_amqp::tls::TlsAdaptor {
+        warren_amqp::tls::TlsAdaptor::new(self.connector.clone(), self.server_name(uri))
     }
 
     /// A TLS handshake on `stream`, connected to `uri`.

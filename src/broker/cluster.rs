@@ -19,7 +19,7 @@ use super::ports::{free_ports, is_free};
 use super::rootfs::{RabbitRoot, remove_broker_folders};
 use super::state::{BrokerState, NodeRecord, TlsRecord};
 use super::tls::{self, SERVER_NAMES, TlsFiles};
-use crate::redact::BrokerUri;
+use crate::broker_uri::BrokerUri;
 use crate::tls::ManagedTls;
 
 /// How to bring up a managed broker.

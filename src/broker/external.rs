@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::BrokerError;
 use crate::amqp::{ServerInfo, TlsClient, connect, probe_uri};
-use crate::redact::BrokerUri;
+use crate::broker_uri::BrokerUri;
 
 /// A broker someone else runs, one URI per node.
 #[derive(Debug, Clone)]

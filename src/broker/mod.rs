@@ -30,7 +30,7 @@ pub use rootfs::{ROOT_VAR, RabbitRoot};
 pub use state::{BrokerState, NodeState};
 
 use crate::amqp::{TlsClient, probe_uri};
-use crate::redact::BrokerUri;
+use crate::broker_uri::BrokerUri;
 use crate::scenario::BrokerPlan;
 
 /// What went wrong with a broker. All of these are infrastructure failures (exit code 3),

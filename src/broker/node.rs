@@ -15,7 +15,7 @@ use super::ctl::erlang_env;
 use super::install::{RabbitInstall, ReleaseVersion};
 use super::process::{die_with_parent, signal, signal_group};
 use crate::amqp::{TlsClient, probe_uri};
-use crate::redact::BrokerUri;
+use crate::broker_uri::BrokerUri;
 
 /// Where a node lives and listens. Kept across restarts, so data survives them.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -183,7 +183,7 @@ impl BrokerState {
             .and_then(|record| record.files.client(record.client_auth).ok());
         let mut states = Vec::with_capacity(self.nodes.len());
         for node in &self.nodes {
-            let uri: Option<crate::redact::BrokerUri> = node.uri.parse().ok();
+            let uri: Option<crate::broker_uri::BrokerUri> = node.uri.parse().ok();
             states.push(if !self.vm_alive(node) {
                 NodeState::Stopped
             } else if state(node.pid) == Some('T') {

@@ -172,6 +172,6 @@ pub async fn drive(
     )
 }
 
-fn ports(uris: &[crate::redact::BrokerUri]) -> Vec<u16> {
+fn ports(uris: &[crate::broker_uri::BrokerUri]) -> Vec<u16> {
     uris.iter().map(|u| u.port()).collect()
 }

@@ -2,7 +2,7 @@
 //! consumers), made in warren's embedded proxy engine (in process) or on a real
 //! Toxiproxy, and the faults applied to them and taken back.
 
-use crate::redact::BrokerUri;
+use crate::broker_uri::BrokerUri;
 use crate::scenario::{FaultAction, Plan, StreamDirection, Toxic, TrafficPath};
 use crate::toxiproxy::client::{RemoteToxiproxy, ToxiproxyError};
 use crate::toxiproxy::control::ProxyControl;

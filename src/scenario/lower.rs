@@ -15,7 +15,7 @@ use super::file::{
 use super::plan::*;
 use super::short_strings::short_strings;
 use super::topology::{clients_and_routes, stream_consumers, topology};
-use crate::redact::BrokerUri;
+use crate::broker_uri::BrokerUri;
 
 const DEFAULT_DURATION: Duration = Duration::from_secs(60);
 /// The most client threads a run takes.
@@ -153,7 +153,7 @@ fn proxy(c: &mut Checker<'_>, section: ProxySection, broker: &BrokerPlan) -> Pro
         ("proxy.listen_host", &section.listen_host),
         ("proxy.client_host", &section.client_host),
     ] {
-        if let Some(host) = value.as_deref().filter(|h| !crate::redact::is_host(h)) {
+        if let Some(host) = value.as_deref().filter(|h| !crate::broker_uri::is_host(h)) {
             c.error(
                 field,
                 format!(

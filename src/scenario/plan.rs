@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::redact::BrokerUri;
+use crate::broker_uri::BrokerUri;
 
 /// A whole run, as the scenario describes it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

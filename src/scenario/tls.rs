@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::diagnostic::Checker;
 use super::file::{TlsEntry, TlsSection};
-use crate::redact::BrokerUri;
+use crate::broker_uri::BrokerUri;
 use crate::tls::{Identity, ManagedTls, TlsFileError, TlsSettings, Trust};
 
 /// What warren's own nodes do about TLS.

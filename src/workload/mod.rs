@@ -43,7 +43,7 @@ use crate::deadline::{PublishingDeadline, PublishingStart};
 use crate::events::{EventKind, EventLog};
 use crate::ledger::{DeadLetterShard, DeliveryShard, PublishLedger};
 use crate::metrics::Clock;
-use crate::redact::BrokerUri;
+use crate::broker_uri::BrokerUri;
 use crate::scenario::Plan;
 use crate::share::Share;
 use collector::Collector;

@@ -382,7 +382,7 @@ fn a_queue_deleted_mid_run_ends_the_run_in_bounded_time_with_the_reason() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let uri: warren::redact::BrokerUri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f")
+        let uri: warren::broker_uri::BrokerUri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f")
             .parse()
             .unwrap();
         let connection = warren::amqp::connect(&uri, None, "deleter", Duration::from_secs(10))

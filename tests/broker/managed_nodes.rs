@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use warren::amqp::{connect, probe};
 use warren::broker::{Broker, ClusterOptions, ManagedCluster, StartOptions};
-use warren::redact::BrokerUri;
+use warren::broker_uri::BrokerUri;
 use warren::scenario::{BrokerPlan, ExternalBrokerPlan, NodeCommands};
 
 use crate::helpers::{Scratch, processes_mentioning};

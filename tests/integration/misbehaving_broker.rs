@@ -14,7 +14,7 @@ use warren::amqp::{
     AmqpConnection, ConnectOptions, ConnectionEvent, FailureKind, PublishOutcome, PublishTarget,
     connect_with,
 };
-use warren::redact::BrokerUri;
+use warren::broker_uri::BrokerUri;
 
 /// How long any one case may take before it counts as a hang.
 const BOUND: Duration = Duration::from_secs(15);

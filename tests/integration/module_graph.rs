@@ -30,6 +30,7 @@ const LAYERS: &[&[&str]] = &[
     ],
     &[
         "redact",
+        "broker_uri",
         "events",
         "ledger",
         "message",

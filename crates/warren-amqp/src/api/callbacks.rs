@@ -28,8 +28,6 @@ use crate::{
     BasicProperties,
 };
 use async_trait::async_trait;
-#[cfg(feature = "traces")]
-use tracing::{error, info, warn};
 
 /////////////////////////////////////////////////////////////////////////////
 /// Callback interfaces for asynchronous `Connection` class message.
@@ -66,38 +64,15 @@ pub struct DefaultConnectionCallback;
 
 #[async_trait]
 impl ConnectionCallback for DefaultConnectionCallback {
-    async fn close(&mut self, connection: &Connection, close: Close) -> Result<()> {
-        #[cfg(feature = "traces")]
-        error!(
-            "handle close request for connection {}, cause: {}",
-            connection, close
-        );
+    async fn close(&mut self, _connection: &Connection, _close: Close) -> Result<()> {
         Ok(())
     }
 
-    async fn blocked(&mut self, connection: &Connection, reason: String) {
-        #[cfg(feature = "traces")]
-        info!(
-            "handle blocked notification for connection {}, reason: {}",
-            connection, reason
-        );
-    }
+    async fn blocked(&mut self, _connection: &Connection, _reason: String) {}
 
-    async fn unblocked(&mut self, connection: &Connection) {
-        #[cfg(feature = "traces")]
-        info!(
-            "handle unblocked notification for connection {}",
-            connection
-        );
-    }
+    async fn unblocked(&mut self, _connection: &Connection) {}
 
-    async fn secret_updated(&mut self, connection: &Connection) {
-        #[cfg(feature = "traces")]
-        info!(
-            "handle secret updated notification for connection {}",
-            connection
-        );
-    }
+    async fn secret_updated(&mut self, _connection: &Connection) {}
 }
 
 /////////////////////////////////////////////////////////////////////////////
@@ -181,60 +156,23 @@ pub struct DefaultChannelCallback;
 
 #[async_trait]
 impl ChannelCallback for DefaultChannelCallback {
-    async fn close(&mut self, channel: &Channel, close: CloseChannel) -> Result<()> {
-        #[cfg(feature = "traces")]
-        error!(
-            "handle close request for channel {}, cause: {}",
-            channel, close
-        );
+    async fn close(&mut self, _channel: &Channel, _close: CloseChannel) -> Result<()> {
         Ok(())
     }
-    async fn cancel(&mut self, channel: &Channel, cancel: Cancel) -> Result<()> {
-        #[cfg(feature = "traces")]
-        warn!(
-            "handle cancel request for consumer {} on channel {}",
-            cancel.consumer_tag(),
-            channel
-        );
+    async fn cancel(&mut self, _channel: &Channel, _cancel: Cancel) -> Result<()> {
         Ok(())
     }
-    async fn flow(&mut self, channel: &Channel, active: bool) -> Result<bool> {
-        #[cfg(feature = "traces")]
-        info!(
-            "handle flow request active={} for channel {}",
-            active, channel
-        );
+    async fn flow(&mut self, _channel: &Channel, _active: bool) -> Result<bool> {
         Ok(true)
     }
-    async fn publish_ack(&mut self, channel: &Channel, ack: Ack) {
-        #[cfg(feature = "traces")]
-        info!(
-            "handle publish ack delivery_tag={} on channel {}",
-            ack.delivery_tag(),
-            channel
-        );
-    }
-    async fn publish_nack(&mut self, channel: &Channel, nack: Nack) {
-        #[cfg(feature = "traces")]
-        warn!(
-            "handle publish nack delivery_tag={} on channel {}",
-            nack.delivery_tag(),
-            channel
-        );
-    }
+    async fn publish_ack(&mut self, _channel: &Channel, _ack: Ack) {}
+    async fn publish_nack(&mut self, _channel: &Channel, _nack: Nack) {}
     async fn publish_return(
         &mut self,
-        channel: &Channel,
-        ret: Return,
+        _channel: &Channel,
+        _ret: Return,
         _basic_properties: BasicProperties,
-        content: Vec<u8>,
+        _content: Vec<u8>,
     ) {
-        #[cfg(feature = "traces")]
-        warn!(
-            "handle publish return {} on channel {}, content size: {}",
-            ret,
-            channel,
-            content.len()
-        );
     }
 }

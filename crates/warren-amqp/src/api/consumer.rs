@@ -14,8 +14,6 @@ use super::channel::{BasicAckArguments, Channel};
 use crate::frame::{BasicProperties, Deliver};
 
 use async_trait::async_trait;
-#[cfg(feature = "traces")]
-use tracing::{info, warn};
 
 /// Trait defines the callback interfaces for consuming asynchronous content data from server.
 ///
@@ -90,29 +88,13 @@ impl AsyncConsumer for DefaultConsumer {
         channel: &Channel,
         deliver: Deliver,
         _basic_properties: BasicProperties,
-        content: Vec<u8>,
+        _content: Vec<u8>,
     ) {
-        #[cfg(feature = "traces")]
-        info!(
-            "consume delivery {} on channel {}, content size: {}",
-            deliver,
-            channel,
-            content.len()
-        );
-
         // ack explicitly if manual ack
         if !self.no_ack {
-            #[cfg(feature = "traces")]
-            info!("ack to delivery {} on channel {}", deliver, channel);
             let args = BasicAckArguments::new(deliver.delivery_tag(), false);
             // warren: an ack on a closed channel is logged, not a panic of the consumer task
-            if let Err(err) = channel.basic_ack(args).await {
-                #[cfg(feature = "traces")]
-                warn!(
-                    "failed to ack delivery {} on channel {}: {}",
-                    deliver, channel, err
-                );
-            }
+            if let Err(_err) = channel.basic_ack(args).await {}
         }
     }
 }
@@ -162,30 +144,14 @@ impl BlockingConsumer for DefaultBlockingConsumer {
         channel: &Channel,
         deliver: Deliver,
         _basic_properties: BasicProperties,
-        content: Vec<u8>,
+        _content: Vec<u8>,
     ) {
-        #[cfg(feature = "traces")]
-        info!(
-            "consume delivery {} on channel {}, content size: {}",
-            deliver,
-            channel,
-            content.len()
-        );
-
         // ack explicitly if manual ack
         if !self.no_ack {
-            #[cfg(feature = "traces")]
-            info!("ack to delivery {} on channel {}", deliver, channel);
             let args = BasicAckArguments::new(deliver.delivery_tag(), false);
             // should call blocking version of API because we are in blocing context
             // warren: an ack on a closed channel is logged, not a panic of the consumer thread
-            if let Err(err) = channel.basic_ack_blocking(args) {
-                #[cfg(feature = "traces")]
-                warn!(
-                    "failed to ack delivery {} on channel {}: {}",
-                    deliver, channel, err
-                );
-            }
+            if let Err(_err) = channel.basic_ack_blocking(args) {}
         }
     }
 }

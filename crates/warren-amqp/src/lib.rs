@@ -9,7 +9,7 @@
 //! # Quick Start
 //!
 //! ```rust,no_run
-//! use amqprs::{
+//! use warren_amqp::{
 //!     callbacks,
 //!     security::SecurityCredentials,
 //!     connection::{OpenConnectionArguments, Connection},
@@ -46,7 +46,6 @@
 //!
 //! # Optional Features
 //!
-//! - "traces": enable `tracing` in the library.
 //! - "compliance_assert": enable compliance assertion according to AMQP spec.
 //!   If enabled, library always check user inputs and `panic` if any non-compliance.
 //!   If disabled, then it relies on server to reject.

@@ -64,7 +64,6 @@ mod tests {
         callbacks::{DefaultChannelCallback, DefaultConnectionCallback},
         channel::BasicPublishArguments,
         connection::{Connection, OpenConnectionArguments},
-        test_utils::setup_logging,
         BasicProperties,
     };
 
@@ -72,8 +71,6 @@ mod tests {
 
     #[tokio::test]
     async fn test_publish_confirm_mode() {
-        setup_logging();
-
         let args = OpenConnectionArguments::new(
             "localhost",
             crate::test_utils::test_port(),

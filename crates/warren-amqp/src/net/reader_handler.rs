@@ -7,8 +7,6 @@ use tokio::{
     task::yield_now,
     time,
 };
-#[cfg(feature = "traces")]
-use tracing::{debug, error, info, trace, warn};
 
 use crate::{
     api::channel::Next,
@@ -109,11 +107,7 @@ impl ReaderHandler {
         match frame {
             // any received frame can be considered as heartbeat
             // nothing to handle with heartbeat frame.
-            Frame::HeartBeat(_) => {
-                #[cfg(feature = "traces")]
-                debug!("received heartbeat on connection {}", self.amqp_connection);
-                Ok(())
-            }
+            Frame::HeartBeat(_) => Ok(()),
 
             // Method frames for synchronous response
             // warren: a reply nobody asked for is a protocol error; a reply whose caller
@@ -147,9 +141,6 @@ impl ReaderHandler {
                     let _ = responder.send(close_ok.into_frame());
                 }
 
-                #[cfg(feature = "traces")]
-                info!("close connection {} OK", self.amqp_connection);
-
                 // Try to yield for last sent message to be scheduled.
                 yield_now().await;
                 Ok(())
@@ -159,31 +150,15 @@ impl ReaderHandler {
             // Server request to close connection
             Frame::Close(_, close) => {
                 if let Some(ref mut callback) = self.callback {
-                    if let Err(err) = callback.close(&self.amqp_connection, close).await {
-                        #[cfg(feature = "traces")]
-                        error!(
-                            "close callback error on connection {}, cause: {}",
-                            self.amqp_connection, err
-                        );
+                    if let Err(_err) = callback.close(&self.amqp_connection, close).await {
                         return Err(Error::Callback);
                     }
-                } else {
-                    #[cfg(feature = "traces")]
-                    error!(
-                        "callback not registered on connection {}",
-                        self.amqp_connection
-                    );
                 }
                 // respond to server if no callback registered or callback succeed
                 self.amqp_connection.set_is_open(false);
                 self.outgoing_tx
                     .send((DEFAULT_CONN_CHANNEL, CloseOk.into_frame()))
                     .await?;
-                #[cfg(feature = "traces")]
-                info!(
-                    "server requests to shutdown connection {}",
-                    self.amqp_connection
-                );
 
                 // Try to yield for last sent message to be scheduled.
                 yield_now().await;
@@ -195,24 +170,12 @@ impl ReaderHandler {
                     callback
                         .blocked(&self.amqp_connection, blocked.reason.into())
                         .await;
-                } else {
-                    #[cfg(feature = "traces")]
-                    error!(
-                        "callback not registered on connection {}",
-                        self.amqp_connection
-                    );
                 }
                 Ok(())
             }
             Frame::Unblocked(_, _unblocked) => {
                 if let Some(ref mut callback) = self.callback {
                     callback.unblocked(&self.amqp_connection).await;
-                } else {
-                    #[cfg(feature = "traces")]
-                    error!(
-                        "callback not registered on connection {}",
-                        self.amqp_connection
-                    );
                 }
                 Ok(())
             }
@@ -290,8 +253,6 @@ impl ReaderHandler {
                                     self.channel_manager.remove_resource(&id);
                                 }
                             }
-                            #[cfg(feature="traces")]
-                            debug!("register channel resource on connection {}", self.amqp_connection);
 
                         },
                         ConnManagementCommand::Channel(cmd) => {
@@ -304,8 +265,6 @@ impl ReaderHandler {
                         },
                         ConnManagementCommand::RegisterConnectionCallback(cmd) => {
                             self.callback.replace(cmd.callback);
-                            #[cfg(feature="traces")]
-                            debug!("callback registered on connection {}", self.amqp_connection);
                         },
                     }
                 }
@@ -322,14 +281,10 @@ impl ReaderHandler {
                                 if let Error::Protocol(reason) = &err {
                                     self.protocol_error(reason.clone(), 505);
                                 }
-                                #[cfg(feature="traces")]
-                                error!("socket will be closed due to error of handling frame, cause: {}", err);
                                 break;
                             }
                             // normal close
                             if !self.amqp_connection.is_open() {
-                                #[cfg(feature="traces")]
-                                info!("connection {} is closed, shutting down socket I/O handlers", self.amqp_connection);
                                 break;
                             }
                         },
@@ -341,8 +296,6 @@ impl ReaderHandler {
                             if let Error::Framing(reason) | Error::Serde(reason) = &err {
                                 self.protocol_error(format!("malformed frame: {reason}"), 501);
                             }
-                            #[cfg(feature="traces")]
-                            error!("socket will be closed due to failure of reading frame, cause: {}", err);
                             break;
                         },
                     }
@@ -355,12 +308,8 @@ impl ReaderHandler {
                         quiet_since = now;
 
                         // should call self.io_failure_notify.notify_one();?
-                        #[cfg(feature="traces")]
-                        warn!("missing heartbeat from server for {}: {heartbeat_miss}/{MAX_HEARTBEAT_MISS}", self.amqp_connection);
                         heartbeat_miss += 1;
                         if heartbeat_miss >= MAX_HEARTBEAT_MISS {
-                            #[cfg(feature="traces")]
-                            error!("heartbeat was missed `{heartbeat_miss}` times in a row, closing connection");
                             // Shutdown connection due to heartbeat timeout
                             is_network_failure = true;
                             break;
@@ -374,10 +323,8 @@ impl ReaderHandler {
             }
         }
         self.amqp_connection.set_is_open(false);
-        if self.shutdown_notifier.send(is_network_failure).is_err() {
-            #[cfg(feature = "traces")]
-            error!("failed to notify shutdown for {}", self.amqp_connection);
-        }
+        // Nobody may be waiting for the shutdown any more.
+        let _ = self.shutdown_notifier.send(is_network_failure);
         // warren: every channel ends with its connection; their callbacks and consumers'
         // queues are dropped with `self`
         self.channel_manager.close_all();

@@ -1,17 +1,4 @@
-#[cfg(test)]
-use tracing_subscriber::{fmt, prelude::*, EnvFilter};
-
-//////////////////////////////////////////////////////////////////
-// construct a subscriber that prints formatted traces to stdout
-#[cfg(test)]
-pub fn setup_logging() {
-    // global subscriber with log level according to RUST_LOG
-    tracing_subscriber::registry()
-        .with(fmt::layer())
-        .with(EnvFilter::from_default_env())
-        .try_init()
-        .ok();
-}
+//! warren: what the crate's own tests share: the RabbitMQ node they connect to.
 
 /// warren: the port of the RabbitMQ node the crate's own tests connect to, from
 /// `AMQPRS_TEST_PORT`: warren's scripts/test.sh starts a private node on a free port and

@@ -1,7 +1,5 @@
 use amqp_serde::types::AmqpDeliveryTag;
 use tokio::sync::mpsc;
-#[cfg(feature = "traces")]
-use tracing::{debug, trace};
 
 use crate::{
     api::{
@@ -69,7 +67,7 @@ impl BasicQosArguments {
 ///
 /// # Support chainable methods to build arguments
 /// ```
-/// # use amqprs::channel::BasicConsumeArguments;
+/// # use warren_amqp::channel::BasicConsumeArguments;
 ///
 /// let x = BasicConsumeArguments::new("q", "c")
 ///     .manual_ack(true)
@@ -468,7 +466,7 @@ impl Channel {
     /// on application level maybe need to be introduced, othersie it relies on TCP backpresure.
     ///
     /// ```no_run
-    /// # use amqprs::{
+    /// # use warren_amqp::{
     /// #     callbacks::{DefaultChannelCallback, DefaultConnectionCallback},
     /// #     channel::{BasicCancelArguments, BasicConsumeArguments, BasicPublishArguments, QueueDeclareArguments},
     /// #     connection::{Connection, OpenConnectionArguments},
@@ -620,18 +618,11 @@ impl Channel {
             mpsc::UnboundedReceiver<ConsumerMessage>,
         ) = mpsc::unbounded_channel();
 
-        let ctag = consumer_tag.clone();
+        let _ctag = consumer_tag.clone();
         let channel = self.clone_as_secondary();
 
         // spawn consumer task
         tokio::spawn(async move {
-            #[cfg(feature = "traces")]
-            trace!(
-                "starts task for async consumer {} on channel {}",
-                ctag,
-                channel
-            );
-
             loop {
                 match consumer_rx.recv().await {
                     // warren: the dispatcher only forwards whole messages; a part
@@ -648,8 +639,6 @@ impl Channel {
                     }
                     Some(_) => {}
                     None => {
-                        #[cfg(feature = "traces")]
-                        debug!("exit task of async consumer {}", ctag);
                         break;
                     }
                 }
@@ -670,34 +659,23 @@ impl Channel {
             mpsc::UnboundedReceiver<ConsumerMessage>,
         ) = mpsc::unbounded_channel();
 
-        let ctag = consumer_tag.clone();
+        let _ctag = consumer_tag.clone();
         let channel = self.clone_as_secondary();
 
         // spawn blocking consumer task
-        tokio::task::spawn_blocking(move || {
-            #[cfg(feature = "traces")]
-            trace!(
-                "starts task for blocking consumer {} on channel {}",
-                ctag,
-                channel
-            );
-
-            loop {
-                match consumer_rx.blocking_recv() {
-                    Some(ConsumerMessage {
-                        deliver: Some(deliver),
-                        basic_properties: Some(properties),
-                        content: Some(content),
-                        ..
-                    }) => {
-                        consumer.consume(&channel, deliver, properties, content);
-                    }
-                    Some(_) => {}
-                    None => {
-                        #[cfg(feature = "traces")]
-                        debug!("exit task of blocking consumer {}", ctag);
-                        break;
-                    }
+        tokio::task::spawn_blocking(move || loop {
+            match consumer_rx.blocking_recv() {
+                Some(ConsumerMessage {
+                    deliver: Some(deliver),
+                    basic_properties: Some(properties),
+                    content: Some(content),
+                    ..
+                }) => {
+                    consumer.consume(&channel, deliver, properties, content);
+                }
+                Some(_) => {}
+                None => {
+                    break;
                 }
             }
         });
@@ -985,7 +963,6 @@ impl Channel {
 #[cfg(all(test, feature = "broker-tests"))]
 mod tests {
     use crate::callbacks::{DefaultChannelCallback, DefaultConnectionCallback};
-    use crate::test_utils::setup_logging;
     use crate::{
         api::{
             channel::{QueueBindArguments, QueueDeclareArguments},
@@ -1000,8 +977,6 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 5)]
     async fn test_basic_consume_auto_ack() {
-        setup_logging();
-
         let args = OpenConnectionArguments::new(
             "localhost",
             crate::test_utils::test_port(),
@@ -1045,7 +1020,6 @@ mod tests {
 
     #[tokio::test]
     async fn test_basic_consume_manual_ack() {
-        setup_logging();
         {
             let args = OpenConnectionArguments::new(
                 "localhost",
@@ -1086,7 +1060,6 @@ mod tests {
 
     #[tokio::test]
     async fn test_basic_publish() {
-        setup_logging();
         {
             let args = OpenConnectionArguments::new(
                 "localhost",
@@ -1130,8 +1103,6 @@ mod tests {
 
     #[tokio::test]
     async fn test_basic_qos() {
-        setup_logging();
-
         let args = OpenConnectionArguments::new(
             "localhost",
             crate::test_utils::test_port(),

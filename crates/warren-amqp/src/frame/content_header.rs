@@ -46,7 +46,7 @@ pub struct ContentHeaderCommon {
 /// # Example
 ///
 /// ```
-/// # use amqprs::{BasicProperties, ShortStrTooLong, DELIVERY_MODE_PERSISTENT};
+/// # use warren_amqp::{BasicProperties, ShortStrTooLong, DELIVERY_MODE_PERSISTENT};
 /// # fn main() -> Result<(), ShortStrTooLong> {
 /// let basic_props = BasicProperties::default()
 ///     .with_content_type("application/json")?
@@ -344,7 +344,7 @@ impl BasicProperties {
     ///
     /// # Example
     /// ```
-    /// # use amqprs::{BasicProperties, ShortStrTooLong, DELIVERY_MODE_PERSISTENT};
+    /// # use warren_amqp::{BasicProperties, ShortStrTooLong, DELIVERY_MODE_PERSISTENT};
     /// # fn main() -> Result<(), ShortStrTooLong> {
     /// let basic_props = BasicProperties::default()
     ///     .with_content_type("application/json")?
@@ -368,8 +368,8 @@ impl BasicProperties {
     /// # Example
     ///
     /// ```
-    /// use amqprs::BasicProperties;
-    /// use amqprs::{DELIVERY_MODE_PERSISTENT, DELIVERY_MODE_TRANSIENT};
+    /// use warren_amqp::BasicProperties;
+    /// use warren_amqp::{DELIVERY_MODE_PERSISTENT, DELIVERY_MODE_TRANSIENT};
     /// let mut prop1 = BasicProperties::default()
     ///     .with_persistence(true)
     ///     .finish();

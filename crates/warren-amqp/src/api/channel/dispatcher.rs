@@ -23,8 +23,6 @@ use crate::{
     frame::{CancelOk, CloseChannelOk, ContentBody, FlowOk, Frame, MethodHeader},
     net::{IncomingMessage, OutgoingMessage},
 };
-#[cfg(feature = "traces")]
-use tracing::{debug, error, info};
 
 use super::{Channel, ConsumerMessage, DispatcherManagementCommand, GetOkMessage};
 
@@ -201,8 +199,6 @@ impl ChannelDispatcher {
                 self.channel = Some(channel);
             }
             DispatcherManagementCommand::RegisterContentConsumer(cmd) => {
-                #[cfg(feature = "traces")]
-                info!("register consumer {}", cmd.consumer_tag);
                 self.consumer_resource(&cmd.consumer_tag)
                     .register_tx(cmd.consumer_tx);
             }
@@ -250,8 +246,6 @@ impl ChannelDispatcher {
             resource.deliver(message);
             return;
         }
-        #[cfg(feature = "traces")]
-        debug!("a delivery for a consumer not registered yet is buffered");
         self.consumer_resource(tag).deliver(message);
     }
 
@@ -285,10 +279,6 @@ impl ChannelDispatcher {
             Frame::CloseChannel(_, close_channel) => {
                 if let Some((cb, channel)) = self.callback() {
                     if let Err(_err) = cb.close(channel, close_channel).await {
-                        #[cfg(feature = "traces")]
-                        error!(
-                            "close callback returns error on channel {channel_id}, cause: {_err}"
-                        );
                         // no reply to the server then
                         self.set_open(false);
                         return Ok(Next::Closed);
@@ -354,10 +344,7 @@ impl ChannelDispatcher {
                         Ok(active) => {
                             reply(outgoing, (channel_id, FlowOk::new(active).into_frame()))
                         }
-                        Err(_err) => {
-                            #[cfg(feature = "traces")]
-                            error!("flow callback error on channel {channel_id}, cause: '{_err}'.");
-                        }
+                        Err(_err) => {}
                     }
                 }
                 Ok(Next::Open)
@@ -376,12 +363,7 @@ impl ChannelDispatcher {
                                 }
                             }
                         }
-                        Err(_err) => {
-                            #[cfg(feature = "traces")]
-                            error!(
-                                "cancel callback error on channel {channel_id}, cause: '{_err}'."
-                            );
-                        }
+                        Err(_err) => {}
                     }
                 }
                 Ok(Next::Open)

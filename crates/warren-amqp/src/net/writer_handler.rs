@@ -4,8 +4,6 @@ use tokio::{
     task::yield_now,
     time,
 };
-#[cfg(feature = "traces")]
-use tracing::{debug, error, info, trace};
 
 use crate::{
     connection::Connection,
@@ -96,9 +94,7 @@ impl WriterHandler {
                         },
                         Err(err) => Err(err),
                     };
-                    if let Err(err) = written {
-                        #[cfg(feature="tracing")]
-                        error!("failed to send frame over connection {}, cause: {}", amqp_connection, err);
+                    if let Err(_err) = written {
                         break;
                     }
                     last_write = time::Instant::now();
@@ -112,20 +108,14 @@ impl WriterHandler {
                             written = stream.write_frame(DEFAULT_CONN_CHANNEL, Frame::HeartBeat(HeartBeat), frame_max) => written,
                             _ = &mut shutdown_signal => break,
                         };
-                        if let Err(err) = written {
-                            #[cfg(feature="tracing")]
-                            error!("failed to send heartbeat over connection {}, cause: {}", amqp_connection, err);
+                        if let Err(_err) = written {
                             break;
                         }
                         last_write = time::Instant::now();
-                        #[cfg(feature="tracing")]
-                        debug!("sent heartbeat over connection {}", amqp_connection,);
                     }
                     heartbeat_due.as_mut().reset(last_write + interval);
                 }
                 _ = &mut shutdown_signal => {
-                    #[cfg(feature="tracing")]
-                    info!("received shutdown notification for connection {}", amqp_connection);
                     // try to give last chance for last message.
                     yield_now().await;
                     break;
@@ -139,12 +129,6 @@ impl WriterHandler {
 
         // warren: a TLS close_notify cannot block forever on a peer that reads nothing
         let closed = time::timeout(time::Duration::from_secs(1), stream.close()).await;
-        if let Ok(Err(err)) = closed {
-            #[cfg(feature = "traces")]
-            error!(
-                "failed to close i/o writer of connection {}, cause: {}",
-                amqp_connection, err
-            );
-        }
+        if let Ok(Err(_err)) = closed {}
     }
 }

@@ -10,9 +10,9 @@
 //!
 //! # Example
 //! ```rust,no_run
-//! # use amqprs::security::SecurityCredentials;
-//! # use amqprs::connection::{OpenConnectionArguments, Connection};
-//! # use amqprs::callbacks;
+//! # use warren_amqp::security::SecurityCredentials;
+//! # use warren_amqp::connection::{OpenConnectionArguments, Connection};
+//! # use warren_amqp::callbacks;
 //!
 //! # #[tokio::main]
 //! # async fn main() {
@@ -75,14 +75,14 @@ use super::tls::TlsAdaptor;
 #[cfg(feature = "compliance_assert")]
 use crate::api::compliance_asserts::assert_path;
 
-#[cfg(feature = "traces")]
-use tracing::{debug, error, info};
-
 #[cfg(feature = "urispec")]
 use uriparse::URIReference;
 
 const DEFAULT_AMQP_PORT: u16 = 5672;
+// The RabbitMQ URI specification's defaults ("urispec" feature).
+#[cfg(feature = "urispec")]
 const DEFAULT_AMQPS_PORT: u16 = 5671;
+#[cfg(feature = "urispec")]
 const DEFAULT_HEARTBEAT: u16 = 60;
 const AMQP_SCHEME: &str = "amqp";
 const AMQPS_SCHEME: &str = "amqps";
@@ -246,8 +246,8 @@ const SPEC_FRAME_MIN_SIZE: LongUint = 4096;
 /// ## Chaining configuration style
 ///
 /// ```
-/// # use amqprs::security::SecurityCredentials;
-/// # use amqprs::connection::OpenConnectionArguments;
+/// # use warren_amqp::security::SecurityCredentials;
+/// # use warren_amqp::connection::OpenConnectionArguments;
 ///
 /// // Create a default and update only `credentials` field, then return desired config.
 /// let args = OpenConnectionArguments::default()
@@ -256,8 +256,8 @@ const SPEC_FRAME_MIN_SIZE: LongUint = 4096;
 /// ```
 ///
 /// ```
-/// # use amqprs::security::SecurityCredentials;
-/// # use amqprs::connection::OpenConnectionArguments;
+/// # use warren_amqp::security::SecurityCredentials;
+/// # use warren_amqp::connection::OpenConnectionArguments;
 ///
 /// // Create a new one and update the fields, then return desired config
 /// let args = OpenConnectionArguments::new("localhost", 5672, "user", "bitnami")
@@ -269,8 +269,8 @@ const SPEC_FRAME_MIN_SIZE: LongUint = 4096;
 /// ## Non-chaining configuration style
 ///
 /// ```
-/// # use amqprs::security::SecurityCredentials;
-/// # use amqprs::connection::OpenConnectionArguments;
+/// # use warren_amqp::security::SecurityCredentials;
+/// # use warren_amqp::connection::OpenConnectionArguments;
 ///
 /// // create a new and mutable argument
 /// let mut args = OpenConnectionArguments::new("localhost", 5672, "user", "bitnami");
@@ -282,7 +282,7 @@ const SPEC_FRAME_MIN_SIZE: LongUint = 4096;
 ///
 ///
 /// ```
-/// # use amqprs::connection::OpenConnectionArguments;
+/// # use warren_amqp::connection::OpenConnectionArguments;
 /// # #[cfg(feature = "urispec")]
 /// let args: OpenConnectionArguments = "amqp://user:bitnami@localhost".try_into().unwrap();
 ///
@@ -787,8 +787,6 @@ impl Connection {
             .ok_or_else(|| {
                 Error::ConnectionOpenError("failed to register channel resource".to_string())
             })?;
-        #[cfg(feature = "traces")]
-        info!("open connection {}", new_amqp_conn.connection_name());
         Ok(new_amqp_conn)
     }
 
@@ -1074,36 +1072,12 @@ impl Connection {
 
         // If no channel id is given, it will be allocated by management task and included in acker response
         // otherwise same id will be received in response
-        if let Err(err) = self.shared.conn_mgmt_tx.send(cmd).await {
-            #[cfg(feature = "traces")]
-            debug!(
-                "failed to register channel resource on connection {}, cause: {}",
-                self, err
-            );
+        if let Err(_err) = self.shared.conn_mgmt_tx.send(cmd).await {
             return None;
         }
 
         // expect a channel id in response
-        match acker_rx.await {
-            Ok(res) => {
-                if res.is_none() {
-                    #[cfg(feature = "traces")]
-                    debug!(
-                        "failed to allocate/reserve channel id on connection {}",
-                        self
-                    );
-                }
-                res
-            }
-            Err(err) => {
-                #[cfg(feature = "traces")]
-                debug!(
-                    "failed to register channel resource on connection {}, cause: {}",
-                    self, err
-                );
-                None
-            }
-        }
+        acker_rx.await.ok().flatten()
     }
 
     /// It spawns tasks for `WriterHandler` and `ReaderHandler` to handle outgoing/incoming messages cocurrently.
@@ -1197,9 +1171,6 @@ impl Connection {
             Error::ChannelOpenError
         )?;
 
-        #[cfg(feature = "traces")]
-        info!("open channel {}", channel);
-
         Ok(channel)
     }
 
@@ -1252,8 +1223,6 @@ impl Connection {
             self.is_open
                 .compare_exchange(true, false, Ordering::Acquire, Ordering::Relaxed)
         {
-            #[cfg(feature = "traces")]
-            info!("close connection {}", self);
             self.close_handshake().await?;
         }
         Ok(())
@@ -1338,24 +1307,15 @@ impl Drop for DropGuard {
             self.is_open
                 .compare_exchange(true, false, Ordering::Acquire, Ordering::Relaxed)
         {
-            let connection_name = self.connection_name.clone();
+            let _connection_name = self.connection_name.clone();
             let outgoing_tx = self.outgoing_tx.clone();
             tokio::spawn(async move {
-                #[cfg(feature = "traces")]
-                info!("try to close connection {} at drop", connection_name);
-
                 let close = Close::default();
 
-                if let Err(err) = outgoing_tx
+                if let Err(_err) = outgoing_tx
                     .send((DEFAULT_CONN_CHANNEL, close.into_frame()))
                     .await
-                {
-                    #[cfg(feature = "traces")]
-                    error!(
-                        "failed to gracefully close connection {} at drop, cause: '{}'",
-                        connection_name, err
-                    );
-                }
+                {}
             });
         }
     }
@@ -1391,16 +1351,16 @@ fn generate_connection_name(domain: &str) -> String {
 /////////////////////////////////////////////////////////////////////////////
 #[cfg(test)]
 mod tests {
-    use super::{generate_connection_name, Connection, OpenConnectionArguments};
-    use crate::test_utils::setup_logging;
+    use super::{generate_connection_name, OpenConnectionArguments};
     use crate::{connection::AMQPS_SCHEME, security::SecurityCredentials};
     use std::{collections::HashSet, thread};
-    use tokio::time;
+    // warren: what only the tests that talk to a RabbitMQ node use.
+    #[cfg(feature = "broker-tests")]
+    use {super::Connection, tokio::time};
 
     #[cfg(feature = "broker-tests")] // warren: talks to a RabbitMQ node
     #[tokio::test]
     async fn test_channel_open_close() {
-        setup_logging();
         {
             // test close on drop
             let args = OpenConnectionArguments::new(
@@ -1460,8 +1420,6 @@ mod tests {
     #[cfg(feature = "broker-tests")] // warren: talks to a RabbitMQ node
     #[tokio::test(flavor = "multi_thread", worker_threads = 10)]
     async fn test_multi_conn_open_close() {
-        setup_logging();
-
         let mut handles = vec![];
 
         for _ in 0..10 {
@@ -1488,7 +1446,6 @@ mod tests {
     #[cfg(feature = "broker-tests")] // warren: talks to a RabbitMQ node
     #[tokio::test]
     async fn test_connection_clone_and_drop() {
-        setup_logging();
         {
             // test close on drop
             let args = OpenConnectionArguments::new(
@@ -1512,7 +1469,6 @@ mod tests {
     #[cfg(feature = "broker-tests")] // warren: talks to a RabbitMQ node
     #[tokio::test(flavor = "multi_thread", worker_threads = 10)]
     async fn test_multi_channel_open_close() {
-        setup_logging();
         {
             let args = OpenConnectionArguments::new(
                 "localhost",
@@ -1561,8 +1517,6 @@ mod tests {
     #[cfg(feature = "broker-tests")] // warren: talks to a RabbitMQ node
     #[tokio::test]
     async fn test_duplicated_conn_name_is_accpeted_by_server() {
-        setup_logging();
-
         let args = OpenConnectionArguments::new(
             "localhost",
             crate::test_utils::test_port(),
@@ -1582,8 +1536,6 @@ mod tests {
     #[cfg(feature = "broker-tests")] // warren: talks to a RabbitMQ node
     #[tokio::test]
     async fn test_auth_amqplain() {
-        setup_logging();
-
         let args = OpenConnectionArguments::new(
             "localhost",
             crate::test_utils::test_port(),
@@ -1598,8 +1550,6 @@ mod tests {
     #[cfg(feature = "broker-tests")] // warren: talks to a RabbitMQ node
     #[tokio::test]
     async fn test_block_unblock() {
-        setup_logging();
-
         let args = OpenConnectionArguments::default()
             .port(crate::test_utils::test_port())
             .credentials(SecurityCredentials::new_plain("user", "bitnami"))
@@ -1613,8 +1563,6 @@ mod tests {
     #[tokio::test]
     #[should_panic(expected = "failed to register channel resource")]
     async fn test_open_already_opened_channel() {
-        setup_logging();
-
         let args = OpenConnectionArguments::new(
             "localhost",
             crate::test_utils::test_port(),

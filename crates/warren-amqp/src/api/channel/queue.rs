@@ -17,7 +17,7 @@ use crate::api::compliance_asserts::{assert_exchange_name, assert_queue_name};
 ///
 /// # Support chainable methods to build arguments
 /// ```
-/// # use amqprs::channel::QueueDeclareArguments;
+/// # use warren_amqp::channel::QueueDeclareArguments;
 ///
 /// let x = QueueDeclareArguments::default()
 ///     .auto_delete(true)

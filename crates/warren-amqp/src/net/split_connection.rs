@@ -16,8 +16,6 @@ use tokio::{
 };
 #[cfg(feature = "tls")]
 use tokio_rustls::{client::TlsStream, TlsConnector};
-#[cfg(feature = "traces")]
-use tracing::trace;
 
 use super::Error;
 type Result<T> = std::result::Result<T, Error>;
@@ -334,8 +332,6 @@ impl BufIoWriter {
         frame_max: LongUint,
     ) -> Result<()> {
         // TODO: tracing
-        #[cfg(feature = "traces")]
-        trace!("SENT on channel {}: {}", channel, frame);
 
         if let Frame::PublishCombo(publish, content_header, content_body) = frame {
             // warren: a publish goes out whole or not at all: its content header failing
@@ -400,8 +396,6 @@ impl BufIoReader {
                 // discard parsed data in read buffer
                 self.buffer.advance(len);
                 // TODO: tracing
-                #[cfg(feature = "traces")]
-                trace!("RECV on channel {}: {}", channel_id, frame);
                 Ok(Some((channel_id, frame)))
             }
             None => Ok(None),
@@ -426,8 +420,6 @@ impl BufIoReader {
                 }
             }
             // TODO:  tracing
-            #[cfg(feature = "traces")]
-            trace!("{} bytes read from network", len);
             let result = self.decode()?;
             match result {
                 Some(frame) => return Ok(frame),
@@ -526,15 +518,13 @@ mod serialization_tests {
 #[cfg(feature = "broker-tests")]
 mod test {
     use super::SplitConnection;
-    use crate::{frame::*, test_utils::setup_logging};
+    use crate::frame::*;
     use amqp_serde::types::AmqpPeerProperties;
     use tokio::sync::mpsc;
 
     #[tokio::test]
     #[ignore = "needs the RABBIT-CR-DEMO mechanism, which RabbitMQ enables only by configuration (upstream's docker broker)"]
     async fn test_open_amqp_connection() {
-        setup_logging();
-
         let (tx_resp, mut rx_resp) = mpsc::channel(1024);
         let (tx_req, mut rx_req) = mpsc::channel(1024);
 
