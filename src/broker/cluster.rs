@@ -13,12 +13,12 @@ use super::account::Account;
 use super::ctl::{CTL_ANSWER_WITHIN, ClusterStatus, Ctl};
 use super::epmd::Epmd;
 use super::install::RabbitInstall;
+use super::layout::{Folders, Ports, make_base_dir, node_specs};
 use super::node::{Node, NodeEnv, NodeSpec};
-use super::partition::{self, DistLinks, DistNode};
-use super::ports::{free_ports, is_free};
+use super::partition::{DistLinks, DistNode};
 use super::rootfs::{RabbitRoot, remove_broker_folders};
 use super::state::{BrokerState, NodeRecord, TlsRecord};
-use super::tls::{self, SERVER_NAMES, TlsFiles};
+use super::tls::TlsFiles;
 use crate::broker_uri::BrokerUri;
 use crate::tls::ManagedTls;
 
@@ -86,159 +86,60 @@ impl ManagedCluster {
             .transpose()?;
         let install = RabbitInstall::locate(root.as_ref())?;
         let account = RabbitRoot::node_account(root.as_ref())?;
-        let amqp_ports = match options.first_port {
-            Some(first) => {
-                let ports: Vec<u16> = (0..options.nodes as u16).map(|i| first + i).collect();
-                if let Some(busy) = ports.iter().find(|p| !is_free(**p)) {
-                    return Err(BrokerError::PortInUse { port: *busy });
-                }
-                ports
-            }
-            None => Vec::new(),
-        };
-        let mut ports =
-            free_ports(options.nodes * 3 + 1).map_err(|e| BrokerError::io("find free ports", e))?;
-        // One spare per node: a fixed AMQP port may come back among the free ones; drop it.
-        ports.retain(|p| !amqp_ports.contains(p));
-        let epmd_port = ports.pop().ok_or_else(|| {
-            BrokerError::io(
-                "find free ports",
-                std::io::ErrorKind::AddrNotAvailable.into(),
-            )
-        })?;
+        let ports = Ports::allocate(options.nodes, options.first_port)?;
         let base = make_base_dir(options.parent_dir.as_deref(), &account)?;
-        let tag = base
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         let partitionable = options.partitionable && options.nodes > 1;
-        let host = |index: usize| {
-            if partitionable {
-                partition::host_name(index)
-            } else {
-                "localhost".to_string()
-            }
-        };
-        let specs: Vec<NodeSpec> = (0..options.nodes)
-            .map(|index| NodeSpec {
-                index,
-                name: format!("{tag}-{}@{}", index + 1, host(index)),
-                amqp_port: amqp_ports.get(index).copied().unwrap_or(ports[index * 2]),
-                dist_port: ports[index * 2 + 1],
-                dir: base.join(format!("node-{}", index + 1)),
-                tls: options.tls.is_some(),
-            })
-            .collect();
-        let setup = || -> std::io::Result<(Option<PathBuf>, Option<TlsFiles>)> {
-            write_cookie(&base)?;
-            let files = match options.tls {
-                Some(_) => {
-                    let dir = base.join("tls");
-                    std::fs::create_dir_all(&dir)?;
-                    let names = SERVER_NAMES.map(String::from);
-                    Some(tls::generate(&dir, &names).map_err(std::io::Error::other)?)
-                }
-                None => None,
-            };
-            for spec in &specs {
-                let listener = files
-                    .as_ref()
-                    .zip(options.tls)
-                    .map(|(files, managed)| files.node_config(spec.amqp_port, managed.client_auth));
-                spec.prepare(specs.len() > 1, install.version, listener.as_deref())?;
-                if partitionable {
-                    let text = partition::node_inetrc(spec.index, specs.len());
-                    partition::write_inetrc(&spec.dir.join("inetrc"), &text)?;
-                }
-            }
-            if partitionable {
-                partition::write_inetrc(&base.join("inetrc"), &partition::cli_inetrc(specs.len()))?;
-            }
-            account.own(&base)?;
-            let mount_point = match &root {
-                Some(root) => root.make_mount_point(&base)?,
-                None => None,
-            };
-            Ok((mount_point, files))
-        };
-        let (mount_point, tls_files) = match setup() {
-            Ok(made) => made,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&base);
-                return Err(BrokerError::io(&format!("prepare {}", base.display()), e));
-            }
-        };
-        let undo_folders =
-            || remove_broker_folders(&base, false, root.as_ref(), mount_point.as_deref());
-        let epmd = match Epmd::start(&install, epmd_port, account, &base, options.detachable).await
-        {
-            Ok(epmd) => epmd,
-            Err(e) => {
-                undo_folders();
-                return Err(e);
-            }
-        };
-        let links = if partitionable {
-            let nodes: Vec<DistNode> = specs
-                .iter()
-                .map(|s| DistNode {
-                    alive_name: s.name.split('@').next().unwrap_or_default().to_string(),
-                    dist_port: s.dist_port,
-                })
-                .collect();
-            match DistLinks::start(&nodes, epmd_port).await {
-                Ok(links) => Some(links),
-                Err(e) => {
-                    let mut epmd = epmd;
-                    epmd.stop().await;
-                    undo_folders();
-                    return Err(BrokerError::io(
-                        "make the inter-node links for partitions",
-                        std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, e.to_string()),
-                    ));
-                }
-            }
-        } else {
-            None
-        };
+        let specs = node_specs(&base, &ports, partitionable, options.tls.is_some());
+        let (mount_point, tls_files) = Folders {
+            base: &base,
+            specs: &specs,
+            install: &install,
+            account,
+            root: root.as_ref(),
+            partitionable,
+            tls: options.tls,
+        }
+        .prepare()?;
         let tls = tls_files.zip(options.tls);
-        let tls_client = match &tls {
-            Some((files, managed)) => match files.client(managed.client_auth) {
-                Ok(client) => Some(client),
-                Err(e) => {
-                    let mut epmd = epmd;
-                    epmd.stop().await;
-                    undo_folders();
-                    return Err(BrokerError::io(
-                        "read back the broker's TLS files",
-                        std::io::Error::other(e.to_string()),
-                    ));
-                }
-            },
-            None => None,
+        let started = match tls_client_of(tls.as_ref()) {
+            Ok(client) => Services::start(
+                &install,
+                &ports,
+                (account, &base, options.detachable),
+                &specs,
+                partitionable,
+            )
+            .await
+            .map(|services| (services, client)),
+            Err(error) => Err(error),
         };
-        let env = NodeEnv {
-            install: install.clone(),
-            home: base.clone(),
-            epmd_port,
-            account,
-            die_with_warren: !options.detachable,
-            tls: tls_client,
-        };
-        let ctl = Ctl {
-            install: install.clone(),
-            home: base.clone(),
-            epmd_port,
-            account,
+        let (services, tls_client) = match started {
+            Ok(started) => started,
+            Err(error) => {
+                remove_broker_folders(&base, false, root.as_ref(), mount_point.as_deref());
+                return Err(error);
+            }
         };
         let mut cluster = Self {
-            env,
-            ctl,
+            env: NodeEnv {
+                install: install.clone(),
+                home: base.clone(),
+                epmd_port: ports.epmd,
+                account,
+                die_with_warren: !options.detachable,
+                tls: tls_client,
+            },
+            ctl: Ctl {
+                install,
+                home: base.clone(),
+                epmd_port: ports.epmd,
+                account,
+            },
             base,
-            epmd,
+            epmd: services.epmd,
             nodes: specs.into_iter().map(Node::new).collect(),
             keep: options.keep,
-            links,
+            links: services.links,
             cut: Vec::new(),
             mount_point,
             done: false,
@@ -683,61 +584,63 @@ impl Drop for ManagedCluster {
     }
 }
 
-/// Makes `<parent>/warren-<pid>-<n>`, readable by the node account. The parent is the
-/// system temp folder when none is given; a TMPDIR the node account cannot reach (a
-/// private folder of root's) gives way to /tmp, where the nodes can work.
-fn make_base_dir(
-    parent: Option<&std::path::Path>,
-    account: &Account,
-) -> Result<PathBuf, BrokerError> {
-    use std::os::unix::fs::DirBuilderExt;
-    let mut parent = parent.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
-    if !account.can_reach(&parent) {
-        tracing::warn!(
-            folder = %parent.display(),
-            "the node account cannot reach this folder; node folders go to /tmp"
-        );
-        parent = PathBuf::from("/tmp");
-    }
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    for attempt in 0..100u32 {
-        let dir = parent.join(format!(
-            "warren-{}-{:x}",
-            std::process::id(),
-            nanos.wrapping_add(attempt)
-        ));
-        match std::fs::DirBuilder::new().mode(0o755).create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+/// What runs beside a managed broker's nodes: its private epmd and, for a partitionable
+/// cluster, the proxies of the links between nodes.
+struct Services {
+    epmd: Epmd,
+    links: Option<DistLinks>,
+}
+
+impl Services {
+    /// Starts the epmd (`detachable`: it may outlive warren) and, for a partitionable
+    /// cluster, the inter-node links; nothing is left running on error.
+    async fn start(
+        install: &RabbitInstall,
+        ports: &Ports,
+        (account, base, detachable): (Account, &std::path::Path, bool),
+        specs: &[NodeSpec],
+        partitionable: bool,
+    ) -> Result<Self, BrokerError> {
+        let mut epmd = Epmd::start(install, ports.epmd, account, base, detachable).await?;
+        if !partitionable {
+            return Ok(Self { epmd, links: None });
+        }
+        let nodes: Vec<DistNode> = specs
+            .iter()
+            .map(|s| DistNode {
+                alive_name: s.name.split('@').next().unwrap_or_default().to_string(),
+                dist_port: s.dist_port,
+            })
+            .collect();
+        match DistLinks::start(&nodes, ports.epmd).await {
+            Ok(links) => Ok(Self {
+                epmd,
+                links: Some(links),
+            }),
             Err(e) => {
-                return Err(BrokerError::io(
-                    &format!("create a folder in {}", parent.display()),
-                    e,
-                ));
+                epmd.stop().await;
+                Err(BrokerError::io(
+                    "make the inter-node links for partitions",
+                    std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, e.to_string()),
+                ))
             }
         }
     }
-    Err(BrokerError::io(
-        "create a broker folder",
-        std::io::ErrorKind::AlreadyExists.into(),
-    ))
 }
 
-/// The Erlang cookie all nodes and rabbitmqctl share; only the owner may read it.
-fn write_cookie(base: &std::path::Path) -> std::io::Result<()> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut random = [0u8; 20];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut random)?;
-    let cookie: String = random.iter().map(|b| char::from(b'A' + b % 26)).collect();
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o400)
-        .open(base.join(".erlang.cookie"))?;
-    std::io::Write::write_all(&mut file, cookie.as_bytes())
+/// How warren's clients speak TLS to a TLS broker's nodes (`None` for a plain broker).
+fn tls_client_of(
+    tls: Option<&(TlsFiles, ManagedTls)>,
+) -> Result<Option<crate::amqp::TlsClient>, BrokerError> {
+    tls.map(|(files, managed)| {
+        files.client(managed.client_auth).map_err(|e| {
+            BrokerError::io(
+                "read back the broker's TLS files",
+                std::io::Error::other(e.to_string()),
+            )
+        })
+    })
+    .transpose()
 }
 
 /// How many listings [`Cluster::queue_leader`] reads before it gives up on a queue.

@@ -7,6 +7,7 @@ mod ctl;
 mod epmd;
 mod external;
 mod install;
+mod layout;
 mod node;
 mod partition;
 mod ports;
