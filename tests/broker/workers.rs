@@ -84,10 +84,21 @@ fn wait_until_publishing(out: &Path, index: u32) {
     }
 }
 
-/// The processes running worker share `share` ("2/3"): their pids, or with `full` their
-/// pids and command lines.
-fn worker_processes(share: &str, full: bool) -> String {
-    let pattern = format!("--worker {share}");
+/// The processes of worker `index` of this test's run (whose folders are under `out`):
+/// their pids, or with `full` their pids and command lines. Matched by the worker's own
+/// results folder, never by its share alone: the other tests' workers are "2/3" too, and
+/// they all run at once (a test killed another's worker 2 that way).
+fn worker_processes(out: &Path, index: u32, full: bool) -> String {
+    let folder = format!("{}/worker-{index}", out.display());
+    // pgrep reads an extended regular expression: the folder is matched literally.
+    let literal: String = folder
+        .chars()
+        .flat_map(|c| {
+            let special = "\\.^$|?*+()[]{}".contains(c);
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect();
+    let pattern = format!("--out {literal}( |$)");
     let (_, ps, _) = output({
         let mut c = Command::new("pgrep");
         c.args([if full { "-af" } else { "-f" }, "--", &pattern]);
@@ -217,7 +228,7 @@ fn a_worker_killed_mid_run_makes_the_merge_fail_naming_it() {
     let all = Running::spawn(command);
     // Worker 2's console shows publishing; then it is killed with SIGKILL.
     wait_until_publishing(&out, 2);
-    let ps = worker_processes("2/3", false);
+    let ps = worker_processes(&out, 2, false);
     assert!(!ps.trim().is_empty(), "worker 2's process was not found");
     for pid in ps.split_whitespace() {
         let _ = Command::new("kill").args(["-9", pid]).status();
@@ -267,7 +278,7 @@ fn a_worker_that_arrives_after_the_start_cannot_join_the_run() {
     let run = Running::spawn(command);
     wait_until_publishing(&out, 1);
     // A second worker 1 (as Kubernetes starts when a pod is replaced), on the same broker.
-    let ps = worker_processes("1/2", true);
+    let ps = worker_processes(&out, 1, true);
     let uri = ps
         .split_whitespace()
         .skip_while(|w| *w != "--broker-uri")
