@@ -39,16 +39,13 @@ use outcome::cpu_time;
 pub use outcome::{CpuTime, QueueOutcome, WorkloadOutcome};
 pub use progress::Totals;
 
-use crate::amqp::Endpoints;
 use crate::amqp::Failure;
 use crate::broker_uri::BrokerUri;
 use crate::deadline::PublishingStart;
 use crate::ledger::{DeadLetterShard, DeliveryShard, PublishLedger};
 use crate::scenario::Plan;
 use collector::Collector;
-use meeting::Meeting;
 pub(crate) use setup::SetupChannel;
-use topology::Topology;
 
 /// How long consumers may take to start consuming.
 const CONSUMERS_READY_WITHIN: Duration = Duration::from_secs(30);
@@ -177,91 +174,56 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> Result<WorkloadOutcome, WorkloadError> {
     let cpu_start = cpu_time();
-    let uris = Arc::new(Endpoints::new(uris.to_vec(), options.tls.clone()));
-    // Meet: a worker runs on worker 0's clock.
-    let meeting = Meeting::join(options.worker.as_ref(), &uris, cancel);
-    let run_id = meeting
-        .run_id()
-        .or(options.run_id)
-        .unwrap_or_else(random_run_id);
-    let (clock, clock_sync, events) = meeting.clock().await?;
-    let run = phases::Run {
+    // Meet (a worker runs on worker 0's clock); declare (worker 0 alone); start the client
+    // threads, the consumers and the dead-letter reader; agree on the start.
+    let who = (options.worker.as_ref(), options.run_id, !options.no_verify);
+    let met = phases::Run::meet(plan, (uris, options.tls.clone()), who, cancel).await;
+    let (run, meeting, clock_sync) = met?;
+    let setup = meeting.set_up(
         plan,
-        topology: Arc::new(Topology::from_plan(plan, run_id)),
-        uris,
-        events,
-        clock,
-        run_id,
-        share: meeting.share(),
-        verify: !options.no_verify,
+        &run.uris,
+        (&run.topology, run.clock),
+        &run.events,
         cancel,
-    };
-
-    // Declare (worker 0 alone); start the client threads, the consumers and the
-    // dead-letter reader; agree on the start.
-    let setup = meeting.set_up(plan, &run.uris, (&run.topology, clock), &run.events, cancel);
+    );
     let setup = setup.await?;
     let (sample_sink, samples) = mpsc::unbounded_channel();
-    let mut collector = Collector::new(samples, clock.origin(), options.live.clone());
+    let mut collector = Collector::new(samples, run.clock.origin(), options.live.clone());
     let shards = run.start_shards(sample_sink)?;
     let clients = run.clients(meeting.attempts());
     let consumer_uris = run.proxied(options.consumer_uris.take(), &options.tls);
     let mut consumers = clients.start_consumers(&shards, &consumer_uris, options.sabotage, cancel);
     let dead_letters = run.read_dead_letters();
     let ready = consumers.ready(CONSUMERS_READY_WITHIN, cancel).await;
-    let start = match meeting.start(ready, clock, cancel).await {
+    let start = match meeting.start(ready, run.clock, cancel).await {
         Ok(start) => start,
         Err(error) => return Err(run.abandon(consumers, dead_letters, error).await),
     };
 
     // Publish.
-    let published = run.publish(
-        &clients,
-        &shards,
-        start,
-        &mut options,
-        &mut collector,
-        &consumers,
-    );
-    let published = published.await;
+    let publishing = (&clients, &shards, &consumers);
+    let published = run
+        .publish(publishing, start, &mut options, &mut collector)
+        .await;
     let consumer_counters = consumers.counters.clone();
     let totals = || progress::totals(&published.counters, &consumer_counters);
     let mut peers_missing = meeting.published(plan.drain_timeout, &run.events).await;
 
     // Drain, stop the consumers, read what is still missing, tear down.
-    let mut snapshots = shards.snapshot_senders();
-    snapshots.extend(dead_letters.as_ref().map(|d| d.snapshots.clone()));
-    let mut on_tick = |t: Totals| {
-        let line = collector.line(start.elapsed(), "draining", t);
-        if let Some(report) = options.on_progress.as_mut() {
-            report(&line);
-        }
-    };
-    let drained = run.drain(
-        &published.ledgers,
-        &snapshots,
-        &setup,
-        &totals,
-        &mut on_tick,
-    );
-    let (drain, missing) = drained.await;
+    let progress = (&mut collector, options.on_progress.as_mut());
+    let threads = (&shards, dead_letters.as_ref());
+    let (drain, missing) = run
+        .drain((&published, &setup, &totals), threads, progress, start)
+        .await;
     let final_totals = totals();
     let consumer_reports = consumers.stop(&run.events).await;
-    meeting
-        .drained(plan.drain_timeout, &run.events, &mut peers_missing)
-        .await;
+    let drained = meeting.drained(plan.drain_timeout, &run.events, &mut peers_missing);
+    drained.await;
     let tasks_failed = consumer_reports.is_err() || published.failure.is_some();
     let final_read = run.final_read(&drain, &missing, tasks_failed).await;
-    let dead_letters = match dead_letters {
-        Some(reader) => Some(reader.finish().await).transpose(),
-        None => Ok(None),
-    };
-    let queues_left = run.tear_down(&setup).await;
-    fleet::close_all(&published.links, &run.events, "publishers").await;
-    if let Some(live) = &options.live {
-        live.detach();
-    }
-    let thread_records = shards.finish().await;
+    let live = options.live.as_ref();
+    let torn_down = run.tear_down(&setup, dead_letters, &published.links, live, shards);
+    let torn_down = torn_down.await;
     meeting.leave().await;
 
     // Judge.
@@ -269,12 +231,10 @@ pub async fn run(
         clients: &clients,
         published,
         consumers: consumer_reports,
-        dead_letters,
-        thread_records,
+        torn_down,
         final_read,
         final_totals,
         drain,
-        queues_left,
         start,
         cpu_start,
         node_names: &options.node_names,

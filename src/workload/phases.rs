@@ -8,12 +8,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::collector::Collector;
-use super::consumer::{ConsumerReport, SnapshotRequest};
+use super::consumer::ConsumerReport;
 use super::coordination::ClockSync;
 use super::dead_letter_reader::Reading;
 use super::drain::{self, DrainResult, MissingByQueue};
 use super::final_read::{self, FinalRead};
 use super::fleet::{Clients, Consumers};
+use super::meeting::Meeting;
 use super::outcome::{self, CpuTime, WorkloadOutcome, cpu_time};
 use super::progress::{self, PublisherCounters, Totals};
 use super::publisher::PublisherReport;
@@ -22,7 +23,8 @@ use super::shards::{ShardOptions, Shards};
 use super::thread_records::QueueRecord;
 use super::topology::Topology;
 use super::{
-    WorkerEvidence, WorkerRun, WorkloadError, WorkloadOptions, judge, link, live, publishing,
+    ProgressSink, WorkerEvidence, WorkerRun, WorkloadError, WorkloadOptions, fleet, judge, link,
+    live, publishing, random_run_id,
 };
 use crate::amqp::{Endpoints, TlsClient};
 use crate::broker_uri::BrokerUri;
@@ -61,18 +63,26 @@ pub(super) struct Published {
     pub counters: Vec<Arc<PublisherCounters>>,
 }
 
+/// What the teardown hands back.
+pub(super) struct TornDown {
+    /// What the dead-letter reader found, per queue (or why it found nothing).
+    pub dead_letters: Result<Option<Vec<Option<DeadLetterShard>>>, WorkloadError>,
+    /// Messages left in each queue at its deletion (worker 0).
+    pub queues_left: Option<Vec<u32>>,
+    /// Each client thread's records, per queue.
+    pub thread_records: Vec<Vec<Option<QueueRecord>>>,
+}
+
 /// Everything the run gathered, for the verdict.
 pub(super) struct Gathered<'a> {
     pub clients: &'a Clients<'a>,
     pub published: Published,
     pub consumers: Result<Vec<ConsumerReport>, WorkloadError>,
-    pub dead_letters: Result<Option<Vec<Option<DeadLetterShard>>>, WorkloadError>,
-    pub thread_records: Vec<Vec<Option<QueueRecord>>>,
+    pub torn_down: TornDown,
     pub final_read: FinalRead,
     /// The live totals at the end of the drain.
     pub final_totals: Totals,
     pub drain: DrainResult,
-    pub queues_left: Option<Vec<u32>>,
     /// When message 0 was due.
     pub start: Instant,
     /// The process's CPU time when the run began.
@@ -83,7 +93,38 @@ pub(super) struct Gathered<'a> {
     pub series: Series,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// Meets the other workers (a lone process meets nobody) and sets the run's clock:
+    /// worker 0's for a worker. Returns the run, its meeting and the clock's offset.
+    /// (It takes what it needs of the options, not the options: their progress sink may
+    /// not be shared between threads, and the workload's future must be `Send`.)
+    ///
+    /// # Errors
+    /// Worker 0 did not answer in time.
+    pub async fn meet(
+        plan: &'a Plan,
+        (uris, tls): (&[BrokerUri], Option<TlsClient>),
+        (worker, run_id, verify): (Option<&WorkerRun>, Option<u64>, bool),
+        cancel: &'a CancellationToken,
+    ) -> Result<(Self, Meeting, ClockSync), WorkloadError> {
+        let uris = Arc::new(Endpoints::new(uris.to_vec(), tls));
+        let meeting = Meeting::join(worker, &uris, cancel);
+        let run_id = meeting.run_id().or(run_id).unwrap_or_else(random_run_id);
+        let (clock, clock_sync, events) = meeting.clock().await?;
+        let run = Self {
+            plan,
+            topology: Arc::new(Topology::from_plan(plan, run_id)),
+            uris,
+            events,
+            clock,
+            run_id,
+            share: meeting.share(),
+            verify,
+            cancel,
+        };
+        Ok((run, meeting, clock_sync))
+    }
+
     /// The client threads, each sending its samples to `samples`.
     ///
     /// # Errors
@@ -169,12 +210,10 @@ impl Run<'_> {
     /// them to the live metrics, and waits until every one has handed back its ledger.
     pub async fn publish(
         &self,
-        clients: &Clients<'_>,
-        shards: &Shards,
+        (clients, shards, consumers): (&Clients<'_>, &Shards, &Consumers),
         start: Instant,
         options: &mut WorkloadOptions,
         collector: &mut Collector,
-        consumers: &Consumers,
     ) -> Published {
         let plan = self.plan;
         let deadline = plan
@@ -234,26 +273,34 @@ impl Run<'_> {
     }
 
     /// Drains until every confirmed message has arrived (or the drain timeout), asking
-    /// the consumers and the dead-letter reader (`snapshots`) what they hold.
+    /// the client threads and the dead-letter reader what they hold, with a progress line
+    /// (`on_progress`) about once a second.
     pub async fn drain(
         &self,
-        ledgers: &[PublishLedger],
-        snapshots: &[mpsc::Sender<SnapshotRequest>],
-        setup: &SetupChannel,
-        totals: &(dyn Fn() -> Totals + Sync),
-        on_tick: &mut (dyn FnMut(Totals) + Send),
+        (published, setup, totals): (&Published, &SetupChannel, &(dyn Fn() -> Totals + Sync)),
+        (shards, dead_letters): (&Shards, Option<&Reading>),
+        (collector, mut on_progress): (&mut Collector, Option<&mut ProgressSink>),
+        start: Instant,
     ) -> (DrainResult, MissingByQueue) {
+        let mut snapshots = shards.snapshot_senders();
+        snapshots.extend(dead_letters.map(|d| d.snapshots.clone()));
+        let mut on_tick = |t: Totals| {
+            let line = collector.line(start.elapsed(), "draining", t);
+            if let Some(report) = on_progress.as_mut() {
+                report(&line);
+            }
+        };
         let drained = drain::after_publishing(drain::DrainPhase {
             plan: self.plan,
             topology: &self.topology,
-            ledgers,
+            ledgers: &published.ledgers,
             verify: self.verify,
             shared: self.share.is_shared(),
-            snapshots,
+            snapshots: &snapshots,
             totals,
             setup,
             cancel: self.cancel,
-            on_tick,
+            on_tick: &mut on_tick,
         })
         .await;
         self.events
@@ -290,14 +337,36 @@ impl Run<'_> {
         .await
     }
 
-    /// Worker 0 deletes the topology and says what each queue still held; the others
-    /// only close their setup channel.
-    pub async fn tear_down(&self, setup: &SetupChannel) -> Option<Vec<u32>> {
-        if self.share.is_leader() {
+    /// Ends what the run started: the dead-letter reader (handing back what it read),
+    /// the topology (worker 0 deletes it and says what each queue still held; the others
+    /// only close their setup channel), the publishers' connections, the live metrics'
+    /// view of the tasks, and the client threads (handing back their records).
+    pub async fn tear_down(
+        &self,
+        setup: &SetupChannel,
+        dead_letters: Option<Reading>,
+        publishers: &[Arc<link::Link>],
+        live: Option<&Arc<dyn live::LiveSink>>,
+        shards: Shards,
+    ) -> TornDown {
+        let dead_letters = match dead_letters {
+            Some(reader) => Some(reader.finish().await).transpose(),
+            None => Ok(None),
+        };
+        let queues_left = if self.share.is_leader() {
             setup::teardown(setup, &self.topology, &self.events).await
         } else {
             setup.close().await;
             None
+        };
+        fleet::close_all(publishers, &self.events, "publishers").await;
+        if let Some(live) = live {
+            live.detach();
+        }
+        TornDown {
+            dead_letters,
+            queues_left,
+            thread_records: shards.finish().await,
         }
     }
 
@@ -317,9 +386,14 @@ impl Run<'_> {
             return Err(error);
         }
         let consumers = gathered.consumers?;
-        let dead_letters = gathered.dead_letters?;
+        let TornDown {
+            dead_letters,
+            queues_left,
+            thread_records,
+        } = gathered.torn_down;
+        let dead_letters = dead_letters?;
         let ledgers = &published.ledgers;
-        let queue_records = judge::by_queue(gathered.thread_records, self.topology.queues.len());
+        let queue_records = judge::by_queue(thread_records, self.topology.queues.len());
         let verdict = judge::decide(judge::Records {
             clients: gathered.clients,
             ledgers,
@@ -362,7 +436,7 @@ impl Run<'_> {
             dead_letters,
             drain: gathered.drain,
             final_read: final_read.report,
-            queues_left: gathered.queues_left,
+            queues_left,
             clock: self.clock,
             start: gathered.start,
             cpu: cpu_time().since(gathered.cpu_start),
