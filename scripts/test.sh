@@ -48,6 +48,10 @@ if [ -n "$test_tools" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $test_tools
 fi
 . scripts/env.sh
+# The broker tests run many at once, each with nodes and warren processes on pipes: the
+# usual soft limit of 1,024 open files ran out for an ordinary user ("Too many open
+# files"), so the soft limit is raised to the hard one, as warren raises its own.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # Built as the tests build it (dev-dependencies' features unified), so nothing is built
 # twice; the warren binary the tests run is among it.

@@ -321,7 +321,10 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        for (pid, _) in processes_mentioning(&self.path) {
+        // Best effort, and never a panic: a panic in a destructor while a test unwinds
+        // aborts every test of the binary (it did, when /proc could not be read for
+        // want of file descriptors).
+        for (pid, _) in try_processes_mentioning(&self.path).unwrap_or_default() {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
         let _ = std::fs::remove_dir_all(&self.path);
@@ -331,10 +334,15 @@ impl Drop for Scratch {
 /// Live (non-zombie) processes whose command line, working folder or environment mentions
 /// `dir`.
 pub fn processes_mentioning(dir: &Path) -> Vec<(u32, String)> {
+    try_processes_mentioning(dir).unwrap_or_else(|e| panic!("reading /proc: {e}"))
+}
+
+/// [`processes_mentioning`], or why /proc could not be read.
+fn try_processes_mentioning(dir: &Path) -> std::io::Result<Vec<(u32, String)>> {
     let needle = dir.to_string_lossy().into_owned();
     let me = std::process::id();
     let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+    for entry in std::fs::read_dir("/proc")?.filter_map(|e| e.ok()) {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
@@ -363,7 +371,7 @@ pub fn processes_mentioning(dir: &Path) -> Vec<(u32, String)> {
             found.push((pid, format!("{cmdline} (cwd {cwd})")));
         }
     }
-    found
+    Ok(found)
 }
 
 /// The warren binary built for these tests.
